@@ -1,0 +1,92 @@
+"""The seam between the core engine and the frameworks it runs inside.
+
+The core never imports a framework. A framework integration (for example
+``infercache.integrations.gradio``) describes itself with an
+:class:`Integration` object and registers it here; the decorator and ``Cache``
+ask :func:`active` for the registered integrations on each call.
+
+Discovery is lazy and cheap: an integration is imported the first time the
+core runs while its framework is already imported by the user's program
+(``"gradio" in sys.modules``), so ``import infercache`` never pulls a heavy
+framework in, and a plain Python program pays one dict lookup per call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from typing import Any
+
+__all__ = ["Integration", "register", "active"]
+
+
+class Integration:
+    """What a framework tells the core. Every method has a do-nothing default."""
+
+    name: str = "integration"
+
+    def session_id(self) -> str | None:
+        """The id of the user session the current call belongs to, if any."""
+        return None
+
+    def probing(self) -> bool:
+        """True while the framework only asks "is this a hit?" (no computing on a miss)."""
+        return False
+
+    def miss_error(self) -> BaseException:
+        """The exception to raise on a miss while :meth:`probing` is true."""
+        return LookupError("cache miss while probing")
+
+    def manual_hit(self) -> None:
+        """Called when ``Cache.get`` (or ``longest_prefix``) returns a hit."""
+
+    def injected(self, value: Any) -> bool:
+        """True for argument values the framework injects (left out of keys)."""
+        return False
+
+    def store_output(self, value: Any) -> Any:
+        """Turn a freshly computed output into the form kept in the cache."""
+        return value
+
+    def load_output(self, value: Any) -> Any:
+        """Turn a kept output back into what a hit returns."""
+        return value
+
+    def cache_bases(self) -> tuple[type, ...]:
+        """Extra base classes for ``Cache`` so the framework recognises it."""
+        return ()
+
+
+# module name of a framework -> module of its integration
+_KNOWN = {"gradio": "infercache.integrations.gradio"}
+_registered: list[Integration] = []
+_pending = dict(_KNOWN)
+_lock = threading.Lock()
+
+
+def register(integration: Integration) -> None:
+    """Register a framework integration (idempotent by ``integration.name``)."""
+    with _lock:
+        if any(i.name == integration.name for i in _registered):
+            return
+        _registered.append(integration)
+
+
+def active() -> list[Integration]:
+    """The registered integrations, importing those whose framework is loaded."""
+    if _pending:
+        _discover()
+    return _registered
+
+
+def _discover() -> None:
+    for framework, module in list(_pending.items()):
+        if framework in sys.modules:
+            with _lock:
+                if _pending.pop(framework, None) is None:
+                    continue
+            try:
+                importlib.import_module(module)
+            except ImportError:  # the integration needs a newer framework; core works alone
+                pass
