@@ -1,0 +1,31 @@
+"""infercache: cache expensive ML functions by the content of their inputs.
+
+A drop-in for Gradio's ``@gr.cache`` and ``gr.Cache()`` (``import infercache as
+ic`` and use ``@ic.cache`` / ``c=ic.Cache()``), correct where it is not:
+content keys (never identity), single-flight for concurrent identical calls,
+hard memory bounds with real byte accounting, mutation-safe results, and any
+signature including ``*args``/``**kwargs``. Works in plain Python and inside
+Gradio apps (queue bypass, ``from cache`` badges, per-session isolation).
+"""
+
+from .decorator import CacheHandle, CacheKeyError, cache
+from .keys import UnhashableError, hash_key, register_hasher
+from .manual import Cache
+from .sessions import clear_session, current_session, session
+from .store import CacheStats
+
+__all__ = [
+    "Cache",
+    "CacheHandle",
+    "CacheKeyError",
+    "CacheStats",
+    "UnhashableError",
+    "cache",
+    "clear_session",
+    "current_session",
+    "hash_key",
+    "register_hasher",
+    "session",
+]
+
+__version__ = "0.1.0"

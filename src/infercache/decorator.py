@@ -1,0 +1,457 @@
+"""``@cache``: content-keyed caching of whole function calls.
+
+A call's key is made from its arguments bound to the function's parameters
+(so ``f(1, b=2)``, ``f(a=1, b=2)`` and ``f(1)`` with default ``b=2`` are one
+key) and hashed by content (:mod:`infercache.keys`). On a hit the kept value
+is released to the caller (:mod:`infercache.safety`); on a miss one caller
+computes while identical callers wait for it (:mod:`infercache.flight`), and
+the result is protected, measured (:mod:`infercache.sizes`) and stored
+(:mod:`infercache.store`). The function itself is always called with the
+caller's own arguments, so ``*args``, ``**kwargs`` and positional-only
+parameters work.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar, overload
+
+from . import hooks, sessions
+from .flight import ABANDONED, AsyncRun, Flights, Run
+from .keys import ALGORITHMS, make_call_key, make_key
+from .safety import protect, release
+from .sizes import sizeof
+from .store import CacheStats, Store, check_max_size, check_ttl, parse_memory
+
+__all__ = ["cache", "CacheHandle", "CacheKeyError"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EMPTY = inspect.Parameter.empty
+_RUNTIME_REGISTRY_MAX = 1024
+_registry: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
+_registry_lock = threading.Lock()
+_perf = time.perf_counter
+
+
+class CacheKeyError(ValueError):
+    """The ``key=`` function given to ``cache`` raised while computing a key."""
+
+
+class CacheHandle:
+    """``fn.cache``: inspect and clear one cached function's store."""
+
+    def __init__(self, store: Store, per_session: bool) -> None:
+        self._store = store
+        self.per_session = per_session
+        # Frameworks look for this name to know the function keeps per-session data.
+        self._per_session = per_session
+
+    def clear(self) -> None:
+        """Drop every entry (of every session); computations in flight are not stored."""
+        self._store.clear()
+
+    def clear_session(self, session_id: str) -> int:
+        """Drop one session's entries; returns how many were dropped."""
+        return self._store.clear_namespace(session_id)
+
+    def stats(self) -> CacheStats:
+        """Hits, misses, joins, evictions, size, memory, hit ratio and time saved."""
+        return self._store.stats()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __repr__(self) -> str:
+        s = self._store.stats()
+        return (
+            f"<infercache {s.size} entries, {s.memory} bytes, "
+            f"{s.hits} hits / {s.misses} misses>"
+        )
+
+
+class _Signature:
+    """The parameters of a function, precomputed for fast argument binding."""
+
+    def __init__(self, fn: Callable[..., Any], manual_cache_type: type | None) -> None:
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        self.names = tuple(p.name for p in params)
+        self.defaults = tuple(p.default for p in params)
+        self.count = len(params)
+        self.simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self.index = {p.name: i for i, p in enumerate(params)}
+        skip = {
+            i
+            for i, p in enumerate(params)
+            if manual_cache_type is not None and isinstance(p.default, manual_cache_type)
+        }
+        self.keep = tuple(i for i in range(self.count) if i not in skip) if skip else None
+        if self.keep is not None:
+            self.names = tuple(self.names[i] for i in self.keep)
+
+    def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The argument of every parameter, in order, defaults applied."""
+        values = self._bind(args, kwargs)
+        if self.keep is not None:
+            values = tuple(values[i] for i in self.keep)
+        return values
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if self.simple:
+            n = len(args)
+            if not kwargs:
+                if n == self.count:
+                    return args
+                if n < self.count:
+                    tail = self.defaults[n:]
+                    if _EMPTY not in tail:
+                        return args + tail
+            elif n <= self.count:
+                out = list(args) + list(self.defaults[n:])
+                ok = True
+                for name, value in kwargs.items():
+                    i = self.index.get(name)
+                    if i is None or i < n:
+                        ok = False
+                        break
+                    out[i] = value
+                if ok and _EMPTY not in out:
+                    return tuple(out)
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
+
+
+def _manual_cache_type() -> type | None:
+    from .manual import Cache
+
+    return Cache
+
+
+@overload
+def cache(fn: F) -> F: ...
+
+
+@overload
+def cache(
+    fn: None = None,
+    *,
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    max_size: int = 128,
+    max_memory: int | str | None = None,
+    per_session: bool = False,
+    ttl: float | None = None,
+    digest: str = "blake3",
+) -> Callable[[F], F]: ...
+
+
+def cache(
+    fn: Callable[..., Any] | None = None,
+    *,
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    max_size: int = 128,
+    max_memory: int | str | None = None,
+    per_session: bool = False,
+    ttl: float | None = None,
+    digest: str = "blake3",
+) -> Any:
+    """Cache a function's results by the content of its arguments.
+
+    Use as ``@cache``, ``@cache(...)``, or at runtime as ``cache(fn)(*args)``:
+    repeated runtime wraps of the same function with the same settings share
+    one store. Works for functions, async functions, generators (every yield is
+    kept and replayed on a hit) and async generators.
+
+    Args:
+        key: called with the bound arguments as a dict (parameter name to value,
+            defaults applied); what it returns is hashed instead of all of them.
+        max_size: most entries kept (least recently used evicted first); 0 for
+            unlimited.
+        max_memory: most bytes kept, as an int or a string like ``"512mb"``,
+            ``"2gb"``, ``"1.5GiB"``; a hard bound.
+        per_session: give each user session its own entries (see
+            :func:`infercache.session`); bounds are shared by all sessions.
+        ttl: seconds an entry stays valid.
+        digest: ``"blake3"`` (cryptographic, the default: safe when inputs come
+            from untrusted users) or ``"xxh3"`` (faster, for trusted inputs).
+
+    The wrapped function gains ``fn.cache``, a :class:`CacheHandle`.
+    """
+    if key is not None and not callable(key):
+        raise TypeError(f"key= must be a callable taking the arguments dict, not {key!r}")
+    if digest not in ALGORITHMS:
+        raise ValueError(f"digest must be one of {ALGORITHMS}, not {digest!r}")
+    settings = (
+        key,
+        check_max_size(max_size),
+        parse_memory(max_memory),
+        bool(per_session),
+        check_ttl(ttl),
+        digest,
+    )
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(func):
+            raise TypeError(
+                "cache(...) expects a callable: use cache(fn)(*args), not cache(fn(*args))"
+            )
+        if isinstance(getattr(func, "cache", None), CacheHandle):
+            return func
+        registry_key = (func, *settings)
+        with _registry_lock:
+            wrapper = _registry.get(registry_key)
+            if wrapper is None:
+                wrapper = _wrap(func, *settings)
+                _registry[registry_key] = wrapper
+                while len(_registry) > _RUNTIME_REGISTRY_MAX:
+                    _registry.popitem(last=False)
+            else:
+                _registry.move_to_end(registry_key)
+            return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def _wrap(
+    func: Callable[..., Any],
+    key_fn: Callable[[dict[str, Any]], Any] | None,
+    max_size: int,
+    max_memory: int | None,
+    per_session: bool,
+    ttl: float | None,
+    digest: str,
+) -> Callable[..., Any]:
+    store = Store(max_size=max_size, max_memory=max_memory, ttl=ttl)
+    if per_session:
+        sessions.register_store(store)
+    flights = Flights()
+    sig = _Signature(func, _manual_cache_type())
+    names = sig.names
+    namespace = sessions.namespace
+    active = hooks.active
+    warned: list[bool] = []
+
+    def key_of(args: tuple[Any, ...], kwargs: dict[str, Any], integs: list[hooks.Integration]) -> Hashable:
+        values = sig.values(args, kwargs)
+        arg_names = names
+        if integs:
+            drop = [i for i, v in enumerate(values) if any(g.injected(v) for g in integs)]
+            if drop:
+                values = tuple(v for i, v in enumerate(values) if i not in drop)
+                arg_names = tuple(n for i, n in enumerate(arg_names) if i not in drop)
+        if key_fn is None:
+            k = make_call_key(values, arg_names, algorithm=digest)
+        else:
+            try:
+                chosen = key_fn(dict(zip(arg_names, values)))
+            except Exception as exc:
+                raise CacheKeyError(
+                    f"the key= function of cached {func.__qualname__!r} raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            k = make_key(chosen, algorithm=digest, where=f"the value key= returned for {func.__qualname__!r}")
+        return (namespace() if per_session else "", k)
+
+    def keep(value: Any, integs: list[hooks.Integration]) -> Any:
+        for g in integs:
+            value = g.store_output(value)
+        return protect(value)
+
+    def deliver(kept: Any, integs: list[hooks.Integration]) -> Any:
+        value = release(kept)
+        for g in integs:
+            value = g.load_output(value)
+        return value
+
+    def probe_miss(integs: list[hooks.Integration]) -> None:
+        for g in integs:
+            if g.probing():
+                raise g.miss_error()
+
+    def save(full: tuple[str, Hashable], kept: Any, cost: float, generation: int) -> None:
+        ns, k = full
+        store.set(ns, k, kept, sizeof(kept) + sizeof(k), cost=cost, generation=generation)
+
+    def keep_or_abandon(full: tuple[str, Hashable], result: Any, integs: list[hooks.Integration]) -> Any:
+        try:
+            return keep(result, integs)
+        except Exception as exc:
+            if not warned:
+                warned.append(True)
+                warnings.warn(
+                    f"infercache: the result of {func.__qualname__!r} could not be copied "
+                    f"safely and was not cached ({type(exc).__name__}: {exc})",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return ABANDONED
+
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integs = active()
+            full = key_of(args, kwargs, integs)
+            entry = store.get(*full)
+            if entry is not None:
+                for kept in entry.value:
+                    yield deliver(kept, integs)
+                return
+            probe_miss(integs)
+            run = flights.join_async_run(full, lambda: new_async_run(full, args, kwargs, integs))
+            if run.consumers > 1:
+                store.count_join()
+            i = 0
+            try:
+                while True:
+                    more, kept = await run.item(i)
+                    if not more:
+                        return
+                    i += 1
+                    yield deliver(kept, integs)
+            finally:
+                await run.leave()
+
+        def new_async_run(full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> AsyncRun:
+            start, generation = _perf(), store.generation
+            run = AsyncRun(
+                lambda: func(*args, **kwargs),
+                keep=lambda v: keep(v, integs),
+                publish=lambda items: save(full, tuple(items), _perf() - start, generation),
+                on_end=lambda: flights.end_run(full, run),
+            )
+            return run
+
+        wrapper: Callable[..., Any] = async_gen_wrapper
+
+    elif inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integs = active()
+            full = key_of(args, kwargs, integs)
+            entry = store.get(*full)
+            if entry is not None:
+                for kept in entry.value:
+                    yield deliver(kept, integs)
+                return
+            probe_miss(integs)
+            run = flights.join_run(full, lambda: new_run(full, args, kwargs, integs))
+            if run.consumers > 1:
+                store.count_join()
+            i = 0
+            try:
+                while True:
+                    more, kept = run.item(i)
+                    if not more:
+                        return
+                    i += 1
+                    yield deliver(kept, integs)
+            finally:
+                run.leave()
+
+        def new_run(full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> Run:
+            start, generation = _perf(), store.generation
+            run = Run(
+                lambda: func(*args, **kwargs),
+                keep=lambda v: keep(v, integs),
+                publish=lambda items: save(full, tuple(items), _perf() - start, generation),
+                on_end=lambda: flights.end_run(full, run),
+            )
+            return run
+
+        wrapper = gen_wrapper
+
+    elif inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integs = active()
+            full = key_of(args, kwargs, integs)
+            entry = store.get(*full)
+            if entry is not None:
+                return deliver(entry.value, integs)
+            probe_miss(integs)
+            while True:
+                call, leader = flights.join(full)
+                if leader:
+                    break
+                store.count_join()
+                outcome = await flights.await_(call)
+                if outcome is not ABANDONED:
+                    return deliver(outcome, integs)
+                entry = store.touch(*full)
+                if entry is not None:
+                    return deliver(entry.value, integs)
+            start, generation = _perf(), store.generation
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as exc:
+                flights.finish(full, call, error=exc)
+                raise
+            except BaseException:
+                flights.finish(full, call)
+                raise
+            kept = ABANDONED
+            try:
+                kept = keep_or_abandon(full, result, integs)
+                if kept is not ABANDONED:
+                    save(full, kept, _perf() - start, generation)
+            finally:
+                flights.finish(full, call, value=kept)
+            return result
+
+        wrapper = async_wrapper
+
+    else:
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integs = active()
+            full = key_of(args, kwargs, integs)
+            entry = store.get(*full)
+            if entry is not None:
+                return deliver(entry.value, integs)
+            probe_miss(integs)
+            while True:
+                call, leader = flights.join(full)
+                if leader:
+                    break
+                store.count_join()
+                outcome = flights.wait(call)
+                if outcome is not ABANDONED:
+                    return deliver(outcome, integs)
+                entry = store.touch(*full)
+                if entry is not None:
+                    return deliver(entry.value, integs)
+            start, generation = _perf(), store.generation
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                flights.finish(full, call, error=exc)
+                raise
+            except BaseException:
+                flights.finish(full, call)
+                raise
+            kept = ABANDONED
+            try:
+                kept = keep_or_abandon(full, result, integs)
+                if kept is not ABANDONED:
+                    save(full, kept, _perf() - start, generation)
+            finally:
+                flights.finish(full, call, value=kept)
+            return result
+
+        wrapper = sync_wrapper
+
+    wrapper.cache = CacheHandle(store, per_session)  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,80 @@
+"""User sessions: which namespace a per-session cache reads and writes.
+
+The current session is, in order: the innermost :func:`session` context
+(a ``ContextVar``, so it follows threads' and asyncio tasks' own contexts),
+then what a registered framework integration reports (Gradio's session hash),
+else the shared anonymous namespace ``""``.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+from . import hooks
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["session", "clear_session", "current_session"]
+
+ANONYMOUS = ""
+
+_current: ContextVar[str | None] = ContextVar("infercache_session", default=None)
+_per_session_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+_registry_lock = threading.Lock()
+
+
+@contextmanager
+def session(session_id: str) -> Iterator[str]:
+    """Make ``session_id`` the current session for per-session caches in this block.
+
+    Works across threads and asyncio tasks (each keeps its own context). Use it
+    outside a framework, e.g. one session per logged-in user of a web service::
+
+        with ic.session(user.id):
+            generate(prompt)
+    """
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError(f"session id must be a non-empty str, got {session_id!r}")
+    token = _current.set(session_id)
+    try:
+        yield session_id
+    finally:
+        _current.reset(token)
+
+
+def current_session() -> str | None:
+    """The current session id, or None outside any session."""
+    explicit = _current.get()
+    if explicit is not None:
+        return explicit
+    for integration in hooks.active():
+        found = integration.session_id()
+        if found:
+            return found
+    return None
+
+
+def namespace() -> str:
+    """The namespace per-session caches use now (``""`` outside any session)."""
+    return current_session() or ANONYMOUS
+
+
+def register_store(store: Store) -> None:
+    """Let :func:`clear_session` reach ``store`` (held weakly)."""
+    with _registry_lock:
+        _per_session_stores.add(store)
+
+
+def clear_session(session_id: str) -> int:
+    """Drop ``session_id``'s entries from every per-session cache; returns how many."""
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError(f"session id must be a non-empty str, got {session_id!r}")
+    with _registry_lock:
+        stores = list(_per_session_stores)
+    return sum(store.clear_namespace(session_id) for store in stores)

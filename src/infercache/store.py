@@ -1,0 +1,387 @@
+"""The bounded LRU store behind every cache.
+
+One :class:`Store` holds the entries of one cached function or one ``Cache``.
+Entries are addressed by ``(namespace, key)``: the namespace is ``""`` for
+shared caches and the session id for per-session ones, so all sessions share
+one set of bounds (as the guide requires) while never seeing each other's
+entries.
+
+Bounds are hard: after every :meth:`Store.set` the entry count is at most
+``max_size`` (when non-zero) and the accounted bytes are at most
+``max_memory`` (when set). An entry larger than ``max_memory`` on its own is
+refused rather than stored (and the store warns once). Expired entries (TTL)
+are never returned; they are dropped when met and swept before counting.
+
+The store is thread-safe: one lock guards each store, held only for
+dictionary operations (never while computing sizes or values).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Entry", "Store", "CacheStats", "parse_memory"]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_memory(value: int | str | None) -> int | None:
+    """Parse a memory bound: ``None``, bytes as an int, or ``"512mb"``, ``"2gb"``, ``"1.5GiB"``.
+
+    Decimal units (kb, mb, gb, tb) are powers of 1000, binary units (kib, mib,
+    gib, tib) powers of 1024. Raises ``ValueError`` for anything else, or for
+    a negative or zero bound.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"max_memory must be bytes or a string like '512mb', not {value!r}")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "").replace("_", "")
+        i = len(text)
+        while i and text[i - 1].isalpha():
+            i -= 1
+        number, unit = text[:i], text[i:]
+        if unit not in _UNITS or not number:
+            raise ValueError(
+                f"max_memory {value!r} is not understood: use bytes or a string such as "
+                "'512mb', '2gb' or '1.5GiB'"
+            )
+        try:
+            amount = float(number)
+        except ValueError:
+            raise ValueError(f"max_memory {value!r} does not start with a number") from None
+        if amount != amount or amount in (float("inf"), float("-inf")):
+            raise ValueError(f"max_memory {value!r} is not a finite size")
+        n = int(amount * _UNITS[unit])
+    else:
+        raise ValueError(
+            f"max_memory must be bytes (int) or a string like '512mb', not {type(value).__name__}"
+        )
+    if n <= 0:
+        raise ValueError(f"max_memory must be positive, got {value!r}")
+    return n
+
+
+def check_max_size(max_size: int) -> int:
+    """Validate ``max_size`` (0 means unlimited)."""
+    if isinstance(max_size, bool) or not isinstance(max_size, int):
+        raise ValueError(f"max_size must be an int (0 for unlimited), not {max_size!r}")
+    if max_size < 0:
+        raise ValueError(f"max_size must be >= 0 (0 for unlimited), got {max_size}")
+    return max_size
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    """Validate ``ttl`` in seconds (``None`` means entries never expire)."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise ValueError(f"ttl must be seconds (a number) or None, not {ttl!r}")
+    if not ttl > 0 or ttl == float("inf"):
+        raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """A snapshot of one cache's counters.
+
+    ``hits`` are calls served from the store; ``misses`` are lookups that found
+    nothing (each computation is one miss; callers that waited for an identical
+    in-flight computation are counted in ``joins`` as well). ``saved_seconds``
+    adds, for every hit, how long the computation of that entry took.
+    """
+
+    hits: int
+    misses: int
+    joins: int
+    evictions: int
+    expirations: int
+    size: int
+    memory: int
+    max_size: int
+    max_memory: int | None
+    saved_seconds: float
+
+    @property
+    def hit_ratio(self) -> float:
+        """Hits over lookups, 0.0 before the first lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class Entry:
+    """One stored value with its accounting."""
+
+    __slots__ = ("value", "size", "expires", "raw_key", "cost")
+
+    def __init__(
+        self, value: Any, size: int, expires: float | None, raw_key: Any, cost: float
+    ) -> None:
+        self.value = value
+        self.size = size
+        self.expires = expires
+        self.raw_key = raw_key
+        self.cost = cost
+
+
+RemoveListener = Callable[[str, Hashable, Entry], None]
+
+
+class Store:
+    """A thread-safe LRU mapping ``(namespace, key) -> Entry`` with hard bounds."""
+
+    def __init__(
+        self,
+        max_size: int = 128,
+        max_memory: int | None = None,
+        ttl: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_size = check_max_size(max_size)
+        self.max_memory = max_memory
+        self.ttl = check_ttl(ttl)
+        self._clock = clock
+        self._data: OrderedDict[tuple[str, Hashable], Entry] = OrderedDict()
+        self._by_namespace: dict[str, dict[Hashable, None]] = {}
+        self._memory = 0
+        self._lock = threading.RLock()
+        self._listeners: list[RemoveListener] = []
+        self._warned_too_big = False
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+        self.joins = 0
+        self.evictions = 0
+        self.expirations = 0
+        self.saved_seconds = 0.0
+
+    # -- lookups -------------------------------------------------------------
+
+    def get(self, namespace: str, key: Hashable) -> Entry | None:
+        """The live entry for ``key``, marked most recently used; counts a hit or miss."""
+        full = (namespace, key)
+        with self._lock:
+            entry = self._data.get(full)
+            if entry is not None:
+                if entry.expires is not None and entry.expires <= self._clock():
+                    self._remove(full, entry)
+                    self.expirations += 1
+                else:
+                    self._data.move_to_end(full)
+                    self.hits += 1
+                    self.saved_seconds += entry.cost
+                    return entry
+            self.misses += 1
+            return None
+
+    def peek(self, namespace: str, key: Hashable) -> Entry | None:
+        """The live entry for ``key`` without touching LRU order or counters."""
+        with self._lock:
+            entry = self._data.get((namespace, key))
+            if entry is None or (entry.expires is not None and entry.expires <= self._clock()):
+                return None
+            return entry
+
+    def touch(self, namespace: str, key: Hashable) -> Entry | None:
+        """Like :meth:`get` but for callers that decided on a hit themselves (no miss counted)."""
+        full = (namespace, key)
+        with self._lock:
+            entry = self._data.get(full)
+            if entry is None or (entry.expires is not None and entry.expires <= self._clock()):
+                return None
+            self._data.move_to_end(full)
+            self.hits += 1
+            self.saved_seconds += entry.cost
+            return entry
+
+    # -- updates -------------------------------------------------------------
+
+    def set(
+        self,
+        namespace: str,
+        key: Hashable,
+        value: Any,
+        size: int,
+        *,
+        raw_key: Any = None,
+        cost: float = 0.0,
+        generation: int | None = None,
+    ) -> bool:
+        """Store ``value`` (already protected) and evict until within bounds.
+
+        Returns False, and removes any older value under the same key, when the
+        entry alone is larger than ``max_memory``. With ``generation`` (read
+        from :attr:`generation` before computing ``value``), the value is
+        dropped if a ``clear``/``delete`` happened meanwhile: a result computed
+        before a clear must not outlive it.
+        """
+        if size < 0:
+            raise ValueError(f"entry size must be >= 0, got {size}")
+        full = (namespace, key)
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return False
+            old = self._data.get(full)
+            if old is not None:
+                self._remove(full, old)
+            if self.max_memory is not None and size > self.max_memory:
+                if not self._warned_too_big:
+                    self._warned_too_big = True
+                    warnings.warn(
+                        f"infercache: an entry of {size} bytes is larger than max_memory="
+                        f"{self.max_memory} bytes and was not cached (warned once per cache)",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                return False
+            expires = None if self.ttl is None else self._clock() + self.ttl
+            self._data[full] = Entry(value, size, expires, raw_key, cost)
+            self._by_namespace.setdefault(namespace, {})[key] = None
+            self._memory += size
+            self._evict()
+            return True
+
+    def delete(self, namespace: str, key: Hashable) -> bool:
+        """Remove one entry; True if it was present (expired or not)."""
+        full = (namespace, key)
+        with self._lock:
+            entry = self._data.get(full)
+            if entry is None:
+                return False
+            live = entry.expires is None or entry.expires > self._clock()
+            self.generation += 1
+            self._remove(full, entry)
+            return live
+
+    def clear(self) -> None:
+        """Remove every entry of every namespace (counters are kept)."""
+        with self._lock:
+            self.generation += 1
+            for full, entry in list(self._data.items()):
+                self._remove(full, entry)
+
+    def clear_namespace(self, namespace: str) -> int:
+        """Remove the entries of one namespace; returns how many were removed."""
+        with self._lock:
+            self.generation += 1
+            keys = list(self._by_namespace.get(namespace, ()))
+            for key in keys:
+                full = (namespace, key)
+                self._remove(full, self._data[full])
+            return len(keys)
+
+    def add_listener(self, listener: RemoveListener) -> None:
+        """Call ``listener(namespace, key, entry)`` (under the lock) whenever an entry leaves."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    # -- views ---------------------------------------------------------------
+
+    def entries(self, namespace: str | None = None) -> list[tuple[Hashable, Entry]]:
+        """Live ``(key, entry)`` pairs, least recently used first (one namespace or all)."""
+        with self._lock:
+            self.purge_expired()
+            if namespace is None:
+                return [(k, e) for (_, k), e in self._data.items()]
+            keys = self._by_namespace.get(namespace, {})
+            return [(k, e) for (ns, k), e in self._data.items() if ns == namespace and k in keys]
+
+    def purge_expired(self) -> int:
+        """Drop every expired entry now; returns how many were dropped."""
+        if self.ttl is None:
+            return 0
+        with self._lock:
+            now = self._clock()
+            dead = [(f, e) for f, e in self._data.items() if e.expires is not None and e.expires <= now]
+            for full, entry in dead:
+                self._remove(full, entry)
+            self.expirations += len(dead)
+            return len(dead)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self.purge_expired()
+            return len(self._data)
+
+    def namespace_len(self, namespace: str) -> int:
+        """Live entries in one namespace."""
+        with self._lock:
+            self.purge_expired()
+            return len(self._by_namespace.get(namespace, ()))
+
+    @property
+    def memory(self) -> int:
+        """Accounted bytes of all entries."""
+        return self._memory
+
+    def stats(self) -> CacheStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            self.purge_expired()
+            return CacheStats(
+                hits=self.hits,
+                misses=self.misses,
+                joins=self.joins,
+                evictions=self.evictions,
+                expirations=self.expirations,
+                size=len(self._data),
+                memory=self._memory,
+                max_size=self.max_size,
+                max_memory=self.max_memory,
+                saved_seconds=self.saved_seconds,
+            )
+
+    def count_join(self) -> None:
+        """Record a caller that was served by an identical in-flight computation."""
+        with self._lock:
+            self.joins += 1
+
+    # -- internals (lock held) -----------------------------------------------
+
+    def _evict(self) -> None:
+        data = self._data
+        while data and (
+            (self.max_size and len(data) > self.max_size)
+            or (self.max_memory is not None and self._memory > self.max_memory)
+        ):
+            full, entry = next(iter(data.items()))
+            self._remove(full, entry)
+            self.evictions += 1
+
+    def _remove(self, full: tuple[str, Hashable], entry: Entry) -> None:
+        del self._data[full]
+        namespace, key = full
+        keys = self._by_namespace.get(namespace)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._by_namespace[namespace]
+        self._memory -= entry.size
+        for listener in self._listeners:
+            listener(namespace, key, entry)

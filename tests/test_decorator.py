@@ -1,0 +1,453 @@
+"""``@cache``: function kinds, argument binding, bounds, errors, mutation safety."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import infercache as ic
+
+
+def counted(fn):
+    """Wrap ``fn`` so tests can see how many times it really ran."""
+    calls = []
+
+    def inner(*a, **k):
+        calls.append((a, k))
+        return fn(*a, **k)
+
+    inner.calls = calls  # type: ignore[attr-defined]
+    inner.__signature__ = __import__("inspect").signature(fn)  # type: ignore[attr-defined]
+    return inner
+
+
+def test_bare_and_parametrised_decorator_and_runtime_wrap() -> None:
+    runs = []
+
+    @ic.cache
+    def a(x):
+        runs.append(x)
+        return x * 2
+
+    @ic.cache(max_size=4)
+    def b(x):
+        runs.append(x)
+        return x * 3
+
+    assert a(2) == a(2) == 4
+    assert b(2) == b(2) == 6
+    assert runs == [2, 2]
+
+    def helper(x):
+        runs.append(("h", x))
+        return x + 1
+
+    for _ in range(3):
+        assert ic.cache(helper)(5) == 6  # runtime wraps share one store
+    assert runs.count(("h", 5)) == 1
+    assert ic.cache(helper) is ic.cache(helper)
+    assert ic.cache(helper, max_size=3) is not ic.cache(helper)
+
+
+def test_runtime_wrap_rejects_non_callable() -> None:
+    with pytest.raises(TypeError, match=r"cache\(fn\)\(\*args\)"):
+        ic.cache(42)  # type: ignore[call-overload]
+
+
+def test_positional_keyword_and_default_arguments_are_one_key() -> None:
+    runs = []
+
+    @ic.cache
+    def f(a, b=2):
+        runs.append((a, b))
+        return a + b
+
+    assert f(1, b=2) == f(a=1, b=2) == f(1) == f(1, 2) == 3
+    assert runs == [(1, 2)]
+    assert f(1, 3) == 4
+    assert len(runs) == 2
+
+
+def test_star_args_and_kwargs_functions_are_cached() -> None:
+    runs = []
+
+    @ic.cache
+    def f(*args, **kwargs):
+        runs.append((args, kwargs))
+        return sum(args) + sum(kwargs.values())
+
+    assert f(1, 2, z=3) == 6
+    assert f(1, 2, z=3) == 6
+    assert f(z=3, y=0) == 3
+    assert f(y=0, z=3) == 3  # kwargs order does not matter
+    assert f(1, 2) == 3
+    assert len(runs) == 3
+
+
+def test_positional_only_and_keyword_only_parameters() -> None:
+    runs = []
+
+    @ic.cache
+    def f(a, /, b, *, c=1):
+        runs.append((a, b, c))
+        return a + b + c
+
+    assert f(1, 2) == f(1, b=2) == f(1, 2, c=1) == 4
+    assert len(runs) == 1
+
+
+def test_binding_error_is_the_functions_own_type_error() -> None:
+    @ic.cache
+    def f(a, b):
+        return a
+
+    with pytest.raises(TypeError):
+        f(1)
+    with pytest.raises(TypeError):
+        f(1, 2, 3)
+
+
+def test_key_function_ignores_parameters() -> None:
+    runs = []
+
+    @ic.cache(key=lambda kw: kw["prompt"])
+    def generate(prompt, temperature=0.7):
+        runs.append(temperature)
+        return prompt.upper()
+
+    assert generate("hi", temperature=0.1) == "HI"
+    assert generate("hi", temperature=0.9) == "HI"
+    assert runs == [0.1]
+
+
+def test_key_function_that_raises_is_a_clear_error() -> None:
+    @ic.cache(key=lambda kw: kw["missing"])
+    def f(x):
+        return x
+
+    with pytest.raises(ic.CacheKeyError, match="key= function") as info:
+        f(1)
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_bad_settings_fail_at_decoration_time() -> None:
+    with pytest.raises(ValueError, match="max_memory"):
+        ic.cache(max_memory="lots")
+    with pytest.raises(ValueError):
+        ic.cache(max_size=-1)
+    with pytest.raises(ValueError):
+        ic.cache(ttl=-3)
+    with pytest.raises(ValueError):
+        ic.cache(digest="md5")
+    with pytest.raises(TypeError):
+        ic.cache(key="prompt")  # type: ignore[arg-type]
+
+
+def test_unhashable_argument_names_the_parameter() -> None:
+    @ic.cache
+    def f(model_input, lock):
+        return 1
+
+    with pytest.raises(TypeError, match="lock"):
+        f(1, threading.Lock())
+
+
+def test_identity_hashed_objects_never_served_wrong_results() -> None:
+    """gr.cache keys plain objects by hash() (their id): ids get reused, results go wrong."""
+
+    class Req:
+        def __init__(self, text):
+            self.text = text
+
+    @ic.cache(max_size=0)
+    def echo(r):
+        return r.text
+
+    wrong = 0
+    for i in range(2000):
+        r = Req(f"text-{i}")
+        if echo(r) != r.text:
+            wrong += 1
+        del r
+        gc.collect(0)
+    assert wrong == 0
+    assert echo(Req("text-7")) == "text-7"
+    assert echo.cache.stats().hits == 1
+
+
+def test_numpy_arguments_hit_by_content() -> None:
+    runs = []
+
+    @ic.cache
+    def total(img):
+        runs.append(1)
+        return float(img.sum())
+
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert total(a) == total(a.copy()) == 66.0
+    assert total(np.asfortranarray(a)) == 66.0  # same content, other layout
+    assert len(runs) == 1
+    assert total(a.astype(np.int16)) == 66.0  # other dtype: other key
+    assert len(runs) == 2
+
+
+def test_callers_cannot_corrupt_cached_results() -> None:
+    @ic.cache
+    def tags(x):
+        return ["a", "b"]
+
+    t = tags(1)
+    t.append("MUTATED")
+    assert tags(1) == ["a", "b"]
+    t2 = tags(1)
+    t2.append("again")
+    assert tags(1) == ["a", "b"]
+
+
+def test_producer_keeping_a_reference_cannot_corrupt_cache() -> None:
+    shared = {"v": [1]}
+
+    @ic.cache
+    def f(x):
+        return shared
+
+    f(0)
+    shared["v"].append(2)
+    assert f(0) == {"v": [1]}
+
+
+def test_numpy_results_are_read_only_and_stable() -> None:
+    @ic.cache
+    def f(x):
+        return np.zeros(3)
+
+    first = f(0)
+    first[0] = 5  # the leader's own array stays writable
+    hit = f(0)
+    assert hit.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        hit[0] = 1
+
+
+def test_exceptions_are_not_cached() -> None:
+    runs = []
+
+    @ic.cache
+    def flaky(x):
+        runs.append(x)
+        if len(runs) == 1:
+            raise RuntimeError("boom")
+        return x
+
+    with pytest.raises(RuntimeError):
+        flaky(1)
+    assert flaky(1) == 1
+    assert flaky(1) == 1
+    assert len(runs) == 2
+
+
+def test_stats_and_handle() -> None:
+    @ic.cache(max_size=2)
+    def f(x):
+        return x
+
+    f(1), f(1), f(2), f(3)
+    s = f.cache.stats()
+    assert (s.hits, s.misses, s.evictions, s.size) == (1, 3, 1, 2)
+    assert s.memory > 0
+    assert s.hit_ratio == pytest.approx(0.25)
+    assert len(f.cache) == 2
+    f.cache.clear()
+    assert len(f.cache) == 0
+    assert "entries" in repr(f.cache)
+
+
+def test_max_memory_bounds_objects_holding_arrays() -> None:
+    """gr.cache measures such objects with getsizeof and holds 20x its bound."""
+
+    class KV:
+        def __init__(self, n):
+            self.k = np.ones(n, dtype=np.float32)
+
+    @ic.cache(max_memory="10mb", max_size=0)
+    def build(i):
+        return KV(1_000_000)  # 4 MB each
+
+    for i in range(20):
+        build(i)
+        assert build.cache.stats().memory <= 10_000_000
+    assert len(build.cache) == 2
+
+
+def test_ttl_expires_entries() -> None:
+    import time
+
+    runs = []
+
+    @ic.cache(ttl=0.05)
+    def f(x):
+        runs.append(x)
+        return x
+
+    f(1)
+    f(1)
+    time.sleep(0.1)
+    f(1)
+    assert len(runs) == 2
+
+
+def test_generator_all_yields_replayed() -> None:
+    runs = []
+
+    @ic.cache
+    def stream(prompt):
+        runs.append(prompt)
+        out = ""
+        for tok in prompt.split():
+            out += tok
+            yield out
+
+    assert list(stream("a b c")) == ["a", "ab", "abc"]
+    assert list(stream("a b c")) == ["a", "ab", "abc"]
+    assert len(runs) == 1
+
+
+def test_generator_zero_yields_is_a_valid_result() -> None:
+    runs = []
+
+    @ic.cache
+    def nothing(x):
+        runs.append(x)
+        return
+        yield  # pragma: no cover
+
+    assert list(nothing(1)) == []
+    assert list(nothing(1)) == []
+    assert len(runs) == 1
+
+
+def test_generator_closed_early_or_raising_is_not_cached() -> None:
+    runs = []
+
+    @ic.cache
+    def stream(n):
+        runs.append(n)
+        for i in range(n):
+            if n == 99 and i == 2:
+                raise ValueError("bad")
+            yield i
+
+    g = stream(5)
+    assert next(g) == 0
+    g.close()
+    assert list(stream(5)) == [0, 1, 2, 3, 4]
+    assert len(runs) == 2
+    with pytest.raises(ValueError):
+        list(stream(99))
+    with pytest.raises(ValueError):
+        list(stream(99))
+    assert len(runs) == 4
+
+
+def test_async_function_and_async_generator() -> None:
+    runs = []
+
+    @ic.cache
+    async def transcribe(audio):
+        runs.append(audio)
+        await asyncio.sleep(0)
+        return audio[::-1]
+
+    @ic.cache
+    async def summary(text):
+        runs.append(text)
+        for w in text.split():
+            await asyncio.sleep(0)
+            yield w
+
+    async def main():
+        assert await transcribe("abc") == "cba"
+        assert await transcribe("abc") == "cba"
+        assert [w async for w in summary("x y")] == ["x", "y"]
+        assert [w async for w in summary("x y")] == ["x", "y"]
+
+    asyncio.run(main())
+    assert runs == ["abc", "x y"]
+
+
+def test_wrappers_keep_the_function_kind_and_metadata() -> None:
+    import inspect
+
+    @ic.cache
+    def g(x):
+        """doc"""
+        yield x
+
+    @ic.cache
+    async def c(x):
+        return x
+
+    @ic.cache
+    async def ag(x):
+        yield x
+
+    assert inspect.isgeneratorfunction(g)
+    assert inspect.iscoroutinefunction(c)
+    assert inspect.isasyncgenfunction(ag)
+    assert g.__doc__ == "doc" and g.__name__ == "g"
+    assert list(inspect.signature(g).parameters) == ["x"]
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+def test_dataclass_arguments() -> None:
+    runs = []
+
+    @ic.cache
+    def norm(p):
+        runs.append(p)
+        return p.x + p.y
+
+    assert norm(Point(1, 2)) == norm(Point(1, 2)) == 3
+    assert norm(Point(2, 1)) == 3
+    assert len(runs) == 2
+
+
+def test_manual_cache_default_parameter_is_left_out_of_the_key() -> None:
+    runs = []
+
+    @ic.cache
+    def f(x, c=ic.Cache()):
+        runs.append(x)
+        return x
+
+    f(1)
+    f(1)
+    assert runs == [1]
+
+
+def test_clear_during_a_computation_drops_its_result() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @ic.cache
+    def slow(x):
+        started.set()
+        release.wait(5)
+        return x
+
+    t = threading.Thread(target=slow, args=(1,))
+    t.start()
+    started.wait(5)
+    slow.cache.clear()  # e.g. the model was reloaded
+    release.set()
+    t.join()
+    assert len(slow.cache) == 0
