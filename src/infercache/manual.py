@@ -96,8 +96,8 @@ class Cache:
         size = sizeof(kept) + sizeof(kept_key) + sizeof(k)
         with self._entries._lock:
             stored = self._entries.set(ns, k, kept, size, raw_key=kept_key)
-            if stored and PrefixIndex.kind(kept_key) is not None:
-                self._prefixes.setdefault(ns, PrefixIndex()).add(kept_key, k)
+            if stored and PrefixIndex.kind(key) is not None:
+                self._prefixes.setdefault(ns, PrefixIndex()).add(key, k)
 
     def keys(self) -> list[Any]:
         """The stored keys (of the current session when per-session), oldest use first."""
@@ -175,10 +175,11 @@ class Cache:
 
     def _forget_prefix(self, namespace: str, key: Hashable, entry: Entry) -> None:
         index = self._prefixes.get(namespace)
-        if index is None or PrefixIndex.kind(entry.raw_key) is None:
+        if index is None:
             return
-        if index.get(entry.raw_key) == key:
-            index.remove(entry.raw_key)
+        raw = release(entry.raw_key)
+        if PrefixIndex.kind(raw) is not None and index.get(raw) == key:
+            index.remove(raw)
             if not len(index):
                 del self._prefixes[namespace]
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the package with the demo's extras into a virtual environment and
+# starts the demo app on http://127.0.0.1:7860 (pass --port N to change it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch>=2.1,<=2.13.0"
+.venv/bin/python -m pip install -q -e ".[demo]"
+exec .venv/bin/infercache demo "$@"

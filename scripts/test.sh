@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the test suite uses (Debian's Chromium for the browser
+# tests, a virtual environment with the package and its extras), then runs
+# the whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU build where one is at hand; a newer torch from the registry is a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch>=2.1,<=2.13.0"
+.venv/bin/python -m pip install -q -e ".[test,demo,bench]"
+
+# pytest exits 5 when it collected no test: that fails this script like any other failure.
+exec .venv/bin/python -m pytest "$@"

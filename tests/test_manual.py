@@ -1,0 +1,241 @@
+"""``Cache``: get/set/keys/delete/clear, bounds, sessions, prefix lookups, thread safety."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import infercache as ic
+
+
+def test_get_set_keys_delete_clear() -> None:
+    c = ic.Cache()
+    assert c.get("a") is None
+    c.set("a", result=1, extra=[1, 2])
+    c.set(("b", 2), result=2)
+    assert c.get("a") == {"result": 1, "extra": [1, 2]}
+    assert "a" in c and ("b", 2) in c and "z" not in c
+    assert c.keys() == [("b", 2), "a"]  # least recently used first
+    assert len(c) == 2
+    assert c.delete("a") is True
+    assert c.delete("a") is False
+    c.clear()
+    assert len(c) == 0 and c.keys() == []
+
+
+def test_keys_are_by_content() -> None:
+    c = ic.Cache()
+    img = np.arange(6).reshape(2, 3)
+    c.set(img, label="cat")
+    assert c.get(img.copy()) == {"label": "cat"}
+    assert c.get(img.astype(np.float64)) is None
+    c.set(1, v="int")
+    assert c.get(1.0) is None and c.get(True) is None and c.get("1") is None
+
+
+def test_returned_data_can_be_mutated_freely() -> None:
+    c = ic.Cache()
+    data = {"tokens": [1, 2]}
+    c.set("k", state=data)
+    data["tokens"].append(3)  # the producer's copy
+    got = c.get("k")
+    got["state"]["tokens"].append(99)
+    got["new"] = 1
+    assert c.get("k") == {"state": {"tokens": [1, 2]}}
+
+
+def test_works_as_a_default_parameter_shared_across_calls() -> None:
+    computed = []
+
+    def lookup(city, c=ic.Cache()):
+        key = city.strip().lower()
+        hit = c.get(key)
+        if hit is not None:
+            return hit["result"]
+        computed.append(key)
+        result = f"weather in {key}"
+        c.set(key, result=result)
+        return result
+
+    assert lookup("Paris") == lookup(" paris ") == "weather in paris"
+    assert computed == ["paris"]
+
+
+def test_bounds_evict_least_recently_used() -> None:
+    c = ic.Cache(max_size=2)
+    c.set("a", v=1)
+    c.set("b", v=2)
+    c.get("a")
+    c.set("c", v=3)
+    assert c.keys() == ["a", "c"]
+    m = ic.Cache(max_memory="1mb", max_size=0)
+    for i in range(10):
+        m.set(i, v=np.zeros(200_000, dtype=np.uint8))
+        assert m.stats().memory <= 1_000_000
+    assert len(m) == 4
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        ic.Cache(max_memory="2 bananas")
+    with pytest.raises(ValueError):
+        ic.Cache(max_size=-5)
+    with pytest.raises(ValueError):
+        ic.Cache(ttl=0)
+    with pytest.raises(ValueError):
+        ic.Cache(digest="sha1")
+    with pytest.raises(TypeError):
+        ic.Cache(128)  # type: ignore[misc]
+    c = ic.Cache()
+    with pytest.raises(TypeError, match="Cache key"):
+        c.set(threading.Lock(), v=1)
+    with pytest.raises(TypeError):
+        c.longest_prefix(3.5)
+
+
+def test_per_session_isolation_and_clear_session() -> None:
+    c = ic.Cache(per_session=True, max_size=3)
+    with ic.session("alice"):
+        c.set("prompt", kv="alice-state")
+    with ic.session("bob"):
+        assert c.get("prompt") is None
+        c.set("prompt", kv="bob-state")
+        assert c.keys() == ["prompt"]
+    assert c.get("prompt") is None  # the anonymous namespace is its own
+    c.set("prompt", kv="anon")
+    with ic.session("alice"):
+        assert c.get("prompt") == {"kv": "alice-state"}
+    assert len(c) == 3
+    assert ic.clear_session("alice") >= 1
+    with ic.session("alice"):
+        assert c.get("prompt") is None
+    with ic.session("bob"):
+        assert c.get("prompt") == {"kv": "bob-state"}
+
+
+def test_sessions_follow_threads_and_tasks() -> None:
+    import asyncio
+
+    c = ic.Cache(per_session=True)
+
+    async def user(name):
+        with ic.session(name):
+            c.set("k", who=name)
+            await asyncio.sleep(0)
+            return c.get("k")["who"]
+
+    async def main():
+        return await asyncio.gather(*(user(f"u{i}") for i in range(10)))
+
+    assert asyncio.run(main()) == [f"u{i}" for i in range(10)]
+    with pytest.raises(ValueError):
+        with ic.session(""):
+            pass
+
+
+def test_decorator_per_session() -> None:
+    runs = []
+
+    @ic.cache(per_session=True)
+    def gen(prompt):
+        runs.append(ic.current_session())
+        return prompt
+
+    with ic.session("a"):
+        gen("x")
+        gen("x")
+    with ic.session("b"):
+        gen("x")
+    assert runs == ["a", "b"]
+    ic.clear_session("a")
+    with ic.session("a"):
+        gen("x")
+    assert runs == ["a", "b", "a"]
+
+
+def test_longest_prefix_kinds_and_strict() -> None:
+    c = ic.Cache(max_size=0)
+    c.set("The cat", kv=1)
+    c.set("The cat sat", kv=2)
+    c.set(b"The", kv=3)
+    c.set((1, 2, 3), kv=4)
+    assert c.longest_prefix("The cat sat on the mat") == ("The cat sat", {"kv": 2})
+    assert c.longest_prefix("The cat sat", strict=True) == ("The cat", {"kv": 1})
+    assert c.longest_prefix("The dog") is None
+    assert c.longest_prefix(b"The cat") == (b"The", {"kv": 3})
+    assert c.longest_prefix([1, 2, 3, 4])[1] == {"kv": 4}
+    assert c.longest_prefix(np.array([1, 2, 3, 9]))[1] == {"kv": 4}
+    c.delete("The cat sat")
+    assert c.longest_prefix("The cat sat on")[0] == "The cat"
+
+
+def test_longest_prefix_respects_eviction_ttl_and_sessions() -> None:
+    c = ic.Cache(max_size=2, per_session=True)
+    with ic.session("s1"):
+        c.set("ab", v=1)
+        c.set("abc", v=2)
+    with ic.session("s2"):
+        assert c.longest_prefix("abcd") is None
+        c.set("a", v=3)  # evicts s1's "ab" (the least recently used)
+    with ic.session("s1"):
+        assert c.longest_prefix("abcd")[0] == "abc"
+        assert c.longest_prefix("abcd", strict=True) is None or c.longest_prefix("abx") is None
+        assert c.longest_prefix("abx") is None
+
+
+def test_longest_prefix_counts_as_a_hit_and_refreshes_lru() -> None:
+    c = ic.Cache(max_size=2)
+    c.set("sys", v=1)
+    c.set("other", v=2)
+    assert c.longest_prefix("sys: hello")[0] == "sys"
+    c.set("third", v=3)  # evicts "other", not the just-used "sys"
+    assert "sys" in c and "other" not in c
+    assert c.stats().hits == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["set", "delete", "lookup"]), st.text(alphabet="ab", max_size=5)),
+        max_size=40,
+    )
+)
+def test_longest_prefix_matches_a_brute_force_scan(ops) -> None:
+    c = ic.Cache(max_size=6)
+    for op, key in ops:
+        if op == "set":
+            c.set(key, v=key)
+        elif op == "delete":
+            c.delete(key)
+        else:
+            live = c.keys()
+            best = max((k for k in live if key.startswith(k)), key=len, default=None)
+            found = c.longest_prefix(key)
+            assert (found[0] if found else None) == best
+
+
+def test_thread_safety_under_concurrent_set_get() -> None:
+    c = ic.Cache(max_size=50)
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(300):
+                c.set((n, i % 20), v=i)
+                got = c.get((n, i % 20))
+                if got is not None and got["v"] % 20 != i % 20:
+                    errors.append((n, i, got))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(c) <= 50
