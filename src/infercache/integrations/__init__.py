@@ -1,0 +1,1 @@
+"""Framework integrations, discovered lazily by :mod:`infercache.hooks`."""
