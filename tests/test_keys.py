@@ -1,0 +1,839 @@
+"""Tests for infercache.keys: content keys that are type-tagged, injective and stable."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import gc
+import json
+import math
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infercache import keys
+from infercache.keys import (
+    ALGORITHMS,
+    UnhashableError,
+    hash_key,
+    make_call_key,
+    make_key,
+    register_hasher,
+)
+
+
+def k(obj: Any, **kw: Any) -> bytes:
+    return make_key(obj, **kw)
+
+
+def all_distinct(values: list) -> bool:
+    found = [k(v) for v in values]
+    return len(set(found)) == len(found)
+
+
+# ---------------------------------------------------------------- forms
+
+
+def test_algorithms_constant() -> None:
+    assert ALGORITHMS == ("blake3", "xxh3")
+
+
+def test_short_form_is_the_encoding() -> None:
+    key = k("hello")
+    assert key[:1] == b"\x00"
+    assert b"hello" in key
+    assert len(key) <= 65
+
+
+def test_long_form_is_a_digest() -> None:
+    text = "x" * 200
+    blake = k(text)
+    xxh = k(text, algorithm="xxh3")
+    assert blake[:1] == b"\x01" and len(blake) == 33
+    assert xxh[:1] == b"\x02" and len(xxh) == 17
+
+
+def test_short_keys_do_not_depend_on_algorithm() -> None:
+    assert k((1, "a"), algorithm="xxh3") == k((1, "a"))
+
+
+def test_boundary_between_short_and_long() -> None:
+    lengths = set()
+    for n in range(40, 80):
+        key = k("a" * n)
+        lengths.add(key[0])
+        if key[0] == 0:
+            assert len(key) <= 65
+        else:
+            assert len(key) == 33
+    assert lengths == {0, 1}
+
+
+def test_hash_key_is_always_a_hex_digest() -> None:
+    short = hash_key(1)
+    assert len(short) == 64 and int(short, 16) >= 0
+    assert len(hash_key(1, algorithm="xxh3")) == 32
+    assert hash_key("x" * 1000) == k("x" * 1000)[1:].hex()
+    assert hash_key("x" * 1000, algorithm="xxh3") == k("x" * 1000, algorithm="xxh3")[1:].hex()
+
+
+def test_hash_key_of_short_value_is_digest_of_its_encoding() -> None:
+    import blake3
+
+    encoding = k("abc")[1:]
+    assert hash_key("abc") == blake3.blake3(encoding).hexdigest()
+
+
+def test_bad_algorithm_is_value_error() -> None:
+    with pytest.raises(ValueError):
+        make_key(1, algorithm="md5")
+    with pytest.raises(ValueError):
+        hash_key(1, algorithm="sha1")
+    with pytest.raises(ValueError):
+        make_call_key((1,), ("a",), algorithm="nope")
+
+
+def test_tags_are_unique() -> None:
+    tags = list(keys.TAGS.values())
+    assert all(len(t) == 1 for t in tags)
+    assert len(set(tags)) == len(tags)
+
+
+# ---------------------------------------------------------------- type tags
+
+
+def test_seven_kinds_of_one_differ() -> None:
+    assert all_distinct([1, 1.0, True, "1", b"1", [1], (1,)])
+
+
+def test_none_zero_false_differ() -> None:
+    assert all_distinct([None, "None", 0, False, 0.0, -0.0, "", b"", (), [], {}, set(), frozenset()])
+
+
+def test_nan_is_deterministic() -> None:
+    assert k(float("nan")) == k(float("nan"))
+    assert k([math.nan]) == k([float("nan")])
+    assert k(math.nan) != k(math.inf)
+
+
+def test_bytes_like_types_differ() -> None:
+    assert all_distinct([b"ab", bytearray(b"ab"), memoryview(b"ab"), "ab"])
+    assert k(bytearray(b"ab")) == k(bytearray(b"ab"))
+
+
+def test_big_ints() -> None:
+    values = [0, 1, -1, 127, 128, -128, -129, 255, 256, 2**63 - 1, 2**63, -(2**63), 2**64,
+              10**100, -(10**100), 2**10000, -(2**10000), 2**10000 + 1]
+    assert all_distinct(values)
+    assert k(10**100) == k(int("1" + "0" * 100))
+
+
+def test_length_prefixes_prevent_concatenation_collisions() -> None:
+    assert k(["ab", "c"]) != k(["a", "bc"])
+    assert k([b"ab", b"c"]) != k([b"a", b"bc"])
+    assert k((("a",), "b")) != k(("a", ("b",)))
+    assert k([[1], [2, 3]]) != k([[1, 2], [3]])
+    assert k({"a": "bc"}) != k({"ab": "c"})
+
+
+def test_dict_insertion_order_does_not_matter() -> None:
+    a = {"x": 1, "y": [1, 2], 3: "z", (1, 2): None}
+    b = {(1, 2): None, 3: "z", "y": [1, 2], "x": 1}
+    assert k(a) == k(b)
+    assert k({"b": 1, "a": 2}) == k({"a": 2, "b": 1})
+
+
+def test_sets_order_independent() -> None:
+    a = set()
+    b = set()
+    items = ["apple", 3, 2.5, (1, "x"), b"q", None, frozenset({1})]
+    for x in items:
+        a.add(x)
+    for x in reversed(items):
+        b.add(x)
+    assert k(a) == k(b)
+    assert k(frozenset(items)) == k(frozenset(reversed(items)))
+    assert k(set(items)) != k(frozenset(items))
+
+
+def test_nested_containers() -> None:
+    v1 = {"a": [1, (2, {"b": {3, 4}})], "c": {"d": None}}
+    v2 = {"c": {"d": None}, "a": [1, (2, {"b": {4, 3}})]}
+    assert k(v1) == k(v2)
+    v3 = {"a": [1, (2, {"b": {3, 5}})], "c": {"d": None}}
+    assert k(v1) != k(v3)
+
+
+def test_ordered_dict_keeps_order_and_differs_from_dict() -> None:
+    a = collections.OrderedDict([("a", 1), ("b", 2)])
+    b = collections.OrderedDict([("b", 2), ("a", 1)])
+    assert k(a) != k(b)
+    assert k(a) != k({"a": 1, "b": 2})
+    assert k(a) == k(collections.OrderedDict([("a", 1), ("b", 2)]))
+
+
+def test_packed_float_and_int_lists() -> None:
+    floats = [i / 7 for i in range(100)]
+    assert k(floats) == k(list(floats))
+    assert k(floats) != k(tuple(floats))
+    changed = list(floats)
+    changed[50] = -changed[50]
+    assert k(floats) != k(changed)
+    mixed = list(floats)
+    mixed[3] = 3
+    assert k(mixed) != k(floats)
+    ints = list(range(-50, 50))
+    assert k(ints) != k([float(i) for i in ints])
+    assert k(ints) != k(ints[:-1] + [2**70])
+    assert k([True] * 20) != k([1] * 20)
+
+
+def test_scalars_of_many_kinds() -> None:
+    values = [
+        1 + 2j, 1 - 2j, complex(1, 0), range(3), range(0, 3, 2), range(1, 3), slice(1, 2),
+        slice(1, 2, 1), ..., decimal.Decimal("1.5"), decimal.Decimal("1.50"),
+        uuid.UUID(int=1), uuid.UUID(int=2), pathlib.PurePosixPath("a/b"),
+        pathlib.PurePosixPath("a/c"), pathlib.PureWindowsPath("a/b"), "a/b",
+        dt.date(2024, 1, 2), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 2, 3),
+        dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
+        dt.datetime(2024, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.time(1, 2), dt.time(1, 2, tzinfo=dt.timezone.utc), dt.timedelta(days=1),
+        dt.timedelta(seconds=1), dt.timedelta(days=-1), dt.timezone.utc, int, str,
+    ]
+    assert all_distinct(values)
+    assert k(range(3)) == k(range(0, 3))
+    assert k(pathlib.PurePosixPath("a/b")) == k(pathlib.PurePosixPath("a") / "b")
+    assert k(decimal.Decimal("2.5")) == k(decimal.Decimal("2.5"))
+    assert k(uuid.UUID(int=7)) == k(uuid.UUID(int=7))
+
+
+def test_enums() -> None:
+    class Color(enum.Enum):
+        RED = 1
+        BLUE = 2
+
+    class Size(enum.IntEnum):
+        SMALL = 1
+
+    assert all_distinct([Color.RED, Color.BLUE, Size.SMALL, 1])
+    assert k(Color.RED) == k(Color(1))
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: Any = None
+
+
+@dataclasses.dataclass
+class OtherPoint:
+    x: int
+    y: Any = None
+
+
+def test_dataclasses() -> None:
+    assert k(Point(1, 2)) == k(Point(1, 2))
+    assert all_distinct([Point(1, 2), Point(2, 1), OtherPoint(1, 2), (1, 2), {"x": 1, "y": 2}])
+    assert k(Point(1, [1, {"a": 2}])) == k(Point(1, [1, {"a": 2}]))
+
+
+def test_subclasses_of_builtins() -> None:
+    class MyStr(str):
+        pass
+
+    class MyList(list):
+        pass
+
+    Pair = collections.namedtuple("Pair", "a b")
+    assert all_distinct(["ab", MyStr("ab"), [1], MyList([1]), (1, 2), Pair(1, 2)])
+    assert k(MyStr("ab")) == k(MyStr("ab"))
+    assert k(Pair(1, 2)) == k(Pair(1, 2))
+    assert k(collections.Counter("aab")) == k(collections.Counter("baa"))
+    assert k(collections.deque([1, 2])) != k(collections.deque([2, 1]))
+
+
+# ---------------------------------------------------------------- objects
+
+
+class Req:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class OtherReq:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class Slotted:
+    __slots__ = ("a", "__b")
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a = a
+        self.__b = b
+
+
+class SlottedChild(Slotted):
+    __slots__ = ("c",)
+
+    def __init__(self, a: Any, b: Any, c: Any) -> None:
+        super().__init__(a, b)
+        self.c = c
+
+
+def test_gr_cache_identity_defect_is_fixed() -> None:
+    texts = [f"prompt {i % 500}" for i in range(2000)]
+    by_text: dict[str, bytes] = {}
+    for text in texts:
+        req = Req(text)
+        key = make_call_key((req,), ("req",))
+        del req
+        gc.collect(0)
+        if text in by_text:
+            assert by_text[text] == key
+        by_text[text] = key
+    assert len(set(by_text.values())) == len(by_text) == 500
+
+
+def test_objects_by_class_and_state() -> None:
+    assert k(Req("a")) == k(Req("a"))
+    assert all_distinct([Req("a"), Req("b"), OtherReq("a"), {"text": "a"}])
+    r = Req("a")
+    r.extra = [1, 2]
+    assert k(r) != k(Req("a"))
+
+
+def test_slots() -> None:
+    assert k(Slotted(1, 2)) == k(Slotted(1, 2))
+    assert all_distinct([Slotted(1, 2), Slotted(2, 1), SlottedChild(1, 2, 3), SlottedChild(1, 2, 4)])
+    half = Slotted.__new__(Slotted)
+    half.a = 1
+    assert k(half) != k(Slotted(1, None))
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [
+        (object(), "no state"),
+        (lambda x: x, "code"),
+        (len, "code"),
+        (sys, "module"),
+        (threading.Lock(), "lock"),
+        (threading.RLock(), "lock"),
+        ((i for i in range(3)), "generator"),
+        (threading.Thread(target=None), "thread"),
+        (Req("a").__init__, "code"),
+    ],
+)
+def test_unhashable_values_raise(value: Any, word: str) -> None:
+    with pytest.raises(UnhashableError) as info:
+        make_key(value, where="arg")
+    msg = str(info.value)
+    assert word in msg
+    assert "'arg'" in msg
+    assert "key=" in msg and "register_hasher" in msg
+    assert isinstance(info.value, TypeError)
+
+
+def test_open_file_is_unhashable(tmp_path: pathlib.Path) -> None:
+    with open(tmp_path / "f.txt", "w") as fh:
+        with pytest.raises(UnhashableError, match="file"):
+            make_key(fh)
+
+
+def test_error_names_parameter_type_and_path() -> None:
+    with pytest.raises(UnhashableError) as info:
+        make_call_key(("ok", {"cfg": [1, lambda: 0]}), ("prompt", "options"))
+    err = info.value
+    assert err.where == "options"
+    assert "'options'" in str(err)
+    assert "options['cfg'][1]" in str(err)
+    assert "function" in str(err)
+    assert "register_hasher(function" in str(err)
+
+    class Holder:
+        def __init__(self) -> None:
+            self.model = threading.Lock()
+
+    with pytest.raises(UnhashableError) as info:
+        make_call_key((1, 2, Holder()), ("a", "b", "holder"))
+    assert info.value.where == "holder"
+    assert "holder.model" in str(info.value)
+
+
+def test_cycles_raise_unhashable_not_recursion() -> None:
+    a: list = [1]
+    a.append(a)
+    d: dict = {}
+    d["self"] = d
+    r = Req("x")
+    r.me = r
+    for value in (a, d, r, [[a]]):
+        with pytest.raises(UnhashableError, match="cycle"):
+            make_key(value)
+
+
+def test_shared_references_are_not_cycles() -> None:
+    inner = [1, 2]
+    assert k([inner, inner]) == k([[1, 2], [1, 2]])
+
+
+def test_very_deep_nesting_raises_unhashable() -> None:
+    v: Any = 0
+    for _ in range(100_000):
+        v = [v]
+    with pytest.raises(UnhashableError):
+        make_key(v)
+    with pytest.raises(UnhashableError):
+        make_call_key((v,), ("deep",))
+
+
+# ---------------------------------------------------------------- registration
+
+
+class Doc:
+    def __init__(self, text: str, handle: Any) -> None:
+        self.text = text
+        self.handle = handle
+
+
+class SubDoc(Doc):
+    pass
+
+
+class Twin:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def test_register_hasher() -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError):
+        make_key(Doc("a", lock))
+    register_hasher(Doc, lambda d: d.text)
+    assert k(Doc("a", lock)) == k(Doc("a", threading.Lock()))
+    assert k(Doc("a", lock)) != k(Doc("b", lock))
+    assert k(Doc("a", lock)) != k("a")
+    assert k(SubDoc("a", lock)) == k(SubDoc("a", None))
+    assert k(SubDoc("a", lock)) != k(Doc("a", lock))
+    register_hasher(Twin, lambda t: t.text)
+    assert k(Twin("a")) != k(Doc("a", lock))
+    register_hasher(Doc, lambda d: d.text.upper())
+    assert k(Doc("a", lock)) == k(Doc("A", lock))
+
+
+def test_register_hasher_validates() -> None:
+    with pytest.raises(TypeError):
+        register_hasher("Doc", lambda d: d)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        register_hasher(Doc, 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        register_hasher(str, len)
+
+
+# ---------------------------------------------------------------- call keys
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        ("hello world", 0.7),
+        ("hello", 1, None, True, False, -3, 2.5),
+        ("x" * 500, 0.1),
+        ("\ud800 lone surrogate", 1),
+        ("é日本", 2**80),
+        tuple(float(i) for i in range(20)),
+        tuple(range(20)),
+        ([1, 2], {"a": 1}, Req("r")),
+        ("a" * 60,),
+        ("a" * 61,),
+        ("a" * 62,),
+    ],
+)
+def test_call_key_equals_make_key_of_tuple(values: tuple) -> None:
+    names = tuple(f"p{i}" for i in range(len(values)))
+    for algorithm in ALGORITHMS:
+        assert make_call_key(values, names, algorithm=algorithm) == make_key(values, algorithm=algorithm)
+
+
+def test_call_key_distinguishes_arguments() -> None:
+    names = ("prompt", "temperature")
+    assert make_call_key(("hi", 0.7), names) != make_call_key(("hi", 0.8), names)
+    assert make_call_key(("hi", 1), names) != make_call_key(("hi", 1.0), names)
+    assert make_call_key(("hi", 1), names) != make_call_key(("hi", True), names)
+    assert make_call_key(("a", "bc"), names) != make_call_key(("ab", "c"), names)
+
+
+# ---------------------------------------------------------------- process independence
+
+
+_STABLE_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, datetime, decimal, json, pathlib, uuid
+    from infercache.keys import hash_key
+
+    class Req:
+        def __init__(self, text):
+            self.text = text
+
+    values = [
+        "text", 1, 2**90, 1.5, None, True, b"raw", ("t", 1), [1, "a"],
+        {"b": 1, "a": 2, 3: [4]}, {"x", "y", "z", "w", "v"}, frozenset({1, "a", (2, 3)}),
+        {("k", 1): {"s", "t"}}, Req("hello"), decimal.Decimal("1.1"), uuid.UUID(int=5),
+        pathlib.PurePosixPath("a/b"), datetime.datetime(2020, 1, 1), "x" * 1000,
+        [float(i) for i in range(100)],
+    ]
+    print(json.dumps([[hash_key(v), hash_key(v, algorithm="xxh3")] for v in values]))
+    """
+)
+
+
+def _run(code: str, **env: str) -> str:
+    full_env = dict(os.environ)
+    full_env.update(env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=full_env, check=True, timeout=120)
+    return result.stdout
+
+
+def test_keys_do_not_depend_on_hash_seed_or_process() -> None:
+    a = json.loads(_run(_STABLE_SCRIPT, PYTHONHASHSEED="1"))
+    b = json.loads(_run(_STABLE_SCRIPT, PYTHONHASHSEED="987654"))
+    c = json.loads(_run(_STABLE_SCRIPT, PYTHONHASHSEED="random"))
+    assert a == b == c
+
+
+def test_import_does_not_pull_heavy_libraries() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import infercache.keys
+        from infercache.keys import make_key
+        make_key([1, "a", {"b": 2.0}, {3}, (None,)])
+        heavy = [m for m in ("numpy", "torch", "pandas", "PIL", "pydantic") if m in sys.modules]
+        print(",".join(heavy))
+        """
+    )
+    assert _run(code).strip() == ""
+
+
+# ---------------------------------------------------------------- numpy
+
+
+np = pytest.importorskip("numpy")
+
+
+def test_numpy_dtype_shape_values() -> None:
+    a = np.arange(6, dtype=np.int64)
+    assert k(a) == k(np.arange(6, dtype=np.int64))
+    assert all_distinct([a, a.reshape(2, 3), a.reshape(3, 2), a.astype(np.int32),
+                         a.astype(np.float64), a + 1, a.tolist(), a[:5]])
+
+
+def test_numpy_non_contiguous_view_equals_copy() -> None:
+    base = np.arange(10_000, dtype=np.float32).reshape(100, 100)
+    view = base[::2, 1::3]
+    assert not view.flags.c_contiguous
+    assert k(view) == k(np.ascontiguousarray(view))
+    assert k(base.T) == k(base.T.copy())
+    assert k(base.T) != k(base)
+    big = np.arange(1_000_000, dtype=np.float64).reshape(1000, 1000)
+    assert k(big[:, ::2]) == k(big[:, ::2].copy())
+
+
+def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    arr = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    values = [arr, {"img": arr, "n": 1}, {(1, 2): "x" * 10_000}, {b"k" * 5000}, "y" * 50_000]
+    streamed = [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
+    monkeypatch.setattr(keys, "_BIG", 10**9)
+    inline = [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
+    assert streamed[0] == inline[0]
+    assert streamed[4] == inline[4]
+    for key, _ in streamed:
+        assert len(key) in (33, 65) or key[0] == 0
+
+
+def test_numpy_image_keys() -> None:
+    img = np.random.default_rng(1).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
+    copy = img.copy()
+    assert k(img) == k(copy)
+    copy[500, 500, 1] ^= 1
+    assert k(img) != k(copy)
+    assert k(img, algorithm="xxh3") != k(copy, algorithm="xxh3")
+    assert k(img)[:1] == b"\x01" and k(img, algorithm="xxh3")[:1] == b"\x02"
+
+
+def test_numpy_object_arrays_by_content() -> None:
+    a = np.array([Req("a"), "x", 1], dtype=object)
+    b = np.array([Req("a"), "x", 1], dtype=object)
+    c = np.array([Req("b"), "x", 1], dtype=object)
+    assert k(a) == k(b)
+    assert k(a) != k(c)
+    with pytest.raises(UnhashableError):
+        make_key(np.array([object()], dtype=object))
+
+
+def test_numpy_scalars_tagged_by_dtype() -> None:
+    assert all_distinct([np.float64(1.0), 1.0, np.float32(1.0), np.int64(1), 1, np.int32(1),
+                         np.bool_(True), True, np.str_("a"), "a", np.array(1.0)])
+    assert k(np.float64(2.5)) == k(np.float64(2.5))
+
+
+def test_numpy_structured_and_special_dtypes() -> None:
+    dt1 = np.dtype([("a", "<i4"), ("b", "<f8")])
+    dt2 = np.dtype([("x", "<i4"), ("y", "<f8")])
+    a = np.array([(1, 2.0), (3, 4.0)], dtype=dt1)
+    b = np.array([(1, 2.0), (3, 4.0)], dtype=dt2)
+    assert k(a) == k(a.copy())
+    assert k(a) != k(b)
+    dates = np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]")
+    assert k(dates) == k(dates.copy())
+    assert k(dates) != k(dates.astype("datetime64[s]"))
+    assert all_distinct([np.dtype("float32"), np.dtype("float64"), dt1, dt2, np.float32])
+
+
+def test_numpy_masked_arrays_include_mask() -> None:
+    a = np.ma.array([1, 2, 3], mask=[0, 1, 0])
+    b = np.ma.array([1, 2, 3], mask=[0, 0, 0])
+    assert k(a) != k(b)
+    assert k(a) == k(np.ma.array([1, 2, 3], mask=[0, 1, 0]))
+
+
+# ---------------------------------------------------------------- pandas
+
+
+def test_pandas_dataframes() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None], "c": [1.5, float("nan"), 2.0]})
+    assert k(df) == k(df.copy())
+    changed = df.copy()
+    changed.loc[1, "a"] = 5
+    renamed = df.rename(columns={"a": "z"})
+    reindexed = df.set_axis([10, 11, 12])
+    retyped = df.astype({"a": "int32"})
+    assert all_distinct([df, changed, renamed, reindexed, retyped, df[["b", "a", "c"]]])
+    cat = pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])})
+    cat2 = pd.DataFrame({"c": pd.Categorical(["a", "b", "b"])})
+    assert k(cat) == k(cat.copy()) and k(cat) != k(cat2)
+    nullable = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
+    assert k(nullable) == k(nullable.copy())
+    assert k(nullable) != k(pd.DataFrame({"n": pd.array([1, 2, 3], dtype="Int64")}))
+    tz = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")})
+    assert k(tz) == k(tz.copy())
+    assert k(tz) != k(pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="Europe/Paris")}))
+
+
+def test_pandas_series_and_index() -> None:
+    pd = pytest.importorskip("pandas")
+    s = pd.Series([1, 2, 3], name="s")
+    assert k(s) == k(s.copy())
+    assert all_distinct([s, s.rename("t"), s.astype(float), pd.Series([1, 2, 4], name="s"),
+                         s.set_axis(["a", "b", "c"]), pd.Index([1, 2, 3]), pd.Index([1, 2, 3], name="s")])
+    assert k(pd.Index(["a", "b"])) == k(pd.Index(["a", "b"]))
+    assert k(pd.Timestamp("2024-01-01")) != k(pd.Timestamp("2024-01-02"))
+
+
+# ---------------------------------------------------------------- PIL
+
+
+def test_pil_images() -> None:
+    Image = pytest.importorskip("PIL.Image")
+    a = Image.new("RGB", (10, 20), (1, 2, 3))
+    assert k(a) == k(Image.new("RGB", (10, 20), (1, 2, 3)))
+    b = a.copy()
+    b.putpixel((5, 5), (9, 9, 9))
+    assert all_distinct([a, b, Image.new("RGB", (20, 10), (1, 2, 3)), a.convert("RGBA"), a.convert("L")])
+    p1 = a.convert("P")
+    p2 = p1.copy()
+    palette = p2.getpalette()
+    palette[0] = (palette[0] + 1) % 256
+    p2.putpalette(palette)
+    assert k(p1) == k(p1.copy())
+    assert k(p1) != k(p2)
+
+
+# ---------------------------------------------------------------- torch
+
+
+def test_torch_tensors() -> None:
+    torch = pytest.importorskip("torch")
+    t = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    assert k(t) == k(t.clone())
+    assert k(t.t()) == k(t.t().contiguous())
+    assert all_distinct([t, t.to(torch.float64), t.reshape(4, 3), t + 1, t.numpy(),
+                         t.to(torch.bfloat16), t.to(torch.float16)])
+    b = t.to(torch.bfloat16)
+    assert k(b) == k(b.clone())
+    g = t.clone().requires_grad_(True)
+    assert k(g) == k(t)
+    assert k(torch.float32) != k(torch.float16)
+    assert k(torch.device("cpu")) == k(torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- pydantic
+
+
+def test_pydantic_models() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Params(pydantic.BaseModel):
+        prompt: str
+        temperature: float = 0.7
+
+    class Other(pydantic.BaseModel):
+        prompt: str
+        temperature: float = 0.7
+
+    assert k(Params(prompt="a")) == k(Params(prompt="a", temperature=0.7))
+    assert all_distinct([Params(prompt="a"), Params(prompt="b"), Other(prompt="a"),
+                         {"prompt": "a", "temperature": 0.7}])
+
+
+# ---------------------------------------------------------------- properties
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=80)
+    | st.binary(max_size=80)
+)
+hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=4),
+                         max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.lists(inner, max_size=6).map(tuple)
+        | st.dictionaries(hashables, inner, max_size=5)
+        | st.sets(hashables, max_size=5)
+        | st.frozensets(hashables, max_size=5)
+        | st.lists(st.floats(), min_size=14, max_size=20)
+        | st.lists(st.integers(min_value=-(2**64), max_value=2**64), min_size=14, max_size=20)
+    ),
+    max_leaves=25,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Type-tagged structural equality (floats by bits, containers by typed content)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (set, frozenset)):
+        return _match(list(a), list(b))
+    if isinstance(a, dict):
+        return _match(list(a.items()), list(b.items()))
+    return a == b
+
+
+def _match(xs: list, ys: list) -> bool:
+    if len(xs) != len(ys):
+        return False
+    remaining = list(ys)
+    for x in xs:
+        for i, y in enumerate(remaining):
+            if same(x, y):
+                del remaining[i]
+                break
+        else:
+            return False
+    return True
+
+
+def rebuilt(v: Any) -> Any:
+    """An equal value built fresh, with dict and set insertion orders reversed."""
+    if isinstance(v, list):
+        return [rebuilt(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(rebuilt(x) for x in v)
+    if isinstance(v, dict):
+        return {rebuilt(key): rebuilt(val) for key, val in reversed(list(v.items()))}
+    if isinstance(v, frozenset):
+        return frozenset(rebuilt(x) for x in reversed(list(v)))
+    if isinstance(v, set):
+        return {rebuilt(x) for x in reversed(list(v))}
+    if isinstance(v, str):
+        return "".join(list(v))
+    if isinstance(v, bytes):
+        return bytes(bytearray(v))
+    if isinstance(v, int) and not isinstance(v, bool):
+        return int(str(v))
+    if isinstance(v, float):
+        return struct.unpack("<d", struct.pack("<d", v))[0]
+    return v
+
+
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(values)
+def test_prop_equal_values_equal_keys(v: Any) -> None:
+    w = rebuilt(v)
+    for algorithm in ALGORITHMS:
+        assert make_key(v, algorithm=algorithm) == make_key(w, algorithm=algorithm)
+        assert hash_key(v, algorithm=algorithm) == hash_key(w, algorithm=algorithm)
+
+
+@PROPS
+@given(values, values)
+def test_prop_keys_equal_iff_typed_equal(a: Any, b: Any) -> None:
+    assert (make_key(a) == make_key(b)) == same(a, b)
+
+
+@PROPS
+@given(st.lists(scalars, max_size=4), st.data())
+def test_prop_near_misses_differ(xs: list, data: st.DataObject) -> None:
+    ys = data.draw(st.lists(scalars, max_size=4))
+    assert (make_key(xs) == make_key(ys)) == same(xs, ys)
+    assert (make_key(tuple(xs)) == make_key(tuple(ys))) == same(xs, ys)
+
+
+@PROPS
+@given(st.dictionaries(hashables, values, max_size=8), st.randoms())
+def test_prop_dict_order_invariance(d: dict, rnd: Any) -> None:
+    items = list(d.items())
+    rnd.shuffle(items)
+    assert make_key(dict(items)) == make_key(d)
+
+
+@PROPS
+@given(values)
+def test_prop_short_and_long_forms(v: Any) -> None:
+    key = make_key(v)
+    xkey = make_key(v, algorithm="xxh3")
+    if key[0] == 0:
+        assert len(key) <= 65 and xkey == key
+    else:
+        assert key[0] == 1 and len(key) == 33
+        assert xkey[0] == 2 and len(xkey) == 17
+        assert key[1:].hex() == hash_key(v)
+
+
+@PROPS
+@given(st.lists(scalars, max_size=6))
+def test_prop_call_key_equals_make_key(xs: list) -> None:
+    names = tuple(f"p{i}" for i in range(len(xs)))
+    for algorithm in ALGORITHMS:
+        assert make_call_key(tuple(xs), names, algorithm=algorithm) == make_key(tuple(xs), algorithm=algorithm)
