@@ -242,6 +242,8 @@ def _wrap(
 
     def key_of(args: tuple[Any, ...], kwargs: dict[str, Any], integs: list[hooks.Integration]) -> Hashable:
         values = sig.values(args, kwargs)
+        if not integs and key_fn is None and not per_session:
+            return ("", make_call_key(values, names, algorithm=digest))
         arg_names = names
         if integs:
             drop = [i for i, v in enumerate(values) if any(g.injected(v) for g in integs)]
@@ -301,7 +303,7 @@ def _wrap(
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
             full = key_of(args, kwargs, integs)
-            entry = store.get(*full)
+            entry = store.lookup(full)
             if entry is not None:
                 for kept in entry.value:
                     yield deliver(kept, integs)
@@ -339,7 +341,7 @@ def _wrap(
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
             full = key_of(args, kwargs, integs)
-            entry = store.get(*full)
+            entry = store.lookup(full)
             if entry is not None:
                 for kept in entry.value:
                     yield deliver(kept, integs)
@@ -377,7 +379,7 @@ def _wrap(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
             full = key_of(args, kwargs, integs)
-            entry = store.get(*full)
+            entry = store.lookup(full)
             if entry is not None:
                 return deliver(entry.value, integs)
             probe_miss(integs)
@@ -418,7 +420,7 @@ def _wrap(
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
             full = key_of(args, kwargs, integs)
-            entry = store.get(*full)
+            entry = store.lookup(full)
             if entry is not None:
                 return deliver(entry.value, integs)
             probe_miss(integs)

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["Integration", "register", "active"]
+__all__ = ["Integration", "register", "unregister", "active"]
 
 
 class Integration:
@@ -63,6 +63,8 @@ _KNOWN = {"gradio": "infercache.integrations.gradio"}
 _registered: list[Integration] = []
 _pending = dict(_KNOWN)
 _lock = threading.Lock()
+_modules = sys.modules
+_seen_modules = -1
 
 
 def register(integration: Integration) -> None:
@@ -73,9 +75,18 @@ def register(integration: Integration) -> None:
         _registered.append(integration)
 
 
+def unregister(name: str) -> None:
+    """Remove the integration registered under ``name`` (if any)."""
+    with _lock:
+        _registered[:] = [i for i in _registered if i.name != name]
+
+
 def active() -> list[Integration]:
     """The registered integrations, importing those whose framework is loaded."""
-    if _pending:
+    global _seen_modules
+    # Nothing new can be loaded while the module count stays the same: one len() per call.
+    if _pending and len(_modules) != _seen_modules:
+        _seen_modules = len(_modules)
         _discover()
     return _registered
 

@@ -185,7 +185,10 @@ class Store:
 
     def get(self, namespace: str, key: Hashable) -> Entry | None:
         """The live entry for ``key``, marked most recently used; counts a hit or miss."""
-        full = (namespace, key)
+        return self.lookup((namespace, key))
+
+    def lookup(self, full: tuple[str, Hashable]) -> Entry | None:
+        """:meth:`get` for a ``(namespace, key)`` pair already built (the hot path)."""
         with self._lock:
             entry = self._data.get(full)
             if entry is not None:

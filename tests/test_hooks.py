@@ -1,0 +1,169 @@
+"""The framework seam, exercised by a small integration defined here."""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+
+import pytest
+
+import infercache as ic
+from infercache import hooks
+
+probing: ContextVar[bool] = ContextVar("probing", default=False)
+request_session: ContextVar[str | None] = ContextVar("request_session", default=None)
+
+
+class Miss(Exception):
+    pass
+
+
+class Injected:
+    """A value the framework passes in (like a progress tracker)."""
+
+
+class Marker:
+    """A base class the framework recognises caches by."""
+
+
+class Framework(hooks.Integration):
+    name = "test-framework"
+
+    def __init__(self) -> None:
+        self.manual_hits = 0
+
+    def session_id(self):
+        return request_session.get()
+
+    def probing(self):
+        return probing.get()
+
+    def miss_error(self):
+        return Miss()
+
+    def manual_hit(self):
+        self.manual_hits += 1
+
+    def injected(self, value):
+        return isinstance(value, Injected)
+
+    def store_output(self, value):
+        return ("stored", value) if isinstance(value, str) else value
+
+    def load_output(self, value):
+        return value[1] + "!" if isinstance(value, tuple) and value[:1] == ("stored",) else value
+
+    def cache_bases(self):
+        return (Marker,)
+
+
+@pytest.fixture
+def framework():
+    fw = Framework()
+    hooks.register(fw)
+    yield fw
+    hooks.unregister(fw.name)
+
+
+def test_probe_mode_raises_the_frameworks_miss_and_serves_hits(framework) -> None:
+    runs = []
+
+    @ic.cache
+    def f(x):
+        runs.append(x)
+        return f"out{x}"
+
+    token = probing.set(True)
+    try:
+        with pytest.raises(Miss):
+            f(1)
+    finally:
+        probing.reset(token)
+    assert runs == []
+    assert f(1) == "out1"  # the computing caller gets its own value
+    token = probing.set(True)
+    try:
+        assert f(1) == "out1!"
+    finally:
+        probing.reset(token)
+    assert runs == [1]
+
+
+def test_probe_mode_for_generators_and_async(framework) -> None:
+    @ic.cache
+    def g(x):
+        yield x
+
+    @ic.cache
+    async def a(x):
+        return x
+
+    token = probing.set(True)
+    try:
+        with pytest.raises(Miss):
+            list(g(1))
+        with pytest.raises(Miss):
+            asyncio.run(a(1))
+    finally:
+        probing.reset(token)
+
+
+def test_injected_values_are_left_out_of_keys(framework) -> None:
+    runs = []
+
+    @ic.cache
+    def f(x, progress=None):
+        runs.append(x)
+        return x
+
+    f(1, Injected())
+    f(1, Injected())
+    assert runs == [1]
+
+
+def test_framework_session_is_used_after_explicit_sessions(framework) -> None:
+    c = ic.Cache(per_session=True)
+    token = request_session.set("tab-1")
+    try:
+        c.set("k", v=1)
+        assert ic.current_session() == "tab-1"
+        with ic.session("explicit"):
+            assert c.get("k") is None
+    finally:
+        request_session.reset(token)
+    assert c.get("k") is None
+    ic.clear_session("tab-1")
+    assert len(c) == 0
+
+
+def test_manual_hits_are_reported(framework) -> None:
+    c = ic.Cache()
+    c.set("abc", v=1)
+    assert c.get("zzz") is None
+    assert framework.manual_hits == 0
+    c.get("abc")
+    c.longest_prefix("abcd")
+    assert framework.manual_hits == 2
+
+
+def test_cache_gets_the_frameworks_bases(framework) -> None:
+    c = ic.Cache(per_session=True)
+    assert isinstance(c, Marker) and isinstance(c, ic.Cache)
+    assert c.per_session is True
+
+
+def test_core_imports_no_framework_and_adds_no_bases() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, infercache as ic\n"
+        "c = ic.Cache(per_session=True)\n"
+        "@ic.cache\n"
+        "def f(x): return x\n"
+        "f(1)\n"
+        "assert type(c) is ic.Cache\n"
+        "heavy = {'gradio', 'numpy', 'torch', 'pandas', 'PIL'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
