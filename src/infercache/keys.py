@@ -246,11 +246,17 @@ def _enc(obj: Any, out: _Sink) -> None:
 
 
 def _sub(obj: Any, out: _Sink) -> bytes:
-    """Standalone encoding of one element of an unordered container."""
+    """Standalone encoding of one element of an unordered container.
+
+    An element holding a large buffer is replaced by a digest of its encoding
+    (and the whole key becomes a digest, so short keys never embed digests).
+    """
     s = _new_sink(out.alg, out.stack)
     _enc(obj, s)
     if s.hasher is None:
         return bytes(s)
+    if out.hasher is None:
+        out.hasher = _new_hasher(out.alg)
     return T_DIGEST + _digest_sink(s)
 
 
