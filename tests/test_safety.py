@@ -1,0 +1,611 @@
+"""Tests for infercache.safety: protect() once, release() per caller."""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import pathlib
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infercache.safety import protect, register_copier, release
+
+np = pytest.importorskip("numpy")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclasses.dataclass
+class Box:
+    """A plain mutable user object (takes the deepcopy path)."""
+
+    x: Any
+
+
+class Color(enum.Enum):
+    RED = 1
+    GREEN = 2
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def freeze(v: Any) -> Any:
+    """A hashable, comparable snapshot of a value's full content."""
+    if isinstance(v, np.ndarray):
+        return ("nd", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, Box):
+        return ("box", freeze(v.x))
+    if isinstance(v, bytearray):
+        return ("ba", bytes(v))
+    if isinstance(v, list):
+        return ("list", tuple(freeze(x) for x in v))
+    if isinstance(v, tuple):
+        return (type(v).__name__, tuple(freeze(x) for x in v))
+    if isinstance(v, dict):
+        return ("dict", tuple((freeze(k), freeze(x)) for k, x in v.items()))
+    if isinstance(v, (set, frozenset)):
+        return (type(v).__name__, frozenset(freeze(x) for x in v))
+    return (type(v).__name__, v)
+
+
+def mutable_ids(v: Any, out: set[int] | None = None) -> set[int]:
+    """ids of every mutable object reachable in ``v`` (read-only arrays excluded)."""
+    out = set() if out is None else out
+    if isinstance(v, np.ndarray):
+        if v.flags.writeable:
+            out.add(id(v))
+        return out
+    if isinstance(v, (list, dict, set, bytearray, Box)):
+        if id(v) in out:
+            return out
+        out.add(id(v))
+    if isinstance(v, Box):
+        mutable_ids(v.x, out)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            mutable_ids(k, out)
+            mutable_ids(x, out)
+    elif isinstance(v, (list, tuple, set, frozenset)):
+        for x in v:
+            mutable_ids(x, out)
+    return out
+
+
+def mutate_all(v: Any) -> None:
+    """Mutate every mutable thing reachable in ``v``, in place."""
+    if isinstance(v, np.ndarray):
+        if v.size == 0:
+            return
+        if v.flags.writeable:
+            v.flat[0] = v.flat[0] + 1
+        else:
+            with pytest.raises(ValueError, match="read-only"):
+                v.flat[0] = 0
+        return
+    if isinstance(v, Box):
+        mutate_all(v.x)
+        v.x = ["mutated", v.x]
+    elif isinstance(v, list):
+        for x in v:
+            mutate_all(x)
+        v.append("mutated")
+    elif isinstance(v, dict):
+        for x in v.values():
+            mutate_all(x)
+        v["mutated"] = True
+    elif isinstance(v, set):
+        v.add("mutated")
+    elif isinstance(v, bytearray):
+        v.extend(b"!")
+    elif isinstance(v, (tuple, frozenset)):
+        for x in v:
+            mutate_all(x)
+
+
+def assert_isolated(value: Any) -> None:
+    """The three guarantees, for one value."""
+    snapshot = freeze(value)
+    kept = protect(value)
+    first = release(kept)
+    assert freeze(first) == snapshot
+    # callers never share a mutable object with each other or with the producer
+    second = release(kept)
+    assert not (mutable_ids(first) & mutable_ids(second))
+    assert not (mutable_ids(first) & mutable_ids(value))
+    # a caller mutating what it got does not change what the next caller gets
+    mutate_all(first)
+    assert freeze(release(kept)) == snapshot
+    # the producer mutating its original does not change the cache
+    mutate_all(value)
+    assert freeze(release(kept)) == snapshot
+
+
+# --------------------------------------------------------------------------- immutables
+
+IMMUTABLES = [
+    None,
+    True,
+    0,
+    -(2**100),
+    1.5,
+    2 + 3j,
+    "hello",
+    b"bytes",
+    decimal.Decimal("1.10"),
+    fractions.Fraction(1, 3),
+    datetime.date(2024, 1, 2),
+    datetime.datetime(2024, 1, 2, 3, 4, tzinfo=datetime.timezone.utc),
+    datetime.time(1, 2),
+    datetime.timedelta(seconds=5),
+    datetime.timezone.utc,
+    uuid.UUID(int=7),
+    pathlib.Path("a/b"),
+    pathlib.PurePosixPath("x"),
+    Color.RED,
+    range(10),
+    Ellipsis,
+    np.float32(1.5),
+    np.int64(3),
+    np.dtype("float32"),
+]
+
+
+@pytest.mark.parametrize("value", IMMUTABLES, ids=lambda v: type(v).__name__)
+def test_immutables_pass_through_without_copy(value):
+    kept = protect(value)
+    assert kept is value
+    assert release(kept) is value
+    assert release(kept) is value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ("a", 1, 2.0),
+        (),
+        ((1, 2), ("x", (None,))),
+        frozenset({1, "a", (2, 3)}),
+        Point(1, "y"),
+        (Color.RED, 1),
+    ],
+    ids=repr,
+)
+def test_immutable_tuples_and_frozensets_are_released_as_is(value):
+    kept = protect(value)
+    out = release(kept)
+    assert out == value and type(out) is type(value)
+    assert release(kept) is out  # no rebuilding on later hits
+
+
+def test_immutable_builtin_subclass_with_attributes_is_copied():
+    class Tagged(str):
+        pass
+
+    s = Tagged("abc")
+    s.tag = ["t"]
+    out = release(protect(s))
+    assert out == "abc" and out is not s
+    out.tag.append("x")
+    assert release(protect(s)).tag == ["t"]
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def test_list_append():
+    value = [1, "a", 2.0]
+    kept = protect(value)
+    out = release(kept)
+    out.append(4)
+    assert release(kept) == [1, "a", 2.0]
+    value.append(5)
+    assert release(kept) == [1, "a", 2.0]
+
+
+def test_dict_set_key():
+    value = {"a": 1, "b": (1, 2)}
+    kept = protect(value)
+    out = release(kept)
+    out["c"] = 3
+    del out["a"]
+    assert release(kept) == {"a": 1, "b": (1, 2)}
+    value["z"] = 0
+    assert release(kept) == {"a": 1, "b": (1, 2)}
+
+
+def test_set_add_and_bytearray():
+    kept = protect({1, 2})
+    release(kept).add(3)
+    assert release(kept) == {1, 2}
+    kb = protect(bytearray(b"ab"))
+    out = release(kb)
+    out[0] = ord("z")
+    assert release(kb) == bytearray(b"ab") and type(release(kb)) is bytearray
+
+
+def test_nested_list_inside_dict_inside_object():
+    value = Box({"inner": [1, [2, 3]]})
+    kept = protect(value)
+    out = release(kept)
+    out.x["inner"][1].append(4)
+    out.x["new"] = 1
+    assert release(kept) == Box({"inner": [1, [2, 3]]})
+    value.x["inner"][1].clear()
+    assert release(kept) == Box({"inner": [1, [2, 3]]})
+
+
+def test_tuple_and_namedtuple_holding_mutables_are_rebuilt():
+    kept = protect(([1], "a"))
+    out = release(kept)
+    out[0].append(2)
+    assert release(kept) == ([1], "a")
+    kp = protect(Point([1], {"k": 1}))
+    p = release(kp)
+    assert type(p) is Point
+    p.x.append(9)
+    p.y["k"] = 2
+    assert release(kp) == Point([1], {"k": 1})
+
+
+def test_frozenset_with_mutable_hashable_members():
+    class Node:
+        def __init__(self, v):
+            self.v = v
+
+    n = Node([1])
+    kept = protect(frozenset([n, 1]))
+    out = release(kept)
+    member = next(x for x in out if isinstance(x, Node))
+    member.v.append(2)
+    again = next(x for x in release(kept) if isinstance(x, Node))
+    assert again.v == [1]
+
+
+def test_shared_references_and_cycles_keep_their_shape():
+    inner = [1, 2]
+    kept = protect([inner, inner, {"x": inner}])
+    out = release(kept)
+    assert out[0] is out[1] is out[2]["x"]
+    out[0].append(3)
+    assert release(kept) == [[1, 2], [1, 2], {"x": [1, 2]}]
+
+    loop: list = [1]
+    loop.append(loop)
+    kl = protect(loop)
+    o = release(kl)
+    assert o[1] is o and o is not loop
+    o.append(5)
+    assert len(release(kl)) == 2
+
+
+def test_other_container_types_use_deepcopy():
+    for value in (
+        collections.OrderedDict(a=[1]),
+        collections.defaultdict(list, a=[1]),
+        collections.deque([[1]]),
+    ):
+        kept = protect(value)
+        out = release(kept)
+        assert type(out) is type(value) and out == value
+        (out["a"] if isinstance(out, dict) else out[0]).append(2)
+        assert release(kept) == value
+
+
+def test_memoryview_is_kept_read_only():
+    data = bytearray(b"abcd")
+    kept = protect(memoryview(data))
+    data[0] = ord("z")
+    out = release(kept)
+    assert out.tobytes() == b"abcd" and out.readonly
+    with pytest.raises(TypeError):
+        out[0] = 1
+
+
+def test_release_of_a_value_not_from_protect_is_still_safe():
+    value = [1, [2]]
+    out = release(value)
+    assert out == value
+    out[1].append(3)
+    assert value == [1, [2]]
+
+
+def test_register_copier():
+    class Buf:
+        def __init__(self, data):
+            self.data = data
+
+    calls = []
+
+    def rel(k):
+        calls.append(k)
+        return Buf(list(k))
+
+    register_copier(Buf, protect=lambda b: tuple(b.data), release=rel)
+    kept = protect([Buf([1, 2])])
+    out = release(kept)
+    out[0].data.append(3)
+    assert release(kept)[0].data == [1, 2]
+    assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------- numpy
+
+
+def test_array_is_read_only_and_not_copied_on_release():
+    value = np.arange(10.0)
+    kept = protect(value)
+    out = release(kept)
+    assert out is release(kept)  # zero copy
+    assert not out.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        out[0] = 42
+    with pytest.raises(ValueError):
+        out.flags.writeable = True  # cannot be re-enabled by a caller
+    mine = out.copy()
+    mine[0] = 42  # the documented way to get a mutable array
+    assert release(kept)[0] == 0
+
+
+def test_array_protect_copies_to_c_contiguous():
+    base = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    view = base[:, ::2]
+    kept = protect(view)
+    assert kept.flags.c_contiguous
+    assert not np.shares_memory(kept, base)
+    base[:] = -1
+    assert (release(kept) == np.arange(12.0).reshape(3, 4)[:, ::2]).all()
+
+
+def test_same_array_twice_is_kept_once():
+    arr = np.zeros(1000)
+    out = release(protect((arr, arr, [arr])))
+    assert out[0] is out[1] is out[2][0]
+    assert not out[0].flags.writeable
+
+
+def test_arrays_inside_containers_stay_shared_read_only():
+    value = {"emb": np.ones(4), "meta": [np.zeros(2)]}
+    kept = protect(value)
+    a, b = release(kept), release(kept)
+    assert a is not b and a["meta"] is not b["meta"]
+    assert a["emb"] is b["emb"]  # shared, but read-only
+    with pytest.raises(ValueError):
+        a["emb"][0] = 5
+
+
+def test_object_arrays_are_deep_copied():
+    arr = np.empty(2, dtype=object)
+    arr[0] = [1]
+    arr[1] = {"a": 1}
+    kept = protect(arr)
+    out = release(kept)
+    out[0].append(2)
+    out[1]["b"] = 2
+    again = release(kept)
+    assert again[0] == [1] and again[1] == {"a": 1}
+
+
+def test_masked_array_subclass():
+    m = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    kept = protect(m)
+    out = release(kept)
+    assert type(out) is np.ma.MaskedArray
+    out[0] = 99
+    out.mask[2] = True
+    again = release(kept)
+    assert again[0] == 1 and list(again.mask) == [False, True, False]
+
+
+def test_read_only_array_inside_user_object_is_mutable_in_the_copy():
+    arr = np.arange(3)
+    arr.flags.writeable = False
+    kept = protect(Box(arr))
+    out = release(kept)
+    assert out.x.flags.writeable  # a private deep copy: safe to mutate
+    out.x[0] = 100
+    assert release(kept).x[0] == 0
+
+
+# --------------------------------------------------------------------------- torch
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch")
+
+
+def test_tensor_add_(torch):
+    value = torch.zeros(5, requires_grad=True) * 2  # has autograd history
+    kept = protect(value)
+    out = release(kept)
+    assert out.grad_fn is None and not out.requires_grad
+    out.add_(1)
+    assert torch.equal(release(kept), torch.zeros(5))
+    with torch.no_grad():
+        value.add_(7)
+    assert torch.equal(release(kept), torch.zeros(5))
+
+
+def test_tensor_view_original_mutation(torch):
+    base = torch.arange(10.0)
+    kept = protect(base[2:5])
+    base.zero_()
+    assert torch.equal(release(kept), torch.tensor([2.0, 3.0, 4.0]))
+
+
+def test_plain_kv_cache_object(torch):
+    class KV:
+        def __init__(self):
+            self.layers = [
+                (torch.ones(1, 2, 3, 4), torch.ones(1, 2, 3, 4)) for _ in range(2)
+            ]
+
+    kv = KV()
+    kept = protect(kv)
+    out = release(kept)
+    out.layers[0][0].add_(1)
+    out.layers.append(None)
+    again = release(kept)
+    assert len(again.layers) == 2 and torch.equal(
+        again.layers[0][0], torch.ones(1, 2, 3, 4)
+    )
+    kv.layers[1][1].zero_()
+    assert torch.equal(release(kept).layers[1][1], torch.ones(1, 2, 3, 4))
+
+
+def test_transformers_dynamic_cache(torch):
+    transformers = pytest.importorskip("transformers")
+    cache = transformers.DynamicCache()
+    for layer in range(2):
+        cache.update(torch.ones(1, 2, 4, 8), torch.ones(1, 2, 4, 8), layer)
+    kept = protect(cache)
+    out = release(kept)
+    # generation appends to the cache in place
+    out.update(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8), 0)
+    out.layers[1].keys.mul_(0)
+    again = release(kept)
+    assert again.get_seq_length(0) == 4
+    assert torch.equal(again.layers[1].keys, torch.ones(1, 2, 4, 8))
+    cache.layers[0].values.zero_()
+    assert torch.equal(release(kept).layers[0].values, torch.ones(1, 2, 4, 8))
+
+
+def test_objects_holding_tensors_with_autograd_history(torch):
+    transformers = pytest.importorskip("transformers")
+    w = torch.ones(3, requires_grad=True)
+    logits = w * 2  # non-leaf: plain deepcopy refuses it
+    output = transformers.modeling_outputs.CausalLMOutput(logits=logits)
+    for value in (output, Box({"logits": logits, "again": logits})):
+        kept = protect(value)
+        out = release(kept)
+        t = out["logits"] if isinstance(out, dict) else out.x["logits"]
+        assert t.grad_fn is None and torch.equal(t, torch.full((3,), 2.0))
+        t.add_(1)
+        again = release(kept)
+        t2 = again["logits"] if isinstance(again, dict) else again.x["logits"]
+        assert torch.equal(t2, torch.full((3,), 2.0))
+    shared = release(protect(Box({"logits": logits, "again": logits})))
+    assert shared.x["logits"] is shared.x["again"]
+
+
+# --------------------------------------------------------------------------- PIL and pandas
+
+
+def test_pil_putpixel():
+    Image = pytest.importorskip("PIL.Image")
+    value = Image.new("RGB", (4, 4), (10, 20, 30))
+    kept = protect(value)
+    out = release(kept)
+    out.putpixel((0, 0), (255, 0, 0))
+    assert release(kept).getpixel((0, 0)) == (10, 20, 30)
+    value.putpixel((1, 1), (0, 0, 0))
+    assert release(kept).getpixel((1, 1)) == (10, 20, 30)
+
+
+def test_pandas_dataframe_iloc():
+    pd = pytest.importorskip("pandas")
+    value = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    expected = value.copy(deep=True)
+    kept = protect(value)
+    out = release(kept)
+    out.iloc[0, 0] = 100
+    out["c"] = 1
+    pd.testing.assert_frame_equal(release(kept), expected)
+    value.iloc[1, 0] = -1
+    pd.testing.assert_frame_equal(release(kept), expected)
+
+
+def test_pandas_without_copy_on_write_releases_deep_copies(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    from infercache import safety
+
+    monkeypatch.setattr(safety, "_pandas_cow", lambda: False)
+    kept = protect(pd.DataFrame({"a": [1.0, 2.0]}))
+    out = release(kept)
+    assert not np.shares_memory(out["a"].to_numpy(), kept.v["a"].to_numpy())
+    out.iloc[0, 0] = 5.0
+    assert release(kept).iloc[0, 0] == 1.0
+
+
+def test_pandas_series_and_index():
+    pd = pytest.importorskip("pandas")
+    s = pd.Series([1.0, 2.0], index=["a", "b"])
+    kept = protect(s)
+    out = release(kept)
+    out.iloc[0] = 9.0
+    out["c"] = 3.0
+    pd.testing.assert_series_equal(
+        release(kept), pd.Series([1.0, 2.0], index=["a", "b"])
+    )
+    idx = pd.Index([1, 2, 3])
+    assert release(protect(idx)).equals(idx)
+
+
+def test_pydantic_model():
+    pydantic = pytest.importorskip("pydantic")
+
+    class Result(pydantic.BaseModel):
+        labels: list[str]
+        scores: dict[str, float]
+
+    kept = protect(Result(labels=["a"], scores={"a": 1.0}))
+    out = release(kept)
+    out.labels.append("b")
+    out.scores["b"] = 0.5
+    assert release(kept) == Result(labels=["a"], scores={"a": 1.0})
+
+
+# --------------------------------------------------------------------------- property-based
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
+_hashables = st.recursive(
+    _leaves, lambda c: st.tuples(c, c) | st.frozensets(c, max_size=3), max_leaves=6
+)
+_arrays = st.builds(
+    lambda xs: np.array(xs, dtype=np.int64),
+    st.lists(st.integers(-1000, 1000), max_size=5),
+)
+_values = st.recursive(
+    _leaves | _arrays | st.builds(bytearray, st.binary(max_size=4)),
+    lambda c: (
+        st.lists(c, max_size=4)
+        | st.tuples(c, c)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), c, max_size=4)
+        | st.sets(_hashables, max_size=4)
+        | st.builds(Box, c)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_property_nested_values_are_isolated(value):
+    assert_isolated(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_values)
+def test_property_protect_shares_nothing_mutable_with_the_original(value):
+    kept = protect(value)
+    out = release(kept)
+    assert not (mutable_ids(out) & mutable_ids(value))
+    assert freeze(out) == freeze(copy.deepcopy(value))
