@@ -44,8 +44,8 @@ class Framework(hooks.Integration):
     def manual_hit(self):
         self.manual_hits += 1
 
-    def injected(self, value):
-        return isinstance(value, Injected)
+    def injected_types(self):
+        return (Injected,)
 
     def store_output(self, value):
         return ("stored", value) if isinstance(value, str) else value
@@ -112,13 +112,20 @@ def test_injected_values_are_left_out_of_keys(framework) -> None:
     runs = []
 
     @ic.cache
-    def f(x, progress=None):
+    def f(x, progress=Injected()):
+        runs.append(x)
+        return x
+
+    @ic.cache
+    def g(x, request: Injected | None = None):
         runs.append(x)
         return x
 
     f(1, Injected())
     f(1, Injected())
-    assert runs == [1]
+    g(2, Injected())
+    g(2, Injected())
+    assert runs == [1, 2]
 
 
 def test_framework_session_is_used_after_explicit_sessions(framework) -> None:

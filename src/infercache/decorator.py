@@ -17,6 +17,7 @@ import functools
 import inspect
 import threading
 import time
+import typing
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -76,6 +77,15 @@ class CacheHandle:
         )
 
 
+class _Framed:
+    """A kept value that a framework integration transformed on the way in."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class _Signature:
     """The parameters of a function, precomputed for fast argument binding."""
 
@@ -93,8 +103,29 @@ class _Signature:
             if manual_cache_type is not None and isinstance(p.default, manual_cache_type)
         }
         self.keep = tuple(i for i in range(self.count) if i not in skip) if skip else None
+        self.params = [p for i, p in enumerate(params) if i not in skip]
         if self.keep is not None:
             self.names = tuple(self.names[i] for i in self.keep)
+        self._fn = fn
+
+    def declared(self, types: tuple[type, ...]) -> frozenset[int]:
+        """Positions (in :meth:`values`) of parameters a framework fills in itself.
+
+        A parameter is the framework's when its default is an instance of one
+        of ``types`` (``progress=gr.Progress()``) or its annotation names one
+        (``request: gr.Request``), which is how frameworks decide what to inject.
+        """
+        if not types:
+            return frozenset()
+        try:
+            hints = typing.get_type_hints(self._fn)
+        except Exception:  # unresolvable annotations: fall back to the raw ones
+            hints = {p.name: p.annotation for p in self.params}
+        return frozenset(
+            i
+            for i, p in enumerate(self.params)
+            if isinstance(p.default, types) or _names_type(hints.get(p.name), types)
+        )
 
     def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The argument of every parameter, in order, defaults applied."""
@@ -127,6 +158,12 @@ class _Signature:
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return tuple(bound.arguments.values())
+
+
+def _names_type(hint: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(hint, type):
+        return issubclass(hint, types)
+    return any(_names_type(arg, types) for arg in typing.get_args(hint))
 
 
 def _manual_cache_type() -> type | None:
@@ -238,18 +275,28 @@ def _wrap(
     names = sig.names
     namespace = sessions.namespace
     active = hooks.active
+    lookup = store.lookup
     warned: list[bool] = []
 
-    def key_of(args: tuple[Any, ...], kwargs: dict[str, Any], integs: list[hooks.Integration]) -> Hashable:
+    plain = key_fn is None and not per_session
+    injected_types = hooks.injected_types
+
+    framework: list[Any] = [(), frozenset()]  # injected types seen last, positions they fill
+    fast = plain and sig.simple and sig.keep is None
+    count = sig.count
+
+    def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Hashable]:
         values = sig.values(args, kwargs)
-        if not integs and key_fn is None and not per_session:
+        types = injected_types()
+        if types is not framework[0]:
+            framework[:] = [types, sig.declared(types)]
+        drop = framework[1]
+        if plain and not drop:
             return ("", make_call_key(values, names, algorithm=digest))
         arg_names = names
-        if integs:
-            drop = [i for i, v in enumerate(values) if any(g.injected(v) for g in integs)]
-            if drop:
-                values = tuple(v for i, v in enumerate(values) if i not in drop)
-                arg_names = tuple(n for i, n in enumerate(arg_names) if i not in drop)
+        if drop:
+            arg_names = tuple(n for i, n in enumerate(arg_names) if i not in drop)
+            values = tuple(v for i, v in enumerate(values) if i not in drop)
         if key_fn is None:
             k = make_call_key(values, arg_names, algorithm=digest)
         else:
@@ -264,13 +311,18 @@ def _wrap(
         return (namespace() if per_session else "", k)
 
     def keep(value: Any, integs: list[hooks.Integration]) -> Any:
+        framed = value
         for g in integs:
-            value = g.store_output(value)
-        return protect(value)
+            framed = g.store_output(framed)
+        if framed is value:
+            return protect(value)
+        return _Framed(protect(framed))
 
-    def deliver(kept: Any, integs: list[hooks.Integration]) -> Any:
-        value = release(kept)
-        for g in integs:
+    def deliver(kept: Any) -> Any:
+        if type(kept) is not _Framed:
+            return release(kept)
+        value = release(kept.value)
+        for g in active():
             value = g.load_output(value)
         return value
 
@@ -302,11 +354,11 @@ def _wrap(
         @functools.wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs, integs)
-            entry = store.lookup(full)
+            full = key_of(args, kwargs)
+            entry = lookup(full)
             if entry is not None:
                 for kept in entry.value:
-                    yield deliver(kept, integs)
+                    yield deliver(kept)
                 return
             probe_miss(integs)
             run = flights.join_async_run(full, lambda: new_async_run(full, args, kwargs, integs))
@@ -319,7 +371,7 @@ def _wrap(
                     if not more:
                         return
                     i += 1
-                    yield deliver(kept, integs)
+                    yield deliver(kept)
             finally:
                 await run.leave()
 
@@ -340,11 +392,11 @@ def _wrap(
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs, integs)
-            entry = store.lookup(full)
+            full = key_of(args, kwargs)
+            entry = lookup(full)
             if entry is not None:
                 for kept in entry.value:
-                    yield deliver(kept, integs)
+                    yield deliver(kept)
                 return
             probe_miss(integs)
             run = flights.join_run(full, lambda: new_run(full, args, kwargs, integs))
@@ -357,7 +409,7 @@ def _wrap(
                     if not more:
                         return
                     i += 1
-                    yield deliver(kept, integs)
+                    yield deliver(kept)
             finally:
                 run.leave()
 
@@ -378,10 +430,10 @@ def _wrap(
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs, integs)
-            entry = store.lookup(full)
+            full = key_of(args, kwargs)
+            entry = lookup(full)
             if entry is not None:
-                return deliver(entry.value, integs)
+                return deliver(entry.value)
             probe_miss(integs)
             while True:
                 call, leader = flights.join(full)
@@ -390,10 +442,10 @@ def _wrap(
                 store.count_join()
                 outcome = await flights.await_(call)
                 if outcome is not ABANDONED:
-                    return deliver(outcome, integs)
+                    return deliver(outcome)
                 entry = store.touch(*full)
                 if entry is not None:
-                    return deliver(entry.value, integs)
+                    return deliver(entry.value)
             start, generation = _perf(), store.generation
             try:
                 result = await func(*args, **kwargs)
@@ -419,10 +471,14 @@ def _wrap(
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs, integs)
-            entry = store.lookup(full)
+            # Hot path inlined: all arguments given positionally, nothing for a framework to fill.
+            if fast and not kwargs and len(args) == count and hooks._injected is framework[0] and not framework[1]:
+                full = ("", make_call_key(args, names, algorithm=digest))
+            else:
+                full = key_of(args, kwargs)
+            entry = lookup(full)
             if entry is not None:
-                return deliver(entry.value, integs)
+                return deliver(entry.value)
             probe_miss(integs)
             while True:
                 call, leader = flights.join(full)
@@ -431,10 +487,10 @@ def _wrap(
                 store.count_join()
                 outcome = flights.wait(call)
                 if outcome is not ABANDONED:
-                    return deliver(outcome, integs)
+                    return deliver(outcome)
                 entry = store.touch(*full)
                 if entry is not None:
-                    return deliver(entry.value, integs)
+                    return deliver(entry.value)
             start, generation = _perf(), store.generation
             try:
                 result = func(*args, **kwargs)

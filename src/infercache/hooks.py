@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["Integration", "register", "unregister", "active"]
+__all__ = ["Integration", "register", "unregister", "active", "injected_types"]
 
 
 class Integration:
@@ -41,9 +41,9 @@ class Integration:
     def manual_hit(self) -> None:
         """Called when ``Cache.get`` (or ``longest_prefix``) returns a hit."""
 
-    def injected(self, value: Any) -> bool:
-        """True for argument values the framework injects (left out of keys)."""
-        return False
+    def injected_types(self) -> tuple[type, ...]:
+        """Types of the argument values the framework injects (left out of keys)."""
+        return ()
 
     def store_output(self, value: Any) -> Any:
         """Turn a freshly computed output into the form kept in the cache."""
@@ -65,6 +65,7 @@ _pending = dict(_KNOWN)
 _lock = threading.Lock()
 _modules = sys.modules
 _seen_modules = -1
+_injected: tuple[type, ...] = ()
 
 
 def register(integration: Integration) -> None:
@@ -73,12 +74,24 @@ def register(integration: Integration) -> None:
         if any(i.name == integration.name for i in _registered):
             return
         _registered.append(integration)
+        _refresh()
 
 
 def unregister(name: str) -> None:
     """Remove the integration registered under ``name`` (if any)."""
     with _lock:
         _registered[:] = [i for i in _registered if i.name != name]
+        _refresh()
+
+
+def _refresh() -> None:
+    global _injected
+    _injected = tuple(t for i in _registered for t in i.injected_types())
+
+
+def injected_types() -> tuple[type, ...]:
+    """All registered integrations' injected types, as one ``isinstance`` tuple."""
+    return _injected
 
 
 def active() -> list[Integration]:

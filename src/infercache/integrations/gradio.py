@@ -414,9 +414,9 @@ class GradioIntegration(hooks.Integration):
         """Show Gradio's ``used cache`` badge for the current event."""
         gr_caching.mark_manual_cache_hit()
 
-    def injected(self, value: Any) -> bool:
-        """Values Gradio injects into event functions (left out of cache keys)."""
-        return isinstance(value, _INJECTED_TYPES)
+    def injected_types(self) -> tuple[type, ...]:
+        """Types of the values Gradio injects into event functions (left out of cache keys)."""
+        return _INJECTED_TYPES
 
     def store_output(self, value: Any) -> Any:
         """Keep file outputs by content (see :class:`KeptFile`)."""
