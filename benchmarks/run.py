@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("-k", dest="select", default=None, help="pytest -k expression")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing results")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="paste the report's tables into benchmarks/README.md"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
 
@@ -192,7 +195,24 @@ def main(argv: list[str] | None = None) -> int:
     written = report.build(out)
     for path in written:
         print("wrote", path)
+    if args.update_readme:
+        update_readme(out / "report.md", HERE / "README.md")
+        print("updated", HERE / "README.md")
     return 0 if code == 0 else 1
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(report_md: Path, readme: Path) -> None:
+    """Replace the results section of ``readme`` with ``report_md`` (minus the plots)."""
+    body = report_md.read_text().split("\n## Plots", 1)[0]
+    body = body.replace("# infercache benchmark report\n", "", 1).replace("\n## ", "\n### ")
+    text = readme.read_text()
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{START}\n{body.strip()}\n\nPlots are written next to the report "
+                      f"(not committed).\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Profile infercache's hit path for one benchmark case.
+
+Usage (from the repository root)::
+
+    python benchmarks/profile_hits.py small_args            # cProfile, top functions
+    python benchmarks/profile_hits.py image_1080p --digest xxh3
+    python benchmarks/profile_hits.py small_args --lines     # line_profiler on the hot path
+    python benchmarks/profile_hits.py small_args --no-gradio # a plain-Python program
+
+By default gradio is imported first, as in a Gradio app, so the framework
+integration is active on every call exactly as in the benchmark suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+def _call(case: str) -> tuple[tuple[Any, ...], int]:
+    import cases
+
+    if case == "small_args":
+        return ("hello world", 0.7), 100_000
+    value = cases.VALUE_CASES_BY_NAME[case].build()
+    return (value,), 50
+
+
+def _hot_functions() -> list[Callable[..., Any]]:
+    """Functions whose lines are timed with ``--lines`` (those that exist)."""
+    import importlib
+
+    found: list[Callable[..., Any]] = []
+    for module, names in (
+        ("infercache.keys", ("make_call_key", "_enc_tuple", "_finish", "_digest_sink", "_feed")),
+        ("infercache.store", ("lookup",)),
+        ("infercache.safety", ("release",)),
+        ("infercache.hooks", ("active",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [getattr(mod, n) for n in names if callable(getattr(mod, n, None))]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("case", help="small_args or a value case (image_1080p, pil_1080p, torch_tensor, ...)")
+    parser.add_argument("--digest", default="blake3")
+    parser.add_argument("--lines", action="store_true", help="line-by-line profile (needs line_profiler)")
+    parser.add_argument("--no-gradio", action="store_true", help="do not import gradio first")
+    parser.add_argument("-n", type=int, default=None, help="number of hits")
+    args = parser.parse_args(argv)
+
+    if not args.no_gradio:
+        import gradio  # noqa: F401
+
+    import cases
+
+    args_tuple, n = _call(args.case)
+    n = args.n or n
+
+    def infer(prompt: str, temperature: float = 0.7) -> str:  # same shape as the suite's
+        return prompt
+
+    def classify(x: Any) -> int:
+        return 1
+
+    fn = cases.ic_decorate(infer if args.case == "small_args" else classify, args.digest)
+    fn(*args_tuple)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn(*args_tuple)
+    per = (time.perf_counter() - t0) / n
+    print(f"{args.case} ({args.digest}, gradio {'off' if args.no_gradio else 'loaded'}): "
+          f"{per * 1e6:.2f} µs per hit over {n} hits")
+
+    if args.lines:
+        from line_profiler import LineProfiler
+
+        lp = LineProfiler()
+        lp.add_function(fn)
+        for cell in fn.__closure__ or ():  # key_of, deliver, ... live in the wrapper's closure
+            if callable(cell.cell_contents) and hasattr(cell.cell_contents, "__code__"):
+                lp.add_function(cell.cell_contents)
+        for f in _hot_functions():
+            lp.add_function(f)
+        lp.enable_by_count()
+        for _ in range(n):
+            fn(*args_tuple)
+        lp.disable_by_count()
+        buf = io.StringIO()
+        lp.print_stats(stream=buf, output_unit=1e-6, stripzeros=True)
+        print(buf.getvalue())
+    else:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            fn(*args_tuple)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
