@@ -21,7 +21,7 @@ import typing
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import hooks, sessions
 from .flight import ABANDONED, AsyncRun, Flights, Run
@@ -30,9 +30,10 @@ from .safety import protect, release
 from .sizes import sizeof
 from .store import CacheStats, Store, check_max_size, check_ttl, parse_memory
 
-__all__ = ["cache", "CacheHandle", "CacheKeyError"]
+__all__ = ["cache", "CacheHandle", "CacheKeyError", "CachedFunction"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
 
 _EMPTY = inspect.Parameter.empty
 _RUNTIME_REGISTRY_MAX = 1024
@@ -172,8 +173,16 @@ def _manual_cache_type() -> type | None:
     return Cache
 
 
+class CachedFunction(Protocol[P, R]):
+    """What ``@cache`` returns: the function, same signature, plus ``.cache``."""
+
+    cache: CacheHandle
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+
 @overload
-def cache(fn: F) -> F: ...
+def cache(fn: Callable[P, R]) -> CachedFunction[P, R]: ...
 
 
 @overload
@@ -186,7 +195,7 @@ def cache(
     per_session: bool = False,
     ttl: float | None = None,
     digest: str = "blake3",
-) -> Callable[[F], F]: ...
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
 
 def cache(
@@ -471,6 +480,7 @@ def _wrap(
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
+            full: tuple[str, Hashable]
             # Hot path inlined: all arguments given positionally, nothing for a framework to fill.
             if fast and not kwargs and len(args) == count and hooks._injected is framework[0] and not framework[1]:
                 full = ("", make_call_key(args, names, algorithm=digest))
