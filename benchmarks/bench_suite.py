@@ -345,7 +345,6 @@ def test_memory_accounting(request: pytest.FixtureRequest, case: str) -> None:
 FUTURE = {
     "disk tier hit (1080p image)": "infercache disk tier not available yet",
     "redis tier hit (1080p image)": "infercache Redis tier not available yet",
-    "Gradio end-to-end hit latency": "infercache Gradio integration benchmark not available yet",
 }
 
 
@@ -368,3 +367,57 @@ def test_future_tiers(request: pytest.FixtureRequest, name: str) -> None:
     if not _tier_available(name):
         na(FUTURE[name])
     na(f"{name}: available in infercache but not benchmarked yet")
+
+
+# --------------------------------------------------------------------------- Gradio end to end
+
+
+E2E_PEERS = ("no cache (plain call)", cases.REFERENCE, cases.ic_peer_name(cases.IC_DIGESTS[0]))
+
+
+@pytest.mark.parametrize("peer", E2E_PEERS)
+def test_gradio_end_to_end(benchmark: Any, request: pytest.FixtureRequest, peer: str, tmp_path: Path) -> None:
+    """A real Gradio server on 127.0.0.1 and a gradio_client call: latency of a repeated request."""
+    compute = 0.02 if cases.QUICK else 0.2
+    tag(
+        request,
+        benchmark,
+        section="e2e",
+        case="gradio_textbox",
+        label=f"Gradio Blocks + gradio_client, textbox in/out, {compute * 1000:.0f} ms compute",
+        peer=peer,
+    )
+    try:
+        import gradio as gr
+        from gradio_client import Client
+    except ImportError as exc:
+        na(f"needs {exc.name}")
+    counter = Counter()
+
+    def classify(text: str) -> str:
+        counter.bump()
+        import time
+
+        time.sleep(compute)
+        return text.upper()
+
+    w = wrap(peer, classify, tmp_path)
+    with gr.Blocks() as demo:
+        box_in, box_out, button = gr.Textbox(), gr.Textbox(), gr.Button()
+        button.click(w.fn, box_in, box_out, api_name="classify")
+    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    try:
+        client = Client(demo.local_url, verbose=False)
+        client.predict("hello world", api_name="/classify")  # the miss
+        start = counter.n
+        rounds = 3 if cases.QUICK else 15
+        benchmark.pedantic(
+            lambda: client.predict("hello world", api_name="/classify"),
+            rounds=rounds,
+            iterations=1,
+            warmup_rounds=1,
+        )
+        benchmark.extra_info["computations_during_hits"] = counter.n - start
+    finally:
+        demo.close()
+        w.close()

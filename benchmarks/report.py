@@ -423,12 +423,35 @@ def section_prefix(rows: list[Row], notes: Notes) -> list[str]:
     return lines + [""]
 
 
+def section_e2e(rows: list[Row], notes: Notes) -> list[str]:
+    """A repeated request through a real Gradio server and gradio_client."""
+    e2e = [r for r in rows if r.section == "e2e"]
+    if not e2e:
+        return []
+    lines = [
+        f"## Gradio end to end ({e2e[0].label})",
+        "",
+        "Median latency of a repeated request (a hit for the caches), client to server and back.",
+        "",
+        "| Peer | Median | × vs gr.cache | Computations during the timed requests |",
+        "|---|---|---|---|",
+    ]
+    for r in e2e:
+        if not _ok(r):
+            lines.append(f"| {r.peer} | {notes.cell(r)} | | |")
+            continue
+        s = speedup(rows, "e2e", r.case, r.peer)
+        ratio = fmt_ratio(s) if r.peer != cases.REFERENCE and not r.peer.startswith("no cache") else "–"
+        lines.append(f"| {r.peer} | {fmt_time(r.median)} | {ratio} | {r.extra.get('computations_during_hits', '?')} |")
+    return lines + [""]
+
+
 def section_tiers(rows: list[Row], notes: Notes) -> list[str]:
     """Tiers and end-to-end rows that are not built yet."""
     tiers = [r for r in rows if r.section == "tiers"]
     if not tiers:
         return []
-    lines = ["## Persistent tiers and Gradio end to end", "", "| Case | Result |", "|---|---|"]
+    lines = ["## Persistent tiers", "", "| Case | Result |", "|---|---|"]
     for r in tiers:
         lines.append(f"| {r.label} | {fmt_time(r.median) if _ok(r) else notes.cell(r)} |")
     return lines + [""]
@@ -587,6 +610,7 @@ def build(out: Path) -> list[Path]:
     body += section_memory(rows, notes)
     body += section_concurrency(rows, notes)
     body += section_prefix(rows, notes)
+    body += section_e2e(rows, notes)
     body += section_tiers(rows, notes)
     pngs = plots(rows, out)
     command = "python benchmarks/run.py" + (" --quick" if "quick" in str(machine.get("mode", "")) else "")

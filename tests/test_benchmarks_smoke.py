@@ -59,6 +59,7 @@ def test_report_has_every_section_and_peer(quick_report: Path) -> None:
         "## Concurrent identical calls",
         "## Prefix search",
         "## Persistent tiers",
+        "## Gradio end to end",
     ):
         assert heading in md, heading
     for peer in (
