@@ -39,7 +39,9 @@ Run something, then run it again with the same inputs: a repeated call of an
 `@ic.cache` event function is answered from the cache without entering the
 queue (Gradio shows a **from cache** badge on the outputs); a hit of
 `c.get(...)` inside a function shows a **used cache** badge. The line under
-each tab counts hits and misses and adds up the compute time the hits saved.
+each tab counts hits and misses and adds up the compute time the hits saved
+(press its refresh button; Gradio hides a badge as soon as another event runs,
+so the counts are not refreshed automatically after each call).
 """
 
 # The guide's simulated work sleeps; the KV and embedding tabs run real models.
@@ -318,9 +320,17 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         return info, {s: float(max(0.0, x)) for s, x in zip(_REFERENCE_SENTENCES, sims)}
 
     # -- layout -----------------------------------------------------------------------
+    # Stats are refreshed on request (and on tab switches and page load), never by
+    # an event chained to the cached one: Gradio's page hides the cache badges as
+    # soon as another event is pending or completes.
+    stats_refreshers: list[tuple[gr.Markdown, Any]] = []
+
+    def panel(button: gr.Button, markdown: gr.Markdown, fn: Any) -> None:
+        button.click(fn, None, markdown, queue=False, show_progress="hidden")
+        stats_refreshers.append((markdown, fn))
     with gr.Blocks(title="infercache demo") as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Image classifier (sync)", id="classify"):
                 gr.Markdown("`@ic.cache` on a plain function. Images are keyed by pixel content: "
                             "re-uploading the same picture is a hit.")
@@ -329,9 +339,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                     label = gr.Label(label="Dominant colour")
                 btn = gr.Button("Classify", variant="primary")
                 gr.Examples(samples, inputs=img)
-                st1 = gr.Markdown(stats_markdown(classify.cache.stats()))
-                btn.click(classify, img, label, api_name="classify", concurrency_limit=1).then(
-                    lambda: stats_markdown(classify.cache.stats()), None, st1, queue=False)
+                with gr.Row():
+                    st1 = gr.Markdown(stats_markdown(classify.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(classify, img, label, api_name="classify", concurrency_limit=1)
+                panel(refresh, st1, lambda: stats_markdown(classify.cache.stats()))
 
             with gr.Tab("Translation (async)", id="translate"):
                 gr.Markdown("`@ic.cache` on an `async def`: same text and language is a hit.")
@@ -340,9 +352,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                     lang = gr.Dropdown(list(_DICTIONARY), value="French", label="Language")
                 dst = gr.Textbox(label="Translation")
                 btn = gr.Button("Translate", variant="primary")
-                st2 = gr.Markdown(stats_markdown(translate.cache.stats()))
-                btn.click(translate, [src, lang], dst, api_name="translate").then(
-                    lambda: stats_markdown(translate.cache.stats()), None, st2, queue=False)
+                with gr.Row():
+                    st2 = gr.Markdown(stats_markdown(translate.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(translate, [src, lang], dst, api_name="translate")
+                panel(refresh, st2, lambda: stats_markdown(translate.cache.stats()))
 
             with gr.Tab("Chatbot (generator)", id="chat"):
                 gr.Markdown("`@ic.cache(per_session=True)` on a generator: every streamed "
@@ -351,9 +365,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 bot = gr.Chatbot(label="Chat", height=300)
                 msg = gr.Textbox(label="Message", value="caching makes demos fast")
                 btn = gr.Button("Send", variant="primary")
-                st3 = gr.Markdown(stats_markdown(chat.cache.stats()))
-                btn.click(chat, [msg, bot], bot, api_name="chat").then(
-                    lambda: stats_markdown(chat.cache.stats()), None, st3, queue=False)
+                with gr.Row():
+                    st3 = gr.Markdown(stats_markdown(chat.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(chat, [msg, bot], bot, api_name="chat")
+                panel(refresh, st3, lambda: stats_markdown(chat.cache.stats()))
 
             with gr.Tab("Streaming audio (generator)", id="audio"):
                 gr.Markdown("`@ic.cache` on a generator feeding `gr.Audio(streaming=True)`: "
@@ -368,9 +384,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                     stream = gr.Audio(streaming=can_stream, autoplay=False, label="Streamed chunks")
                     wav = gr.File(label="Whole melody (WAV)")
                 btn = gr.Button("Play", variant="primary")
-                st4 = gr.Markdown(stats_markdown(melody.cache.stats()))
-                btn.click(melody, notes, [stream, wav], api_name="melody").then(
-                    lambda: stats_markdown(melody.cache.stats()), None, st4, queue=False)
+                with gr.Row():
+                    st4 = gr.Markdown(stats_markdown(melody.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(melody, notes, [stream, wav], api_name="melody")
+                panel(refresh, st4, lambda: stats_markdown(melody.cache.stats()))
 
             with gr.Tab("Summary (async generator)", id="summary"):
                 gr.Markdown("`@ic.cache` on an async generator streaming a summary.")
@@ -382,9 +400,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 n = gr.Slider(1, 4, value=2, step=1, label="Sentences")
                 summary = gr.Markdown(label="Summary")
                 btn = gr.Button("Summarize", variant="primary")
-                st5 = gr.Markdown(stats_markdown(summarize.cache.stats()))
-                btn.click(summarize, [doc, n], summary, api_name="summarize").then(
-                    lambda: stats_markdown(summarize.cache.stats()), None, st5, queue=False)
+                with gr.Row():
+                    st5 = gr.Markdown(stats_markdown(summarize.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(summarize, [doc, n], summary, api_name="summarize")
+                panel(refresh, st5, lambda: stats_markdown(summarize.cache.stats()))
 
             with gr.Tab("City lookup (manual Cache)", id="city"):
                 gr.Markdown("`def lookup(city, c=ic.Cache())`: the function normalizes the key "
@@ -393,10 +413,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 city = gr.Textbox(label="City", value="Paris")
                 info = gr.Markdown(label="Result")
                 btn = gr.Button("Look up", variant="primary")
-                st6 = gr.Markdown(stats_markdown(city_cache.stats()))
-                btn.click(lookup_city, city, info, api_name="lookup_city").then(
-                    lambda: stats_markdown(city_cache.stats(), saved_manual[0]), None, st6,
-                    queue=False)
+                with gr.Row():
+                    st6 = gr.Markdown(stats_markdown(city_cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(lookup_city, city, info, api_name="lookup_city")
+                panel(refresh, st6, lambda: stats_markdown(city_cache.stats(), saved_manual[0]))
 
             with gr.Tab("KV prefix reuse (manual Cache)", id="kv"):
                 gr.Markdown("`def generate(prompt, c=ic.Cache(per_session=True))` keeps the "
@@ -412,9 +433,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 out = gr.Textbox(label="Generated text")
                 rep = gr.Markdown()
                 btn = gr.Button("Generate", variant="primary")
-                st7 = gr.Markdown(stats_markdown(kv_cache.stats()))
-                btn.click(generate, [prompt, toks], [out, rep], api_name="generate").then(
-                    lambda: stats_markdown(kv_cache.stats(), kv_saved[0]), None, st7, queue=False)
+                with gr.Row():
+                    st7 = gr.Markdown(stats_markdown(kv_cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(generate, [prompt, toks], [out, rep], api_name="generate")
+                panel(refresh, st7, lambda: stats_markdown(kv_cache.stats(), kv_saved[0]))
 
             with gr.Tab("Cached helper (ic.cache(fn)(...))", id="helper"):
                 gr.Markdown("The event function is not cached; inside it, "
@@ -423,10 +446,11 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 q = gr.Textbox(label="Question", value="How do per-session caches work?")
                 ans = gr.Markdown()
                 btn = gr.Button("Answer", variant="primary")
-                st8 = gr.Markdown(stats_markdown(ic.cache(retrieve).cache.stats()))
-                btn.click(answer, q, ans, api_name="answer").then(
-                    lambda: stats_markdown(ic.cache(retrieve).cache.stats()), None, st8,
-                    queue=False)
+                with gr.Row():
+                    st8 = gr.Markdown(stats_markdown(ic.cache(retrieve).cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(answer, q, ans, api_name="answer")
+                panel(refresh, st8, lambda: stats_markdown(ic.cache(retrieve).cache.stats()))
 
             with gr.Tab("Embeddings (real model)", id="embed"):
                 gr.Markdown("`@ic.cache` on a real all-MiniLM-L6-v2 (weights bundled by the "
@@ -436,9 +460,18 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 einfo = gr.Markdown()
                 sims = gr.Label(label="Similarity to reference sentences")
                 btn = gr.Button("Embed", variant="primary")
-                st9 = gr.Markdown(stats_markdown(embed.cache.stats()))
-                btn.click(embed, text, [einfo, sims], api_name="embed").then(
-                    lambda: stats_markdown(embed.cache.stats()), None, st9, queue=False)
+                with gr.Row():
+                    st9 = gr.Markdown(stats_markdown(embed.cache.stats()))
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                btn.click(embed, text, [einfo, sims], api_name="embed")
+                panel(refresh, st9, lambda: stats_markdown(embed.cache.stats()))
+
+        def refresh_all() -> list[str]:
+            return [fn() for _, fn in stats_refreshers]
+
+        panels = [md for md, _ in stats_refreshers]
+        tabs.select(refresh_all, None, panels, queue=False, show_progress="hidden")
+        demo.load(refresh_all, None, panels, queue=False, show_progress="hidden")
 
     demo.infercache_functions = {  # type: ignore[attr-defined]
         "classify": classify, "translate": translate, "chat": chat, "melody": melody,
