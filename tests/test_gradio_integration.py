@@ -494,3 +494,31 @@ def test_image_filepath_and_filedata_outputs_survive_cleanup() -> None:
         assert Path(path2).read_bytes() == expected and cap2 == cap1
         assert calls == [1]
 
+
+
+def test_kept_file_copies_are_deleted_with_their_entries() -> None:
+    """The private copy of a file output lives exactly as long as a cache entry uses it."""
+    import gc
+
+    from infercache.integrations import gradio as integration
+
+    folder = Path(tempfile.mkdtemp(prefix="ic-evict-"))
+
+    @ic.cache(max_size=1)
+    def write(n: int) -> str:
+        path = folder / f"out-{n}.bin"
+        path.write_bytes(bytes([n]) * 1000)
+        return str(path)
+
+    def copies() -> set[str]:
+        return {p.name for p in integration._root().glob("*/out-*.bin")}
+
+    write(1)
+    assert "out-1.bin" in copies()
+    write(2)  # evicts write(1)'s entry
+    gc.collect()
+    assert "out-1.bin" not in copies() and "out-2.bin" in copies()
+    write.cache.clear()
+    gc.collect()
+    assert "out-2.bin" not in copies()
+    shutil.rmtree(folder)
