@@ -1182,6 +1182,9 @@ def hash_key(obj: Any, *, algorithm: str = "blake3") -> str:
 
 
 _CALL_HDR = tuple(b"\x00" + T_TUPLE + _varint(n) for n in range(_PACK_MIN))
+# Encoded chunks of recently seen short str arguments (exact str: equal means same content).
+_str_chunks: dict[str, bytes] = {}
+_STR_CHUNKS_MAX = 4096
 
 
 def make_call_key(values: tuple, names: tuple[str, ...], *, algorithm: str = "blake3") -> bytes:
@@ -1202,14 +1205,20 @@ def make_call_key(values: tuple, names: tuple[str, ...], *, algorithm: str = "bl
         for v in values:
             t = type(v)
             if t is str:
-                try:
-                    b = v.encode()
-                except UnicodeEncodeError:
-                    break
-                lb = len(b)
-                if lb >= 128:
-                    break
-                key += _STR_HDR[lb] + b
+                chunk = _str_chunks.get(v)
+                if chunk is None:
+                    try:
+                        b = v.encode()
+                    except UnicodeEncodeError:
+                        break
+                    lb = len(b)
+                    if lb >= 128:
+                        break
+                    chunk = _STR_HDR[lb] + b
+                    if len(_str_chunks) >= _STR_CHUNKS_MAX:
+                        _str_chunks.clear()
+                    _str_chunks[v] = chunk
+                key += chunk
             elif t is float:
                 key += _pack_float(T_FLOAT, v)
             elif t is int:

@@ -171,6 +171,8 @@ class Store:
         self._by_namespace: dict[str, dict[Hashable, None]] = {}
         self._memory = 0
         self._lock = threading.RLock()
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
         self._listeners: list[RemoveListener] = []
         self._warned_too_big = False
         self.generation = 0
@@ -189,19 +191,22 @@ class Store:
 
     def lookup(self, full: tuple[str, Hashable]) -> Entry | None:
         """:meth:`get` for a ``(namespace, key)`` pair already built (the hot path)."""
-        with self._lock:
+        # acquire()/release() rather than ``with``: half the cost on the hottest line.
+        self._acquire()
+        try:
             entry = self._data.get(full)
             if entry is not None:
-                if entry.expires is not None and entry.expires <= self._clock():
-                    self._remove(full, entry)
-                    self.expirations += 1
-                else:
+                if entry.expires is None or entry.expires > self._clock():
                     self._data.move_to_end(full)
                     self.hits += 1
                     self.saved_seconds += entry.cost
                     return entry
+                self._remove(full, entry)
+                self.expirations += 1
             self.misses += 1
             return None
+        finally:
+            self._release()
 
     def peek(self, namespace: str, key: Hashable) -> Entry | None:
         """The live entry for ``key`` without touching LRU order or counters."""
