@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import infercache as ic
 
@@ -239,3 +241,79 @@ def test_thread_safety_under_concurrent_set_get() -> None:
         t.join()
     assert not errors
     assert len(c) <= 50
+
+
+class PrefixCacheModel(RuleBasedStateMachine):
+    """``Cache.longest_prefix`` against a brute-force scan of a model of the cache.
+
+    All three key kinds in one cache, two sessions plus the anonymous one,
+    LRU eviction (lookups refresh the entry they return), deletes and clears.
+    """
+
+    MAX = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = ic.Cache(max_size=self.MAX, per_session=True)
+        self.model: list[tuple[str | None, object]] = []  # (session, key), least recent first
+
+    def _in(self, session):
+        return ic.session(session) if session else nullcontext()
+
+    keys = st.one_of(
+        st.text(alphabet="ab", max_size=4),
+        st.binary(max_size=3).map(lambda b: bytes(x % 2 for x in b)),
+        st.lists(st.integers(0, 1), max_size=4).map(tuple),
+    )
+    sessions = st.sampled_from([None, "s1", "s2"])
+
+    @rule(session=sessions, key=keys)
+    def set(self, session, key) -> None:
+        with self._in(session):
+            self.cache.set(key, v=repr(key))
+        self.model = [m for m in self.model if m != (session, key)] + [(session, key)]
+        del self.model[: max(0, len(self.model) - self.MAX)]
+
+    @rule(session=sessions, key=keys)
+    def delete(self, session, key) -> None:
+        with self._in(session):
+            assert self.cache.delete(key) == ((session, key) in self.model)
+        self.model = [m for m in self.model if m != (session, key)]
+
+    @rule(session=st.sampled_from(["s1", "s2"]))
+    def end_session(self, session) -> None:
+        ic.clear_session(session)
+        self.model = [m for m in self.model if m[0] != session]
+
+    @rule(session=sessions, query=keys, strict=st.booleans(), as_list=st.booleans())
+    def lookup(self, session, query, strict, as_list) -> None:
+        def kind(k):
+            return type(k)
+
+        candidates = [
+            k
+            for s, k in self.model
+            if s == session
+            and kind(k) is kind(query)
+            and query[: len(k)] == k
+            and not (strict and len(k) == len(query))
+        ]
+        best = max(candidates, key=len, default=None)
+        asked = list(query) if as_list and isinstance(query, tuple) else query
+        with self._in(session):
+            found = self.cache.longest_prefix(asked, strict=strict)
+        if best is None:
+            assert found is None
+        else:
+            assert found is not None
+            assert found[0] == best and found[1] == {"v": repr(best)}
+            self.model.remove((session, best))
+            self.model.append((session, best))
+
+    @invariant()
+    def same_entries(self) -> None:
+        assert len(self.cache) == len(self.model)
+
+
+TestPrefixCacheModel = PrefixCacheModel.TestCase
+TestPrefixCacheModel.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
