@@ -80,7 +80,9 @@ def test_probe_mode_raises_the_frameworks_miss_and_serves_hits(framework) -> Non
     finally:
         probing.reset(token)
     assert runs == []
+    assert f.cache.stats().misses == 0  # the probe's miss is not counted: the real call's is
     assert f(1) == "out1"  # the computing caller gets its own value
+    assert f.cache.stats().misses == 1
     token = probing.set(True)
     try:
         assert f(1) == "out1!"

@@ -338,6 +338,8 @@ def _wrap(
     def probe_miss(integs: list[hooks.Integration]) -> None:
         for g in integs:
             if g.probing():
+                # The framework will call again for real: count that call's miss, not this one.
+                store.uncount_miss()
                 raise g.miss_error()
 
     def save(full: tuple[str, Hashable], kept: Any, cost: float, generation: int) -> None:

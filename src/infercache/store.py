@@ -365,6 +365,11 @@ class Store:
                 saved_seconds=self.saved_seconds,
             )
 
+    def uncount_miss(self) -> None:
+        """Take back one miss (a framework's probe that will be followed by the real call)."""
+        with self._lock:
+            self.misses -= 1
+
     def count_join(self) -> None:
         """Record a caller that was served by an identical in-flight computation."""
         with self._lock:
