@@ -360,6 +360,30 @@ def _wrap(
                 )
             return ABANDONED
 
+    def settle(
+        full: tuple[str, Hashable], call: Any, result: Any, start: float, generation: int, integs: Any
+    ) -> None:
+        """A leader's result: keep it (if it can be kept safely) and hand it to its followers."""
+        kept = ABANDONED
+        try:
+            kept = keep_or_abandon(full, result, integs)
+            if kept is not ABANDONED:
+                save(full, kept, _perf() - start, generation)
+        finally:
+            flights.finish(full, call, value=kept)
+
+    RunT = TypeVar("RunT", Run, AsyncRun)
+
+    def new_run(kind: type[RunT], full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> RunT:
+        start, generation = _perf(), store.generation
+        run: RunT = kind(
+            lambda: func(*args, **kwargs),
+            keep=lambda v: keep(v, integs),
+            publish=lambda items: save(full, tuple(items), _perf() - start, generation),
+            on_end=lambda: flights.end_run(full, run),
+        )
+        return run
+
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
@@ -372,7 +396,7 @@ def _wrap(
                     yield deliver(kept)
                 return
             probe_miss(integs)
-            run = flights.join_async_run(full, lambda: new_async_run(full, args, kwargs, integs))
+            run = flights.join_async_run(full, lambda: new_run(AsyncRun, full, args, kwargs, integs))
             if run.consumers > 1:
                 store.count_join()
             i = 0
@@ -385,16 +409,6 @@ def _wrap(
                     yield deliver(kept)
             finally:
                 await run.leave()
-
-        def new_async_run(full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> AsyncRun:
-            start, generation = _perf(), store.generation
-            run = AsyncRun(
-                lambda: func(*args, **kwargs),
-                keep=lambda v: keep(v, integs),
-                publish=lambda items: save(full, tuple(items), _perf() - start, generation),
-                on_end=lambda: flights.end_run(full, run),
-            )
-            return run
 
         wrapper: Callable[..., Any] = async_gen_wrapper
 
@@ -410,7 +424,7 @@ def _wrap(
                     yield deliver(kept)
                 return
             probe_miss(integs)
-            run = flights.join_run(full, lambda: new_run(full, args, kwargs, integs))
+            run = flights.join_run(full, lambda: new_run(Run, full, args, kwargs, integs))
             if run.consumers > 1:
                 store.count_join()
             i = 0
@@ -423,16 +437,6 @@ def _wrap(
                     yield deliver(kept)
             finally:
                 run.leave()
-
-        def new_run(full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> Run:
-            start, generation = _perf(), store.generation
-            run = Run(
-                lambda: func(*args, **kwargs),
-                keep=lambda v: keep(v, integs),
-                publish=lambda items: save(full, tuple(items), _perf() - start, generation),
-                on_end=lambda: flights.end_run(full, run),
-            )
-            return run
 
         wrapper = gen_wrapper
 
@@ -466,13 +470,7 @@ def _wrap(
             except BaseException:
                 flights.finish(full, call)
                 raise
-            kept = ABANDONED
-            try:
-                kept = keep_or_abandon(full, result, integs)
-                if kept is not ABANDONED:
-                    save(full, kept, _perf() - start, generation)
-            finally:
-                flights.finish(full, call, value=kept)
+            settle(full, call, result, start, generation, integs)
             return result
 
         wrapper = async_wrapper
@@ -512,13 +510,7 @@ def _wrap(
             except BaseException:
                 flights.finish(full, call)
                 raise
-            kept = ABANDONED
-            try:
-                kept = keep_or_abandon(full, result, integs)
-                if kept is not ABANDONED:
-                    save(full, kept, _perf() - start, generation)
-            finally:
-                flights.finish(full, call, value=kept)
+            settle(full, call, result, start, generation, integs)
             return result
 
         wrapper = sync_wrapper
