@@ -101,7 +101,10 @@ class Cache:
 
     def keys(self) -> list[Any]:
         """The stored keys (of the current session when per-session), oldest use first."""
-        return [release(e.raw_key) for _, e in self._entries.entries(self._namespace())]
+        return [
+            e.raw_key if type(e.raw_key) is str else release(e.raw_key)
+            for e in self._entries.values(self._namespace())
+        ]
 
     def delete(self, key: Any) -> bool:
         """Remove ``key``; True if it was stored."""

@@ -317,8 +317,18 @@ class Store:
             self.purge_expired()
             if namespace is None:
                 return [(k, e) for (_, k), e in self._data.items()]
-            keys = self._by_namespace.get(namespace, {})
-            return [(k, e) for (ns, k), e in self._data.items() if ns == namespace and k in keys]
+            return [(k, e) for (ns, k), e in self._data.items() if ns == namespace]
+
+    def values(self, namespace: str) -> list[Entry]:
+        """Live entries of one namespace, least recently used first."""
+        with self._lock:
+            self.purge_expired()
+            spaces = self._by_namespace
+            if namespace not in spaces:
+                return []
+            if len(spaces) == 1:
+                return list(self._data.values())
+            return [e for (ns, _), e in self._data.items() if ns == namespace]
 
     def purge_expired(self) -> int:
         """Drop every expired entry now; returns how many were dropped."""
