@@ -451,3 +451,32 @@ def test_clear_during_a_computation_drops_its_result() -> None:
     release.set()
     t.join()
     assert len(slow.cache) == 0
+
+
+def test_callable_objects_partials_and_methods() -> None:
+    import functools
+
+    runs = []
+
+    class Model:
+        __hash__ = None  # an unhashable callable object still gets a cache
+
+        def __init__(self, scale):
+            self.scale = scale
+
+        def __call__(self, x):
+            runs.append(("call", x))
+            return x * self.scale
+
+        def predict(self, x):
+            runs.append(("predict", self.scale, x))
+            return x + self.scale
+
+    m = ic.cache(Model(2))
+    assert m(3) == m(3) == 6
+    predict = ic.cache(Model.predict)
+    assert predict(Model(1), 5) == predict(Model(1), 5) == 6  # self keyed by content
+    assert predict(Model(2), 5) == 7
+    part = ic.cache(functools.partial(lambda a, b: runs.append(("p", a, b)) or a + b, 10))
+    assert part(1) == part(1) == 11
+    assert runs == [("call", 3), ("predict", 1, 5), ("predict", 2, 5), ("p", 10, 1)]

@@ -251,6 +251,10 @@ def cache(
         if isinstance(getattr(func, "cache", None), CacheHandle):
             return func
         registry_key = (func, *settings)
+        try:
+            hash(registry_key)
+        except TypeError:  # an unhashable callable object: it gets a store of its own
+            return _wrap(func, *settings)
         with _registry_lock:
             wrapper = _registry.get(registry_key)
             if wrapper is None:
