@@ -123,11 +123,18 @@ def test_injected_values_are_left_out_of_keys(framework) -> None:
         runs.append(x)
         return x
 
+    @ic.cache
+    def h(history: list[dict[str, int]], request: "Injected | None" = None, n: int | None = None):
+        runs.append(len(history))
+        return history
+
     f(1, Injected())
     f(1, Injected())
     g(2, Injected())
     g(2, Injected())
-    assert runs == [1, 2]
+    h([{"a": 1}], Injected())
+    h([{"a": 1}], Injected())
+    assert runs == [1, 2, 1]
 
 
 def test_framework_session_is_used_after_explicit_sessions(framework) -> None:

@@ -162,9 +162,13 @@ class _Signature:
 
 
 def _names_type(hint: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(hint, type):
-        return issubclass(hint, types)
-    return any(_names_type(arg, types) for arg in typing.get_args(hint))
+    args = typing.get_args(hint)
+    if args:  # Optional[X], X | None, list[X], Annotated[X, ...]
+        return any(_names_type(arg, types) for arg in args)
+    try:
+        return isinstance(hint, type) and issubclass(hint, types)
+    except TypeError:  # generic aliases pass isinstance(..., type) on Python 3.10
+        return False
 
 
 def _manual_cache_type() -> type | None:
