@@ -1,0 +1,489 @@
+"""QA findings against the engine's public promises (README, docs/design.md).
+
+Tests marked ``xfail(strict=True)`` reproduce a defect found during QA: each
+fails today and will start passing (turning the strict xfail into an error)
+once the defect is fixed, at which point the mark should be removed. The
+unmarked tests pin behaviours verified during QA that no other test covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import functools
+import pickle
+import threading
+import typing
+import warnings
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+
+import infercache as ic
+from infercache.keys import make_key
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (no sleeping, no timing)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# =========================================================================== defects
+
+
+# --- argument binding: `_EMPTY not in ...` compares every argument with `==` -----------
+
+
+@pytest.mark.xfail(strict=True, reason="numpy array passed as a keyword argument: ValueError "
+                   "(truth value of an array is ambiguous) from `_EMPTY not in out` in _Signature._bind")
+def test_numpy_array_as_keyword_argument() -> None:
+    @ic.cache
+    def total(img, scale=1.0):
+        return float(img.sum()) * scale
+
+    img = np.ones((3, 3))
+    assert total(img=img) == 9.0
+    assert total(img, scale=2.0) == 18.0
+    assert total(img=img.copy()) == 9.0
+    assert total.cache.stats().hits == 1
+
+
+@pytest.mark.xfail(strict=True, reason="DataFrame passed as a keyword argument: ValueError "
+                   "(truth value of a DataFrame is ambiguous) from `_EMPTY not in out`")
+def test_dataframe_as_keyword_argument() -> None:
+    @ic.cache
+    def rows(df, limit=10):
+        return len(df.head(limit))
+
+    assert rows(df=pd.DataFrame({"a": [1, 2]})) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="a numpy array as a parameter default breaks every call "
+                   "that relies on it: `_EMPTY not in tail` compares the default with ==")
+def test_numpy_array_as_parameter_default() -> None:
+    @ic.cache
+    def masked(x, mask=np.ones(3)):  # noqa: B008 - the point of the test
+        return float((mask * x).sum())
+
+    assert masked(2) == 6.0
+    assert masked(x=2) == 6.0
+
+
+# --- keys: time zones ------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="datetimes are keyed by utcoffset() only: a ZoneInfo zone "
+                   "and a fixed offset equal today collide, and the wrong result is served")
+def test_datetime_zone_is_part_of_the_key() -> None:
+    @ic.cache
+    def half_year_later(when):
+        return (when + dt.timedelta(days=180)).isoformat()
+
+    utc = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)
+    london = dt.datetime(2024, 1, 1, 12, tzinfo=ZoneInfo("Europe/London"))
+    assert half_year_later(utc) == "2024-06-29T12:00:00+00:00"
+    assert half_year_later(london) == "2024-06-29T12:00:00+01:00"  # BST in June
+
+
+@pytest.mark.xfail(strict=True, reason="an aware time with a ZoneInfo zone (utcoffset() is None) "
+                   "has the same key as the naive time")
+def test_aware_time_differs_from_naive_time() -> None:
+    assert make_key(dt.time(12, tzinfo=ZoneInfo("Europe/Paris"))) != make_key(dt.time(12))
+
+
+# --- keys: pydantic --------------------------------------------------------------------
+
+
+class _ModelA(pydantic.BaseModel):
+    v: int
+
+
+class _ModelB(pydantic.BaseModel):
+    v: int
+
+
+class _Outer(pydantic.BaseModel):
+    inner: _ModelA | _ModelB
+
+
+class _WithExcluded(pydantic.BaseModel):
+    prompt: str
+    temperature: float = pydantic.Field(default=1.0, exclude=True)
+
+
+@pytest.mark.xfail(strict=True, reason="pydantic models are keyed by model_dump(), which turns "
+                   "nested models into dicts: the nested model's type is lost and results collide")
+def test_pydantic_nested_model_type_is_part_of_the_key() -> None:
+    @ic.cache
+    def kind(cfg):
+        return type(cfg.inner).__name__
+
+    assert kind(_Outer(inner=_ModelA(v=1))) == "_ModelA"
+    assert kind(_Outer(inner=_ModelB(v=1))) == "_ModelB"
+
+
+@pytest.mark.xfail(strict=True, reason="pydantic fields with exclude=True are left out of "
+                   "model_dump(), so models differing only there share a key")
+def test_pydantic_excluded_field_is_part_of_the_key() -> None:
+    a = _WithExcluded(prompt="p", temperature=0.1)
+    b = _WithExcluded(prompt="p", temperature=0.9)
+    assert make_key(a) != make_key(b)
+
+
+# --- callables without __qualname__ ----------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="key= with a functools.partial: every call raises "
+                   "AttributeError (func.__qualname__ in decorator.key_of)")
+def test_partial_with_key_function() -> None:
+    def add(a, b):
+        return a + b
+
+    cached = ic.cache(key=lambda kw: kw["b"])(functools.partial(add, 1))
+    assert cached(2) == 3
+    assert cached(2) == 3
+
+
+class _Doubler:
+    def __call__(self, x):
+        return 2 * x
+
+
+@pytest.mark.xfail(strict=True, reason="key= with a callable instance: every call raises "
+                   "AttributeError (instances have no __qualname__)")
+def test_callable_instance_with_key_function() -> None:
+    cached = ic.cache(key=lambda kw: kw["x"])(_Doubler())
+    assert cached(3) == 6
+
+
+@pytest.mark.xfail(strict=True, reason="a partial whose result cannot be copied: AttributeError "
+                   "(func.__qualname__ in keep_or_abandon) instead of the documented warning")
+def test_partial_with_uncopyable_result_warns_and_returns() -> None:
+    def make_lock(name):
+        return threading.Lock()
+
+    cached = ic.cache(functools.partial(make_lock, "a"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lock = cached()
+    assert hasattr(lock, "acquire")
+    assert any("could not be copied" in str(w.message) for w in caught)
+
+
+# --- single-flight: a generator calling itself with the same arguments ----------------
+
+
+def _run_in_thread(fn: typing.Callable[[], object]) -> tuple[bool, dict]:
+    """Run ``fn`` in a daemon thread; (still running after a generous wait, outcome)."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            out["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(10)  # a deadlock guard, not a timing assertion
+    return th.is_alive(), out
+
+
+@pytest.mark.xfail(strict=True, reason="a cached generator re-entering itself with the same "
+                   "arguments deadlocks (Run.item waits on its own production) instead of a clear error")
+def test_generator_recursion_with_same_arguments_is_an_error() -> None:
+    @ic.cache
+    def again(n):
+        yield 1
+        yield from again(n)
+
+    hung, out = _run_in_thread(lambda: list(again(1)))
+    assert not hung, "deadlocked"
+    assert isinstance(out.get("error"), RecursionError)
+
+
+@pytest.mark.xfail(strict=True, reason="a cached async generator re-entering itself with the "
+                   "same arguments hangs instead of a clear error")
+def test_async_generator_recursion_with_same_arguments_is_an_error() -> None:
+    @ic.cache
+    async def again(n):
+        yield 1
+        async for x in again(n):
+            yield x
+
+    async def consume():
+        return [x async for x in again(1)]
+
+    async def guarded():
+        return await asyncio.wait_for(consume(), 10)  # a hang guard, not a timing assertion
+
+    hung, out = _run_in_thread(lambda: asyncio.run(guarded()))
+    assert not hung
+    assert isinstance(out.get("error"), RecursionError)
+
+
+# --- mutation safety: pandas extension arrays -------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="pandas extension arrays (Int64, boolean, string, "
+                   "category...) are shared by the copy(deep=False) handed out under copy-on-write: "
+                   "writing through Series.values corrupts the cache")
+def test_writing_to_a_nullable_series_does_not_corrupt_the_cache() -> None:
+    @ic.cache
+    def counts(k):
+        return pd.Series([1, 2], dtype="Int64")
+
+    counts(1)
+    hit = counts(1)
+    hit.values[0] = 99
+    assert counts(1).tolist() == [1, 2]
+
+
+@pytest.mark.xfail(strict=True, reason="extension-array DataFrame column shared with the cache "
+                   "after a hit (copy(deep=False) under copy-on-write)")
+def test_writing_to_a_nullable_frame_column_does_not_corrupt_the_cache() -> None:
+    @ic.cache
+    def frame(k):
+        return pd.DataFrame({"a": pd.array([1, 2], dtype="Int64")})
+
+    frame(1)
+    frame(1)["a"].values[0] = 99
+    assert frame(1)["a"].tolist() == [1, 2]
+
+
+# --- mutation safety: numpy read-only guard bypassed through .base ----------------------
+
+
+@pytest.mark.xfail(strict=True, reason="the kept array's base owns its buffer, so "
+                   "`arr.base.flags.writeable = True` re-enables writes into the cached value")
+def test_cached_array_cannot_be_made_writeable_through_its_base() -> None:
+    @ic.cache
+    def zeros(k):
+        return np.zeros(3)
+
+    zeros(1)
+    hit = zeros(1)
+    try:
+        hit.base.flags.writeable = True
+        hit.base[0] = 42.0
+    except (ValueError, AttributeError):
+        pass
+    assert zeros(1).tolist() == [0.0, 0.0, 0.0]
+
+
+# --- Cache.longest_prefix: aliased keys -------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="[1, 2] and (1, 2) are two entries but one radix-tree "
+                   "slot: deleting one hides the other, still stored, from longest_prefix")
+def test_longest_prefix_survives_deleting_an_aliased_key() -> None:
+    c = ic.Cache()
+    c.set([1, 2], a=1)
+    c.set((1, 2), b=2)
+    c.delete((1, 2))
+    assert [1, 2] in c
+    hit = c.longest_prefix([1, 2, 3])
+    assert hit is not None and hit[1] == {"a": 1}
+
+
+# =========================================================================== verified
+
+
+def test_recursive_calls_with_different_arguments_work() -> None:
+    @ic.cache(max_size=0)
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    @ic.cache(max_size=0)
+    async def afib(n):
+        return n if n < 2 else await afib(n - 1) + await afib(n - 2)
+
+    assert fib(40) == 102334155
+    assert asyncio.run(afib(30)) == 832040
+
+    @ic.cache
+    def countdown(n):
+        if n:
+            yield from countdown(n - 1)
+        yield n
+
+    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
+    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_interleaved_consumers_of_one_generator_in_one_thread() -> None:
+    runs = []
+
+    @ic.cache
+    def gen(n):
+        runs.append(n)
+        yield from range(n)
+
+    assert list(zip(gen(3), gen(3))) == [(0, 0), (1, 1), (2, 2)]
+    assert runs == [3]
+    a, b = gen(5), gen(5)
+    next(a), next(b)
+    a.close()  # one consumer leaves early; the other finishes the shared run
+    assert list(b) == [1, 2, 3, 4]
+    assert list(gen(5)) == [0, 1, 2, 3, 4] and runs == [3, 5]
+
+
+def test_generator_bound_counts_every_yield() -> None:
+    @ic.cache(max_memory="1mb", max_size=0)
+    def chunks(i):
+        for _ in range(3):
+            yield np.zeros(100_000, np.uint8)  # ~300 kB per call
+
+    for i in range(10):
+        assert len(list(chunks(i))) == 3
+        assert chunks.cache.stats().memory <= 1_000_000
+    assert 1 <= len(chunks.cache) <= 3
+
+
+def test_cache_set_counts_large_keys_against_max_memory() -> None:
+    c = ic.Cache(max_memory="100kb", max_size=0)
+    for i in range(50):
+        c.set("k" * 30_000 + str(i), v=1)
+        assert c.stats().memory <= 100_000
+    assert 1 <= len(c) <= 3
+
+
+def test_an_entry_too_big_for_the_bound_replaces_nothing_stale() -> None:
+    c = ic.Cache(max_memory=1000)
+    c.set("a", v=1)
+    with pytest.warns(RuntimeWarning, match="larger than max_memory"):
+        c.set("a", v=np.zeros(10_000))
+    assert c.get("a") is None and len(c) == 0
+
+
+def test_ttl_never_serves_stale_values() -> None:
+    clock = FakeClock()
+    calls = []
+
+    @ic.cache(ttl=10)
+    def f(x):
+        calls.append(x)
+        return x
+
+    @ic.cache(ttl=10)
+    def g(x):
+        calls.append(("g", x))
+        yield x
+
+    f.cache._store._clock = clock
+    g.cache._store._clock = clock
+    f(1), list(g(1))
+    clock.now = 9.9
+    f(1), list(g(1))
+    assert calls == [1, ("g", 1)]
+    clock.now = 10.0
+    f(1), list(g(1))
+    assert calls == [1, ("g", 1), 1, ("g", 1)]
+
+    c = ic.Cache(ttl=10)
+    c._entries._clock = clock
+    clock.now = 0.0
+    c.set("hello", v=1)
+    clock.now = 10.0
+    assert c.get("hello") is None
+    assert c.longest_prefix("hello world") is None
+    assert "hello" not in c and c.keys() == [] and len(c) == 0
+
+
+def test_per_session_bound_is_shared_by_all_sessions() -> None:
+    c = ic.Cache(max_size=3, per_session=True)
+    for sid in "abcd":
+        with ic.session(sid):
+            c.set("x", v=sid)
+    assert len(c) == 3
+    with ic.session("a"):
+        assert c.get("x") is None
+    with ic.session("d"):
+        assert c.get("x") == {"v": "d"} and c.keys() == ["x"]
+    assert c.keys() == []  # the anonymous namespace holds nothing
+
+
+def test_mutating_a_list_key_after_set_does_not_corrupt_keys() -> None:
+    c = ic.Cache()
+    key = [1, 2]
+    c.set(key, v=[1])
+    key.append(3)
+    assert c.keys() == [[1, 2]] and c.get([1, 2]) == {"v": [1]}
+    c.keys()[0].append(4)
+    assert c.keys() == [[1, 2]]
+
+
+def test_yielded_values_can_be_mutated() -> None:
+    @ic.cache
+    def parts(k):
+        yield [1]
+        yield {"x": [1]}
+
+    first = list(parts(1))
+    first[0].append(2)
+    first[1]["x"].append(2)
+    hit = list(parts(1))
+    assert hit == [[1], {"x": [1]}]
+    hit[1]["x"].append(3)
+    assert list(parts(1)) == [[1], {"x": [1]}]
+
+
+def test_bad_settings_have_clear_messages() -> None:
+    for make in (ic.cache, ic.Cache):
+        with pytest.raises(ValueError, match="not understood"):
+            make(max_memory="10 parsecs")
+        with pytest.raises(ValueError, match="positive"):
+            make(max_memory="-1mb")
+        with pytest.raises(ValueError, match="positive"):
+            make(max_memory=0)
+        with pytest.raises(ValueError, match="max_memory"):
+            make(max_memory=True)
+        with pytest.raises(ValueError, match="ttl"):
+            make(ttl=-1)
+    with pytest.raises(TypeError, match="key="):
+        ic.cache(key=3)
+
+
+def test_lock_inside_an_argument_names_the_parameter_and_path() -> None:
+    class Model:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+    @ic.cache
+    def run(model, x):
+        return x
+
+    with pytest.raises(ic.UnhashableError) as err:
+        run(Model(), 1)
+    assert err.value.where == "model" and "model.lock" in str(err.value)
+
+
+@ic.cache
+def _module_level_cached(x):
+    return x + 1
+
+
+def test_copying_or_pickling_a_cached_function_keeps_its_store() -> None:
+    assert _module_level_cached(1) == 2
+    assert copy.copy(_module_level_cached) is _module_level_cached
+    assert copy.deepcopy(_module_level_cached) is _module_level_cached
+    assert pickle.loads(pickle.dumps(_module_level_cached)) is _module_level_cached
+
+
+def test_repeated_runtime_wraps_share_one_store() -> None:
+    def square(x):
+        return x * x
+
+    assert ic.cache(square) is ic.cache(square)
+    ic.cache(square)(3)
+    ic.cache(square)(3)
+    assert ic.cache(square).cache.stats().hits == 1
