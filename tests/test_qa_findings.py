@@ -43,8 +43,6 @@ class FakeClock:
 # --- argument binding: `_EMPTY not in ...` compares every argument with `==` -----------
 
 
-@pytest.mark.xfail(strict=True, reason="numpy array passed as a keyword argument: ValueError "
-                   "(truth value of an array is ambiguous) from `_EMPTY not in out` in _Signature._bind")
 def test_numpy_array_as_keyword_argument() -> None:
     @ic.cache
     def total(img, scale=1.0):
@@ -57,8 +55,6 @@ def test_numpy_array_as_keyword_argument() -> None:
     assert total.cache.stats().hits == 1
 
 
-@pytest.mark.xfail(strict=True, reason="DataFrame passed as a keyword argument: ValueError "
-                   "(truth value of a DataFrame is ambiguous) from `_EMPTY not in out`")
 def test_dataframe_as_keyword_argument() -> None:
     @ic.cache
     def rows(df, limit=10):
@@ -67,8 +63,6 @@ def test_dataframe_as_keyword_argument() -> None:
     assert rows(df=pd.DataFrame({"a": [1, 2]})) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="a numpy array as a parameter default breaks every call "
-                   "that relies on it: `_EMPTY not in tail` compares the default with ==")
 def test_numpy_array_as_parameter_default() -> None:
     @ic.cache
     def masked(x, mask=np.ones(3)):  # noqa: B008 - the point of the test
@@ -81,8 +75,6 @@ def test_numpy_array_as_parameter_default() -> None:
 # --- keys: time zones ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="datetimes are keyed by utcoffset() only: a ZoneInfo zone "
-                   "and a fixed offset equal today collide, and the wrong result is served")
 def test_datetime_zone_is_part_of_the_key() -> None:
     @ic.cache
     def half_year_later(when):
@@ -94,8 +86,6 @@ def test_datetime_zone_is_part_of_the_key() -> None:
     assert half_year_later(london) == "2024-06-29T12:00:00+01:00"  # BST in June
 
 
-@pytest.mark.xfail(strict=True, reason="an aware time with a ZoneInfo zone (utcoffset() is None) "
-                   "has the same key as the naive time")
 def test_aware_time_differs_from_naive_time() -> None:
     assert make_key(dt.time(12, tzinfo=ZoneInfo("Europe/Paris"))) != make_key(dt.time(12))
 
@@ -120,8 +110,6 @@ class _WithExcluded(pydantic.BaseModel):
     temperature: float = pydantic.Field(default=1.0, exclude=True)
 
 
-@pytest.mark.xfail(strict=True, reason="pydantic models are keyed by model_dump(), which turns "
-                   "nested models into dicts: the nested model's type is lost and results collide")
 def test_pydantic_nested_model_type_is_part_of_the_key() -> None:
     @ic.cache
     def kind(cfg):
@@ -131,8 +119,6 @@ def test_pydantic_nested_model_type_is_part_of_the_key() -> None:
     assert kind(_Outer(inner=_ModelB(v=1))) == "_ModelB"
 
 
-@pytest.mark.xfail(strict=True, reason="pydantic fields with exclude=True are left out of "
-                   "model_dump(), so models differing only there share a key")
 def test_pydantic_excluded_field_is_part_of_the_key() -> None:
     a = _WithExcluded(prompt="p", temperature=0.1)
     b = _WithExcluded(prompt="p", temperature=0.9)
@@ -142,8 +128,6 @@ def test_pydantic_excluded_field_is_part_of_the_key() -> None:
 # --- callables without __qualname__ ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="key= with a functools.partial: every call raises "
-                   "AttributeError (func.__qualname__ in decorator.key_of)")
 def test_partial_with_key_function() -> None:
     def add(a, b):
         return a + b
@@ -158,15 +142,11 @@ class _Doubler:
         return 2 * x
 
 
-@pytest.mark.xfail(strict=True, reason="key= with a callable instance: every call raises "
-                   "AttributeError (instances have no __qualname__)")
 def test_callable_instance_with_key_function() -> None:
     cached = ic.cache(key=lambda kw: kw["x"])(_Doubler())
     assert cached(3) == 6
 
 
-@pytest.mark.xfail(strict=True, reason="a partial whose result cannot be copied: AttributeError "
-                   "(func.__qualname__ in keep_or_abandon) instead of the documented warning")
 def test_partial_with_uncopyable_result_warns_and_returns() -> None:
     def make_lock(name):
         return threading.Lock()

@@ -78,6 +78,14 @@ class CacheHandle:
         )
 
 
+def _has_empty(values: tuple[Any, ...] | list[Any]) -> bool:
+    # By identity: ``in`` would compare arrays and DataFrames with ``==``.
+    for v in values:
+        if v is _EMPTY:
+            return True
+    return False
+
+
 class _Framed:
     """A kept value that a framework integration transformed on the way in."""
 
@@ -143,7 +151,7 @@ class _Signature:
                     return args
                 if n < self.count:
                     tail = self.defaults[n:]
-                    if _EMPTY not in tail:
+                    if not _has_empty(tail):
                         return args + tail
             elif n <= self.count:
                 out = list(args) + list(self.defaults[n:])
@@ -154,7 +162,7 @@ class _Signature:
                         ok = False
                         break
                     out[i] = value
-                if ok and _EMPTY not in out:
+                if ok and not _has_empty(out):
                     return tuple(out)
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -289,6 +297,7 @@ def _wrap(
         sessions.register_store(store)
     flights = Flights()
     sig = _Signature(func, _manual_cache_type())
+    label = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
     names = sig.names
     namespace = sessions.namespace
     active = hooks.active
@@ -321,10 +330,10 @@ def _wrap(
                 chosen = key_fn(dict(zip(arg_names, values)))
             except Exception as exc:
                 raise CacheKeyError(
-                    f"the key= function of cached {func.__qualname__!r} raised "
+                    f"the key= function of cached {label!r} raised "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            k = make_key(chosen, algorithm=digest, where=f"the value key= returned for {func.__qualname__!r}")
+            k = make_key(chosen, algorithm=digest, where=f"key= of {label!r}")
         return (namespace() if per_session else "", k)
 
     def keep(value: Any, integs: list[hooks.Integration]) -> Any:
@@ -361,7 +370,7 @@ def _wrap(
             if not warned:
                 warned.append(True)
                 warnings.warn(
-                    f"infercache: the result of {func.__qualname__!r} could not be copied "
+                    f"infercache: the result of {label!r} could not be copied "
                     f"safely and was not cached ({type(exc).__name__}: {exc})",
                     RuntimeWarning,
                     stacklevel=4,

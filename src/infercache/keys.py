@@ -202,6 +202,7 @@ T_TENSOR = b"\xe0"
 T_TORCH_DTYPE = b"\xe1"
 T_TORCH_DEVICE = b"\xe2"
 T_PYDANTIC = b"M"
+T_TZINFO = b"\xe9"
 
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
 
@@ -533,10 +534,23 @@ def _enc_offset(off: _dt.timedelta | None, out: _Sink) -> None:
         _enc_timedelta(off, out)
 
 
+def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
+    """The zone itself, not only today's offset: Europe/London in winter is not UTC."""
+    if tz is None:
+        out += T_NONE
+    elif type(tz) is _dt.timezone:
+        _enc_timezone(tz, out)
+    else:
+        out += _tagged(T_TZINFO, type(tz))
+        name = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
+        _enc_str(name if isinstance(name, str) else repr(tz), out)
+
+
 def _enc_datetime(obj: _dt.datetime, out: _Sink) -> None:
     out += _pack_date(T_DATETIME, obj.year, obj.month, obj.day)
     out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
     _enc_offset(obj.utcoffset(), out)
+    _enc_tzinfo(obj.tzinfo, out)
 
 
 def _enc_date(obj: _dt.date, out: _Sink) -> None:
@@ -547,6 +561,7 @@ def _enc_time(obj: _dt.time, out: _Sink) -> None:
     out += T_TIME
     out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
     _enc_offset(obj.utcoffset(), out)
+    _enc_tzinfo(obj.tzinfo, out)
 
 
 def _enc_timedelta(obj: _dt.timedelta, out: _Sink) -> None:
@@ -745,16 +760,23 @@ def _pydantic_builder(t: type) -> Callable[[Any, _Sink], None] | None:
     base = getattr(pydantic, "BaseModel", None)
     v1 = sys.modules.get("pydantic.v1")
     if base is not None and issubclass(t, base):
-        dump = "model_dump"
+        fields = tuple(t.model_fields)
     elif v1 is not None and issubclass(t, v1.BaseModel):
-        dump = "dict"
+        fields = tuple(t.__fields__)
     else:
         return None
     head = _tagged(T_PYDANTIC, t)
 
     def enc(obj: Any, out: _Sink) -> None:
+        # Field values themselves, not model_dump(): a dump turns nested models into
+        # plain dicts (losing their types) and leaves out fields marked exclude=True.
+        values = {name: getattr(obj, name) for name in fields}
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra:
+            values["__pydantic_extra__"] = extra
         out += head
-        _enc(getattr(obj, dump)(), out)
+        _enc(values, out)
+
     return enc
 
 
