@@ -178,8 +178,6 @@ def _run_in_thread(fn: typing.Callable[[], object]) -> tuple[bool, dict]:
     return th.is_alive(), out
 
 
-@pytest.mark.xfail(strict=True, reason="a cached generator re-entering itself with the same "
-                   "arguments deadlocks (Run.item waits on its own production) instead of a clear error")
 def test_generator_recursion_with_same_arguments_is_an_error() -> None:
     @ic.cache
     def again(n):
@@ -191,8 +189,6 @@ def test_generator_recursion_with_same_arguments_is_an_error() -> None:
     assert isinstance(out.get("error"), RecursionError)
 
 
-@pytest.mark.xfail(strict=True, reason="a cached async generator re-entering itself with the "
-                   "same arguments hangs instead of a clear error")
 def test_async_generator_recursion_with_same_arguments_is_an_error() -> None:
     @ic.cache
     async def again(n):

@@ -45,6 +45,13 @@ def _owner() -> tuple[int, int]:
     return threading.get_ident(), id(task) if task is not None else 0
 
 
+def _recursion() -> RecursionError:
+    return RecursionError(
+        "infercache: a cached function called itself with the same arguments "
+        "while computing them; that call could never finish"
+    )
+
+
 class _Call(concurrent.futures.Future):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
@@ -71,10 +78,7 @@ class Flights:
             call = self._calls.get(key)
             if call is not None:
                 if call.owner == _owner():
-                    raise RecursionError(
-                        "infercache: a cached function called itself with the same arguments "
-                        "while computing them; that call could never finish"
-                    )
+                    raise _recursion()
                 return call, False
             call = _Call()
             self._calls[key] = call
@@ -113,6 +117,8 @@ class Flights:
         """Join the live run of ``key`` or start one with ``make()``."""
         with self._lock:
             run = self._runs.get(key)
+            if isinstance(run, Run) and run.producing_here():
+                raise _recursion()
             if not (isinstance(run, Run) and run.enter()):
                 run = make()
                 run.enter()
@@ -123,6 +129,8 @@ class Flights:
         """Join the live async run of ``key`` or start one with ``make()``."""
         with self._lock:
             run = self._runs.get(key)
+            if isinstance(run, AsyncRun) and run.producing_here():
+                raise _recursion()
             if not (isinstance(run, AsyncRun) and run.enter()):
                 run = make()
                 run.enter()
@@ -197,6 +205,11 @@ class Run(_RunBase):
         self._factory = factory
         self._gen: Iterator[Any] | None = None
         self._producing = False
+        self._producer: tuple[int, int] | None = None
+
+    def producing_here(self) -> bool:
+        """True when the caller is the one advancing the generator (a re-entrant call)."""
+        return self._producing and self._producer == _owner()
 
     def item(self, index: int) -> tuple[bool, Any]:
         """``(True, kept_item)`` for item ``index``, producing it if needed; ``(False, None)`` at the end."""
@@ -210,7 +223,10 @@ class Run(_RunBase):
                     return False, None
                 if not self._producing:
                     self._producing = True
+                    self._producer = _owner()
                     break
+                if self._producer == _owner():
+                    raise _recursion()
                 self._cond.wait()
         try:
             if self._gen is None:
@@ -264,6 +280,16 @@ class AsyncRun(_RunBase):
         self._signal: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._closing = False
 
+    def producing_here(self) -> bool:
+        """True when called from inside the step that advances the generator."""
+        step = self._step
+        if step is None:
+            return False
+        try:
+            return asyncio.current_task() is step
+        except RuntimeError:
+            return False
+
     async def item(self, index: int) -> tuple[bool, Any]:
         """Like :meth:`Run.item`, awaiting the shared step instead of blocking."""
         while True:
@@ -275,6 +301,8 @@ class AsyncRun(_RunBase):
                         raise self.error
                     return False, None
                 signal = self._signal
+                if self._step is not None and asyncio.current_task() is self._step:
+                    raise _recursion()
                 if self._step is None:
                     loop = asyncio.get_running_loop()
                     self._step_loop = loop
