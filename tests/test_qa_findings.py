@@ -210,9 +210,6 @@ def test_async_generator_recursion_with_same_arguments_is_an_error() -> None:
 # --- mutation safety: pandas extension arrays -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="pandas extension arrays (Int64, boolean, string, "
-                   "category...) are shared by the copy(deep=False) handed out under copy-on-write: "
-                   "writing through Series.values corrupts the cache")
 def test_writing_to_a_nullable_series_does_not_corrupt_the_cache() -> None:
     @ic.cache
     def counts(k):
@@ -224,8 +221,6 @@ def test_writing_to_a_nullable_series_does_not_corrupt_the_cache() -> None:
     assert counts(1).tolist() == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="extension-array DataFrame column shared with the cache "
-                   "after a hit (copy(deep=False) under copy-on-write)")
 def test_writing_to_a_nullable_frame_column_does_not_corrupt_the_cache() -> None:
     @ic.cache
     def frame(k):
@@ -239,8 +234,6 @@ def test_writing_to_a_nullable_frame_column_does_not_corrupt_the_cache() -> None
 # --- mutation safety: numpy read-only guard bypassed through .base ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the kept array's base owns its buffer, so "
-                   "`arr.base.flags.writeable = True` re-enables writes into the cached value")
 def test_cached_array_cannot_be_made_writeable_through_its_base() -> None:
     @ic.cache
     def zeros(k):

@@ -210,6 +210,20 @@ def _r_dict_deep(k: _Kept) -> dict[Any, Any]:
     return {release(a): release(b) for a, b in k.v}
 
 
+def _numpy_backed(obj: Any) -> bool:
+    """True when every array of a pandas object (values and index) is a plain numpy array."""
+    import numpy as np
+
+    dtypes = list(obj.dtypes) if hasattr(obj, "columns") else [obj.dtype]
+    index = getattr(obj, "index", None)
+    if index is not None:
+        dtypes.extend(getattr(index, "dtypes", [index.dtype]))
+    columns = getattr(obj, "columns", None)
+    if columns is not None:
+        dtypes.extend(getattr(columns, "dtypes", [columns.dtype]))
+    return all(isinstance(dt, np.dtype) and not dt.hasobject for dt in dtypes)
+
+
 def _r_pandas(k: _Kept) -> Any:
     if _pandas_cow():
         return k.v.copy(deep=False)
@@ -495,7 +509,10 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
     elif kind == _K_IMAGE:
         out = _Image(value.copy())
     elif kind == _K_PANDAS:
-        out = _Pandas(value.copy(deep=True))
+        copied = value.copy(deep=True)
+        # Copy-on-write protects numpy-backed data only; extension arrays (Int64,
+        # string, category, ...) can be written through a shallow copy's .values.
+        out = _Pandas(copied) if _numpy_backed(copied) else _Deep(copied)
     elif kind == "custom":
         prot, rel = _CUSTOM[t]
         out = _Custom(prot(value), rel)
@@ -559,14 +576,24 @@ def _reachable(value: Any) -> list[Any]:
     return out
 
 
+def _frombuffer_readonly(a: Any) -> Any:
+    """A read-only C-contiguous copy of ``a`` whose buffer is an immutable bytes object."""
+    import numpy as np
+
+    return np.frombuffer(a.tobytes(order="C"), dtype=a.dtype).reshape(a.shape)
+
+
 def _protect_ndarray(a: Any) -> Any:
     if a.dtype.hasobject:
         return _Deep(_deepcopy(a))
-    owner = a.copy(order="C")
-    owner.flags.writeable = False
-    # Hand out a view of the read-only owner: a view of a read-only base can
-    # never be flagged writeable again, so no caller can re-enable writes.
-    kept = owner.view()
+    if a.size:
+        # Backed by an immutable bytes object: neither the array nor its .base
+        # can ever be flagged writeable again, so no caller can re-enable writes.
+        kept = _frombuffer_readonly(a)
+    else:
+        owner = a.copy(order="C")
+        owner.flags.writeable = False
+        kept = owner.view()
     _PASS.add(type(kept))
     return kept
 
