@@ -252,8 +252,6 @@ def test_cached_array_cannot_be_made_writeable_through_its_base() -> None:
 # --- Cache.longest_prefix: aliased keys -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="[1, 2] and (1, 2) are two entries but one radix-tree "
-                   "slot: deleting one hides the other, still stored, from longest_prefix")
 def test_longest_prefix_survives_deleting_an_aliased_key() -> None:
     c = ic.Cache()
     c.set([1, 2], a=1)

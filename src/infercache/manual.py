@@ -97,7 +97,13 @@ class Cache:
         with self._entries._lock:
             stored = self._entries.set(ns, k, kept, size, raw_key=kept_key)
             if stored and PrefixIndex.kind(key) is not None:
-                self._prefixes.setdefault(ns, PrefixIndex()).add(key, k)
+                # One radix slot can stand for several entries ([1, 2] and (1, 2) are two keys).
+                index = self._prefixes.setdefault(ns, PrefixIndex())
+                slot = index.get(key)
+                if slot is None:
+                    index.add(key, {k})
+                else:
+                    slot.add(k)
 
     def keys(self) -> list[Any]:
         """The stored keys (of the current session when per-session), oldest use first."""
@@ -154,12 +160,13 @@ class Cache:
             found = None
             if index is not None:
                 found = index.longest_prefix(
-                    key, strict=strict, accept=lambda token: store.peek(ns, token) is not None
+                    key, strict=strict, accept=lambda slot: any(store.peek(ns, t) for t in slot)
                 )
             if found is None:
                 store.misses += 1
                 return None
-            entry = store.touch(ns, found[1])
+            live = [t for t in found[1] if store.peek(ns, t) is not None]
+            entry = store.touch(ns, live[0])
         assert entry is not None  # accept() checked it under the same lock
         return release(entry.raw_key), self._hit(entry)
 
@@ -181,10 +188,15 @@ class Cache:
         if index is None:
             return
         raw = release(entry.raw_key)
-        if PrefixIndex.kind(raw) is not None and index.get(raw) == key:
-            index.remove(raw)
-            if not len(index):
-                del self._prefixes[namespace]
+        if PrefixIndex.kind(raw) is None:
+            return
+        slot = index.get(raw)
+        if slot is not None:
+            slot.discard(key)
+            if not slot:
+                index.remove(raw)
+                if not len(index):
+                    del self._prefixes[namespace]
 
     def __repr__(self) -> str:
         s = self._entries.stats()
