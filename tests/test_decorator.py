@@ -480,3 +480,11 @@ def test_callable_objects_partials_and_methods() -> None:
     part = ic.cache(functools.partial(lambda a, b: runs.append(("p", a, b)) or a + b, 10))
     assert part(1) == part(1) == 11
     assert runs == [("call", 3), ("predict", 1, 5), ("predict", 2, 5), ("p", 10, 1)]
+
+
+def test_builtins_without_a_signature_can_be_cached() -> None:
+    import operator
+
+    add = ic.cache(operator.add)
+    assert add(2, 3) == add(2, 3) == 5
+    assert add.cache.stats().hits == 1

@@ -30,6 +30,7 @@ class FakeClock:
         ("100", 100),
         ("64kib", 65536),
         (4096, 4096),
+        (2e9, 2_000_000_000),
         (None, None),
     ],
 )
@@ -37,7 +38,7 @@ def test_parse_memory(text: object, expected: int | None) -> None:
     assert parse_memory(text) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["lots", "12 parsecs", "mb", "-5mb", 0, -1, "0gb", True, 1.5, "nan gb", "infgb"])
+@pytest.mark.parametrize("bad", ["lots", "12 parsecs", "mb", "-5mb", 0, -1, "0gb", True, 0.5, float("nan"), float("inf"), "nan gb", "infgb"])
 def test_parse_memory_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_memory(bad)  # type: ignore[arg-type]

@@ -36,6 +36,12 @@ P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
 
 _EMPTY = inspect.Parameter.empty
+_ANY_SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
 _RUNTIME_REGISTRY_MAX = 1024
 _registry: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 _registry_lock = threading.Lock()
@@ -99,7 +105,10 @@ class _Signature:
     """The parameters of a function, precomputed for fast argument binding."""
 
     def __init__(self, fn: Callable[..., Any], manual_cache_type: type | None) -> None:
-        self.signature = inspect.signature(fn)
+        try:
+            self.signature = inspect.signature(fn)
+        except (ValueError, TypeError):  # builtins without one: key all arguments as given
+            self.signature = _ANY_SIGNATURE
         params = list(self.signature.parameters.values())
         self.names = tuple(p.name for p in params)
         self.defaults = tuple(p.default for p in params)

@@ -47,7 +47,7 @@ _UNITS = {
 
 
 def parse_memory(value: int | str | None) -> int | None:
-    """Parse a memory bound: ``None``, bytes as an int, or ``"512mb"``, ``"2gb"``, ``"1.5GiB"``.
+    """Parse a memory bound: ``None``, bytes as a number (``2e9``), or ``"512mb"``, ``"2gb"``, ``"1.5GiB"``.
 
     Decimal units (kb, mb, gb, tb) are powers of 1000, binary units (kib, mib,
     gib, tib) powers of 1024. Raises ``ValueError`` for anything else, or for
@@ -59,6 +59,10 @@ def parse_memory(value: int | str | None) -> int | None:
         raise ValueError(f"max_memory must be bytes or a string like '512mb', not {value!r}")
     if isinstance(value, int):
         n = value
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"max_memory must be a finite number of bytes, got {value!r}")
+        n = int(value)
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "").replace("_", "")
         i = len(text)
