@@ -477,7 +477,7 @@ def _wrap(
                 return deliver(entry.value)
             probe_miss(integs)
             while True:
-                call, leader = flights.join(full)
+                call, leader = flights.join(full, in_task=True)
                 if leader:
                     break
                 store.count_join()
@@ -487,6 +487,11 @@ def _wrap(
                 entry = store.touch(*full)
                 if entry is not None:
                     return deliver(entry.value)
+            # A leader that finished between our lookup and join has stored its result.
+            entry = store.peek(*full)
+            if entry is not None:
+                flights.finish(full, call, value=entry.value)
+                return deliver(entry.value)
             start, generation = _perf(), store.generation
             try:
                 result = await func(*args, **kwargs)
@@ -527,6 +532,11 @@ def _wrap(
                 entry = store.touch(*full)
                 if entry is not None:
                     return deliver(entry.value)
+            # A leader that finished between our lookup and join has stored its result.
+            entry = store.peek(*full)
+            if entry is not None:
+                flights.finish(full, call, value=entry.value)
+                return deliver(entry.value)
             start, generation = _perf(), store.generation
             try:
                 result = func(*args, **kwargs)

@@ -26,7 +26,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
-__all__ = ["ABANDONED", "Flights", "Run", "AsyncRun"]
+__all__ = ["ABANDONED", "Call", "Flights", "Run", "AsyncRun"]
 
 
 class _Abandoned:
@@ -52,10 +52,14 @@ def _recursion() -> RecursionError:
     )
 
 
-class _Call(concurrent.futures.Future):  # type: ignore[type-arg]
-    def __init__(self) -> None:
-        super().__init__()
-        self.owner = _owner()
+class Call:
+    """A leader's computation in flight; the future exists once someone waits on it."""
+
+    __slots__ = ("owner", "future")
+
+    def __init__(self, owner: tuple[int, int]) -> None:
+        self.owner = owner
+        self.future: concurrent.futures.Future[Any] | None = None
 
 
 class Flights:
@@ -63,7 +67,7 @@ class Flights:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[Hashable, _Call] = {}
+        self._calls: dict[Hashable, Call] = {}
         self._runs: dict[Hashable, Run | AsyncRun] = {}
 
     def busy(self, key: Hashable) -> bool:
@@ -72,22 +76,30 @@ class Flights:
 
     # -- plain and async functions -----------------------------------------
 
-    def join(self, key: Hashable) -> tuple[concurrent.futures.Future[Any], bool]:
-        """``(future, True)`` for the new leader of ``key``, else the leader's future and False."""
+    def join(self, key: Hashable, *, in_task: bool = False) -> tuple[Any, bool]:
+        """``(call, True)`` for the new leader of ``key``; else ``(future, False)`` to wait on.
+
+        ``in_task`` says the caller is a coroutine, whose identity (for telling a
+        recursive call from a concurrent one) is its task, not only its thread.
+        """
+        owner = _owner() if in_task else (threading.get_ident(), 0)
         with self._lock:
             call = self._calls.get(key)
             if call is not None:
-                if call.owner == _owner():
+                if call.owner == owner:
                     raise _recursion()
-                return call, False
-            call = _Call()
+                if call.future is None:
+                    # Only a contended key pays for a future.
+                    call.future = concurrent.futures.Future()
+                return call.future, False
+            call = Call(owner)
             self._calls[key] = call
             return call, True
 
     def finish(
         self,
         key: Hashable,
-        call: concurrent.futures.Future[Any],
+        call: Call,
         *,
         value: Any = ABANDONED,
         error: BaseException | None = None,
@@ -96,10 +108,13 @@ class Flights:
         with self._lock:
             if self._calls.get(key) is call:
                 del self._calls[key]
+            future = call.future
+        if future is None:
+            return
         if error is not None:
-            call.set_exception(error)
+            future.set_exception(error)
         else:
-            call.set_result(value)
+            future.set_result(value)
 
     @staticmethod
     def wait(call: concurrent.futures.Future[Any]) -> Any:
