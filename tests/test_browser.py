@@ -79,6 +79,35 @@ def test_used_cache_badge_after_a_manual_cache_hit() -> None:
         assert page.get_by_text("from cache").count() == 0
 
 
+def test_used_cache_badge_after_a_cached_helper_hit() -> None:
+    """A runtime-wrapped helper hit inside an event is reported like gr.cache reports it."""
+    retrieved: list[str] = []
+
+    def retrieve(query: str) -> str:
+        retrieved.append(query)
+        return f"docs for {query}"
+
+    def answer(text: str) -> str:
+        return "answer from " + ic.cache(retrieve)(text.strip().casefold())
+
+    with gr.Blocks() as app:
+        inp = gr.Textbox(label="Input")
+        out = gr.Textbox(label="Output")
+        gr.Button("Run").click(answer, inp, out)
+
+    with serve(app) as url, chromium() as browser:
+        page = browser.new_page()
+        page.goto(url)
+        _submit(page, "kv caches")
+        wait_until(lambda: page.get_by_label("Output").input_value() == "answer from docs for kv caches",
+                   what="first result")
+        assert page.get_by_text("used cache").count() == 0
+        _submit(page, "KV Caches ")
+        page.get_by_text("used cache").first.wait_for(state="visible", timeout=30_000)
+        page.screenshot(path=str(artifact_path("badge-helper-used-cache.png")), full_page=True)
+        assert retrieved == ["kv caches"]
+
+
 def test_closing_one_tab_drops_only_its_session_entries(monkeypatch: pytest.MonkeyPatch) -> None:
     # A short heartbeat, so the server notices a closed tab quickly.
     monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.25")

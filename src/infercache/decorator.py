@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import time
 import typing
@@ -310,6 +311,8 @@ def _wrap(
     names = sig.names
     namespace = sessions.namespace
     active = hooks.active
+    registered = hooks.registered()
+    modules = sys.modules
     lookup = store.lookup
     warned: list[bool] = []
 
@@ -317,14 +320,17 @@ def _wrap(
     injected_types = hooks.injected_types
 
     framework: list[Any] = [(), frozenset()]  # injected types seen last, positions they fill
-    fast = plain and sig.simple and sig.keep is None
-    count = sig.count
+    # Calls with exactly this many positional arguments and no keywords take the inlined path.
+    fast_count = sig.count if plain and sig.simple and sig.keep is None else -1
+    # The injected-types tuple for which this function has nothing to drop (checked by identity).
+    nothing_injected: list[Any] = [()]
 
     def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Hashable]:
         values = sig.values(args, kwargs)
         types = injected_types()
         if types is not framework[0]:
             framework[:] = [types, sig.declared(types)]
+            nothing_injected[0] = types if not framework[1] else None
         drop = framework[1]
         if plain and not drop:
             return ("", make_call_key(values, names, algorithm=digest))
@@ -353,7 +359,10 @@ def _wrap(
             return protect(value)
         return _Framed(protect(framed))
 
-    def deliver(kept: Any) -> Any:
+    def deliver(kept: Any, notify: bool = True) -> Any:
+        if notify:
+            for hook in hooks.hit_hooks:
+                hook()
         if type(kept) is not _Framed:
             return release(kept)
         value = release(kept.value)
@@ -510,16 +519,23 @@ def _wrap(
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            integs = active()
+            # The hit path is inlined (this is the function gr.cache is compared on).
+            if hooks._pending and len(modules) != hooks._seen_modules:
+                active()  # a framework was imported since the last call: load its integration
             full: tuple[str, Hashable]
-            # Hot path inlined: all arguments given positionally, nothing for a framework to fill.
-            if fast and not kwargs and len(args) == count and hooks._injected is framework[0] and not framework[1]:
-                full = ("", make_call_key(args, names, algorithm=digest))
+            if len(args) == fast_count and not kwargs and hooks._injected is nothing_injected[0]:
+                full = ("", make_call_key(args, names, digest))
             else:
                 full = key_of(args, kwargs)
             entry = lookup(full)
             if entry is not None:
-                return deliver(entry.value)
+                for hook in hooks.hit_hooks:
+                    hook()
+                kept = entry.value
+                if type(kept) is not _Framed:
+                    return release(kept)
+                return deliver(kept, notify=False)
+            integs = registered
             probe_miss(integs)
             while True:
                 call, leader = flights.join(full)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Integration", "register", "unregister", "active", "injected_types"]
@@ -40,6 +41,10 @@ class Integration:
 
     def manual_hit(self) -> None:
         """Called when ``Cache.get`` (or ``longest_prefix``) returns a hit."""
+
+    def hit_hook(self) -> Callable[[], None] | None:
+        """A function called on every hit of a cached function (kept cheap: the hot path)."""
+        return None
 
     def injected_types(self) -> tuple[type, ...]:
         """Types of the argument values the framework injects (left out of keys)."""
@@ -66,6 +71,7 @@ _lock = threading.Lock()
 _modules = sys.modules
 _seen_modules = -1
 _injected: tuple[type, ...] = ()
+hit_hooks: tuple[Callable[[], None], ...] = ()
 
 
 def register(integration: Integration) -> None:
@@ -85,13 +91,19 @@ def unregister(name: str) -> None:
 
 
 def _refresh() -> None:
-    global _injected
+    global _injected, hit_hooks
     _injected = tuple(t for i in _registered for t in i.injected_types())
+    hit_hooks = tuple(h for h in (i.hit_hook() for i in _registered) if h is not None)
 
 
 def injected_types() -> tuple[type, ...]:
     """All registered integrations' injected types, as one ``isinstance`` tuple."""
     return _injected
+
+
+def registered() -> list[Integration]:
+    """The list of registered integrations itself (updated in place), without discovery."""
+    return _registered
 
 
 def active() -> list[Integration]:

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path, PurePath
+from collections.abc import Callable
 from typing import Any
 
 import gradio.caching as gr_caching
@@ -414,6 +415,10 @@ class GradioIntegration(hooks.Integration):
         """Show Gradio's ``used cache`` badge for the current event."""
         gr_caching.mark_manual_cache_hit()
 
+    def hit_hook(self) -> Callable[[], None]:
+        """Hits of cached helpers inside an event show Gradio's ``used cache`` badge, as gr.cache's do."""
+        return _mark_hit
+
     def injected_types(self) -> tuple[type, ...]:
         """Types of the values Gradio injects into event functions (left out of cache keys)."""
         return _INJECTED_TYPES
@@ -432,6 +437,18 @@ class GradioIntegration(hooks.Integration):
     def cache_bases(self) -> tuple[type, ...]:
         """Make ``ic.Cache`` a ``gr.Cache`` for Gradio's injection and heartbeat checks."""
         return (GradioCacheMixin,)
+
+
+_manual_used = gr_caching._manual_cache_used
+_probing = gr_caching._probe_mode_active
+
+
+def _mark_hit() -> None:
+    # Outside an event there is no holder: one ContextVar read. The queue's probe
+    # reports its own hits as "from cache", so it must not mark "used cache" too.
+    holder = _manual_used.get()
+    if holder is not None and not _probing.get():
+        holder["used"] = True
 
 
 #: The registered instance.
