@@ -535,20 +535,9 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
 
 
 def _longest_prefix(c: ic.Cache, ids: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, Any]] | None:
-    """``c.longest_prefix(ids)``, or the guide's scan over ``c.keys()`` where that is missing."""
-    finder = getattr(c, "longest_prefix", None)
-    if finder is not None:
-        found = finder(ids)
-        if found is None:
-            return None
-        key, data = found
-        return tuple(key), data
-    best: tuple[int, ...] = ()
-    for k in c.keys():
-        k = tuple(k)
-        if len(k) > len(best) and ids[: len(k)] == k:
-            best = k
-    if not best:
+    """The longest cached token prefix of ``ids`` and its data (one radix-tree lookup)."""
+    found = c.longest_prefix(ids)
+    if found is None:
         return None
-    data = c.get(best)
-    return (best, data) if data is not None else None
+    key, data = found
+    return tuple(key), data
