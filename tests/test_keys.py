@@ -864,3 +864,18 @@ def test_prop_call_key_equals_make_key(xs: list) -> None:
     names = tuple(f"p{i}" for i in range(len(xs)))
     for algorithm in ALGORITHMS:
         assert make_call_key(tuple(xs), names, algorithm=algorithm) == make_key(tuple(xs), algorithm=algorithm)
+
+
+def test_dataclass_with_an_unset_init_false_field() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Job:
+        name: str
+        result: object = dataclasses.field(init=False)
+
+    unset = Job("a")
+    done = Job("a")
+    done.result = None
+    assert make_key(Job("a")) == make_key(unset)
+    assert make_key(unset) != make_key(done)

@@ -203,6 +203,7 @@ T_TORCH_DTYPE = b"\xe1"
 T_TORCH_DEVICE = b"\xe2"
 T_PYDANTIC = b"M"
 T_TZINFO = b"\xe9"
+T_UNSET = b"\xea"
 
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
 
@@ -745,7 +746,12 @@ def _dataclass_builder(t: type) -> Callable[[Any, _Sink], None] | None:
         for name in names:
             _enc_str(name, out)
             try:
-                _enc(getattr(obj, name), out)
+                value = getattr(obj, name)
+            except AttributeError:  # a field(init=False) not set yet is a state of its own
+                out += T_UNSET
+                continue
+            try:
+                _enc(value, out)
             except _Fail as e:
                 e.path.append(f".{name}")
                 raise
