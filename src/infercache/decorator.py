@@ -35,6 +35,7 @@ __all__ = ["cache", "CacheHandle", "CacheKeyError", "CachedFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
+RunT = TypeVar("RunT", Run, AsyncRun)
 
 _EMPTY = inspect.Parameter.empty
 _ANY_SIGNATURE = inspect.Signature(
@@ -406,8 +407,6 @@ def _wrap(
                 save(full, kept, _perf() - start, generation)
         finally:
             flights.finish(full, call, value=kept)
-
-    RunT = TypeVar("RunT", Run, AsyncRun)
 
     def new_run(kind: type[RunT], full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> RunT:
         start, generation = _perf(), store.generation
