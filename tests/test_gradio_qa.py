@@ -47,12 +47,6 @@ def outputs(job: Job) -> list[Any]:
 # --------------------------------------------------------------------- defects
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an argument that cannot be keyed raises UnhashableError inside Gradio's queue "
-    "probe (queueing.py re-raises non-CacheMissError), so /queue/join answers 500 and the "
-    "client never sees the error message; the probe should treat it as a miss",
-)
 def test_unkeyable_argument_error_reaches_the_client_as_an_event_error() -> None:
     calls: list[str] = []
 
@@ -72,11 +66,6 @@ def test_unkeyable_argument_error_reaches_the_client_as_an_event_error() -> None
     assert calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key= function raising during Gradio's queue probe escapes as a 500 on "
-    "/queue/join instead of an event error carrying the CacheKeyError message",
-)
 def test_key_function_error_reaches_the_client_as_an_event_error() -> None:
     @ic.cache(key=lambda kw: kw["prompt"]["missing"])
     def f(prompt: str) -> str:

@@ -91,6 +91,29 @@ def test_probe_mode_raises_the_frameworks_miss_and_serves_hits(framework) -> Non
     assert runs == [1]
 
 
+def test_a_bad_argument_is_a_miss_while_probing_and_an_error_for_real(framework) -> None:
+    import threading
+
+    @ic.cache
+    def f(x):
+        return 1
+
+    @ic.cache
+    def g(x):
+        yield x
+
+    token = probing.set(True)
+    try:
+        with pytest.raises(Miss):
+            f(threading.Lock())
+        with pytest.raises(Miss):
+            list(g(threading.Lock()))
+    finally:
+        probing.reset(token)
+    with pytest.raises(TypeError):
+        f(threading.Lock())
+
+
 def test_probe_mode_for_generators_and_async(framework) -> None:
     @ic.cache
     def g(x):

@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from . import hooks, sessions
 from .flight import ABANDONED, AsyncRun, Flights, Run
 from .keys import ALGORITHMS, make_call_key, make_key
+from .safety import PASS_THROUGH as pass_through
 from .safety import protect, release
 from .sizes import sizeof
 from .store import CacheStats, Store, check_max_size, check_ttl, parse_memory
@@ -371,12 +372,22 @@ def _wrap(
             value = g.load_output(value)
         return value
 
-    def probe_miss(integs: list[hooks.Integration]) -> None:
+    def probe_miss(integs: list[hooks.Integration], counted: bool = True) -> None:
         for g in integs:
             if g.probing():
-                # The framework will call again for real: count that call's miss, not this one.
-                store.uncount_miss()
+                if counted:
+                    # The framework will call again for real: count that call's miss, not this one.
+                    store.uncount_miss()
                 raise g.miss_error()
+
+    def key_or_miss(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Hashable]:
+        try:
+            return key_of(args, kwargs)
+        except Exception:
+            # While a framework only probes for a hit, a bad argument is a miss: the real
+            # call then raises the same error where the framework reports it to the user.
+            probe_miss(registered, counted=False)
+            raise
 
     def save(full: tuple[str, Hashable], kept: Any, cost: float, generation: int) -> None:
         ns, k = full
@@ -423,7 +434,7 @@ def _wrap(
         @functools.wraps(func)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs)
+            full = key_or_miss(args, kwargs)
             entry = lookup(full)
             if entry is not None:
                 for kept in entry.value:
@@ -451,7 +462,7 @@ def _wrap(
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs)
+            full = key_or_miss(args, kwargs)
             entry = lookup(full)
             if entry is not None:
                 for kept in entry.value:
@@ -479,7 +490,7 @@ def _wrap(
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integs = active()
-            full = key_of(args, kwargs)
+            full = key_or_miss(args, kwargs)
             entry = lookup(full)
             if entry is not None:
                 return deliver(entry.value)
@@ -522,15 +533,21 @@ def _wrap(
             if hooks._pending and len(modules) != hooks._seen_modules:
                 active()  # a framework was imported since the last call: load its integration
             full: tuple[str, Hashable]
-            if len(args) == fast_count and not kwargs and hooks._injected is nothing_injected[0]:
-                full = ("", make_call_key(args, names, digest))
-            else:
-                full = key_of(args, kwargs)
+            try:
+                if len(args) == fast_count and not kwargs and hooks._injected is nothing_injected[0]:
+                    full = ("", make_call_key(args, names, digest))
+                else:
+                    full = key_of(args, kwargs)
+            except Exception:
+                probe_miss(registered, counted=False)
+                raise
             entry = lookup(full)
             if entry is not None:
                 for hook in hooks.hit_hooks:
                     hook()
                 kept = entry.value
+                if type(kept) in pass_through:
+                    return kept
                 if type(kept) is not _Framed:
                     return release(kept)
                 return deliver(kept, notify=False)

@@ -99,6 +99,8 @@ _IMMUTABLE: set[type] = {
 # Exact types release() returns as they are: the immutable ones plus
 # numpy.ndarray (every kept ndarray is read-only) once numpy has been seen.
 _PASS: set[type] = set(_IMMUTABLE)
+#: Types whose kept form is handed out as it is (the caller may inline this check).
+PASS_THROUGH = _PASS
 
 
 # --------------------------------------------------------------------------- kept forms
