@@ -70,10 +70,6 @@ class Flights:
         self._calls: dict[Hashable, Call] = {}
         self._runs: dict[Hashable, Run | AsyncRun] = {}
 
-    def busy(self, key: Hashable) -> bool:
-        """True while a computation or run for ``key`` is in flight."""
-        return key in self._calls or key in self._runs
-
     # -- plain and async functions -----------------------------------------
 
     def join(self, key: Hashable, *, in_task: bool = False) -> tuple[Any, bool]:
@@ -199,6 +195,18 @@ class _RunBase:
             self._on_end()
             self._end(None)
 
+    def _last_one_out(self) -> bool:
+        """Count a consumer leaving; True when it was the last of an unfinished run (now closed)."""
+        with self._cond:
+            self.consumers -= 1
+            if self.consumers or self.done:
+                return False
+            self.done = True
+            self.error = RuntimeError("infercache: run closed by its last consumer")
+            self._cond.notify_all()
+        self._on_end()
+        return True
+
     def _fail(self, exc: BaseException) -> None:
         self._on_end()
         if not isinstance(exc, Exception):
@@ -264,14 +272,8 @@ class Run(_RunBase):
 
     def leave(self) -> None:
         """One consumer is gone; the last one to leave an unfinished run closes it."""
-        with self._cond:
-            self.consumers -= 1
-            if self.consumers or self.done:
-                return
-            self.done = True
-            self.error = RuntimeError("infercache: run closed by its last consumer")
-            self._cond.notify_all()
-        self._on_end()
+        if not self._last_one_out():
+            return
         close = getattr(self._gen, "close", None)
         if close is not None:
             close()
@@ -355,16 +357,12 @@ class AsyncRun(_RunBase):
 
     async def leave(self) -> None:
         """One consumer is gone; the last one to leave an unfinished run closes it."""
+        if not self._last_one_out():
+            return
         with self._cond:
-            self.consumers -= 1
-            if self.consumers or self.done:
-                return
-            self.done = True
-            self.error = RuntimeError("infercache: run closed by its last consumer")
-            self._cond.notify_all()
+            # A step finishing from here on sees _closing and closes the generator itself.
             step = self._step
             self._closing = step is not None
-        self._on_end()
         if step is None:
             await self._aclose()
         elif self._step_loop is not None:

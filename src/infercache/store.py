@@ -351,12 +351,6 @@ class Store:
             self.purge_expired()
             return len(self._data)
 
-    def namespace_len(self, namespace: str) -> int:
-        """Live entries in one namespace."""
-        with self._lock:
-            self.purge_expired()
-            return len(self._by_namespace.get(namespace, ()))
-
     @property
     def memory(self) -> int:
         """Accounted bytes of all entries."""
