@@ -3,6 +3,11 @@
 The samples are read from the guide itself (``../shared/seed/caching-guide.md``
 beside the repository), with only the import changed, and run against small
 stand-ins for the guide's undefined ``model``/``llm`` names.
+
+The guide is not part of the repository. Every read of it goes through
+:func:`samples`, which skips the test (one reason, naming where the guide is
+looked for) when it is absent, so a clone of the repository alone passes. The
+project's own guide, ``docs/guide.md``, is always run (``test_docs_guide.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +20,17 @@ from types import SimpleNamespace
 import pytest
 
 GUIDE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "caching-guide.md"
+GUIDE_ABSENT = (
+    "the caching guide is not beside this repository "
+    "(looked for ../shared/seed/caching-guide.md); these tests run its samples"
+)
 
 
 def samples() -> list[str]:
-    assert GUIDE.exists(), f"the guide is expected beside the repository at {GUIDE}"
-    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    """The guide's Python blocks; skips the calling test when the guide is absent."""
+    if not GUIDE.is_file():
+        pytest.skip(GUIDE_ABSENT)
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
     assert len(blocks) >= 6
     return blocks
 
@@ -58,7 +69,7 @@ class Model:
 
 def run_sample(code: str, extra: dict) -> dict:
     namespace: dict = {"__name__": "guide_sample", **extra}
-    exec(compile(port(code), "<guide>", "exec"), namespace)
+    exec(compile(port(code), "<guide>", "exec"), namespace)  # noqa: S102 - running the samples is the test
     return namespace
 
 
