@@ -1,0 +1,123 @@
+"""Kept values to bytes and back, authenticated: the one codec every tier uses.
+
+The in-memory store holds Python objects; a tier (disk, Redis) holds bytes.
+:class:`Codec` turns a kept value into one framed record and back::
+
+    magic "ICF" | format version | codec id | buffer count | lengths | pickle | buffers | MAC
+
+- Arrays, tensors, images and frames travel as raw buffers: pickle protocol 5
+  hands their memory out of band, the frame stores it once, and decoding gives
+  numpy arrays that are read-only views over the record's bytes (no copy).
+- The MAC is keyed BLAKE3 (256 bits) over the entry's name, the header and
+  everything after it, checked before a single byte is decoded: a record that
+  was tampered with, truncated, written under another name (replayed for
+  another key) or with another secret is refused with :class:`CorruptEntry`,
+  never unpickled. Pickle runs only on records this deployment's secret
+  signed, which is what makes it safe to use here.
+
+Separate from storage (as in diskcache's ``Disk``/``Cache`` split): tiers move
+bytes, the codec alone knows what is inside them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import pickle
+import struct
+from typing import Any
+
+import blake3
+
+from .errors import TierError
+
+__all__ = ["Codec", "CorruptEntry", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+"""Version of the record layout; a record of another version is refused."""
+
+_MAGIC = b"ICF"
+_PICKLE5 = 1
+_HEAD = struct.Struct("<3sBBI")  # magic, format version, codec id, buffer count
+_LEN = struct.Struct("<Q")
+_MAC_SIZE = 32
+_CONTEXT = "infercache 2026-11 value record MAC v1"
+
+
+class CorruptEntry(TierError):
+    """A stored record failed verification or could not be decoded (treated as a miss)."""
+
+
+class Codec:
+    """Encode kept values into authenticated records and decode them back.
+
+    Args:
+        secret: the deployment's secret (any length, at least 16 bytes); the
+            MAC key is derived from it, so the same secret always verifies
+            the same records and a different one never does.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
+            raise ValueError("the codec's secret must be at least 16 bytes")
+        self._key = blake3.blake3(bytes(secret), derive_key_context=_CONTEXT).digest()
+
+    def _mac(self, name: bytes, body: memoryview | bytes) -> bytes:
+        h = blake3.blake3(key=self._key)
+        h.update(_LEN.pack(len(name)))
+        h.update(name)
+        h.update(body)
+        return h.digest()
+
+    def dumps(self, name: bytes, value: Any) -> bytes:
+        """The record of ``value`` stored under ``name`` (its entry name in the tier)."""
+        buffers: list[pickle.PickleBuffer] = []
+        payload = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        raws = [b.raw() for b in buffers]
+        parts: list[bytes | memoryview] = [
+            _HEAD.pack(_MAGIC, FORMAT_VERSION, _PICKLE5, len(raws)),
+            _LEN.pack(len(payload)),
+            *(_LEN.pack(r.nbytes) for r in raws),
+            payload,
+            *raws,
+        ]
+        body = b"".join(parts)
+        return body + self._mac(name, body)
+
+    def loads(self, name: bytes, record: bytes | bytearray | memoryview) -> Any:
+        """The value of a record made by :meth:`dumps` for the same ``name``.
+
+        Raises :class:`CorruptEntry` when the record is not one this secret
+        signed for this name, or does not decode. Arrays in the value are
+        read-only views over ``record`` when it is immutable bytes.
+        """
+        view = memoryview(record)
+        if view.nbytes < _HEAD.size + _LEN.size + _MAC_SIZE:
+            raise CorruptEntry(f"record of {view.nbytes} bytes is too short")
+        body, mac = view[:-_MAC_SIZE], view[-_MAC_SIZE:]
+        if not hmac.compare_digest(self._mac(name, body), bytes(mac)):
+            raise CorruptEntry("record failed authentication (tampered, truncated, or another secret)")
+        magic, version, codec, count = _HEAD.unpack_from(body, 0)
+        if magic != _MAGIC or version != FORMAT_VERSION or codec != _PICKLE5:
+            raise CorruptEntry(f"record of an unknown format (version {version}, codec {codec})")
+        at = _HEAD.size
+        try:
+            (plen,) = _LEN.unpack_from(body, at)
+            at += _LEN.size
+            lens = [_LEN.unpack_from(body, at + i * _LEN.size)[0] for i in range(count)]
+            at += count * _LEN.size
+            payload = body[at : at + plen]
+            at += plen
+            buffers = []
+            for n in lens:
+                buffers.append(body[at : at + n])
+                at += n
+            if at != body.nbytes:
+                raise CorruptEntry("record length does not match its header")
+            return pickle.loads(payload, buffers=buffers)
+        except CorruptEntry:
+            raise
+        except Exception as exc:  # a signed record that no longer decodes (e.g. a class was removed)
+            raise CorruptEntry(f"record does not decode: {type(exc).__name__}: {exc}") from exc
+

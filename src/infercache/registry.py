@@ -1,0 +1,60 @@
+"""Every live cache of the process, by name.
+
+One registry serves everything that needs to reach all caches: clearing a
+user session in every per-session cache, ``ic.stats()``, metrics exporters and
+the command line. It holds caches weakly: a cache that its owner dropped
+leaves the registry by itself.
+
+Names default to the cached function's qualified name (``name=`` overrides
+it). Two live caches asked for the same name get distinct ones: the second
+is ``"name#2"``, and so on, so counters exported by name never mix two caches.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Generic, TypeVar
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A thread-safe, weak, name-unique collection of live objects."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, weakref.ref[T]] = {}
+
+    def add(self, item: T, name: str) -> str:
+        """Register ``item`` under ``name`` (made unique); returns the name it got."""
+        with self._lock:
+            unique, n = name, 1
+            while unique in self._items and self._items[unique]() is not None:
+                n += 1
+                unique = f"{name}#{n}"
+            self._items[unique] = weakref.ref(item, lambda _, key=unique: self._drop(key))
+            return unique
+
+    def _drop(self, name: str) -> None:
+        with self._lock:
+            ref = self._items.get(name)
+            if ref is not None and ref() is None:
+                del self._items[name]
+
+    def get(self, name: str) -> T | None:
+        """The live object registered as ``name``, or None."""
+        with self._lock:
+            ref = self._items.get(name)
+        return None if ref is None else ref()
+
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs of every live object, in registration order."""
+        with self._lock:
+            refs = list(self._items.items())
+        return [(name, obj) for name, ref in refs if (obj := ref()) is not None]
+
+    def __len__(self) -> int:
+        return len(self.items())
