@@ -30,7 +30,7 @@ import blake3
 
 from .errors import TierError
 
-__all__ = ["Codec", "CorruptEntry", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "Codec", "CorruptEntry"]
 
 FORMAT_VERSION = 1
 """Version of the record layout; a record of another version is refused."""

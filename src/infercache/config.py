@@ -48,7 +48,7 @@ _UNITS = {
 }
 
 
-def parse_memory(value: int | float | str | None) -> int | None:
+def parse_memory(value: float | str | None) -> int | None:
     """Parse a memory bound: ``None``, bytes as a number (``2e9``), or ``"512mb"``, ``"2gb"``, ``"1.5GiB"``.
 
     Decimal units (kb, mb, gb, tb) are powers of 1000, binary units (kib, mib,
@@ -152,7 +152,7 @@ class Settings:
         cls,
         *,
         max_size: int = 128,
-        max_memory: int | float | str | None = None,
+        max_memory: float | str | None = None,
         ttl: float | None = None,
         per_session: bool = False,
         digest: str = "blake3",

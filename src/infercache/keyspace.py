@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-__all__ = ["ROOT", "Keyspace", "EntryName"]
+__all__ = ["ROOT", "EntryName", "Keyspace"]
 
 ROOT = "infercache"
 

@@ -35,7 +35,11 @@ class Registry(Generic[T]):
             while unique in self._items and self._items[unique]() is not None:
                 n += 1
                 unique = f"{name}#{n}"
-            self._items[unique] = weakref.ref(item, lambda _, key=unique: self._drop(key))
+
+            def forget(_: weakref.ref[T], key: str = unique) -> None:
+                self._drop(key)
+
+            self._items[unique] = weakref.ref(item, forget)
             return unique
 
     def _drop(self, name: str) -> None:
