@@ -1,0 +1,105 @@
+"""Content keys: what identifies a call.
+
+Every value is turned into a canonical byte *encoding* that depends only on its
+type and content:
+
+* each piece starts with a one-byte type tag, so ``1``, ``1.0``, ``True``,
+  ``"1"``, ``b"1"``, ``[1]`` and ``(1,)`` all differ;
+* every variable-length piece (strings, bytes, containers, big ints) is
+  prefixed by its length as an unsigned LEB128 varint, so the encoding is
+  prefix-free and concatenations cannot collide (``["ab", "c"]`` vs
+  ``["a", "bc"]``);
+* unordered containers (dicts, sets) are written in a canonical order, so
+  insertion order does not matter;
+* nothing depends on ``id()``, the builtin ``hash()``, ``PYTHONHASHSEED``, the
+  process or the machine (multi-byte numbers are little-endian).
+
+The store key is then either the encoding itself (``b"\\x00" + encoding``) when
+it is at most 64 bytes long, which is exact and needs no hashing, or a tag byte
+and a digest of the encoding: ``b"\\x01"`` + 32-byte BLAKE3 (the default; it is
+cryptographic, so a user of a shared cache cannot craft an input that collides
+with another user's key) or ``b"\\x02"`` + 16-byte XXH3-128 (faster, for trusted
+inputs only). :data:`KEY_FORMAT_VERSION` names the format; the golden-key
+table in the tests pins it.
+
+Large buffers (numpy arrays, tensors, long strings or bytes) are not copied
+into the encoding: the bytes gathered so far and then the buffer itself are
+streamed into the hasher.
+
+Decisions worth knowing:
+
+* floats are encoded by their IEEE-754 bits, like numpy arrays: ``-0.0`` and
+  ``0.0`` differ, and NaN is deterministic (``float("nan")`` always gives the
+  same key; NaNs with other payloads give other keys);
+* numpy scalars are tagged with their dtype and differ from Python numbers
+  (``np.float64(1.0)`` and ``1.0`` have different keys); arrays with equal
+  values but different dtypes (or byte orders) differ too;
+* dicts and sets ignore insertion order, ``OrderedDict`` keeps it;
+* a ``list`` or ``tuple`` of 16 or more exact floats is written packed (one
+  tag, then raw doubles), which is a different but equally injective form;
+* ``make_call_key(values, names)`` equals ``make_key(tuple(values))``;
+* anything whose content cannot be read (functions, modules, files, locks,
+  threads, generators, C objects, cycles) raises :class:`UnhashableError`
+  instead of silently falling back to identity.
+
+Heavy libraries (numpy, pandas, PIL, torch, pydantic) are never imported
+here: a value's type is only checked against them once they are already in
+``sys.modules`` (which they must be for such a value to exist).
+
+Modules of this package:
+
+* :mod:`.wire` — the format: ``KEY_FORMAT_VERSION``, type tags, varints,
+  primitive byte forms, sinks and digests;
+* :mod:`.encoder` — dispatch by type, the built-in types, resolution order,
+  :func:`register_hasher` and :func:`register_adapter`;
+* :mod:`.objects` — object reflection (enums, dataclasses, pydantic, builtin
+  subclasses, ``__dict__``/``__slots__`` state);
+* :mod:`.numpy`, :mod:`.pandas`, :mod:`.pil`, :mod:`.torch` — library adapters;
+* :mod:`.api` — :func:`make_key`, :func:`make_call_key`, :func:`hash_key`.
+
+Adding a library adapter: write a module here whose builder
+``builder(t: type) -> Encoder | None`` checks the library through
+``sys.modules`` and is decorated with :func:`register_adapter`, then import
+that module below (one line, in the adapters block). Give its types tags in
+:mod:`.wire` and rows in the golden-key table, whose test fails for an
+encoder without a row.
+"""
+
+from __future__ import annotations
+
+# Object rules and library adapters register themselves when imported: one line
+# per adapter module. Adapters claim disjoint types, so their order is free.
+from . import numpy as numpy
+from . import objects as objects
+from . import pandas as pandas
+from . import pil as pil
+from . import torch as torch
+
+# The hot path, also named here for benchmarks/profile_hits.py.
+from .api import _finish as _finish
+from .api import hash_key, make_call_key, make_key
+from .encoder import (
+    Builder,
+    Encoder,
+    UnhashableError,
+    register_adapter,
+    register_hasher,
+)
+from .encoder import _enc_tuple as _enc_tuple
+from .wire import ALGORITHMS, KEY_FORMAT_VERSION, TAGS
+from .wire import _digest_sink as _digest_sink
+from .wire import _feed as _feed
+
+__all__ = [
+    "ALGORITHMS",
+    "KEY_FORMAT_VERSION",
+    "TAGS",
+    "Builder",
+    "Encoder",
+    "UnhashableError",
+    "hash_key",
+    "make_call_key",
+    "make_key",
+    "register_adapter",
+    "register_hasher",
+]

@@ -1,0 +1,166 @@
+"""The public entry points: :func:`make_key`, :func:`make_call_key`, :func:`hash_key`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import blake3 as _blake3
+import xxhash as _xxhash
+
+from .encoder import UnhashableError, _enc, _enc_tuple, _Fail
+from .wire import (
+    _KEY_TAG,
+    _PACK_MIN,
+    _SHORT_MAX,
+    _SMALL_INTS,
+    _STR_HDR,
+    ALGORITHMS,
+    T_FALSE,
+    T_FLOAT,
+    T_NONE,
+    T_TRUE,
+    T_TUPLE,
+    _digest_sink,
+    _new_sink,
+    _pack_float,
+    _Sink,
+    _type_name,
+    _varint,
+)
+
+
+def _error(e: _Fail, where: str | None, path: list[str]) -> UnhashableError:
+    t = e.type_
+    name = _type_name(t).replace(":", ".")
+    loc = "".join(reversed(path))
+    subject = f"parameter {where!r}" if where is not None else "the value"
+    at = f" (at {where or 'value'}{loc})" if loc else ""
+    message = (
+        f"infercache cannot build a cache key for {subject}{at}: "
+        f"a {name} object cannot be hashed by content because {e.reason}. "
+        f"Fix: pass key= to the decorator to choose what identifies a call "
+        f"(e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+    )
+    return UnhashableError(message, where=where, path=loc, type_=t, reason=e.reason)
+
+
+def _encode(obj: Any, alg: str, where: str | None) -> _Sink:
+    out = _new_sink(alg)
+    try:
+        _enc(obj, out)
+    except _Fail as e:
+        raise _error(e, where, e.path) from None
+    except RecursionError:
+        raise UnhashableError(
+            f"infercache cannot build a cache key for "
+            f"{'parameter ' + repr(where) if where else 'the value'}: it is nested too deeply "
+            f"(or a registered hasher returns the object itself). Fix: pass key= to the decorator "
+            f"or use infercache.register_hasher.", where=where, type_=type(obj),
+            reason="nested too deeply") from None
+    return out
+
+
+def _check_alg(algorithm: str) -> bytes:
+    tag = _KEY_TAG.get(algorithm)
+    if tag is None:
+        raise ValueError(f"unknown hash algorithm {algorithm!r}; choose one of {ALGORITHMS}")
+    return tag
+
+
+def _finish(out: _Sink, tag: bytes) -> bytes:
+    if out.hasher is None and len(out) <= _SHORT_MAX:
+        return b"\x00" + out
+    return tag + _digest_sink(out)
+
+
+def make_key(obj: Any, *, algorithm: str = "blake3", where: str | None = None) -> bytes:
+    """The store key for ``obj``: ``b"\\x00" + encoding`` if the encoding is at
+    most 64 bytes, else ``b"\\x01"`` + BLAKE3-256 or ``b"\\x02"`` + XXH3-128 of it.
+
+    Raises :class:`UnhashableError` (naming ``where``) if some part of ``obj``
+    has no readable content, ``ValueError`` for an unknown ``algorithm``.
+    """
+    tag = _check_alg(algorithm)
+    return _finish(_encode(obj, algorithm, where), tag)
+
+
+def hash_key(obj: Any, *, algorithm: str = "blake3") -> str:
+    """Hex digest of ``obj``'s canonical encoding (64 hex chars for BLAKE3, 32 for XXH3)."""
+    _check_alg(algorithm)
+    return _digest_sink(_encode(obj, algorithm, None)).hex()
+
+
+_CALL_HDR = tuple(b"\x00" + T_TUPLE + _varint(n) for n in range(_PACK_MIN))
+# Encoded chunks of recently seen short str arguments (exact str: equal means same content).
+_str_chunks: dict[str, bytes] = {}
+_STR_CHUNKS_MAX = 4096
+
+
+def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
+    """Key for one call's argument ``values`` in parameter order.
+
+    Equal to ``make_key(tuple(values), algorithm=algorithm)``; ``names`` only
+    serve the error message, which names the offending parameter.
+    """
+    if algorithm == "blake3":
+        tag = b"\x01"
+    elif algorithm == "xxh3":
+        tag = b"\x02"
+    else:
+        tag = _check_alg(algorithm)
+    n = len(values)
+    if n < _PACK_MIN:
+        key = _CALL_HDR[n]
+        for v in values:
+            t = type(v)
+            if t is str:
+                chunk = _str_chunks.get(v)
+                if chunk is None:
+                    try:
+                        b = v.encode()
+                    except UnicodeEncodeError:
+                        break
+                    lb = len(b)
+                    if lb >= 128:
+                        break
+                    chunk = _STR_HDR[lb] + b
+                    if len(_str_chunks) >= _STR_CHUNKS_MAX:
+                        _str_chunks.clear()
+                    _str_chunks[v] = chunk
+                key += chunk
+            elif t is float:
+                key += _pack_float(T_FLOAT, v)
+            elif t is int:
+                b = _SMALL_INTS.get(v)
+                if b is None:
+                    break
+                key += b
+            elif v is None:
+                key += T_NONE
+            elif t is bool:
+                key += T_TRUE if v else T_FALSE
+            else:
+                break
+        else:
+            if len(key) <= _SHORT_MAX + 1:
+                return key
+            if tag == b"\x01":
+                return tag + _blake3.blake3(memoryview(key)[1:]).digest()
+            return tag + _xxhash.xxh3_128_digest(memoryview(key)[1:])
+    if type(values) is not tuple:
+        values = tuple(values)
+    out = _new_sink(algorithm)
+    try:
+        _enc_tuple(values, out)
+    except _Fail as e:
+        path = e.path
+        where = None
+        if path and path[-1].startswith("[") and path[-1][1:-1].isdigit():
+            i = int(path[-1][1:-1])
+            where = names[i] if i < len(names) else f"#{i}"
+            path = path[:-1]
+        raise _error(e, where, path) from None
+    except RecursionError:
+        return make_key(values, algorithm=algorithm)
+    return _finish(out, tag)

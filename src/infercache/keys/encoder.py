@@ -1,0 +1,630 @@
+"""The generic encoder: dispatch by type, the built-in types, and resolution.
+
+:func:`_enc` writes any value into a :class:`~.wire._Sink`. It looks the
+value's exact type up in :data:`_ENC`; a type seen for the first time is
+*resolved* once (:func:`_resolve`) and its encoder cached there, so every
+per-type decision costs one dict lookup per value afterwards. Resolution
+order:
+
+1. the built-in types with a fixed encoding (:data:`_CORE`);
+2. :func:`register_hasher` registrations (for the type or a base);
+3. ``type`` objects, then explicit refusals (code, modules, files, locks...);
+4. library adapters, in registration order (:func:`register_adapter`);
+5. the object rules of :mod:`.objects` (enums, pydantic, stdlib value types,
+   dataclasses, builtin subclasses), then the generic object encoder.
+"""
+
+from __future__ import annotations
+
+import _thread
+import datetime as _dt
+import io
+import sys
+import types
+from array import array
+from collections.abc import Callable
+from operator import countOf as _count_of
+from typing import Any, Optional
+
+from .wire import (
+    _BIG,
+    _I64_MAX,
+    _I64_MIN,
+    _NATIVE_BIG_ENDIAN,
+    _PACK_MIN,
+    _SMALL_INTS,
+    _STR_HDR,
+    _VARINT_SMALL,
+    T_BYTEARRAY,
+    T_BYTES,
+    T_COMPLEX,
+    T_DATE,
+    T_DATETIME,
+    T_DECIMAL,
+    T_DEQUE,
+    T_DICT,
+    T_DIGEST,
+    T_ELLIPSIS,
+    T_FALSE,
+    T_FLOAT,
+    T_FLOATS_LIST,
+    T_FLOATS_TUPLE,
+    T_FROZENSET,
+    T_INTS_LIST,
+    T_INTS_TUPLE,
+    T_LIST,
+    T_MEMVIEW,
+    T_NONE,
+    T_PATH,
+    T_PYARRAY,
+    T_RANGE,
+    T_REGISTERED,
+    T_SET,
+    T_SLICE,
+    T_STR,
+    T_TIME,
+    T_TIMEDELTA,
+    T_TIMEZONE,
+    T_TRUE,
+    T_TUPLE,
+    T_TYPE,
+    T_TZINFO,
+    T_UUID,
+    _digest_sink,
+    _feed,
+    _int_bytes,
+    _new_hasher,
+    _new_sink,
+    _pack_clock,
+    _pack_complex,
+    _pack_date,
+    _pack_float,
+    _pack_timedelta,
+    _Sink,
+    _tagged,
+    _type_name_bytes,
+    _varint,
+    _write_buffer,
+)
+
+Encoder = Callable[[Any, _Sink], None]
+"""Writes one value of a given type into a sink."""
+Builder = Callable[[type], Optional[Encoder]]  # noqa: UP045 (a runtime alias on 3.10)
+"""Given a type, its encoder, or ``None`` when the builder does not know it."""
+
+
+class UnhashableError(TypeError):
+    """A value whose content cannot be turned into a cache key.
+
+    Attributes: ``where`` (the parameter name or ``None``), ``path`` (where in
+    the value, e.g. ``"img['a'][0]"``), ``type`` (the offending type) and
+    ``reason``.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, path: str = "",
+                 type_: type | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.path = path
+        self.type = type_
+        self.reason = reason
+
+
+class _Fail(Exception):
+    """Raised inside encoders; turned into :class:`UnhashableError` with the path."""
+
+    def __init__(self, type_: type, reason: str) -> None:
+        self.type_ = type_
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _enc(obj: Any, out: _Sink) -> None:
+    t = type(obj)
+    f = _ENC.get(t)
+    if f is None:
+        f = _resolve(t)
+    f(obj, out)
+
+
+def _sub(obj: Any, out: _Sink) -> bytes:
+    """Standalone encoding of one element of an unordered container.
+
+    An element holding a large buffer is replaced by a digest of its encoding
+    (and the whole key becomes a digest, so short keys never embed digests).
+    """
+    s = _new_sink(out.alg, out.stack)
+    _enc(obj, s)
+    if s.hasher is None:
+        return bytes(s)
+    if out.hasher is None:
+        out.hasher = _new_hasher(out.alg)
+    return T_DIGEST + _digest_sink(s)
+
+
+
+def _enc_none(obj: Any, out: _Sink) -> None:
+    out += T_NONE
+
+
+def _enc_bool(obj: bool, out: _Sink) -> None:
+    out += T_TRUE if obj else T_FALSE
+
+
+def _enc_int(obj: int, out: _Sink) -> None:
+    b = _SMALL_INTS.get(obj)
+    out += b if b is not None else _int_bytes(obj)
+
+
+def _enc_float(obj: float, out: _Sink) -> None:
+    out += _pack_float(T_FLOAT, obj)
+
+
+def _enc_complex(obj: complex, out: _Sink) -> None:
+    out += _pack_complex(T_COMPLEX, obj.real, obj.imag)
+
+
+def _enc_str(obj: str, out: _Sink) -> None:
+    b = obj.encode("utf-8", "surrogatepass")
+    n = len(b)
+    if n < 128:
+        out += _STR_HDR[n]
+        out += b
+    elif n <= _BIG:
+        out += T_STR + _varint(n)
+        out += b
+    else:
+        out += T_STR + _varint(n)
+        _feed(out, b)
+
+
+def _enc_bytes(obj: bytes, out: _Sink) -> None:
+    n = len(obj)
+    if n < 128:
+        out += T_BYTES + _VARINT_SMALL[n]
+        out += obj
+    else:
+        _write_buffer(T_BYTES, memoryview(obj), out)
+
+
+def _enc_bytearray(obj: bytearray, out: _Sink) -> None:
+    _write_buffer(T_BYTEARRAY, memoryview(obj), out)
+
+
+def _enc_memoryview(obj: memoryview, out: _Sink) -> None:
+    out += T_MEMVIEW
+    _enc_str(obj.format, out)
+    _enc_tuple(tuple(obj.shape or ()), out)
+    if obj.c_contiguous:
+        mv = obj.cast("B") if obj.ndim != 1 or obj.format != "B" else obj
+    else:
+        mv = memoryview(obj.tobytes())
+    _write_buffer(T_BYTES, mv, out)
+
+
+def _enc_pyarray(obj: array, out: _Sink) -> None:
+    out += T_PYARRAY
+    _enc_str(obj.typecode, out)
+    if _NATIVE_BIG_ENDIAN and obj.itemsize > 1:
+        obj = array(obj.typecode, obj)
+        obj.byteswap()
+    _write_buffer(T_BYTES, memoryview(obj).cast("B"), out)
+
+
+def _only(seq: Any, t: type) -> bool:
+    for x in seq:
+        if type(x) is not t:
+            return False
+    return True
+
+
+def _floats_packed(obj: Any, out: _Sink, tag: bytes) -> None:
+    packed = array("d", obj)
+    if _NATIVE_BIG_ENDIAN:
+        packed.byteswap()
+    out += tag + _varint(len(obj))
+    _write_buffer(b"", memoryview(packed).cast("B"), out)
+
+
+def _enc_items(obj: Any, out: _Sink) -> None:
+    get = _ENC.get
+    small_ints = _SMALL_INTS
+    str_hdr = _STR_HDR
+    x = None
+    try:
+        for x in obj:
+            t = type(x)
+            if t is str:
+                b = x.encode("utf-8", "surrogatepass")
+                if len(b) < 128:
+                    out += str_hdr[len(b)]
+                    out += b
+                else:
+                    _enc_str(x, out)
+            elif t is int:
+                b = small_ints.get(x)
+                out += b if b is not None else _int_bytes(x)
+            elif t is float:
+                out += _pack_float(T_FLOAT, x)
+            else:
+                f = get(t)
+                if f is None:
+                    f = _resolve(t)
+                f(x, out)
+    except _Fail as e:
+        i = next((j for j, y in enumerate(obj) if y is x), "?")
+        e.path.append(f"[{i}]")
+        raise
+
+
+def _packable(obj: Any, t: type) -> bool:
+    return len(obj) >= _PACK_MIN and type(obj[0]) is t and _count_of(map(type, obj), t) == len(obj)
+
+
+def _ints_packable(obj: Any) -> bool:
+    return _packable(obj, int) and min(obj) >= _I64_MIN and max(obj) <= _I64_MAX
+
+
+def _ints_packed(obj: Any, out: _Sink, tag: bytes) -> None:
+    packed = array("q", obj)
+    if _NATIVE_BIG_ENDIAN:
+        packed.byteswap()
+    out += tag + _varint(len(obj))
+    _write_buffer(b"", memoryview(packed).cast("B"), out)
+
+
+def _enc_list(obj: list, out: _Sink) -> None:
+    if _packable(obj, float):
+        _floats_packed(obj, out, T_FLOATS_LIST)
+        return
+    if _ints_packable(obj):
+        _ints_packed(obj, out, T_INTS_LIST)
+        return
+    n = len(obj)
+    stack = out.stack
+    oid = id(obj)
+    if oid in stack:
+        raise _Fail(list, "it contains itself (a reference cycle)")
+    stack.add(oid)
+    out += T_LIST + _varint(n)
+    _enc_items(obj, out)
+    stack.discard(oid)
+
+
+def _enc_tuple(obj: tuple, out: _Sink) -> None:
+    if _packable(obj, float):
+        _floats_packed(obj, out, T_FLOATS_TUPLE)
+        return
+    if _ints_packable(obj):
+        _ints_packed(obj, out, T_INTS_TUPLE)
+        return
+    out += T_TUPLE + _varint(len(obj))
+    _enc_items(obj, out)
+
+
+def _enc_mapping_items(items: Any, n: int, out: _Sink) -> None:
+    """Canonical order: by key when all keys are str, else by key encoding."""
+    out += _varint(n)
+    if _only((k for k, _ in items), str):
+        for k, v in sorted(items, key=_first):
+            _enc_str(k, out)
+            try:
+                _enc(v, out)
+            except _Fail as e:
+                e.path.append(f"[{k!r}]")
+                raise
+        return
+    encoded = []
+    for k, v in items:
+        try:
+            encoded.append((_sub(k, out), k, v))
+        except _Fail as e:
+            e.path.append(f" (key {k!r})")
+            raise
+    encoded.sort(key=_first)
+    for kb, k, v in encoded:
+        out += kb
+        try:
+            _enc(v, out)
+        except _Fail as e:
+            e.path.append(f"[{k!r}]")
+            raise
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def _enc_dict(obj: dict, out: _Sink) -> None:
+    stack = out.stack
+    oid = id(obj)
+    if oid in stack:
+        raise _Fail(dict, "it contains itself (a reference cycle)")
+    stack.add(oid)
+    out += T_DICT
+    _enc_mapping_items(list(dict.items(obj)), len(obj), out)
+    stack.discard(oid)
+
+
+def _enc_set_like(tag: bytes, obj: Any, out: _Sink) -> None:
+    out += tag + _varint(len(obj))
+    if _only(obj, str):
+        for s in sorted(obj):
+            _enc_str(s, out)
+        return
+    try:
+        parts = sorted(_sub(x, out) for x in obj)
+    except _Fail as e:
+        e.path.append(" (an element)")
+        raise
+    for p in parts:
+        out += p
+
+
+def _enc_set(obj: set, out: _Sink) -> None:
+    _enc_set_like(T_SET, obj, out)
+
+
+def _enc_frozenset(obj: frozenset, out: _Sink) -> None:
+    _enc_set_like(T_FROZENSET, obj, out)
+
+
+def _enc_type(obj: type, out: _Sink) -> None:
+    out += T_TYPE + _type_name_bytes(obj)
+
+
+def _enc_range(obj: range, out: _Sink) -> None:
+    out += T_RANGE
+    _enc_int(obj.start, out)
+    _enc_int(obj.stop, out)
+    _enc_int(obj.step, out)
+
+
+def _enc_slice(obj: slice, out: _Sink) -> None:
+    out += T_SLICE
+    _enc(obj.start, out)
+    _enc(obj.stop, out)
+    _enc(obj.step, out)
+
+
+def _enc_ellipsis(obj: Any, out: _Sink) -> None:
+    out += T_ELLIPSIS
+
+
+def _enc_offset(off: _dt.timedelta | None, out: _Sink) -> None:
+    if off is None:
+        out += T_NONE
+    else:
+        _enc_timedelta(off, out)
+
+
+def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
+    """The zone itself, not only today's offset: Europe/London in winter is not UTC."""
+    if tz is None:
+        out += T_NONE
+    elif type(tz) is _dt.timezone:
+        _enc_timezone(tz, out)
+    else:
+        out += _tagged(T_TZINFO, type(tz))
+        name = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
+        _enc_str(name if isinstance(name, str) else repr(tz), out)
+
+
+def _enc_datetime(obj: _dt.datetime, out: _Sink) -> None:
+    out += _pack_date(T_DATETIME, obj.year, obj.month, obj.day)
+    out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
+    _enc_offset(obj.utcoffset(), out)
+    _enc_tzinfo(obj.tzinfo, out)
+
+
+def _enc_date(obj: _dt.date, out: _Sink) -> None:
+    out += _pack_date(T_DATE, obj.year, obj.month, obj.day)
+
+
+def _enc_time(obj: _dt.time, out: _Sink) -> None:
+    out += T_TIME
+    out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
+    _enc_offset(obj.utcoffset(), out)
+    _enc_tzinfo(obj.tzinfo, out)
+
+
+def _enc_timedelta(obj: _dt.timedelta, out: _Sink) -> None:
+    out += _pack_timedelta(T_TIMEDELTA, obj.days, obj.seconds, obj.microseconds)
+
+
+def _enc_timezone(obj: _dt.timezone, out: _Sink) -> None:
+    out += T_TIMEZONE
+    _enc_timedelta(obj.utcoffset(None), out)
+    _enc_str(obj.tzname(None), out)
+
+
+_ENC: dict[type, Encoder] = {
+    type(None): _enc_none,
+    bool: _enc_bool,
+    int: _enc_int,
+    float: _enc_float,
+    complex: _enc_complex,
+    str: _enc_str,
+    bytes: _enc_bytes,
+    bytearray: _enc_bytearray,
+    memoryview: _enc_memoryview,
+    array: _enc_pyarray,
+    list: _enc_list,
+    tuple: _enc_tuple,
+    dict: _enc_dict,
+    set: _enc_set,
+    frozenset: _enc_frozenset,
+    type: _enc_type,
+    range: _enc_range,
+    slice: _enc_slice,
+    type(...): _enc_ellipsis,
+    _dt.datetime: _enc_datetime,
+    _dt.date: _enc_date,
+    _dt.time: _enc_time,
+    _dt.timedelta: _enc_timedelta,
+    _dt.timezone: _enc_timezone,
+}
+_CORE = dict(_ENC)
+_REGISTRY: dict[type, Callable[[Any], Any]] = {}
+
+
+# ---------------------------------------------------------------- resolution
+
+def _unhashable(t: type, reason: str) -> Encoder:
+    def enc(obj: Any, out: _Sink) -> None:
+        raise _Fail(t, reason)
+    return enc
+
+
+_CODE_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+               types.MethodWrapperType, types.WrapperDescriptorType,
+               types.MethodDescriptorType, types.ClassMethodDescriptorType)
+_RUNNING_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
+                  types.FrameType, types.TracebackType)
+_HEAPTYPE = 1 << 9
+
+
+def _explicitly_unhashable(t: type) -> str | None:
+    if issubclass(t, _CODE_TYPES):
+        return "functions and methods are code, not data: their content cannot be compared"
+    if issubclass(t, types.ModuleType):
+        return "modules are not data"
+    if issubclass(t, _RUNNING_TYPES):
+        return "generators, coroutines and frames are running computations, not data"
+    if issubclass(t, io.IOBase):
+        return "open files and streams have no stable content"
+    if issubclass(t, (_thread.LockType, _thread.RLock)):
+        return "locks are synchronisation objects, not data"
+    threading = sys.modules.get("threading")
+    if threading is not None and issubclass(t, threading.Thread):
+        return "threads are running computations, not data"
+    fts = sys.modules.get("functools")
+    if fts is not None and issubclass(t, fts.partial):
+        return "functions and methods are code, not data: their content cannot be compared"
+    return None
+
+
+_ADAPTERS: list[Builder] = []
+_OBJECT_RULES: list[Builder] = []
+_OBJECT_FALLBACK: list[Builder] = []
+
+
+def register_adapter(builder: Builder) -> Builder:
+    """Add a library adapter: ``builder(t)`` returns the encoder for type ``t``
+    or ``None`` if ``t`` is not one of its library's types.
+
+    Adapters are asked in registration order, after :func:`register_hasher`
+    registrations and the explicit refusals, before the generic object rules.
+    A builder must check the library through ``sys.modules`` (never import
+    it) and is called once per type; the encoder it returns is cached.
+    Usable as a decorator; returns ``builder``.
+    """
+    _ADAPTERS.append(builder)
+    _forget_resolved()
+    return builder
+
+
+def _set_object_rules(rules: list[Builder], fallback: Builder) -> None:
+    """Installs the object rules of :mod:`.objects` (called once, at its import)."""
+    _OBJECT_RULES[:] = rules
+    _OBJECT_FALLBACK[:] = [fallback]
+    _forget_resolved()
+
+
+def _forget_resolved() -> None:
+    for t in [t for t in _ENC if t not in _CORE]:
+        _ENC.pop(t, None)
+
+
+def _resolve(t: type) -> Encoder:
+    f = _build(t)
+    _ENC[t] = f
+    return f
+
+
+def _build(t: type) -> Encoder:
+    core = _CORE.get(t)
+    if core is not None:
+        return core
+    for c in t.__mro__:
+        fn = _REGISTRY.get(c)
+        if fn is not None:
+            return _registered_encoder(t, fn)
+    if issubclass(t, type):
+        return _enc_type
+    reason = _explicitly_unhashable(t)
+    if reason is not None:
+        return _unhashable(t, reason)
+    for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
+        f = builder(t)
+        if f is not None:
+            return f
+    return _unhashable(t, "no encoder knows this type")
+
+
+def _registered_encoder(t: type, fn: Callable[[Any], Any]) -> Encoder:
+    head = T_REGISTERED + _type_name_bytes(t)
+
+    def enc(obj: Any, out: _Sink) -> None:
+        out += head
+        _enc(fn(obj), out)
+    return enc
+
+
+
+
+def _stdlib_builder(t: type) -> Encoder | None:
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and issubclass(t, decimal.Decimal):
+        head = _tagged(T_DECIMAL, t)
+
+        def enc_decimal(obj: Any, out: _Sink) -> None:
+            out += head
+            _enc_str(str(obj), out)
+        return enc_decimal
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and issubclass(t, uuid.UUID):
+        head = _tagged(T_UUID, t)
+
+        def enc_uuid(obj: Any, out: _Sink) -> None:
+            out += head
+            out += obj.bytes
+        return enc_uuid
+    pathlib = sys.modules.get("pathlib")
+    if pathlib is not None and issubclass(t, pathlib.PurePath):
+        head = _tagged(T_PATH, t)
+
+        def enc_path(obj: Any, out: _Sink) -> None:
+            out += head
+            _enc_str(str(obj), out)
+        return enc_path
+    collections = sys.modules.get("collections")
+    if collections is not None and issubclass(t, collections.deque):
+        head = _tagged(T_DEQUE, t)
+
+        def enc_deque(obj: Any, out: _Sink) -> None:
+            out += head
+            _enc(obj.maxlen, out)
+            _enc_list(list(obj), out)
+        return enc_deque
+    return None
+
+
+
+def register_hasher(type_: type, fn: Callable[[Any], Any]) -> None:
+    """Teach infercache the content of ``type_`` (and its subclasses).
+
+    ``fn(obj)`` returns any encodable value standing for ``obj``'s content; the
+    key is built from that value tagged with the actual type's module and
+    qualified name, so two types with equal reductions still differ.
+    Re-registering a type replaces its hasher. Built-in types with a fixed
+    encoding (str, int, list, ...) cannot be overridden.
+    """
+    if not isinstance(type_, type):
+        raise TypeError(f"register_hasher needs a type, got {type_!r}")
+    if not callable(fn):
+        raise TypeError(f"register_hasher needs a callable, got {fn!r}")
+    if type_ in _CORE:
+        raise TypeError(f"the encoding of built-in type {type_.__qualname__} cannot be overridden")
+    _REGISTRY[type_] = fn
+    _forget_resolved()

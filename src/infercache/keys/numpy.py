@@ -1,0 +1,112 @@
+"""numpy adapter: arrays (any layout), array subclasses, scalars and dtypes.
+
+Arrays are keyed by dtype, shape and their C-order bytes; object and string
+(``StringDType``) arrays element by element through the generic encoder.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .encoder import (
+    Encoder,
+    _enc,
+    _enc_list,
+    _enc_str,
+    _enc_tuple,
+    _Fail,
+    register_adapter,
+)
+from .wire import (
+    _BIG,
+    T_NDARRAY,
+    T_NDARRAY_SUB,
+    T_NONE,
+    T_NPDTYPE,
+    T_NPSCALAR,
+    _Sink,
+    _tagged,
+    _varint,
+    _write_buffer,
+)
+
+
+@register_adapter
+def _numpy_builder(t: type) -> Encoder | None:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    if t is np.ndarray:
+        return _enc_ndarray
+    if issubclass(t, np.ndarray):
+        head = _tagged(T_NDARRAY_SUB, t)
+        ma = getattr(np, "ma", None)
+        masked = ma is not None and issubclass(t, ma.MaskedArray)
+
+        def enc_sub(obj: Any, out: _Sink) -> None:
+            out += head
+            _enc_ndarray(np.asarray(obj).view(np.ndarray), out)
+            if masked:
+                _enc_ndarray(np.ma.getmaskarray(obj), out)
+        return enc_sub
+    if issubclass(t, np.generic):
+        return _enc_npscalar
+    if issubclass(t, np.dtype):
+        return _enc_npdtype
+    return None
+
+
+def _write_dtype(dt: Any, out: _Sink) -> None:
+    _enc_str(dt.str, out)
+    if dt.names is not None or dt.subdtype is not None:
+        _enc(dt.descr, out)
+    else:
+        out += T_NONE
+
+
+def _enc_npdtype(obj: Any, out: _Sink) -> None:
+    out += T_NPDTYPE
+    _write_dtype(obj, out)
+
+
+def _by_elements(dt: Any) -> bool:
+    return dt.hasobject or dt.kind == "T"
+
+
+def _enc_ndarray(a: Any, out: _Sink) -> None:
+    dt = a.dtype
+    out += T_NDARRAY
+    _write_dtype(dt, out)
+    _enc_tuple(a.shape, out)
+    if _by_elements(dt):
+        stack = out.stack
+        oid = id(a)
+        if oid in stack:
+            raise _Fail(type(a), "it contains itself (a reference cycle)")
+        stack.add(oid)
+        _enc_list(a.ravel().tolist(), out)
+        stack.discard(oid)
+        return
+    if not a.flags.c_contiguous:
+        a = a.copy(order="C")
+    n = a.nbytes
+    if n <= _BIG:
+        out += _varint(n)
+        out += a.tobytes()
+    else:
+        np = sys.modules["numpy"]
+        _write_buffer(b"", memoryview(a.reshape(-1).view(np.uint8)), out)
+
+
+def _enc_npscalar(x: Any, out: _Sink) -> None:
+    dt = x.dtype
+    out += T_NPSCALAR
+    _write_dtype(dt, out)
+    if _by_elements(dt):
+        _enc(x.item(), out)
+    else:
+        b = x.tobytes()
+        out += _varint(len(b))
+        out += b
+
