@@ -69,10 +69,12 @@ from __future__ import annotations
 
 # Object rules and library adapters register themselves when imported: one line
 # per adapter module. Adapters claim disjoint types, so their order is free.
+from . import arrow as arrow
 from . import numpy as numpy
 from . import objects as objects
 from . import pandas as pandas
 from . import pil as pil
+from . import polars as polars
 from . import torch as torch
 
 # The hot path, also named here for benchmarks/profile_hits.py.

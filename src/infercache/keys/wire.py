@@ -155,6 +155,17 @@ T_TORCH_DEVICE = b"\xe2"
 T_PYDANTIC = b"M"
 T_TZINFO = b"\xe9"
 T_UNSET = b"\xea"
+T_PA_ARRAY = b"\xa0"
+T_PA_CHUNKED = b"\xa1"
+T_PA_TABLE = b"\xa2"
+T_PA_BATCH = b"\xa3"
+T_PA_SCALAR = b"\xa4"
+T_PA_TYPE = b"\xa5"
+T_PA_FIELD = b"\xa6"
+T_PA_SCHEMA = b"\xa7"
+T_PL_SERIES = b"\xb0"
+T_PL_FRAME = b"\xb1"
+T_PL_DTYPE = b"\xb2"
 
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
 

@@ -1,0 +1,150 @@
+"""polars adapter: DataFrames, Series and data types, keyed by content;
+LazyFrames refused.
+
+A Series is keyed by its name, its polars data type (written structurally:
+time unit and zone, precision and scale, an Enum's categories, a Categorical's
+category set, nested fields and sizes) and its content. The content goes
+through Arrow without copying (each chunk's ``to_arrow()`` is zero-copy for
+numeric data) and is keyed by the pyarrow adapter's canonical layout, so the
+way polars happens to chunk a frame never changes its key. Columns polars
+cannot export to Arrow (``Object``, 128-bit integers) are keyed by their
+Python values instead. A DataFrame is its height, then each column in order
+(name, data type, content).
+
+A ``LazyFrame`` is refused with :class:`UnhashableError`: it is a query, and
+what it returns depends on the sources it reads when collected (files,
+databases, scans), which its plan names but does not hold. Keying its plan
+would hand out a stale result after a file changed; collect it and pass the
+DataFrame, or pass ``key=``.
+
+polars is never imported here: a value's type is checked against it only once
+it is in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .arrow import _structured, _write_column, _write_type
+from .encoder import (
+    Encoder,
+    _enc,
+    _enc_int,
+    _enc_list,
+    _enc_str,
+    _Fail,
+    _unhashable,
+    register_adapter,
+)
+from .wire import T_PL_DTYPE, T_PL_FRAME, T_PL_SERIES, _Sink, _varint
+
+_LAZY_REASON = (
+    "it is a query, not data: what it returns depends on the files or other sources "
+    "it reads when collected, which its plan does not hold. Collect it first "
+    "(lf.collect()) and pass the DataFrame"
+)
+# How a column's content is written: through Arrow, or by its Python values.
+_VIA_ARROW = b"A"
+_VIA_VALUES = b"L"
+
+
+@register_adapter
+def _polars_builder(t: type) -> Encoder | None:
+    pl = sys.modules.get("polars")
+    if pl is None:
+        return None
+    if issubclass(t, pl.DataFrame):
+        return _enc_frame
+    if issubclass(t, pl.Series):
+        return _enc_series
+    if issubclass(t, pl.LazyFrame):
+        return _unhashable(t, _LAZY_REASON)
+    if issubclass(t, pl.DataType):
+        return _enc_dtype
+    return None
+
+
+def _enc_series(s: Any, out: _Sink) -> None:
+    out += T_PL_SERIES
+    _write_series(s, out)
+
+
+def _enc_frame(df: Any, out: _Sink) -> None:
+    out += T_PL_FRAME
+    out += _varint(df.height)
+    out += _varint(df.width)
+    for s in df.get_columns():
+        try:
+            _write_series(s, out)
+        except _Fail as e:
+            e.path.append(f"[{s.name!r}]")
+            raise
+
+
+def _enc_dtype(d: Any, out: _Sink) -> None:
+    out += T_PL_DTYPE
+    _write_dtype(d, out)
+
+
+def _write_series(s: Any, out: _Sink) -> None:
+    _enc_str(s.name, out)
+    _write_dtype(s.dtype, out)
+    pl = sys.modules["polars"]
+    chunks = None
+    if s.dtype != pl.Object:
+        try:
+            chunks = [c.to_arrow() for c in s.get_chunks()]
+        except Exception:  # noqa: BLE001 - any type polars cannot export is keyed by value
+            chunks = None
+    if chunks:
+        out += _VIA_ARROW
+        t = chunks[0].type
+        _write_type(t, out)
+        _write_column(chunks, t, type(s), out)
+    else:
+        out += _VIA_VALUES
+        _enc_list(s.to_list(), out)
+
+
+def _write_dtype(d: Any, out: _Sink) -> None:
+    """A polars data type with every parameter; a plain one by its repr."""
+    pl = sys.modules["polars"]
+    if isinstance(d, pl.Datetime):
+        _structured("Datetime", out)
+        _enc_str(d.time_unit, out)
+        _enc(d.time_zone, out)
+    elif isinstance(d, pl.Duration):
+        _structured("Duration", out)
+        _enc_str(d.time_unit, out)
+    elif isinstance(d, pl.Decimal):
+        _structured("Decimal", out)
+        _enc(d.precision, out)
+        _enc_int(d.scale, out)
+    elif isinstance(d, pl.List):
+        _structured("List", out)
+        _write_dtype(d.inner, out)
+    elif isinstance(d, pl.Array):
+        _structured("Array", out)
+        _enc_int(d.size, out)
+        _write_dtype(d.inner, out)
+    elif isinstance(d, pl.Struct):
+        _structured("Struct", out)
+        out += _varint(len(d.fields))
+        for f in d.fields:
+            _enc_str(f.name, out)
+            _write_dtype(f.dtype, out)
+    elif isinstance(d, pl.Enum):
+        _structured("Enum", out)
+        _enc_list(d.categories.to_list(), out)
+    elif isinstance(d, pl.Categorical):
+        _structured("Categorical", out)
+        cats = getattr(d, "categories", None)
+        if cats is None:  # polars before categories objects: the repr holds the ordering
+            _enc_str(repr(d), out)
+        else:
+            _enc_str(cats.name(), out)
+            _enc_str(cats.namespace(), out)
+            _enc_str(repr(cats.physical()), out)
+    else:
+        _enc_str(repr(d), out)
