@@ -157,12 +157,15 @@ def test_unhashable_argument_names_the_parameter() -> None:
         f(1, threading.Lock())
 
 
+class Req:
+    """A plain request object (module level: a local class cannot be keyed by content)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
 def test_identity_hashed_objects_never_served_wrong_results() -> None:
     """gr.cache keys plain objects by hash() (their id): ids get reused, results go wrong."""
-
-    class Req:
-        def __init__(self, text):
-            self.text = text
 
     @ic.cache(max_size=0)
     def echo(r):
@@ -426,7 +429,7 @@ def test_manual_cache_default_parameter_is_left_out_of_the_key() -> None:
     runs = []
 
     @ic.cache
-    def f(x, c=ic.Cache()):
+    def f(x, c=ic.Cache()):  # noqa: B008 - the guide's pattern
         runs.append(x)
         return x
 
@@ -453,33 +456,38 @@ def test_clear_during_a_computation_drops_its_result() -> None:
     assert len(slow.cache) == 0
 
 
+model_calls: list = []
+
+
+class Model:
+    """A callable model object (module level, so that ``self`` can be keyed by content)."""
+
+    __hash__ = None  # an unhashable callable object still gets a cache
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __call__(self, x):
+        model_calls.append(("call", x))
+        return x * self.scale
+
+    def predict(self, x):
+        model_calls.append(("predict", self.scale, x))
+        return x + self.scale
+
+
 def test_callable_objects_partials_and_methods() -> None:
     import functools
 
-    runs = []
-
-    class Model:
-        __hash__ = None  # an unhashable callable object still gets a cache
-
-        def __init__(self, scale):
-            self.scale = scale
-
-        def __call__(self, x):
-            runs.append(("call", x))
-            return x * self.scale
-
-        def predict(self, x):
-            runs.append(("predict", self.scale, x))
-            return x + self.scale
-
+    model_calls.clear()
     m = ic.cache(Model(2))
     assert m(3) == m(3) == 6
     predict = ic.cache(Model.predict)
     assert predict(Model(1), 5) == predict(Model(1), 5) == 6  # self keyed by content
     assert predict(Model(2), 5) == 7
-    part = ic.cache(functools.partial(lambda a, b: runs.append(("p", a, b)) or a + b, 10))
+    part = ic.cache(functools.partial(lambda a, b: model_calls.append(("p", a, b)) or a + b, 10))
     assert part(1) == part(1) == 11
-    assert runs == [("call", 3), ("predict", 1, 5), ("predict", 2, 5), ("p", 10, 1)]
+    assert model_calls == [("call", 3), ("predict", 1, 5), ("predict", 2, 5), ("p", 10, 1)]
 
 
 def test_builtins_without_a_signature_can_be_cached() -> None:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
 
-from infercache.store import Store, parse_memory
+from infercache.store import Store, Ticket, parse_memory
 
 
 class FakeClock:
@@ -107,24 +114,60 @@ def test_namespaces_share_bounds_and_clear_separately() -> None:
     assert len(s) == 2
 
 
-def test_generation_guards_results_computed_before_a_clear() -> None:
+def test_ticket_guards_results_computed_before_a_clear() -> None:
     s = Store()
-    g = s.generation
+    before = s.begin("", "k")
     s.clear()
-    assert s.set("", "k", 1, 1, generation=g) is False
-    assert s.set("", "k", 1, 1, generation=s.generation) is True
+    assert before.stale
+    assert s.set("", "k", 1, 1, ticket=before) is False
+    assert s.set("", "k", 1, 1, ticket=s.begin("", "k")) is True
 
 
-def test_remove_listener_sees_every_departure() -> None:
-    s = Store(max_size=1)
-    gone: list = []
-    s.add_listener(lambda ns, k, e: gone.append((ns, k)))
-    s.set("", "a", 1, 1)
-    s.set("", "b", 1, 1)  # evicts a
-    s.delete("", "b")
-    s.set("x", "c", 1, 1)
-    s.clear_namespace("x")
-    assert gone == [("", "a"), ("", "b"), ("x", "c")]
+def test_clear_namespace_invalidates_only_that_sessions_results_in_flight() -> None:
+    s = Store()
+    mine, theirs, shared = s.begin("A", "k"), s.begin("B", "k"), s.begin("", "k")
+    s.clear_namespace("A")
+    assert (mine.stale, theirs.stale, shared.stale) == (True, False, False)
+    assert s.set("A", "k", 1, 1, ticket=mine) is False
+    assert s.set("B", "k", 2, 1, ticket=theirs) is True
+    assert s.set("", "k", 3, 1, ticket=shared) is True
+
+
+def test_delete_invalidates_only_that_keys_result_in_flight_even_when_absent() -> None:
+    s = Store()
+    k, j, other_ns = s.begin("", "k"), s.begin("", "j"), s.begin("B", "k")
+    assert s.delete("", "k") is False  # nothing stored yet, but its computation is covered
+    assert s.set("", "k", 1, 1, ticket=k) is False
+    assert s.set("", "j", 2, 1, ticket=j) is True
+    assert s.set("B", "k", 3, 1, ticket=other_ns) is True
+
+
+def test_a_ticket_is_used_once_and_ended_tickets_are_forgotten() -> None:
+    s = Store()
+    t = s.begin("", "k")
+    assert s.set("", "k", 1, 1, ticket=t) is True
+    assert s.set("", "k", 2, 1, ticket=t) is False  # already used: not a licence to overwrite
+    assert s.peek("", "k").value == 1
+    ended = s.begin("", "j")
+    s.end(ended)
+    assert s.set("", "j", 1, 1, ticket=ended) is False
+    assert not s._inflight
+
+
+def test_claim_returns_the_live_entry_or_takes_the_ticket() -> None:
+    clock = FakeClock()
+    s = Store(ttl=5, clock=clock)
+    s.set("", "k", 1, 1)
+    assert s.claim(("", "k"), Ticket()).value == 1
+    assert s.stats().hits == 0  # claim is not a lookup
+    assert not s._inflight
+    clock.now += 6
+    ticket = Ticket()
+    assert s.claim(("", "k"), ticket) is None
+    assert (ticket.namespace, ticket.key, ticket.stale) == ("", "k", False)
+    s.delete("", "k")
+    assert ticket.stale
+    assert s.set("", "k", 2, 1, ticket=ticket) is False
 
 
 class StoreModel(RuleBasedStateMachine):
@@ -208,3 +251,70 @@ class StoreModel(RuleBasedStateMachine):
 
 TestStoreModel = pytest.mark.filterwarnings("ignore:infercache.*larger than max_memory")(StoreModel.TestCase)
 TestStoreModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+class InvalidationModel(RuleBasedStateMachine):
+    """Values computed in flight against a model of which invalidations cover them.
+
+    The rule: ``delete(ns, k)`` covers the computations of that key,
+    ``clear_namespace(ns)`` those of that namespace, ``clear()`` all of them; a
+    covered computation is never stored, an uncovered one always is (once).
+    """
+
+    tickets = Bundle("tickets")
+    keys = st.tuples(st.sampled_from(["", "A", "B"]), st.sampled_from([b"k", b"j"]))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = Store(max_size=0)
+        self.entries: dict[tuple[str, bytes], int] = {}
+        self.live: dict[int, tuple[str, bytes]] = {}  # computations neither stored nor covered
+        self.serial = 0
+
+    @rule(target=tickets, full=keys)
+    def start(self, full: tuple[str, bytes]) -> tuple[int, tuple[str, bytes], Ticket]:
+        self.serial += 1
+        self.live[self.serial] = full
+        return self.serial, full, self.store.begin(*full)
+
+    @rule(t=tickets)
+    def finish(self, t: tuple[int, tuple[str, bytes], Ticket]) -> None:
+        serial, full, ticket = t
+        expected = self.live.pop(serial, None) is not None
+        assert self.store.set(full[0], full[1], serial, 1, ticket=ticket) == expected
+        if expected:
+            self.entries[full] = serial
+
+    def _cover(self, covers: Callable[[tuple[str, bytes]], bool]) -> None:
+        self.live = {s: f for s, f in self.live.items() if not covers(f)}
+
+    @rule(full=keys)
+    def delete(self, full: tuple[str, bytes]) -> None:
+        self.store.delete(*full)
+        self.entries.pop(full, None)
+        self._cover(lambda f: f == full)
+
+    @rule(ns=st.sampled_from(["", "A", "B"]))
+    def clear_namespace(self, ns: str) -> None:
+        self.store.clear_namespace(ns)
+        self.entries = {f: v for f, v in self.entries.items() if f[0] != ns}
+        self._cover(lambda f: f[0] == ns)
+
+    @rule()
+    def clear(self) -> None:
+        self.store.clear()
+        self.entries.clear()
+        self._cover(lambda f: True)
+
+    @invariant()
+    def stored_values_match(self) -> None:
+        assert {f: e.value for f, e in self.store._data.items()} == self.entries
+
+    @invariant()
+    def tickets_in_flight_are_exactly_the_live_ones(self) -> None:
+        assert len(self.store._inflight) == len(self.live)
+        assert all(not t.stale for t in self.store._inflight)
+
+
+TestInvalidationModel = InvalidationModel.TestCase
+TestInvalidationModel.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)

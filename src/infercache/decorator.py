@@ -25,17 +25,24 @@ from collections.abc import Callable, Hashable
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import hooks, sessions
-from .flight import ABANDONED, AsyncRun, Flights, Run
+from .flight import ABANDONED, AsyncRun, Call, Flights, Run, Unkept, current_work
 from .keys import ALGORITHMS, make_call_key, make_key
 from .safety import PASS_THROUGH as pass_through
 from .safety import protect, release
 from .sizes import sizeof
-from .store import CacheStats, Store, check_max_size, check_ttl, parse_memory
+from .store import (
+    CacheStats,
+    Store,
+    Ticket,
+    check_max_size,
+    check_ttl,
+    parse_memory,
+)
 
-__all__ = ["cache", "CacheHandle", "CacheKeyError", "CachedFunction"]
+__all__ = ["CacheHandle", "CacheKeyError", "CachedFunction", "cache"]
 
 P = ParamSpec("P")
-R = TypeVar("R", covariant=True)
+R_co = TypeVar("R_co", covariant=True)
 RunT = TypeVar("RunT", Run, AsyncRun)
 
 _EMPTY = inspect.Parameter.empty
@@ -65,11 +72,15 @@ class CacheHandle:
         self._per_session = per_session
 
     def clear(self) -> None:
-        """Drop every entry (of every session); computations in flight are not stored."""
+        """Drop every entry (of every session) and every result in flight.
+
+        Computations running now are not stored, and callers arriving from now
+        on compute afresh instead of joining them.
+        """
         self._store.clear()
 
     def clear_session(self, session_id: str) -> int:
-        """Drop one session's entries; returns how many were dropped."""
+        """Drop one session's entries and in-flight results (other sessions' are untouched); returns how many entries."""
         return self._store.clear_namespace(session_id)
 
     def stats(self) -> CacheStats:
@@ -140,7 +151,7 @@ class _Signature:
             return frozenset()
         try:
             hints = typing.get_type_hints(self._fn)
-        except Exception:  # unresolvable annotations: fall back to the raw ones
+        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the raw ones
             hints = {p.name: p.annotation for p in self.params}
         return frozenset(
             i
@@ -197,16 +208,16 @@ def _manual_cache_type() -> type | None:
     return Cache
 
 
-class CachedFunction(Protocol[P, R]):
+class CachedFunction(Protocol[P, R_co]):
     """What ``@cache`` returns: the function, same signature, plus ``.cache``."""
 
     cache: CacheHandle
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
 
 @overload
-def cache(fn: Callable[P, R]) -> CachedFunction[P, R]: ...
+def cache(fn: Callable[P, R_co]) -> CachedFunction[P, R_co]: ...
 
 
 @overload
@@ -219,7 +230,7 @@ def cache(
     per_session: bool = False,
     ttl: float | None = None,
     digest: str = "blake3",
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> Callable[[Callable[P, R_co]], CachedFunction[P, R_co]]: ...
 
 
 def cache(
@@ -316,6 +327,8 @@ def _wrap(
     registered = hooks.registered()
     modules = sys.modules
     lookup = store.lookup
+    claim = store.claim
+    work_get, work_set, work_reset = current_work.get, current_work.set, current_work.reset
     warned: list[bool] = []
 
     plain = key_fn is None and not per_session
@@ -362,10 +375,14 @@ def _wrap(
         return _Framed(protect(framed))
 
     def deliver(kept: Any, notify: bool = True) -> Any:
+        """What a caller receives for a kept value; ``notify`` only for values served from the store."""
         if notify:
             for hook in hooks.hit_hooks:
                 hook()
-        if type(kept) is not _Framed:
+        kind = type(kept)
+        if kind is Unkept:
+            return kept.value
+        if kind is not _Framed:
             return release(kept)
         value = release(kept.value)
         for g in active():
@@ -389,43 +406,58 @@ def _wrap(
             probe_miss(registered, counted=False)
             raise
 
-    def save(full: tuple[str, Hashable], kept: Any, cost: float, generation: int) -> None:
+    def save(full: tuple[str, Hashable], kept: Any, cost: float, ticket: Ticket) -> None:
+        """Store a computed value; the store drops it if an invalidation covered its ticket."""
         ns, k = full
-        store.set(ns, k, kept, sizeof(kept) + sizeof(k), cost=cost, generation=generation)
+        store.set(ns, k, kept, sizeof(kept) + sizeof(k), cost=cost, ticket=ticket)
+
+    def warn_uncached(exc: BaseException, what: str, stacklevel: int) -> None:
+        if not warned:
+            warned.append(True)
+            warnings.warn(
+                f"infercache: {what} of {label!r} could not be copied safely and "
+                f"was not cached ({type(exc).__name__}: {exc})",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
 
     def keep_or_abandon(full: tuple[str, Hashable], result: Any, integs: list[hooks.Integration]) -> Any:
         try:
             return keep(result, integs)
-        except Exception as exc:
-            if not warned:
-                warned.append(True)
-                warnings.warn(
-                    f"infercache: the result of {label!r} could not be copied "
-                    f"safely and was not cached ({type(exc).__name__}: {exc})",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+        except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
+            warn_uncached(exc, "the result", 5)
             return ABANDONED
 
-    def settle(
-        full: tuple[str, Hashable], call: Any, result: Any, start: float, generation: int, integs: Any
-    ) -> None:
+    def settle(full: tuple[str, Hashable], call: Call, result: Any, start: float, integs: Any) -> None:
         """A leader's result: keep it (if it can be kept safely) and hand it to its followers."""
         kept = ABANDONED
+        saved = False
         try:
             kept = keep_or_abandon(full, result, integs)
             if kept is not ABANDONED:
-                save(full, kept, _perf() - start, generation)
+                save(full, kept, _perf() - start, call)
+                saved = True  # the store consumed the ticket, stored or not
         finally:
+            if not saved:
+                store.end(call)
             flights.finish(full, call, value=kept)
 
     def new_run(kind: type[RunT], full: tuple[str, Hashable], args: Any, kwargs: Any, integs: Any) -> RunT:
-        start, generation = _perf(), store.generation
+        start = _perf()
+        ticket = store.begin(*full)
+
+        def on_end() -> None:
+            flights.end_run(full, run)
+            store.end(ticket)
+
         run: RunT = kind(
             lambda: func(*args, **kwargs),
             keep=lambda v: keep(v, integs),
-            publish=lambda items: save(full, tuple(items), _perf() - start, generation),
-            on_end=lambda: flights.end_run(full, run),
+            publish=lambda items: save(full, tuple(items), _perf() - start, ticket),
+            on_end=on_end,
+            # Streaming goes on uncopied: every consumer still gets every item.
+            on_unkept=lambda exc: warn_uncached(exc, "an item yielded by this run", 2),
+            ticket=ticket,
         )
         return run
 
@@ -441,7 +473,7 @@ def _wrap(
                     yield deliver(kept)
                 return
             probe_miss(integs)
-            run = flights.join_async_run(full, lambda: new_run(AsyncRun, full, args, kwargs, integs))
+            run = flights.join_run(full, lambda: new_run(AsyncRun, full, args, kwargs, integs))
             if run.consumers > 1:
                 store.count_join()
             i = 0
@@ -451,7 +483,7 @@ def _wrap(
                     if not more:
                         return
                     i += 1
-                    yield deliver(kept)
+                    yield deliver(kept, False)  # computed now, not a hit
             finally:
                 await run.leave()
 
@@ -479,7 +511,7 @@ def _wrap(
                     if not more:
                         return
                     i += 1
-                    yield deliver(kept)
+                    yield deliver(kept, False)  # computed now, not a hit
             finally:
                 run.leave()
 
@@ -502,25 +534,30 @@ def _wrap(
                 store.count_join()
                 outcome = await flights.await_(call)
                 if outcome is not ABANDONED:
-                    return deliver(outcome)
+                    return deliver(outcome, False)  # a follower: not served from the store
                 entry = store.touch(*full)
                 if entry is not None:
                     return deliver(entry.value)
             # A leader that finished between our lookup and join has stored its result.
-            entry = store.peek(*full)
+            entry = claim(full, call)  # else the call is now the ticket of the result
             if entry is not None:
                 flights.finish(full, call, value=entry.value)
                 return deliver(entry.value)
-            start, generation = _perf(), store.generation
+            start = _perf()
+            token = work_set((call, work_get()))
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:
+                store.end(call)
                 flights.finish(full, call, error=exc)
                 raise
             except BaseException:
+                store.end(call)
                 flights.finish(full, call)
                 raise
-            settle(full, call, result, start, generation, integs)
+            finally:
+                work_reset(token)
+            settle(full, call, result, start, integs)
             return result
 
         wrapper = async_wrapper
@@ -560,25 +597,30 @@ def _wrap(
                 store.count_join()
                 outcome = flights.wait(call)
                 if outcome is not ABANDONED:
-                    return deliver(outcome)
+                    return deliver(outcome, False)  # a follower: not served from the store
                 entry = store.touch(*full)
                 if entry is not None:
                     return deliver(entry.value)
             # A leader that finished between our lookup and join has stored its result.
-            entry = store.peek(*full)
+            entry = claim(full, call)  # else the call is now the ticket of the result
             if entry is not None:
                 flights.finish(full, call, value=entry.value)
                 return deliver(entry.value)
-            start, generation = _perf(), store.generation
+            start = _perf()
+            token = work_set((call, work_get()))
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
+                store.end(call)
                 flights.finish(full, call, error=exc)
                 raise
             except BaseException:
+                store.end(call)
                 flights.finish(full, call)
                 raise
-            settle(full, call, result, start, generation, integs)
+            finally:
+                work_reset(token)
+            settle(full, call, result, start, integs)
             return result
 
         wrapper = sync_wrapper

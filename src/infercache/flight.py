@@ -14,19 +14,61 @@ by index, so a late joiner first receives everything produced so far and then
 the live items, in order. Whichever consumer needs an item that does not exist
 yet advances the generator, so the run never depends on one consumer staying.
 When the last consumer leaves before the end, the generator is closed and
-nothing is cached. For async generators each step runs as its own task, so a
-consumer being cancelled never interrupts the shared generator.
+nothing is cached.
+
+The rules this module keeps:
+
+- **Recursion is by context, not identity.** A caller is recursive when it
+  runs (transitively) inside the computation of the key it asks for: a leader
+  computes, and a run steps its generator, with that work pushed on the
+  :data:`current_work` context variable, which child tasks, ``to_thread`` and
+  ``copy_context().run`` inherit. Such a caller gets ``RecursionError`` instead
+  of waiting for itself forever; an independent caller of the same key (in
+  another task or thread, whose context does not hold the work) waits as
+  usual. Sync callers are also matched by thread, which catches a recursive
+  call made from a fresh context. The variable is read only when a key is
+  already in flight, never on a hit.
+- **Invalidated work is not joined.** A computation is also the store's
+  ticket for its result (:class:`infercache.store.Ticket`); once a ``clear()``,
+  ``clear_session`` or ``delete`` covering its key marks the ticket stale,
+  callers arriving afterwards start a new computation instead of joining it.
+  Callers that joined *before* the invalidation still receive the old
+  computation's result: they asked before the clear, and the result is not
+  stored.
+- **Streaming never breaks because caching is impossible.** An item that
+  cannot be kept (``protect`` raises, e.g. it holds a lock) makes the run
+  uncacheable (one warning per cached function, through the run's
+  ``on_unkept`` callback) and is kept as :class:`Unkept`: every consumer still
+  receives every item in order, and the consumers of that run all receive
+  the *same* object for such an item, since it cannot be copied.
+- **A run is stored only when the user's generator ended by itself**
+  (``StopIteration``/``StopAsyncIteration`` raised while its frame was
+  alive). A generator found closed by anything else ends the run with an
+  error for its consumers and nothing is stored.
+- **No event loop owns a shared async generator.** Its first step runs with
+  no async-generator hooks installed, so ``asyncio.run``'s shutdown of the
+  loop that happened to step it first (``loop.shutdown_asyncgens``) does not
+  close it under the other consumers. Each step is a task of the loop of the
+  consumer that needed the item; that task refuses cancellation by anything
+  but its run while consumers remain, so a loop exiting mid-step (asyncio
+  cancels every task at exit) lets the step finish, and a consumer on a
+  surviving loop drives the next one. Cancelling a consumer never interrupts
+  the shared generator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
-__all__ = ["ABANDONED", "Call", "Flights", "Run", "AsyncRun"]
+from .store import Ticket
+
+__all__ = ["ABANDONED", "AsyncRun", "Call", "Flights", "Run", "Unkept", "current_work"]
 
 
 class _Abandoned:
@@ -35,14 +77,25 @@ class _Abandoned:
 
 
 ABANDONED: Any = _Abandoned()
+RunT = TypeVar("RunT", bound="_RunBase")
+
+# The chain of computations (Call, Run, AsyncRun objects) the current context runs inside,
+# innermost first, as nested pairs ``(work, outer_chain)``; None outside any.
+current_work: ContextVar[tuple[Any, Any] | None] = ContextVar("infercache_work", default=None)
 
 
-def _owner() -> tuple[int, int]:
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        task = None
-    return threading.get_ident(), id(task) if task is not None else 0
+def _inside(work: object) -> bool:
+    """True when the current context runs inside ``work`` (a call or run of this cache)."""
+    node = current_work.get()
+    while node is not None:
+        if node[0] is work:
+            return True
+        node = node[1]
+    return False
+
+
+def _stale(ticket: Any) -> bool:
+    return ticket is not None and ticket.stale
 
 
 def _recursion() -> RecursionError:
@@ -52,14 +105,44 @@ def _recursion() -> RecursionError:
     )
 
 
-class Call:
-    """A leader's computation in flight; the future exists once someone waits on it."""
+def _closed_outside() -> RuntimeError:
+    return RuntimeError(
+        "infercache: the shared generator was closed before its end by something "
+        "other than its consumers; the run is incomplete and was not cached"
+    )
 
-    __slots__ = ("owner", "future")
 
-    def __init__(self, owner: tuple[int, int]) -> None:
+def _frame_gone(gen: Any) -> bool:
+    """True when a native (async) generator can run no more (it ended or was closed)."""
+    for attr in ("gi_frame", "ag_frame"):
+        if hasattr(gen, attr):
+            return getattr(gen, attr) is None
+    return False
+
+
+class Call(Ticket):
+    """A leader's computation in flight; the future exists once someone waits on it.
+
+    ``owner`` is the leader's thread id for sync calls (0 for coroutines, which
+    are told apart by context only). The call is also the store's ticket for
+    its result (:meth:`infercache.store.Store.claim`): one object per miss.
+    """
+
+    __slots__ = ("future", "owner")
+
+    def __init__(self, owner: int) -> None:
         self.owner = owner
         self.future: concurrent.futures.Future[Any] | None = None
+        self.stale = False
+
+
+class Unkept:
+    """A generator item that could not be protected: handed to every consumer as is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Flights:
@@ -75,19 +158,22 @@ class Flights:
     def join(self, key: Hashable, *, in_task: bool = False) -> tuple[Any, bool]:
         """``(call, True)`` for the new leader of ``key``; else ``(future, False)`` to wait on.
 
-        ``in_task`` says the caller is a coroutine, whose identity (for telling a
-        recursive call from a concurrent one) is its task, not only its thread.
+        Raises ``RecursionError`` when the caller runs inside the computation it
+        would wait for (see the module docstring). ``in_task`` says the caller is
+        a coroutine: its thread (the event loop's, shared with unrelated tasks)
+        says nothing about recursion, only its context does.
         """
-        owner = _owner() if in_task else (threading.get_ident(), 0)
+        owner = 0 if in_task else threading.get_ident()
         with self._lock:
             call = self._calls.get(key)
             if call is not None:
-                if call.owner == owner:
+                if (owner and call.owner == owner) or _inside(call):
                     raise _recursion()
-                if call.future is None:
-                    # Only a contended key pays for a future.
-                    call.future = concurrent.futures.Future()
-                return call.future, False
+                if not call.stale:
+                    if call.future is None:
+                        # Only a contended key pays for a future.
+                        call.future = concurrent.futures.Future()
+                    return call.future, False
             call = Call(owner)
             self._calls[key] = call
             return call, True
@@ -124,28 +210,22 @@ class Flights:
 
     # -- generators ----------------------------------------------------------
 
-    def join_run(self, key: Hashable, make: Callable[[], Run]) -> Run:
-        """Join the live run of ``key`` or start one with ``make()``."""
-        with self._lock:
-            run = self._runs.get(key)
-            if isinstance(run, Run) and run.producing_here():
-                raise _recursion()
-            if not (isinstance(run, Run) and run.enter()):
-                run = make()
-                run.enter()
-                self._runs[key] = run
-            return run
+    def join_run(self, key: Hashable, make: Callable[[], RunT]) -> RunT:
+        """Join the live run of ``key`` or start one with ``make()`` (sync or async runs).
 
-    def join_async_run(self, key: Hashable, make: Callable[[], AsyncRun]) -> AsyncRun:
-        """Join the live async run of ``key`` or start one with ``make()``."""
+        A run that ended, or whose ticket an invalidation made stale, is not
+        joined: the caller starts a new one.
+        """
         with self._lock:
-            run = self._runs.get(key)
-            if isinstance(run, AsyncRun) and run.producing_here():
-                raise _recursion()
-            if not (isinstance(run, AsyncRun) and run.enter()):
-                run = make()
-                run.enter()
-                self._runs[key] = run
+            run: Any = self._runs.get(key)
+            if run is not None:
+                if run.producing_here():
+                    raise _recursion()
+                if not _stale(run.ticket) and run.enter():
+                    return run
+            run = make()
+            run.enter()
+            self._runs[key] = run
             return run
 
     def end_run(self, key: Hashable, run: Run | AsyncRun) -> None:
@@ -154,24 +234,39 @@ class Flights:
             if self._runs.get(key) is run:
                 del self._runs[key]
 
+    def in_flight(self) -> int:
+        """How many calls and runs are in flight (for tests and diagnostics)."""
+        with self._lock:
+            return len(self._calls) + len(self._runs)
+
 
 class _RunBase:
-    """State shared by sync and async runs; ``_cond`` guards all of it."""
+    """State shared by sync and async runs; ``_cond`` guards all of it.
+
+    The lock is re-entrant: a consumer's generator closed by the garbage
+    collector leaves its run from whatever code the collector interrupted,
+    possibly a method of the same run on the same thread.
+    """
 
     def __init__(
         self,
         keep: Callable[[Any], Any],
         publish: Callable[[list[Any]], None],
         on_end: Callable[[], None],
+        on_unkept: Callable[[BaseException], None] | None = None,
+        ticket: Any = None,
     ) -> None:
         self._keep = keep
         self._publish = publish
         self._on_end = on_end
-        self._cond = threading.Condition(threading.Lock())
+        self._on_unkept = on_unkept
+        self.ticket = ticket
+        self._cond = threading.Condition(threading.RLock())
         self.items: list[Any] = []
         self.done = False
         self.error: BaseException | None = None
         self.consumers = 0
+        self.cacheable = True
 
     def enter(self) -> bool:
         """Count one more consumer; False if the run already ended (start a new one)."""
@@ -180,6 +275,17 @@ class _RunBase:
                 return False
             self.consumers += 1
             return True
+
+    def _keep_item(self, value: Any) -> Any:
+        """The kept form of one item, or :class:`Unkept` (and an uncacheable run) if it cannot be kept."""
+        try:
+            return self._keep(value)
+        except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
+            first = self.cacheable
+            self.cacheable = False
+            if first and self._on_unkept is not None:
+                self._on_unkept(exc)
+            return Unkept(value)
 
     def _end(self, error: BaseException | None) -> None:
         with self._cond:
@@ -190,7 +296,8 @@ class _RunBase:
     def _complete(self) -> None:
         # Publish before marking done: a caller that misses the run from now on finds the store entry.
         try:
-            self._publish(self.items)
+            if self.cacheable:
+                self._publish(self.items)
         finally:
             self._on_end()
             self._end(None)
@@ -223,19 +330,22 @@ class Run(_RunBase):
         keep: Callable[[Any], Any],
         publish: Callable[[list[Any]], None],
         on_end: Callable[[], None],
+        on_unkept: Callable[[BaseException], None] | None = None,
+        ticket: Any = None,
     ) -> None:
-        super().__init__(keep, publish, on_end)
+        super().__init__(keep, publish, on_end, on_unkept, ticket)
         self._factory = factory
         self._gen: Iterator[Any] | None = None
         self._producing = False
-        self._producer: tuple[int, int] | None = None
+        self._producer = 0
 
     def producing_here(self) -> bool:
-        """True when the caller is the one advancing the generator (a re-entrant call)."""
-        return self._producing and self._producer == _owner()
+        """True when the caller is inside this run's step (a re-entrant call would wait for itself)."""
+        return (self._producing and self._producer == threading.get_ident()) or _inside(self)
 
     def item(self, index: int) -> tuple[bool, Any]:
         """``(True, kept_item)`` for item ``index``, producing it if needed; ``(False, None)`` at the end."""
+        me = threading.get_ident()
         with self._cond:
             while True:
                 if index < len(self.items):
@@ -246,16 +356,19 @@ class Run(_RunBase):
                     return False, None
                 if not self._producing:
                     self._producing = True
-                    self._producer = _owner()
+                    self._producer = me
                     break
-                if self._producer == _owner():
+                if self._producer == me or _inside(self):
                     raise _recursion()
                 self._cond.wait()
+        # This thread alone advances the generator until the item is appended or the run ends.
+        token = current_work.set((self, current_work.get()))
         try:
             if self._gen is None:
                 self._gen = iter(self._factory())
-            value = next(self._gen)
-            kept = self._keep(value)
+            elif _frame_gone(self._gen):
+                raise _closed_outside()
+            kept = self._keep_item(next(self._gen))
         except StopIteration:
             self._complete()
             return False, None
@@ -263,10 +376,10 @@ class Run(_RunBase):
             self._fail(exc)
             raise
         finally:
-            with self._cond:
-                self._producing = False
+            current_work.reset(token)
         with self._cond:
             self.items.append(kept)
+            self._producing = False
             self._cond.notify_all()
         return True, kept
 
@@ -279,6 +392,41 @@ class Run(_RunBase):
             close()
 
 
+def _first_anext(gen: AsyncIterator[Any]) -> Any:
+    """``gen.__anext__()`` with no async-generator hooks, so that no event loop adopts ``gen``.
+
+    The hooks (``sys.set_asyncgen_hooks``) are per thread and consulted once,
+    when a generator is first iterated; with them unset, the running loop
+    neither finalizes ``gen`` when it is collected nor closes it in
+    ``shutdown_asyncgens``. The run closes it itself.
+    """
+    saved = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=None, finalizer=None)
+    try:
+        return gen.__anext__()
+    finally:
+        sys.set_asyncgen_hooks(*saved)
+
+
+class _Step(asyncio.Task):  # type: ignore[type-arg]
+    """The task advancing a shared async generator by one item.
+
+    Only its run may cancel it while the run has consumers: a loop shutting
+    down (``asyncio.run`` cancels every task at exit) then waits for the step
+    to reach the generator's next ``yield`` instead of killing the generator
+    under the consumers of other loops.
+    """
+
+    def __init__(self, run: AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
+        self._infercache_run = run
+        super().__init__(run._advance(), loop=loop)
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._infercache_run.may_cancel_step():
+            return super().cancel(msg)
+        return False
+
+
 class AsyncRun(_RunBase):
     """One shared run of an async generator; each step is a task of its own."""
 
@@ -288,24 +436,25 @@ class AsyncRun(_RunBase):
         keep: Callable[[Any], Any],
         publish: Callable[[list[Any]], None],
         on_end: Callable[[], None],
+        on_unkept: Callable[[BaseException], None] | None = None,
+        ticket: Any = None,
     ) -> None:
-        super().__init__(keep, publish, on_end)
+        super().__init__(keep, publish, on_end, on_unkept, ticket)
         self._factory = factory
         self._gen: AsyncIterator[Any] | None = None
-        self._step: asyncio.Task[None] | None = None
+        self._step: _Step | None = None
         self._step_loop: asyncio.AbstractEventLoop | None = None
         self._signal: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._closing = False
 
     def producing_here(self) -> bool:
-        """True when called from inside the step that advances the generator."""
-        step = self._step
-        if step is None:
-            return False
-        try:
-            return asyncio.current_task() is step
-        except RuntimeError:
-            return False
+        """True when called from inside this run's step (or a task it spawned)."""
+        return _inside(self)
+
+    def may_cancel_step(self) -> bool:
+        """Whether the running step may be cancelled: only once nobody reads the run any more."""
+        with self._cond:
+            return self._closing or self.consumers <= 0
 
     async def item(self, index: int) -> tuple[bool, Any]:
         """Like :meth:`Run.item`, awaiting the shared step instead of blocking."""
@@ -317,23 +466,29 @@ class AsyncRun(_RunBase):
                     if self.error is not None:
                         raise self.error
                     return False, None
-                signal = self._signal
-                if self._step is not None and asyncio.current_task() is self._step:
+                if _inside(self):
                     raise _recursion()
+                signal = self._signal
                 if self._step is None:
                     loop = asyncio.get_running_loop()
                     self._step_loop = loop
-                    self._step = loop.create_task(self._advance())
+                    self._step = _Step(self, loop)
             await asyncio.shield(asyncio.wrap_future(signal))
 
     async def _advance(self) -> None:
+        current_work.set((self, current_work.get()))  # this task's own context
         error: BaseException | None = None
         finished = False
+        kept: Any = None
         try:
             if self._gen is None:
                 self._gen = self._factory().__aiter__()
-            value = await self._gen.__anext__()
-            kept = self._keep(value)
+                step = _first_anext(self._gen)
+            elif _frame_gone(self._gen):
+                raise _closed_outside()
+            else:
+                step = self._gen.__anext__()
+            kept = self._keep_item(await step)
         except StopAsyncIteration:
             finished = True
         except BaseException as exc:  # noqa: BLE001 - recorded for every consumer
@@ -342,10 +497,9 @@ class AsyncRun(_RunBase):
             self._complete()
         elif error is not None:
             self._fail(error)
-        else:
-            with self._cond:
-                self.items.append(kept)
         with self._cond:
+            if not finished and error is None:
+                self.items.append(kept)
             self._step = None
             signal, self._signal = self._signal, concurrent.futures.Future()
             closing = self._closing and not finished
@@ -366,9 +520,13 @@ class AsyncRun(_RunBase):
         if step is None:
             await self._aclose()
         elif self._step_loop is not None:
-            self._step_loop.call_soon_threadsafe(step.cancel)
+            try:
+                self._step_loop.call_soon_threadsafe(step.cancel)
+            except RuntimeError:  # that loop is closed: its step will never run again
+                pass
 
     async def _aclose(self) -> None:
         aclose = getattr(self._gen, "aclose", None)
         if aclose is not None:
             await aclose()
+

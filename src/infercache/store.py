@@ -14,10 +14,28 @@ are never returned; they are dropped when met and swept before counting.
 
 The store is thread-safe: one lock guards each store, held only for
 dictionary operations (never while computing sizes or values).
+
+Invalidation is scoped exactly, and checked in one place, :meth:`Store.set`.
+A value computed outside the lock (a function's result, a ``Cache.set`` being
+copied) is written with the :class:`Ticket` taken before computing it
+(:meth:`Store.begin` / :meth:`Store.claim`). The store keeps the tickets in
+flight; an invalidation marks the ones it covers stale, and ``set`` refuses a
+stale ticket:
+
+- ``delete(ns, key)`` covers the tickets of that one key;
+- ``clear_namespace(ns)`` (a session ending) covers that namespace's tickets;
+- ``clear()`` covers every ticket.
+
+So a result computed before an invalidation never outlives it, and one user
+closing a tab (``clear_namespace``) never discards another user's running
+computation. :attr:`Ticket.stale` is also what the single-flight table reads
+to keep callers that arrive after an invalidation from joining a computation
+it covers (:mod:`infercache.flight`).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -26,7 +44,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Entry", "Store", "CacheStats", "parse_memory"]
+__all__ = ["CacheStats", "Entry", "Store", "Ticket", "parse_memory"]
 
 _UNITS = {
     "": 1,
@@ -56,11 +74,11 @@ def parse_memory(value: int | str | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(f"max_memory must be bytes or a string like '512mb', not {value!r}")
+        raise ValueError(f"max_memory must be bytes or a string like '512mb', not {value!r}")  # noqa: TRY004 - documented
     if isinstance(value, int):
         n = value
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"max_memory must be a finite number of bytes, got {value!r}")
         n = int(value)
     elif isinstance(value, str):
@@ -78,11 +96,11 @@ def parse_memory(value: int | str | None) -> int | None:
             amount = float(number)
         except ValueError:
             raise ValueError(f"max_memory {value!r} does not start with a number") from None
-        if amount != amount or amount in (float("inf"), float("-inf")):
+        if not math.isfinite(amount):
             raise ValueError(f"max_memory {value!r} is not a finite size")
         n = int(amount * _UNITS[unit])
     else:
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - every bad setting is a ValueError (documented)
             f"max_memory must be bytes (int) or a string like '512mb', not {type(value).__name__}"
         )
     if n <= 0:
@@ -93,7 +111,7 @@ def parse_memory(value: int | str | None) -> int | None:
 def check_max_size(max_size: int) -> int:
     """Validate ``max_size`` (0 means unlimited)."""
     if isinstance(max_size, bool) or not isinstance(max_size, int):
-        raise ValueError(f"max_size must be an int (0 for unlimited), not {max_size!r}")
+        raise ValueError(f"max_size must be an int (0 for unlimited), not {max_size!r}")  # noqa: TRY004
     if max_size < 0:
         raise ValueError(f"max_size must be >= 0 (0 for unlimited), got {max_size}")
     return max_size
@@ -104,7 +122,7 @@ def check_ttl(ttl: float | None) -> float | None:
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise ValueError(f"ttl must be seconds (a number) or None, not {ttl!r}")
+        raise ValueError(f"ttl must be seconds (a number) or None, not {ttl!r}")  # noqa: TRY004
     if not ttl > 0 or ttl == float("inf"):
         raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
     return float(ttl)
@@ -141,7 +159,7 @@ class CacheStats:
 class Entry:
     """One stored value with its accounting."""
 
-    __slots__ = ("value", "size", "expires", "raw_key", "cost")
+    __slots__ = ("cost", "expires", "raw_key", "size", "value")
 
     def __init__(
         self, value: Any, size: int, expires: float | None, raw_key: Any, cost: float
@@ -151,6 +169,29 @@ class Entry:
         self.expires = expires
         self.raw_key = raw_key
         self.cost = cost
+
+
+_ALL: Any = object()  # "every key" for Store._invalidate
+
+
+class Ticket:
+    """One value being computed for ``(namespace, key)``, from before its computation began.
+
+    ``stale`` turns True (under the store's lock, never back) when a
+    ``delete``/``clear_namespace``/``clear`` covering this key runs before the
+    value is stored; the store then refuses it.
+    """
+
+    __slots__ = ("key", "namespace", "stale")
+
+    def __init__(self, namespace: str = "", key: Hashable = None) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.stale = False
+
+    def __repr__(self) -> str:
+        state = "stale" if self.stale else "live"
+        return f"<Ticket {self.namespace!r}/{self.key!r} {state}>"
 
 
 RemoveListener = Callable[[str, Hashable, Entry], None]
@@ -179,7 +220,8 @@ class Store:
         self._release = self._lock.release
         self._listeners: list[RemoveListener] = []
         self._warned_too_big = False
-        self.generation = 0
+        # Tickets of values being computed; identity-hashed (each is one computation).
+        self._inflight: set[Ticket] = set()
         self.hits = 0
         self.misses = 0
         self.joins = 0
@@ -232,6 +274,51 @@ class Store:
             self.saved_seconds += entry.cost
             return entry
 
+    # -- computations in flight ------------------------------------------------
+
+    def begin(self, namespace: str, key: Hashable) -> Ticket:
+        """A ticket for a value of ``(namespace, key)`` about to be computed (pass it to :meth:`set`)."""
+        ticket = Ticket(namespace, key)
+        with self._lock:
+            self._inflight.add(ticket)
+        return ticket
+
+    def claim(self, full: tuple[str, Hashable], ticket: Ticket) -> Entry | None:
+        """The live entry of ``full`` if there is one (no counters touched), else None with ``ticket`` taken.
+
+        ``ticket`` is a new :class:`Ticket` (the single-flight call object
+        itself is one); it is made the ticket of ``full``. One lock round for
+        the leader of a miss: a leader that finished between this caller's
+        lookup and its turn may have stored the value.
+        """
+        self._acquire()  # as in lookup(): this is on every miss
+        try:
+            entry = self._data.get(full)
+            if entry is not None and (entry.expires is None or entry.expires > self._clock()):
+                return entry
+            ticket.namespace, ticket.key = full
+            self._inflight.add(ticket)
+            return None
+        finally:
+            self._release()
+
+    def end(self, ticket: Ticket) -> None:
+        """Forget ``ticket`` without storing anything (its computation failed or was abandoned)."""
+        with self._lock:
+            self._inflight.discard(ticket)
+
+    def _invalidate(self, namespace: str | None = None, key: Any = _ALL) -> None:
+        # Lock held. Marks stale and forgets the tickets covered (all, a namespace's, or one key's).
+        if namespace is None:
+            covered = list(self._inflight)
+        elif key is _ALL:
+            covered = [t for t in self._inflight if t.namespace == namespace]
+        else:
+            covered = [t for t in self._inflight if t.namespace == namespace and t.key == key]
+        for ticket in covered:
+            ticket.stale = True
+            self._inflight.discard(ticket)
+
     # -- updates -------------------------------------------------------------
 
     def set(
@@ -243,22 +330,27 @@ class Store:
         *,
         raw_key: Any = None,
         cost: float = 0.0,
-        generation: int | None = None,
+        ticket: Ticket | None = None,
     ) -> bool:
         """Store ``value`` (already protected) and evict until within bounds.
 
         Returns False, and removes any older value under the same key, when the
-        entry alone is larger than ``max_memory``. With ``generation`` (read
-        from :attr:`generation` before computing ``value``), the value is
-        dropped if a ``clear``/``delete`` happened meanwhile: a result computed
-        before a clear must not outlive it.
+        entry alone is larger than ``max_memory``. With ``ticket`` (taken with
+        :meth:`begin` or :meth:`claim` before computing ``value``), the value
+        is dropped, and False returned, if an invalidation covering its key
+        ran meanwhile (or the ticket was already used or ended): a result
+        computed before a clear must not outlive it.
         """
         if size < 0:
             raise ValueError(f"entry size must be >= 0, got {size}")
         full = (namespace, key)
-        with self._lock:
-            if generation is not None and generation != self.generation:
-                return False
+        self._acquire()  # acquire()/release(): every miss stores
+        try:
+            if ticket is not None:
+                try:
+                    self._inflight.remove(ticket)
+                except KeyError:  # covered by an invalidation, or already used
+                    return False
             old = self._data.get(full)
             if old is not None:
                 self._remove(full, old)
@@ -278,30 +370,34 @@ class Store:
             self._memory += size
             self._evict()
             return True
+        finally:
+            self._release()
 
     def delete(self, namespace: str, key: Hashable) -> bool:
-        """Remove one entry; True if it was present (expired or not)."""
+        """Remove one entry, and the values of that key in flight; True if it was present and live."""
         full = (namespace, key)
         with self._lock:
+            if self._inflight:
+                self._invalidate(namespace, key)
             entry = self._data.get(full)
             if entry is None:
                 return False
             live = entry.expires is None or entry.expires > self._clock()
-            self.generation += 1
             self._remove(full, entry)
             return live
 
     def clear(self) -> None:
-        """Remove every entry of every namespace (counters are kept)."""
+        """Remove every entry of every namespace and every value in flight (counters are kept)."""
         with self._lock:
-            self.generation += 1
+            self._invalidate()
             for full, entry in list(self._data.items()):
                 self._remove(full, entry)
 
     def clear_namespace(self, namespace: str) -> int:
-        """Remove the entries of one namespace; returns how many were removed."""
+        """Remove one namespace's entries and values in flight; returns how many entries were removed."""
         with self._lock:
-            self.generation += 1
+            if self._inflight:
+                self._invalidate(namespace)
             keys = list(self._by_namespace.get(namespace, ()))
             for key in keys:
                 full = (namespace, key)
