@@ -304,12 +304,13 @@ def _write_column(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> Non
     """The logical content of ``chunks`` (arrays of type ``t``), independent of
     how it is sliced and split into chunks."""
     out += _BYTE_ORDER
-    _write_content([c for c in chunks if len(c)], t, owner, out)
+    _write_content(chunks, t, owner, out)
 
 
-def _write_content(chunks: list[Any], t: Any, owner: type, out: _Sink) -> None:
+def _write_content(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> None:
     pa = sys.modules["pyarrow"]
-    chunks, t = _plain(chunks, t, owner)
+    # Empty chunks hold nothing, and may lack buffers.
+    chunks, t = _plain([c for c in chunks if len(c)], t, owner)
     n = sum(len(c) for c in chunks)
     out += _varint(n)
     if pa.types.is_null(t):
@@ -323,7 +324,7 @@ def _write_content(chunks: list[Any], t: Any, owner: type, out: _Sink) -> None:
     ty = pa.types
     if ty.is_boolean(t):
         for c in chunks:
-            b = pa.compute.cast(c, pa.uint8())
+            b = _compute().cast(c, pa.uint8())
             _piece(memoryview(b.buffers()[1])[b.offset:b.offset + len(b)], out)
     elif ty.is_struct(t):
         for i in range(t.num_fields):
@@ -367,7 +368,7 @@ def _plain(chunks: list[Any], t: Any, owner: type) -> tuple[list[Any], Any]:
         elif ty.is_dictionary(t):
             chunks, t = [c.dictionary_decode() for c in chunks], t.value_type
         elif ty.is_run_end_encoded(t):
-            chunks, t = [pa.compute.run_end_decode(c) for c in chunks], t.value_type
+            chunks, t = [_compute().run_end_decode(c) for c in chunks], t.value_type
         elif ty.is_string_view(t) or ty.is_binary_view(t) or ty.is_list_view(t) \
                 or ty.is_large_list_view(t):
             if ty.is_string_view(t):
@@ -387,7 +388,7 @@ def _plain(chunks: list[Any], t: Any, owner: type) -> tuple[list[Any], Any]:
 def _write_null_positions(chunks: list[Any], out: _Sink) -> None:
     """Row numbers of the nulls, counted from the start of the column (uint64)."""
     pa = sys.modules["pyarrow"]
-    pc = pa.compute
+    pc = _compute()
     base = 0
     for c in chunks:
         if c.null_count:
@@ -400,7 +401,7 @@ def _write_ends(chunks: list[Any], t: Any, out: _Sink) -> list[tuple[int, int]]:
     """Writes each value's end offset counted from the start of the column
     (int64), and returns each chunk's span in its own data or child array."""
     pa = sys.modules["pyarrow"]
-    pc = pa.compute
+    pc = _compute()
     wide = pa.types.is_large_list(t) or pa.types.is_large_binary(t) \
         or pa.types.is_large_string(t)
     fmt, w = ("=q", 8) if wide else ("=i", 4)
@@ -421,6 +422,14 @@ def _write_ends(chunks: list[Any], t: Any, out: _Sink) -> list[tuple[int, int]]:
         spans.append((first, last))
         base += last - first
     return spans
+
+
+def _compute() -> Any:
+    """``pyarrow.compute``, which ``import pyarrow`` does not load by itself."""
+    pc = sys.modules.get("pyarrow.compute")
+    if pc is None:
+        import pyarrow.compute as pc  # pyarrow itself is loaded: it made the value
+    return pc
 
 
 def _piece(mv: memoryview, out: _Sink) -> None:
