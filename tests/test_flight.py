@@ -5,11 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import warnings
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import infercache as ic
+from infercache.flight import (
+    ABANDONED,
+    AsyncRun,
+    Call,
+    Flights,
+    Run,
+    Unkept,
+    current_work,
+)
 
 
 def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
@@ -336,8 +348,7 @@ def test_generator_closed_when_every_consumer_leaves() -> None:
     @ic.cache
     def stream(p):
         try:
-            for i in range(10):
-                yield i
+            yield from range(10)
         finally:
             closed.append(p)
 
@@ -434,3 +445,580 @@ def test_async_generator_closed_when_every_consumer_leaves() -> None:
     asyncio.run(main())
     assert closed == ["z"]
     assert len(stream.cache) == 0
+
+
+# -- items that cannot be kept -----------------------------------------------------
+
+
+class Handle:
+    """A streamed item holding a lock: it cannot be deep-copied, so it cannot be kept."""
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+        self.lock = threading.Lock()
+
+
+def describe(items: list) -> list:
+    return [x.i if isinstance(x, Handle) else x for x in items]
+
+
+def copy_warnings(caught: list) -> list:
+    return [w for w in caught if "could not be copied" in str(w.message)]
+
+
+def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> None:
+    """A lock-holding item used to raise TypeError; now the stream goes on and is not cached."""
+    gates = [threading.Event() for _ in range(4)]
+    runs = []
+
+    @ic.cache
+    def stream(n):
+        runs.append(n)
+        for i in range(n):
+            gates[i].wait(10)
+            yield Handle(i) if i % 2 else [i]  # lists can be kept, handles cannot
+
+    got: dict[str, list] = {"first": [], "late": []}
+    errors = []
+
+    def consume(name):
+        try:
+            for x in stream(4):
+                got[name].append(x)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = threading.Thread(target=consume, args=("first",))
+        first.start()
+        gates[0].set()
+        gates[1].set()
+        wait_until(lambda: len(got["first"]) == 2, "two items")
+        late = threading.Thread(target=consume, args=("late",))
+        late.start()
+        wait_until(lambda: stream.cache.stats().joins == 1, "late joiner")
+        gates[2].set()
+        gates[3].set()
+        first.join()
+        late.join()
+        assert not errors
+        assert describe(got["first"]) == describe(got["late"]) == [[0], 1, [2], 3]
+        # Items that could not be copied are the same object for every consumer of the run;
+        # the ones that could are each consumer's own.
+        assert got["first"][1] is got["late"][1] and got["first"][3] is got["late"][3]
+        assert got["first"][0] is not got["late"][0]
+        assert len(stream.cache) == 0
+        assert describe(list(stream(4))) == [[0], 1, [2], 3]  # computed again
+        assert runs == [4, 4]
+        assert len(copy_warnings(caught)) == 1  # once per cached function
+
+
+def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> None:
+    runs = []
+
+    @ic.cache
+    async def stream(n):
+        runs.append(n)
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield Handle(i) if i % 2 else [i]
+
+    async def main():
+        async def take():
+            return [x async for x in stream(4)]
+
+        return await asyncio.gather(take(), take(), take())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = asyncio.run(main())
+        assert [describe(r) for r in results] == [[[0], 1, [2], 3]] * 3
+        assert results[0][1] is results[1][1] is results[2][1]
+        assert runs == [4]
+        assert len(stream.cache) == 0
+        again = asyncio.run(main())
+        assert [describe(r) for r in again] == [[[0], 1, [2], 3]] * 3
+        assert runs == [4, 4]
+        assert len(copy_warnings(caught)) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["sync", "async"]),
+    keepable=st.lists(st.booleans(), max_size=6),
+    joins=st.lists(st.integers(0, 6), max_size=3),
+)
+def test_every_consumer_gets_every_item_and_only_fully_kept_runs_are_cached(
+    kind: str, keepable: list[bool], joins: list[int]
+) -> None:
+    """Consumers joining a shared run at any point get every item in order, kept or not."""
+    expected = [[i] if ok else i for i, ok in enumerate(keepable)]
+
+    def make(i: int, ok: bool) -> object:
+        return [i] if ok else Handle(i)
+
+    if kind == "sync":
+
+        @ic.cache
+        def stream():
+            for i, ok in enumerate(keepable):
+                yield make(i, ok)
+
+        def step(g):
+            return next(g, StopIteration)
+
+        def replay():
+            return list(stream())
+
+    else:
+
+        @ic.cache
+        async def stream():
+            for i, ok in enumerate(keepable):
+                await asyncio.sleep(0)
+                yield make(i, ok)
+
+        loop = asyncio.new_event_loop()
+
+        def step(g):
+            try:
+                return loop.run_until_complete(g.__anext__())
+            except StopAsyncIteration:
+                return StopIteration
+
+        async def collect():
+            return [x async for x in stream()]
+
+        def replay():
+            return loop.run_until_complete(collect())
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            consumers = [(stream(), [])]
+            taken = 0
+            while True:
+                for _ in [p for p in joins if p == taken]:
+                    joiner = stream()  # joins the run at its first step, while the run is live
+                    first = step(joiner)
+                    consumers.append((joiner, [] if first is StopIteration else [first]))
+                item = step(consumers[0][0])
+                if item is StopIteration:
+                    break
+                consumers[0][1].append(item)
+                taken += 1
+            for gen, got in consumers[1:]:
+                while (item := step(gen)) is not StopIteration:
+                    got.append(item)
+            for _, got in consumers:
+                assert describe(got) == expected
+                for i, ok in enumerate(keepable):
+                    if not ok:
+                        assert got[i] is consumers[0][1][i]
+            assert len(stream.cache) == (1 if all(keepable) else 0)
+            assert describe(replay()) == expected
+    finally:
+        if kind == "async":
+            loop.close()
+
+
+# -- runs shared across event loops and threads ----------------------------------
+
+
+def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> None:
+    """The first loop to step the run used to own it: its exit closed the run under the other consumer."""
+    gates = [threading.Event() for _ in range(8)]
+    runs = []
+
+    @ic.cache
+    async def stream(n):
+        runs.append(n)
+        for i in range(n):
+            await asyncio.to_thread(gates[i].wait, 10)
+            yield i
+
+    first: list = []
+    second: list = []
+    first_loop_gone = threading.Event()
+
+    def take_two() -> None:
+        async def main():
+            async for x in stream(8):
+                first.append(x)
+                if len(first) == 2:
+                    return  # leaves its generator open: asyncio.run's shutdown finalises it
+
+        asyncio.run(main())
+
+    def take_all() -> None:
+        async def main():
+            out = []
+            async for x in stream(8):
+                out.append(x)
+                if x == 1:  # the run rests at a yield while the first loop shuts down
+                    await asyncio.to_thread(first_loop_gone.wait, 10)
+            return out
+
+        second.extend(asyncio.run(main()))
+
+    a = threading.Thread(target=take_two)
+    a.start()
+    wait_until(lambda: runs == [8], "run started on the first loop")
+    b = threading.Thread(target=take_all)
+    b.start()
+    wait_until(lambda: stream.cache.stats().joins == 1, "consumer on the second loop")
+    for gate in gates:
+        gate.set()
+    a.join()
+    first_loop_gone.set()
+    b.join()
+    assert first == [0, 1]
+    assert second == list(range(8))
+    assert runs == [8]
+
+    async def replay():
+        return [x async for x in stream(8)]
+
+    assert asyncio.run(replay()) == list(range(8))  # the complete run, not a truncated one
+
+
+def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loops() -> None:
+    """asyncio.run cancels every task at exit; the shared step must not die with that loop."""
+    gates = [threading.Event() for _ in range(4)]
+    entered = [threading.Event() for _ in range(4)]
+    let_go, shutting_down = threading.Event(), threading.Event()
+    runs = []
+
+    @ic.cache
+    async def stream(n):
+        runs.append(n)
+        for i in range(n):
+            entered[i].set()
+            await asyncio.to_thread(gates[i].wait, 10)
+            yield i
+
+    second: list = []
+    errors: list = []
+
+    def first_loop() -> None:
+        async def sentinel():
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                shutting_down.set()  # every task of this loop, the step included, was asked to cancel
+                raise
+
+        async def main():
+            agen = stream(4)
+            assert await agen.__anext__() == 0
+
+            async def next_item():
+                return await agen.__anext__()
+
+            asyncio.ensure_future(next_item())  # this loop steps item 1
+            await asyncio.to_thread(let_go.wait, 10)
+            asyncio.ensure_future(sentinel())
+            await asyncio.sleep(0)
+
+        asyncio.run(main())
+
+    def second_loop() -> None:
+        async def main():
+            return [x async for x in stream(4)]
+
+        try:
+            second.extend(asyncio.run(main()))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    gates[0].set()
+    a = threading.Thread(target=first_loop)
+    a.start()
+    assert entered[1].wait(10)  # the first loop's step is inside the generator
+    b = threading.Thread(target=second_loop)
+    b.start()
+    wait_until(lambda: stream.cache.stats().joins == 1, "consumer on the second loop")
+    let_go.set()
+    assert shutting_down.wait(10)
+    for gate in gates[1:]:
+        gate.set()
+    a.join()
+    b.join()
+    assert errors == []
+    assert second == [0, 1, 2, 3]
+    assert runs == [4]
+    assert len(stream.cache) == 1
+
+
+def test_sync_generator_run_survives_a_consumer_thread_that_ends_mid_run() -> None:
+    gates = [threading.Event() for _ in range(4)]
+    runs = []
+
+    @ic.cache
+    def stream(n):
+        runs.append(n)
+        for i in range(n):
+            gates[i].wait(10)
+            yield i
+
+    taken: list = []
+    got: list = []
+
+    def dies() -> None:
+        for x in stream(4):
+            taken.append(x)
+            if x == 1:
+                return  # the thread ends, dropping its generator mid-run
+
+    a = threading.Thread(target=dies)
+    a.start()
+    wait_until(lambda: runs == [4], "run started")
+    b = threading.Thread(target=lambda: got.extend(stream(4)))
+    b.start()
+    wait_until(lambda: stream.cache.stats().joins == 1, "second consumer")
+    gates[0].set()
+    gates[1].set()
+    a.join()
+    for gate in gates[2:]:
+        gate.set()
+    b.join()
+    assert taken == [0, 1]
+    assert got == [0, 1, 2, 3]
+    assert runs == [4]
+    assert list(stream(4)) == [0, 1, 2, 3] and runs == [4]
+
+
+def test_consumer_generator_collected_by_gc_leaves_the_run_to_the_others() -> None:
+    import gc
+
+    runs = []
+
+    @ic.cache
+    def stream(n):
+        runs.append(n)
+        yield from range(n)
+
+    abandoned = stream(5)
+    reader = stream(5)
+    assert next(abandoned) == 0
+    assert next(reader) == 0
+    cycle: list = [abandoned]
+    cycle.append(cycle)
+    del abandoned, cycle  # garbage only the cyclic collector frees, mid-run
+    gc.collect()
+    assert list(reader) == [1, 2, 3, 4]
+    assert list(stream(5)) == [0, 1, 2, 3, 4]
+    assert runs == [5]
+
+
+# -- Run and AsyncRun on their own -------------------------------------------------
+
+
+class Recorder:
+    """The callbacks a run reports to, recorded."""
+
+    def __init__(self) -> None:
+        self.published: list = []
+        self.ended = 0
+        self.unkept: list = []
+
+    def kwargs(self) -> dict:
+        return {
+            "keep": lambda v: ("kept", v),
+            "publish": lambda items: self.published.append(list(items)),
+            "on_end": self.end,
+            "on_unkept": self.unkept.append,
+        }
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+def test_run_publishes_only_after_the_generator_ends_by_itself() -> None:
+    rec = Recorder()
+    run = Run(lambda: iter(range(2)), **rec.kwargs())
+    assert run.enter()
+    assert run.item(0) == (True, ("kept", 0))
+    assert run.item(1) == (True, ("kept", 1))
+    assert rec.published == []
+    assert run.item(2) == (False, None)
+    assert rec.published == [[("kept", 0), ("kept", 1)]]
+    assert rec.ended == 1
+    assert run.item(0) == (True, ("kept", 0))  # replay after the end
+    assert not run.enter()  # an ended run takes no new consumers
+
+
+def test_run_closed_from_outside_is_an_error_and_never_published() -> None:
+    """A generator closed by anyone but the run ends early; that is not its natural end."""
+    rec = Recorder()
+    gen = (i for i in range(5))
+    run = Run(lambda: gen, **rec.kwargs())
+    run.enter()
+    assert run.item(0) == (True, ("kept", 0))
+    gen.close()
+    with pytest.raises(RuntimeError, match="closed before its end"):
+        run.item(1)
+    assert rec.published == []
+    assert rec.ended == 1
+
+
+def test_async_run_closed_from_outside_is_an_error_and_never_published() -> None:
+    rec = Recorder()
+
+    async def numbers():
+        for i in range(5):
+            yield i
+
+    gen = numbers()
+    run = AsyncRun(lambda: gen, **rec.kwargs())
+
+    async def main():
+        run.enter()
+        assert await run.item(0) == (True, ("kept", 0))
+        await gen.aclose()
+        with pytest.raises(RuntimeError, match="closed before its end"):
+            await run.item(1)
+
+    asyncio.run(main())
+    assert rec.published == []
+    assert rec.ended == 1
+
+
+def test_run_item_that_cannot_be_kept_is_unkept_and_the_run_unpublished() -> None:
+    rec = Recorder()
+
+    def keep(v):
+        if v == 1:
+            raise TypeError("cannot copy")
+        return ("kept", v)
+
+    run = Run(lambda: iter(range(3)), **{**rec.kwargs(), "keep": keep})
+    run.enter()
+    assert run.item(0) == (True, ("kept", 0))
+    more, item = run.item(1)
+    assert more and isinstance(item, Unkept) and item.value == 1
+    assert run.item(2) == (True, ("kept", 2))
+    assert run.item(3) == (False, None)
+    assert [type(e) for e in rec.unkept] == [TypeError]  # reported once
+    assert rec.published == [] and rec.ended == 1
+
+
+def test_run_closed_by_its_last_consumer() -> None:
+    closed = []
+
+    def gen():
+        try:
+            yield from range(5)
+        finally:
+            closed.append(True)
+
+    rec = Recorder()
+    run = Run(gen, **rec.kwargs())
+    run.enter()
+    run.enter()
+    run.item(0)
+    run.leave()
+    assert not closed  # one consumer is still reading
+    run.leave()
+    assert closed == [True] and rec.ended == 1 and rec.published == []
+    with pytest.raises(RuntimeError, match="closed by its last consumer"):
+        run.item(1)
+
+
+def test_async_run_steps_are_shared_across_tasks() -> None:
+    steps = []
+    rec = Recorder()
+
+    async def numbers():
+        for i in range(3):
+            steps.append(i)
+            await asyncio.sleep(0)
+            yield i
+
+    run = AsyncRun(numbers, **rec.kwargs())
+
+    async def consume():
+        run.enter()
+        out = []
+        i = 0
+        while True:
+            more, kept = await run.item(i)
+            if not more:
+                return out
+            out.append(kept)
+            i += 1
+
+    async def main():
+        return await asyncio.gather(consume(), consume(), consume())
+
+    assert asyncio.run(main()) == [[("kept", i) for i in range(3)]] * 3
+    assert steps == [0, 1, 2]
+    assert rec.published == [[("kept", i) for i in range(3)]]
+
+
+# -- the single-flight table ---------------------------------------------------------
+
+
+def test_flights_join_finish_and_wait() -> None:
+    flights = Flights()
+    call, leader = flights.join("k")
+    assert leader and isinstance(call, Call)
+    out = []
+    t = threading.Thread(target=lambda: out.append(Flights.wait(flights.join("k")[0])))
+    t.start()
+    wait_until(lambda: call.future is not None, "a follower waiting")
+    flights.finish("k", call, value=42)
+    t.join()
+    assert out == [42]
+    assert flights.in_flight() == 0
+    again, leader = flights.join("k")
+    assert leader and again is not call
+
+
+def test_flights_follower_gets_the_exception_or_abandoned() -> None:
+    flights = Flights()
+    call, _ = flights.join("k")
+    results: list = []
+
+    def follow() -> None:
+        future, leader = flights.join("k")
+        assert not leader
+        try:
+            results.append(Flights.wait(future))
+        except ValueError as exc:
+            results.append(exc)
+
+    t = threading.Thread(target=follow)
+    t.start()
+    wait_until(lambda: call.future is not None, "a follower waiting")
+    flights.finish("k", call, error=ValueError("boom"))
+    t.join()
+    assert isinstance(results[0], ValueError)
+    call, _ = flights.join("k")
+    t = threading.Thread(target=follow)
+    t.start()
+    wait_until(lambda: call.future is not None, "a follower waiting")
+    flights.finish("k", call)  # abandoned: neither value nor error
+    t.join()
+    assert results[1] is ABANDONED
+
+
+def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() -> None:
+    flights = Flights()
+    call, _ = flights.join("k")
+    with pytest.raises(RecursionError):
+        flights.join("k")  # the leader's own thread would wait for itself
+    call.stale = True  # what an invalidation of its key does (through the store)
+    token = current_work.set(None)
+    try:
+        other: list = []
+        t = threading.Thread(target=lambda: other.append(flights.join("k")))
+        t.start()
+        t.join()
+    finally:
+        current_work.reset(token)
+    fresh, leader = other[0]
+    assert leader and fresh is not call
+    flights.finish("k", call, value=1)  # the old leader finishing leaves the new call alone
+    assert flights.in_flight() == 1

@@ -44,16 +44,16 @@ class Cache:
             inputs only).
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Cache:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Cache:  # noqa: PYI034 - may be a framework subclass
         bases = tuple(b for g in hooks.active() for b in g.cache_bases())
+        made = cls
         if bases and cls is Cache:
             with _framework_lock:
-                sub = _framework_classes.get(bases)
-                if sub is None:
-                    sub = type("Cache", (Cache, *bases), {"__module__": __name__})
-                    _framework_classes[bases] = sub
-            cls = sub
-        return object.__new__(cls)
+                made = _framework_classes.get(bases)  # type: ignore[assignment]
+                if made is None:
+                    made = type("Cache", (Cache, *bases), {"__module__": __name__})
+                    _framework_classes[bases] = made
+        return object.__new__(made)
 
     def __init__(
         self,
@@ -88,14 +88,24 @@ class Cache:
         """Store keyword ``data`` under ``key``, replacing what was there.
 
         Data larger than ``max_memory`` on its own is not stored (a warning is
-        given once); any older data under ``key`` is dropped then too.
+        given once); any older data under ``key`` is dropped then too. A ``set``
+        still copying its data when ``clear()``, ``clear_session()`` of its
+        session or ``delete(key)`` runs is dropped, like a cached function's
+        result computed across an invalidation: nothing from before a clear
+        outlives it.
         """
         ns, k = self._locate(key)
-        kept_key = protect(key)
-        kept = {name: protect(value) for name, value in data.items()}
-        size = sizeof(kept) + sizeof(kept_key) + sizeof(k)
-        with self._entries._lock:
-            stored = self._entries.set(ns, k, kept, size, raw_key=kept_key)
+        store = self._entries
+        ticket = store.begin(ns, k)
+        try:
+            kept_key = protect(key)
+            kept = {name: protect(value) for name, value in data.items()}
+            size = sizeof(kept) + sizeof(kept_key) + sizeof(k)
+        except BaseException:
+            store.end(ticket)
+            raise
+        with store._lock:
+            stored = store.set(ns, k, kept, size, raw_key=kept_key, ticket=ticket)
             if stored and PrefixIndex.kind(key) is not None:
                 # One radix slot can stand for several entries ([1, 2] and (1, 2) are two keys).
                 index = self._prefixes.setdefault(ns, PrefixIndex())
@@ -113,16 +123,16 @@ class Cache:
         ]
 
     def delete(self, key: Any) -> bool:
-        """Remove ``key``; True if it was stored."""
+        """Remove ``key`` (and a ``set`` of it in progress); True if it was stored."""
         ns, k = self._locate(key)
         return self._entries.delete(ns, k)
 
     def clear(self) -> None:
-        """Remove every entry of every session."""
+        """Remove every entry of every session (and every ``set`` in progress)."""
         self._entries.clear()
 
     def clear_session(self, session_id: str) -> int:
-        """Remove one session's entries; returns how many were removed."""
+        """Remove one session's entries (other sessions are untouched); returns how many were removed."""
         return self._entries.clear_namespace(session_id)
 
     def __contains__(self, key: Any) -> bool:

@@ -20,7 +20,7 @@ from . import hooks
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["session", "clear_session", "current_session"]
+__all__ = ["clear_session", "current_session", "session"]
 
 ANONYMOUS = ""
 
@@ -72,7 +72,12 @@ def register_store(store: Store) -> None:
 
 
 def clear_session(session_id: str) -> int:
-    """Drop ``session_id``'s entries from every per-session cache; returns how many."""
+    """Drop ``session_id``'s entries from every per-session cache; returns how many.
+
+    Its computations in flight are not stored either (callers arriving later
+    compute afresh); other sessions' entries and running computations are
+    untouched, so one user closing a tab never costs another user anything.
+    """
     if not isinstance(session_id, str) or not session_id:
         raise ValueError(f"session id must be a non-empty str, got {session_id!r}")
     with _registry_lock:
