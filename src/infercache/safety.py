@@ -8,52 +8,90 @@ A cached value is shared by every later caller, so two things must hold:
    corrupting the cache.
 2. :func:`release` is called for *every* caller that receives the value (each
    hit, each waiting single-flight follower). Whatever it returns may be
-   mutated freely without changing what later callers get.
+   mutated freely -- contents, attributes, metadata such as an array's
+   ``shape`` or a frame's ``index.name``, handles such as a memoryview's
+   ``release()`` -- without changing what later callers get.
 
-``release`` sits on the hit path, so the policy is the *cheapest thing that
-still guarantees safety*, decided per type and cached per type:
+The rule
+--------
+Only objects that carry no state a caller can change are shared between
+callers. Everything else is handed out as an object of the caller's own:
 
-* Immutable values -- ``None``, ``bool``, ``int``, ``float``, ``complex``,
-  ``str``, ``bytes``, ``Decimal``, ``Fraction``, the ``datetime`` types,
-  ``UUID``, paths, ``Enum`` members, ``range``, numpy scalars, and tuples /
-  frozensets made only of immutable values -- are handed out as they are:
-  zero copies, one set lookup (immutable tuples and frozensets are marked at
-  protect time so release never re-walks them).
-* numpy arrays are copied once by ``protect`` (C-contiguous) and made
-  read-only; ``release`` hands every caller that same read-only array (zero
-  copy). A caller that writes into it gets numpy's ``ValueError:
-  assignment destination is read-only`` and should ``.copy()`` first. The
-  array handed out is a view of a read-only buffer, so it cannot be made
-  writeable again (``arr.flags.writeable = True`` raises). This is the one
-  place where the policy is "refuse mutation" instead of "copy": arrays are
-  the big values, and copying megabytes on every hit would defeat the cache.
-  (Consequence: ``torch.from_numpy`` on such an array warns that it is not
-  writable.) Object-dtype arrays and ndarray subclasses are deep-copied
-  instead, since read-only does not protect their elements.
-* list / dict / set / tuple / frozenset / namedtuple / bytearray containing
-  mutable things are rebuilt recursively on each release; only containers
-  are rebuilt, immutable leaves and read-only arrays inside are shared. A
-  list, dict or set holding only immutable values is one C-level copy.
-* torch tensors: ``protect`` = ``detach().clone()`` (cached tensors carry no
-  autograd history), ``release`` = ``clone()`` -- torch has no read-only
-  tensors, so a copy per caller is the only safe choice.
-* PIL images: ``Image.copy()`` on both sides.
-* pandas DataFrame / Series / Index: ``protect`` = deep copy; ``release`` =
-  ``copy(deep=False)`` when copy-on-write is active (always with pandas >= 3,
-  or when ``pd.options.mode.copy_on_write is True``) -- a write to the
-  shallow copy then copies the touched data instead of sharing it -- and a
-  deep copy otherwise. (pandas' deep copy does not copy Python objects stored
-  in object columns.)
-* Everything else -- dataclass instances, user classes, pydantic models,
-  transformers KV caches -- ``copy.deepcopy`` on both sides. Values in which
-  one mutable object is reachable twice (shared references, cycles) are also
-  deep-copied as a whole, because ``deepcopy`` preserves that aliasing and a
-  per-container rebuild would not.
+* **Exact immutable types are shared** (zero copies, one set lookup):
+  ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``,
+  ``Decimal``, ``Fraction``, ``date``, ``timedelta``, ``timezone``, ``UUID``,
+  ``range``, numpy scalars (not ``np.void``), tuples and frozensets made only
+  of shared values (marked at protect time, so release never re-walks them),
+  ``datetime`` / ``time`` whose ``tzinfo`` is ``None``, a ``timezone`` or a
+  ``ZoneInfo``. :data:`PASS_THROUGH` is the set of exact types whose kept
+  form *is* the value, so a caller may inline ``type(kept) in PASS_THROUGH``.
+* **A subclass is shared only if its instances carry no state of their own**:
+  no ``__dict__`` and no non-empty ``__slots__`` anywhere in its MRO below
+  the immutable base (``class Meter(float): __slots__ = ("unit", "tags")``
+  is copied; ``class Name(str): __slots__ = ()`` is shared). Enum members,
+  classes, modules and functions are program state and always shared
+  (copying an enum member would break ``is``).
+* **numpy arrays**: ``protect`` copies the data once into an immutable
+  ``bytes`` object; ``release`` builds a *new* read-only array over it for
+  each caller (~0.2 µs, no data copied). The data cannot be written
+  (``ValueError: assignment destination is read-only``; call ``.copy()``)
+  nor made writeable again (its ``.base`` is ``bytes``), and ``shape``,
+  ``dtype``, ``strides`` and ``flags`` belong to the caller's array alone.
+  A structured dtype (whose ``names`` can be reassigned) or one carrying
+  ``metadata`` is copied per caller too. Object arrays and ndarray
+  subclasses are deep-copied instead (read-only does not protect elements).
+* **Containers** (list / dict / set / tuple / frozenset / namedtuple /
+  bytearray / ``MappingProxyType``) holding anything not shared are rebuilt
+  per caller, recursively; a list, dict or set of shared values is one
+  C-level copy. A value in which one array appears twice keeps that
+  aliasing in every released copy; one in which any other mutable object is
+  reachable twice (shared references, cycles) is deep-copied as a whole.
+* **memoryview**: kept as ``bytes`` plus format and shape; each caller gets a
+  new read-only memoryview of the same format and shape, so ``release()`` or
+  ``with view:`` ends the caller's handle only.
+* **torch tensors**: ``protect`` = ``detach().clone()`` (cached tensors carry
+  no autograd history), ``release`` = ``clone()`` (torch has no read-only
+  tensors), so ``requires_grad``, ``grad`` and the data are per caller.
+* **PIL images**: ``Image.copy()`` on both sides, with ``info`` deep-copied
+  when it holds mutable values.
+* **pandas** Series / DataFrame / Index: ``protect`` = deep copy; ``release``
+  = deep copy (a shallow copy is not enough even under copy-on-write:
+  ``Series.array`` writes through it), with index objects whose lazily built
+  caches (hash-table engines) are the caller's own, and Python objects in
+  object-dtype values and flat indexes (lists, dicts, arrays in cells)
+  released per caller by this same policy. Mutable objects inside a
+  MultiIndex level or categorical categories are refused (see below).
+* **polars** DataFrame / Series: ``protect`` rewrites the data into buffers
+  of its own (a polars frame built from numpy shares the numpy memory);
+  ``release`` = ``clone()`` (polars copies on write). Object columns holding
+  mutable Python objects are refused.
+* **pyarrow** Array / ChunkedArray / Table / RecordBatch: ``protect``
+  rewrites them into buffers backed by an immutable ``bytes`` object (Arrow
+  buffers from a builder, or over a numpy array, are writable through the
+  buffer protocol); they have no per-object state, so every caller shares
+  the kept object.
+* **Refused** (``protect`` raises ``TypeError`` with the reason; a cached
+  function then warns once and returns its result uncached): iterators,
+  generators, coroutines and other awaitables (they cannot be replayed to a
+  second caller), open files and other I/O objects, ``mmap`` objects and
+  sockets (a per-handle lifecycle over external state).
+* **Everything else** -- dataclass instances (frozen or not), user classes,
+  pydantic models, transformers KV caches, ``array.array``, ``deque`` --
+  ``copy.deepcopy`` on both sides; a value ``deepcopy`` cannot copy is
+  refused by the same ``TypeError`` path.
+
+Known limits: ``torch.from_numpy(hit)`` on a released array shares its
+memory; torch warns that the array is not writable and that writing to the
+tensor is undefined behaviour, and such a write does change the cached data
+(use ``torch.tensor(hit)``, which copies). Writes through raw pointers
+(``arr.ctypes``) are likewise not prevented. Private pandas internals
+(``df._mgr``) are not protected.
 
 The kept form is opaque: pass it only to :func:`release` (and to
-:func:`infercache.sizes.sizeof`, which measures it correctly). For immutable
-values and numpy arrays it *is* the value; for everything else it is a small
+:func:`infercache.sizes.sizeof`, which measures it correctly). For exact
+immutable values it *is* the value; for everything else it is a small
 internal wrapper. :func:`register_copier` adds a policy for another type.
+The policy for a type is decided once (:func:`_classify`) and cached.
 """
 
 from __future__ import annotations
@@ -64,18 +102,19 @@ import datetime
 import decimal
 import fractions
 import sys
+import types
 import uuid
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["protect", "register_copier", "release"]
+__all__ = ["PASS_THROUGH", "protect", "register_copier", "release"]
 
 _deepcopy = copy.deepcopy
 
-# Exact types that are immutable: protect() keeps them and release() hands
-# them out as they are. Grows as new immutable types (enums, numpy scalars,
-# paths, ...) are first seen.
+# Exact types that are immutable and hold nothing mutable: protect() keeps them
+# without looking inside and release() hands them out as they are. Grows as new
+# such types (enums, numpy scalars, paths, ...) are first seen.
 _IMMUTABLE: set[type] = {
     type(None),
     bool,
@@ -90,17 +129,39 @@ _IMMUTABLE: set[type] = {
     decimal.Decimal,
     fractions.Fraction,
     datetime.date,
-    datetime.datetime,
-    datetime.time,
     datetime.timedelta,
     datetime.timezone,
     uuid.UUID,
 }
-# Exact types release() returns as they are: the immutable ones plus
-# numpy.ndarray (every kept ndarray is read-only) once numpy has been seen.
-_PASS: set[type] = set(_IMMUTABLE)
-#: Types whose kept form is handed out as it is (the caller may inline this check).
+# Exact types whose kept form is the value itself: the immutable ones, plus
+# datetime/time (protect keeps them as they are only when their tzinfo is
+# shared-safe; otherwise the kept form is a wrapper).
+_PASS: set[type] = set(_IMMUTABLE) | {datetime.datetime, datetime.time}
+#: Exact types whose kept form is handed out as it is (the caller may inline this check).
 PASS_THROUGH = _PASS
+
+# Classes whose instances are immutable although they have slots (private
+# caches) or C-level state: subclasses adding nothing to them are immutable too.
+_TRUSTED_BASES: tuple[type, ...] = (
+    str,
+    bytes,
+    int,
+    float,
+    complex,
+    decimal.Decimal,
+    fractions.Fraction,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    datetime.tzinfo,
+    uuid.UUID,
+    PurePath,
+)
+
+
+# Modules whose classes between a trusted base and a user subclass are trusted
+# too (pathlib's Path/PosixPath, numpy's scalar hierarchy).
+_TRUSTED_MODULES = frozenset({"builtins", "pathlib", "datetime", "numpy"})
 
 
 # --------------------------------------------------------------------------- kept forms
@@ -119,19 +180,19 @@ class _Kept:
 
 
 class _Same(_Kept):
-    """An immutable value (e.g. a tuple of immutables): released as is."""
+    """A value with nothing a caller can change (e.g. a tuple of immutables): released as is."""
 
     __slots__ = ()
 
 
 class _ListFlat(_Kept):
-    """A list of immutable values, kept as a tuple."""
+    """A list of shared values, kept as a tuple."""
 
     __slots__ = ()
 
 
 class _ListDeep(_Kept):
-    """A list with mutable items: tuple of kept items."""
+    """A list with items released per caller: tuple of kept items."""
 
     __slots__ = ()
 
@@ -149,13 +210,19 @@ class _NamedTupleDeep(_Kept):
 
 
 class _DictFlat(_Kept):
-    """A dict of immutable keys and values, kept as a private dict."""
+    """A dict of shared keys and values, kept as a private dict."""
 
     __slots__ = ()
 
 
 class _DictDeep(_Kept):
-    """A dict with mutable keys or values: tuple of (kept key, kept value)."""
+    """A dict with keys or values released per caller: tuple of (kept key, kept value)."""
+
+    __slots__ = ()
+
+
+class _DictValues(_Kept):
+    """A dict of shared keys (the usual ``str``) and values released per caller."""
 
     __slots__ = ()
 
@@ -178,6 +245,40 @@ class _ByteArray(_Kept):
     __slots__ = ()
 
 
+class _MappingProxy(_Kept):
+    """A ``MappingProxyType``: the kept form of a private copy of its mapping."""
+
+    __slots__ = ()
+
+
+class _MemoryView(_Kept):
+    """A memoryview: its bytes (``v``), and the format and shape to cast each new view to."""
+
+    __slots__ = ("fmt", "shape")
+
+    def __init__(self, v: bytes, fmt: str | None, shape: tuple[int, ...]) -> None:
+        self.v = v
+        self.fmt = fmt
+        self.shape = shape
+
+
+class _Array(_Kept):
+    """A numpy array: its C-ordered data (``v``, immutable bytes), shape and dtype."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, v: bytes, shape: tuple[int, ...], dtype: Any) -> None:
+        self.v = v
+        self.shape = shape
+        self.dtype = dtype
+
+
+class _ArrayOwnDtype(_Array):
+    """A numpy array whose dtype object a caller could change (structured, metadata)."""
+
+    __slots__ = ()
+
+
 class _Tensor(_Kept):
     __slots__ = ()
 
@@ -186,7 +287,38 @@ class _Image(_Kept):
     __slots__ = ()
 
 
+class _ImageInfo(_Kept):
+    """A PIL image whose ``info`` dict holds mutable values."""
+
+    __slots__ = ()
+
+
 class _Pandas(_Kept):
+    """A pandas object (deep copy) and the kept Python objects of its object-dtype storage.
+
+    ``cells`` is a tuple of ``(where, kept list)``: ``where`` is a column
+    position (int), ``"values"`` (a Series' values or an Index's elements),
+    ``"index"`` or ``"columns"``.
+    """
+
+    __slots__ = ("cells",)
+
+    def __init__(self, v: Any, cells: tuple[tuple[Any, Any], ...]) -> None:
+        self.v = v
+        self.cells = cells
+
+
+class _Polars(_Kept):
+    __slots__ = ()
+
+
+class _Aliased(_Kept):
+    """A kept value in which one kept array appears more than once.
+
+    Released with a memo, so every caller's copy keeps that aliasing
+    (``out[0] is out[1]``) while still getting arrays of its own.
+    """
+
     __slots__ = ()
 
 
@@ -204,6 +336,25 @@ class _Custom(_Kept):
         self.release = release
 
 
+# The exact numpy.ndarray type and its constructor, once numpy has been seen.
+_NDARRAY: Any = None
+
+
+def _r_array(k: _Array) -> Any:
+    return _NDARRAY(k.shape, k.dtype, k.v)
+
+
+def _r_array_own_dtype(k: _Array) -> Any:
+    return _NDARRAY(k.shape, _deepcopy(k.dtype), k.v)
+
+
+def _r_memoryview(k: _MemoryView) -> memoryview:
+    view = memoryview(k.v)
+    if k.fmt is not None:
+        return view.cast(k.fmt, k.shape)  # type: ignore[call-overload]
+    return view
+
+
 def _r_list_deep(k: _Kept) -> list[Any]:
     return [release(x) for x in k.v]
 
@@ -212,40 +363,34 @@ def _r_dict_deep(k: _Kept) -> dict[Any, Any]:
     return {release(a): release(b) for a, b in k.v}
 
 
-def _numpy_backed(obj: Any) -> bool:
-    """True when every array of a pandas object (values and index) is a plain numpy array."""
-    import numpy as np
-
-    dtypes = list(obj.dtypes) if hasattr(obj, "columns") else [obj.dtype]
-    index = getattr(obj, "index", None)
-    if index is not None:
-        dtypes.extend(getattr(index, "dtypes", [index.dtype]))
-    columns = getattr(obj, "columns", None)
-    if columns is not None:
-        dtypes.extend(getattr(columns, "dtypes", [columns.dtype]))
-    return all(isinstance(dt, np.dtype) and not dt.hasobject for dt in dtypes)
-
-
-def _r_pandas(k: _Kept) -> Any:
-    if _pandas_cow():
-        return k.v.copy(deep=False)
-    return k.v.copy(deep=True)
+def _r_image_info(k: _Kept) -> Any:
+    out = k.v.copy()
+    out.info = _deepcopy(k.v.info)
+    return out
 
 
 _RELEASE: dict[type, Callable[[Any], Any]] = {
+    _Array: _r_array,
+    _ArrayOwnDtype: _r_array_own_dtype,
     _ListFlat: lambda k: list(k.v),
     _ListDeep: _r_list_deep,
     _TupleDeep: lambda k: tuple([release(x) for x in k.v]),
     _NamedTupleDeep: lambda k: k.t._make([release(x) for x in k.v]),
     _DictFlat: lambda k: k.v.copy(),
     _DictDeep: _r_dict_deep,
+    _DictValues: lambda k: {a: release(b) for a, b in k.v},
     _SetFlat: lambda k: set(k.v),
     _SetDeep: lambda k: {release(x) for x in k.v},
     _FrozenSetDeep: lambda k: frozenset([release(x) for x in k.v]),
     _ByteArray: lambda k: bytearray(k.v),
+    _MappingProxy: lambda k: types.MappingProxyType(release(k.v)),
+    _MemoryView: _r_memoryview,
     _Tensor: lambda k: k.v.clone(),
     _Image: lambda k: k.v.copy(),
-    _Pandas: _r_pandas,
+    _ImageInfo: _r_image_info,
+    _Pandas: lambda k: _r_pandas(k),
+    _Polars: lambda k: k.v.clone(),
+    _Aliased: lambda k: _release_memo(k.v, {}),
     _Deep: lambda k: _deepcopy(k.v),
     _Custom: lambda k: k.release(k.v),
 }
@@ -254,13 +399,16 @@ _RELEASE: dict[type, Callable[[Any], Any]] = {
 def release(kept: Any) -> Any:
     """Return a value the caller may mutate without affecting later callers.
 
-    ``kept`` must come from :func:`protect`. Immutable values and read-only
-    numpy arrays come back as they are (no copy); containers holding mutable
-    things are rebuilt; tensors, images and other objects are copied.
+    ``kept`` must come from :func:`protect`. Immutable values come back as
+    they are (no copy); each numpy array is a new read-only array over the
+    kept data; containers holding anything else are rebuilt; tensors,
+    images, frames and other objects are copied.
     """
     t = type(kept)
     if t in _PASS:
         return kept
+    if t is _Array:
+        return _NDARRAY(kept.shape, kept.dtype, kept.v)
     if t is _Same:
         return kept.v
     f = _RELEASE.get(t)
@@ -268,6 +416,34 @@ def release(kept: Any) -> Any:
         return f(kept)
     # Not produced by protect(): be safe rather than fast.
     return release(protect(kept))
+
+
+_MEMO_RELEASED: dict[type, Callable[[Any, dict[int, Any]], Any]] = {
+    _ListDeep: lambda k, m: [_release_memo(x, m) for x in k.v],
+    _TupleDeep: lambda k, m: tuple([_release_memo(x, m) for x in k.v]),
+    _NamedTupleDeep: lambda k, m: k.t._make([_release_memo(x, m) for x in k.v]),
+    _DictDeep: lambda k, m: {_release_memo(a, m): _release_memo(b, m) for a, b in k.v},
+    _DictValues: lambda k, m: {a: _release_memo(b, m) for a, b in k.v},
+    _SetDeep: lambda k, m: {_release_memo(x, m) for x in k.v},
+    _FrozenSetDeep: lambda k, m: frozenset([_release_memo(x, m) for x in k.v]),
+    _MappingProxy: lambda k, m: types.MappingProxyType(_release_memo(k.v, m)),
+}
+
+
+def _release_memo(kept: Any, memo: dict[int, Any]) -> Any:
+    """:func:`release`, giving one released object per kept object reachable twice."""
+    t = type(kept)
+    if t in _PASS or t is _Same:
+        return release(kept)
+    i = id(kept)
+    if i in memo:
+        return memo[i]
+    rebuild = _MEMO_RELEASED.get(t)
+    # Only leaves (arrays) can be reached twice: containers reached twice fall
+    # back to one deep copy in protect(), so no container is memoised half-built.
+    out = rebuild(kept, memo) if rebuild is not None else release(kept)
+    memo[i] = out
+    return out
 
 
 # --------------------------------------------------------------------------- classification
@@ -281,10 +457,17 @@ _K_SET = "set"
 _K_FROZENSET = "frozenset"
 _K_BYTEARRAY = "bytearray"
 _K_MEMORYVIEW = "memoryview"
+_K_MAPPINGPROXY = "mappingproxy"
+_K_DATETIME = "datetime"
 _K_NDARRAY = "ndarray"
+_K_DTYPE = "dtype"
 _K_TENSOR = "tensor"
 _K_IMAGE = "image"
 _K_PANDAS = "pandas"
+_K_POLARS = "polars"
+_K_ARROW = "arrow"
+_K_REFUSE = "refuse"
+_K_CUSTOM = "custom"
 _K_DEEP = "deep"
 
 _KIND: dict[type, str] = {t: _K_PASS for t in _IMMUTABLE}
@@ -297,9 +480,14 @@ _KIND.update(
         frozenset: _K_FROZENSET,
         bytearray: _K_BYTEARRAY,
         memoryview: _K_MEMORYVIEW,
+        types.MappingProxyType: _K_MAPPINGPROXY,
+        datetime.datetime: _K_DATETIME,
+        datetime.time: _K_DATETIME,
     }
 )
 _CUSTOM: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+# Why values of a refused type cannot be cached, by type.
+_REFUSED: dict[type, str] = {}
 
 
 def _kind(t: type) -> str:
@@ -310,94 +498,133 @@ def _kind(t: type) -> str:
         if k == _K_PASS:
             _IMMUTABLE.add(t)
             _PASS.add(t)
+        elif k == _K_DATETIME:
+            _PASS.add(t)  # kept as itself only when its tzinfo is shared-safe
     return k
 
 
 def _classify(t: type) -> str:
+    """The policy for values of exact type ``t`` (called once per type)."""
+    global _NDARRAY
     import enum
-    import types
 
     if t in _CUSTOM:
-        return "custom"
+        return _K_CUSTOM
     if issubclass(t, enum.Enum):
-        return _K_PASS
+        return _K_PASS  # singletons: program state, shared like classes
     if issubclass(
-        t, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+        t,
+        (
+            type,
+            types.ModuleType,
+            types.FunctionType,
+            types.BuiltinFunctionType,
+            types.MethodDescriptorType,
+            types.WrapperDescriptorType,
+        ),
     ):
         return _K_PASS  # classes, modules, functions: program state, never copied
-    if issubclass(t, PurePath):
-        return _K_PASS
     np = sys.modules.get("numpy")
     if np is not None:
         if t is np.ndarray:
+            _NDARRAY = np.ndarray
             return _K_NDARRAY
-        if issubclass(t, np.generic) and not issubclass(t, (np.void, np.object_)):
-            return _K_PASS
         if issubclass(t, np.dtype):
-            return _K_PASS
+            return _K_DTYPE
+        if issubclass(t, np.generic) and not issubclass(t, (np.void, np.object_)):
+            return _K_PASS if _stateless(t, np.generic) else _K_DEEP
     torch = sys.modules.get("torch")
     if torch is not None:
         if issubclass(t, torch.Tensor):
             return _K_TENSOR
-        if t in (torch.dtype, torch.device, torch.layout, torch.memory_format):
-            return _K_PASS
-        if t is torch.Size:
+        if t in (torch.dtype, torch.device, torch.layout, torch.memory_format, torch.Size):
             return _K_PASS
     pd = sys.modules.get("pandas")
     if pd is not None and issubclass(t, (pd.DataFrame, pd.Series, pd.Index)):
         return _K_PANDAS
+    pl = sys.modules.get("polars")
+    if pl is not None and issubclass(t, (pl.DataFrame, pl.Series)):
+        return _K_POLARS
+    pa = sys.modules.get("pyarrow")
+    if pa is not None and issubclass(
+        t, (pa.Array, pa.ChunkedArray, pa.Table, pa.RecordBatch)
+    ):
+        return _K_ARROW
     pil = sys.modules.get("PIL.Image")
     if pil is not None and issubclass(t, pil.Image):
         return _K_IMAGE
+    reason = _refusal(t)
+    if reason is not None:
+        _REFUSED[t] = reason
+        return _K_REFUSE
     if (
         issubclass(t, tuple)
         and hasattr(t, "_fields")
         and hasattr(t, "_make")
-        and _no_dict(t)
+        and _stateless(t, tuple)
     ):
         return _K_NAMEDTUPLE
-    immutable_bases = (
-        str,
-        bytes,
-        int,
-        float,
-        complex,
-        datetime.date,
-        datetime.time,
-        datetime.timedelta,
-    )
-    if issubclass(t, immutable_bases) and _no_dict(t):
-        # Subclasses of immutable builtins are immutable unless they add attributes.
-        return _K_PASS
+    for base in _TRUSTED_BASES:
+        if issubclass(t, base):
+            if issubclass(t, (datetime.datetime, datetime.time)) and _stateless(t, base):
+                return _K_DATETIME
+            return _K_PASS if _stateless(t, base) else _K_DEEP
     return _K_DEEP
 
 
-def _no_dict(t: type) -> bool:
-    return getattr(t, "__dictoffset__", 1) == 0 and "__dict__" not in dir(t)
+def _stateless(t: type, base: type) -> bool:
+    """True when instances of ``t`` hold no state beyond what ``base`` instances hold.
 
-
-_COW: bool | None = None
-
-
-def _pandas_cow() -> bool:
-    """Whether pandas copy-on-write is in effect (always for pandas >= 3)."""
-    global _COW
-    if _COW is True:
-        return True
-    pd = sys.modules["pandas"]
-    if _COW is None:
-        try:
-            major = int(pd.__version__.split(".", 1)[0])
-        except ValueError:
-            major = 0
-        if major >= 3:
-            _COW = True
-            return True
-        _COW = False
-    try:
-        return pd.options.mode.copy_on_write is True
-    except Exception:
+    State is a ``__dict__`` (that ``base`` instances lack) or a non-empty
+    ``__slots__`` declared by any class of ``t``'s MRO that is not ``base``
+    or one of ``base``'s own classes. C-level fields of extension subclasses
+    (pandas ``Timestamp``) are trusted to be immutable, as their base is.
+    """
+    if getattr(t, "__dictoffset__", 0) != 0 and getattr(base, "__dictoffset__", 0) == 0:
         return False
+    trusted = set(base.__mro__)
+    for klass in t.__mro__:
+        if klass in trusted or klass.__module__.partition(".")[0] in _TRUSTED_MODULES:
+            continue
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        if any(name != "__weakref__" for name in slots):
+            return False
+    return True
+
+
+def _refusal(t: type) -> str | None:
+    """Why values of type ``t`` cannot be cached, or None if they can."""
+    import io
+    import mmap
+    import socket
+
+    if issubclass(t, (io.IOBase, mmap.mmap, socket.socket)):
+        return (
+            "it is a handle to external state (a file, mmap or socket) with a "
+            "lifecycle of its own; return its contents (e.g. bytes) instead"
+        )
+    if issubclass(
+        t, (types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType)
+    ) or hasattr(t, "__next__") or hasattr(t, "__anext__"):
+        return (
+            "it is an iterator or generator: it is consumed by the first caller "
+            "and cannot be replayed (return a list, or make the cached function "
+            "a generator so that its yields are cached)"
+        )
+    if hasattr(t, "__await__"):
+        return "it is an awaitable: it can be awaited once, not replayed (await it and return its result)"
+    return None
+
+
+def _shared_tz(tz: Any) -> bool:
+    """True when a datetime's ``tzinfo`` may be shared by every caller.
+
+    ``timezone`` and ``ZoneInfo`` (C types without instance state) are; a
+    user ``tzinfo`` with attributes is not, so its datetime is copied.
+    """
+    return tz is None or _kind(type(tz)) == _K_PASS
 
 
 # --------------------------------------------------------------------------- protect
@@ -407,19 +634,29 @@ class _Fallback(Exception):
     """A mutable object is reachable twice (shared or cyclic): deep-copy the whole."""
 
 
+_ALIASED = -1  # memo key: a kept array was reused for a second occurrence
+
+
 def protect(value: Any) -> Any:
     """Return a private, caller-independent form of ``value`` to keep in the cache.
 
     The result shares nothing mutable with ``value``. Pass it to
-    :func:`release` to obtain a value for a caller.
+    :func:`release` to obtain a value for a caller. Raises ``TypeError``
+    (with the reason) for values that cannot be handed to several callers
+    safely: iterators, generators, awaitables, open files, mmaps, sockets,
+    and objects ``copy.deepcopy`` cannot copy.
     """
     t = type(value)
     if t in _IMMUTABLE:
         return value
+    memo: dict[int, Any] = {}
     try:
-        return _protect(value, {})
+        out = _protect(value, memo)
     except _Fallback:
-        return _Deep(_deepcopy(value))
+        return _Deep(_deepcopy_checked(value))
+    if _ALIASED in memo:
+        return _Aliased(out)
+    return out
 
 
 def _frozen(k: Any) -> tuple[bool, Any]:
@@ -445,8 +682,10 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
         previous = memo[i]
         if previous is None:
             raise _Fallback  # a cycle
-        if kind == _K_NDARRAY or _frozen(previous)[0]:
-            # The same array (or immutable tuple) twice: one kept form serves both.
+        if _frozen(previous)[0]:
+            return previous  # the same immutable thing twice
+        if kind == _K_NDARRAY:
+            memo[_ALIASED] = True  # the same array twice: one kept form serves both
             return previous
         raise _Fallback  # a shared mutable object: keep the aliasing
 
@@ -477,15 +716,24 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
     elif kind == _K_DICT:
         pairs = [(_protect(a, memo), _protect(b, memo)) for a, b in value.items()]
         flat_d: dict[Any, Any] = {}
+        plain_keys = []
         flat = True
+        keys_flat = True
         for ka, kb in pairs:
             oka, va = _frozen(ka)
             okb, vb = _frozen(kb)
-            if not (oka and okb):
+            keys_flat = keys_flat and oka
+            if flat and oka and okb:
+                flat_d[va] = vb
+            else:
                 flat = False
-                break
-            flat_d[va] = vb
-        out = _DictFlat(flat_d) if flat else _DictDeep(tuple(pairs))
+            plain_keys.append(va)
+        if flat:
+            out = _DictFlat(flat_d)
+        elif keys_flat:
+            out = _DictValues(tuple(zip(plain_keys, [kb for _, kb in pairs])))
+        else:
+            out = _DictDeep(tuple(pairs))
     elif kind == _K_SET or kind == _K_FROZENSET:
         kept_items = [_protect(x, memo) for x in value]
         plain = []
@@ -500,28 +748,56 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
             out = _SetFlat(frozenset(plain)) if flat else _SetDeep(tuple(kept_items))
         else:
             out = _Same(frozenset(plain)) if flat else _FrozenSetDeep(tuple(kept_items))
+    elif kind == _K_NDARRAY:
+        out = _protect_ndarray(value)
+    elif kind == _K_DATETIME:
+        out = value if _shared_tz(value.tzinfo) else _Deep(_deepcopy_checked(value))
     elif kind == _K_BYTEARRAY:
         out = _ByteArray(bytes(value))
     elif kind == _K_MEMORYVIEW:
-        out = _Same(_readonly_memoryview(value))
-    elif kind == _K_NDARRAY:
-        out = _protect_ndarray(value)
+        out = _protect_memoryview(value)
+    elif kind == _K_MAPPINGPROXY:
+        out = _MappingProxy(_protect(dict(value), memo))
+    elif kind == _K_DTYPE:
+        out = _Same(value) if _dtype_shared(value) else _Deep(_deepcopy(value))
     elif kind == _K_TENSOR:
         out = _Tensor(value.detach().clone())
     elif kind == _K_IMAGE:
-        out = _Image(value.copy())
+        out = _protect_image(value)
     elif kind == _K_PANDAS:
-        copied = value.copy(deep=True)
-        # Copy-on-write protects numpy-backed data only; extension arrays (Int64,
-        # string, category, ...) can be written through a shallow copy's .values.
-        out = _Pandas(copied) if _numpy_backed(copied) else _Deep(copied)
-    elif kind == "custom":
+        out = _protect_pandas(value)
+    elif kind == _K_POLARS:
+        out = _Polars(_protect_polars(value))
+    elif kind == _K_ARROW:
+        out = _Same(_protect_arrow(value))
+    elif kind == _K_REFUSE:
+        raise TypeError(
+            f"a {t.__module__}.{t.__qualname__} cannot be cached: {_REFUSED[t]}"
+        )
+    elif kind == _K_CUSTOM:
         prot, rel = _CUSTOM[t]
         out = _Custom(prot(value), rel)
     else:
-        out = _Deep(_deepcopy_detached(value))
+        out = _Deep(_deepcopy_checked(value))
     memo[i] = out
     return out
+
+
+def _deepcopy_checked(value: Any) -> Any:
+    """``copy.deepcopy`` of a value whose parts were not classified one by one.
+
+    Refuses (``TypeError``) a value reaching an object that cannot be
+    replayed (an iterator, a file, ...), which ``deepcopy`` might otherwise
+    copy into a half-working object.
+    """
+    for obj in _reachable(value):
+        t = type(obj)
+        if _kind(t) == _K_REFUSE:
+            raise TypeError(
+                f"a value holding a {t.__module__}.{t.__qualname__} cannot be cached: "
+                f"{_REFUSED[t]}"
+            )
+    return _deepcopy_detached(value)
 
 
 def _deepcopy_detached(value: Any) -> Any:
@@ -573,42 +849,251 @@ def _reachable(value: Any) -> list[Any]:
         for name in _slot_names(type(obj)):
             try:
                 stack.append(object.__getattribute__(obj, name))
-            except Exception:
-                pass
+            except AttributeError:  # an unset slot
+                continue
     return out
 
 
-def _frombuffer_readonly(a: Any) -> Any:
-    """A read-only C-contiguous copy of ``a`` whose buffer is an immutable bytes object."""
-    import numpy as np
+# --------------------------------------------------------------------------- numpy
 
-    return np.frombuffer(a.tobytes(order="C"), dtype=a.dtype).reshape(a.shape)
+
+def _dtype_shared(dt: Any) -> bool:
+    """True when no caller can change the dtype object (no field names, no metadata)."""
+    return dt.names is None and dt.metadata is None and dt.subdtype is None
 
 
 def _protect_ndarray(a: Any) -> Any:
     if a.dtype.hasobject:
-        return _Deep(_deepcopy(a))
-    if a.size:
-        # Backed by an immutable bytes object: neither the array nor its .base
-        # can ever be flagged writeable again, so no caller can re-enable writes.
-        kept = _frombuffer_readonly(a)
-    else:
-        owner = a.copy(order="C")
-        owner.flags.writeable = False
-        kept = owner.view()
-    _PASS.add(type(kept))
-    return kept
+        return _Deep(_deepcopy(a))  # numpy deep-copies the elements of object arrays
+    # Immutable bytes: no array over them can ever be flagged writeable.
+    data = a.tobytes(order="C")
+    dt = a.dtype
+    if _dtype_shared(dt):
+        return _Array(data, a.shape, dt)
+    return _ArrayOwnDtype(data, a.shape, _deepcopy(dt))
 
 
-def _readonly_memoryview(m: memoryview) -> memoryview:
+# --------------------------------------------------------------------------- memoryview
+
+
+def _protect_memoryview(m: memoryview) -> Any:
     data = m.tobytes()
-    view = memoryview(data)
-    try:
-        if m.ndim != 1 or m.format != "B":
-            view = view.cast(m.format, m.shape)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        pass
-    return view
+    fmt: str | None = None
+    shape = tuple(m.shape or ())
+    if m.ndim != 1 or m.format != "B":
+        fmt = m.format
+        try:
+            memoryview(data).cast(fmt, shape)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            # memoryview.cast supports native single-character formats only:
+            # others are handed out as flat bytes.
+            fmt = None
+    return _MemoryView(data, fmt, shape)
+
+
+# --------------------------------------------------------------------------- PIL
+
+
+def _protect_image(im: Any) -> Any:
+    kept = im.copy()
+    info = getattr(im, "info", None)
+    if info and not all(_frozen(protect(v))[0] for v in info.values()):
+        kept.info = _deepcopy(info)
+        return _ImageInfo(kept)
+    return _Image(kept)
+
+
+# --------------------------------------------------------------------------- pandas
+
+
+def _shared_elements(arr: Any) -> bool:
+    """True when every element of an object ndarray is shared as is by :func:`release`."""
+    items = arr.ravel().tolist()
+    if {type(x) for x in items} <= _IMMUTABLE:
+        return True
+    return all(_frozen(protect(x))[0] for x in items)
+
+
+def _object_storage(obj: Any) -> Any:
+    """The object ndarray behind an Index's elements, or None when not object dtype."""
+    np = sys.modules["numpy"]
+    dtype = getattr(obj, "dtype", None)
+    if not isinstance(dtype, np.dtype) or dtype != object:
+        return None
+    return obj.to_numpy(dtype=object)
+
+
+def _index_cells(idx: Any, where: str, pd: Any) -> list[tuple[Any, Any]]:
+    """Kept cells of a flat object Index; refuses mutable objects in nested index storage."""
+    if isinstance(idx, pd.MultiIndex):
+        for level in idx.levels:
+            arr = _object_storage(level)
+            if arr is not None and not _shared_elements(arr):
+                raise TypeError(
+                    "a pandas MultiIndex level holding mutable Python objects cannot "
+                    "be cached (its elements cannot be copied per caller)"
+                )
+        return []
+    if isinstance(idx.dtype, pd.CategoricalDtype):
+        _check_categories(idx.dtype)
+        return []
+    arr = _object_storage(idx)
+    if arr is None or _shared_elements(arr):
+        return []
+    return [(where, protect(arr.tolist()))]
+
+
+def _check_categories(dtype: Any) -> None:
+    arr = _object_storage(dtype.categories)
+    if arr is not None and not _shared_elements(arr):
+        raise TypeError(
+            "pandas categories holding mutable Python objects cannot be cached "
+            "(they cannot be copied per caller)"
+        )
+
+
+def _protect_pandas(value: Any) -> Any:
+    pd = sys.modules["pandas"]
+    np = sys.modules["numpy"]
+    copied = value.copy(deep=True)
+    _own_index_caches(copied, pd)
+    cells: list[tuple[Any, Any]] = []
+    if isinstance(copied, pd.DataFrame):
+        for j, dtype in enumerate(copied.dtypes):
+            if isinstance(dtype, pd.CategoricalDtype):
+                _check_categories(dtype)
+            elif isinstance(dtype, np.dtype) and dtype == object:
+                arr = copied.iloc[:, j].to_numpy(dtype=object)
+                if not _shared_elements(arr):
+                    cells.append((j, protect(arr.tolist())))
+                    # The kept frame holds a placeholder: release() fills in
+                    # copies, and the producer's objects are not kept alive.
+                    copied.isetitem(j, np.full(len(arr), None, dtype=object))
+        cells += _index_cells(copied.index, "index", pd)
+        cells += _index_cells(copied.columns, "columns", pd)
+    elif isinstance(copied, pd.Series):
+        if isinstance(copied.dtype, pd.CategoricalDtype):
+            _check_categories(copied.dtype)
+        elif isinstance(copied.dtype, np.dtype) and copied.dtype == object:
+            arr = copied.to_numpy(dtype=object)
+            if not _shared_elements(arr):
+                cells.append(("values", protect(arr.tolist())))
+                copied.iloc[:] = None
+        cells += _index_cells(copied.index, "index", pd)
+    else:
+        cells += _index_cells(copied, "values", pd)
+    return _Pandas(copied, tuple(cells))
+
+
+def _object_array(items: list[Any]) -> Any:
+    np = sys.modules["numpy"]
+    return np.fromiter(items, dtype=object, count=len(items))
+
+
+def _r_pandas(k: _Pandas) -> Any:
+    pd = sys.modules["pandas"]
+    out = k.v.copy(deep=True)
+    _own_index_caches(out, pd)
+    for where, kept in k.cells:
+        arr = _object_array(release(kept))
+        if type(where) is int:
+            out.isetitem(where, arr)
+        elif where == "values":
+            if isinstance(out, pd.Index):
+                out = pd.Index(arr, dtype=object, name=out.name)
+            else:
+                out.iloc[:] = arr
+        elif where == "index":
+            out.index = pd.Index(arr, dtype=object, name=out.index.name)
+        else:
+            out.columns = pd.Index(arr, dtype=object, name=out.columns.name)
+    return out
+
+
+def _own_index_caches(obj: Any, pd: Any) -> None:
+    """Give ``obj``'s index objects caches of their own.
+
+    pandas copies index objects as views sharing one ``_cache`` dict, where
+    lookups build hash-table engines lazily: without this, a caller's
+    ``.loc`` would grow the kept object (past its charged size), and the
+    producer's lookups would grow it too.
+    """
+    if isinstance(obj, pd.DataFrame):
+        axes = (obj.index, obj.columns)
+    elif isinstance(obj, pd.Series):
+        axes = (obj.index,)
+    else:
+        axes = (obj,)
+    for idx in axes:
+        try:
+            idx._cache = {}
+            for level in getattr(idx, "_levels", ()):
+                level._cache = {}
+        except AttributeError:  # a pandas without index caches
+            pass
+
+
+# --------------------------------------------------------------------------- polars and pyarrow
+
+
+def _protect_polars(value: Any) -> Any:
+    """A polars DataFrame/Series rewritten into buffers of its own.
+
+    ``clone()`` would share buffers with the producer's object, and a polars
+    object built from numpy shares the numpy array's memory, which the
+    producer may still write to. An IPC round trip copies the data (and
+    refuses Object columns, whose Python objects cannot be copied per caller).
+    """
+    import io
+
+    pl = sys.modules["polars"]
+    frame = value.to_frame() if isinstance(value, pl.Series) else value
+    if any(dtype == pl.Object for dtype in frame.dtypes):
+        raise TypeError(
+            "a polars object with an Object column cannot be cached "
+            "(its Python objects cannot be copied per caller)"
+        )
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    buf.seek(0)
+    copied = pl.read_ipc(buf, memory_map=False)
+    return copied.to_series() if isinstance(value, pl.Series) else copied
+
+
+def _protect_arrow(value: Any) -> Any:
+    """A pyarrow object rewritten into buffers backed by one immutable ``bytes`` object.
+
+    Arrow buffers made by pyarrow (or wrapping a numpy array) are writable
+    through the buffer protocol; buffers over ``bytes`` are not, so every
+    caller can share the kept object. The IPC stream writes only the visible
+    part of a slice, so the kept object holds no parent buffer either.
+    """
+    pa = sys.modules["pyarrow"]
+    if isinstance(value, pa.Table):
+        schema, batches = value.schema, value.to_batches()
+    elif isinstance(value, pa.RecordBatch):
+        schema, batches = value.schema, [value]
+    elif isinstance(value, pa.ChunkedArray):
+        table = pa.table({"v": value})
+        schema, batches = table.schema, table.to_batches()
+    else:
+        batch = pa.RecordBatch.from_arrays([value], names=["v"])
+        schema, batches = batch.schema, [batch]
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    data = sink.getvalue().to_pybytes()
+    copied = list(pa.ipc.open_stream(pa.py_buffer(data)))
+    if isinstance(value, pa.RecordBatch):
+        return copied[0]
+    table = pa.Table.from_batches(copied, schema=schema)
+    if isinstance(value, pa.Table):
+        return table
+    column = table.column(0)
+    if isinstance(value, pa.ChunkedArray):
+        return column
+    return copied[0].column(0)
 
 
 def register_copier(
@@ -624,6 +1109,6 @@ def register_copier(
     Register ``release=lambda x: x`` for types you know to be immutable.
     """
     _CUSTOM[type_] = (protect, release)
-    _KIND[type_] = "custom"
+    _KIND[type_] = _K_CUSTOM
     _IMMUTABLE.discard(type_)
     _PASS.discard(type_)

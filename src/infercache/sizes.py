@@ -24,10 +24,23 @@ Policy (deep, real bytes, each buffer once):
   the mode (e.g. 4 for ``RGB``, which Pillow stores padded), plus the core
   palette for palette modes, plus the Python-side attributes (palette bytes,
   ``info``). Computed from the mode; no pixel data is touched.
-* pandas DataFrame / Series / Index: ``memory_usage(deep=True)`` including the
-  index. Buffers shared between pandas objects (or with numpy arrays elsewhere
-  in the value) may be counted more than once -- an overcount, which is the
-  safe direction for a hard bound.
+* pandas DataFrame / Series / Index and extension arrays: walked through
+  their internals (block values, axes, index levels and codes, lazily built
+  index engines, extension arrays' numpy and Arrow buffers, categories,
+  ``attrs``), so every buffer is counted once -- also when shared with other
+  pandas objects or numpy arrays in the value -- and object-dtype cells are
+  measured deeply (a cell holding a list of arrays costs the arrays; a cell
+  holding a view costs its base buffer once). ``memory_usage(deep=True)`` is
+  not used: it counts object cells shallowly.
+* pyarrow Array / ChunkedArray / Table / RecordBatch: every buffer (of the
+  array, its children and its dictionary) counted once by the root buffer
+  that owns the memory, rounded up to Arrow's 64-byte allocation padding; a
+  slice costs the whole buffers it keeps alive.
+* polars DataFrame / Series: ``estimated_size()`` (the visible buffers) plus
+  the Python objects of Object columns; LazyFrame: the length of its
+  serialized plan (which embeds the frames it scans), else its header.
+  polars exposes no buffer addresses, so frames sharing buffers are each
+  counted in full (an overcount, the safe direction).
 * str / bytes / bytearray: ``sys.getsizeof``. memoryview: its header plus the
   object it exposes, measured (so its buffer is counted once).
 * list / tuple / dict / set / frozenset / deque and arbitrary objects: their
@@ -44,7 +57,7 @@ their ``sys.getsizeof``; autograd graphs hanging off a tensor's ``grad_fn``
 are not walked (values entering the cache are detached by
 :mod:`infercache.safety` anyway).
 
-Nothing heavy is imported: numpy, torch, pandas and PIL are recognised lazily
+Nothing heavy is imported: numpy, torch, pandas, PIL, polars and pyarrow are recognised lazily
 through ``sys.modules`` the first time a value of one of their types is
 measured, and the handler chosen for each type is cached.
 """
@@ -203,7 +216,7 @@ def _push_attrs(
         for name in slots:
             try:
                 v = object.__getattribute__(obj, name)
-            except Exception:
+            except AttributeError:  # an unset slot
                 v = missing
             if v is not missing:
                 w.stack.append(v)
@@ -247,11 +260,11 @@ def _h_ndarray(obj: Any, w: _Walk) -> int:
         header = _getsizeof(obj) - (nbytes if obj.flags.owndata else 0)
         try:
             ptr = obj.__array_interface__["data"][0]
-        except Exception:
+        except (AttributeError, KeyError, TypeError, ValueError):
             ptr = 0
         size = header + w.buffer(ptr, "cpu", nbytes)
         if obj.dtype.hasobject:
-            _push_object_elements(obj, w)
+            size += _push_object_elements(obj, w)
     else:
         # A view (or an array over foreign memory): its header, and the owner.
         size = _getsizeof(obj)
@@ -261,29 +274,48 @@ def _h_ndarray(obj: Any, w: _Walk) -> int:
     return size
 
 
-def _push_object_elements(arr: Any, w: _Walk) -> None:
+def _push_object_elements(arr: Any, w: _Walk) -> int:
+    """Measure an object array's leaf elements (each once) and push the others; returns bytes."""
     dt = arr.dtype
     if dt.fields is None:
-        w.stack.extend(arr.flat)
-        return
+        return _elements(arr.ravel().tolist(), w)
+    total = 0
     for name, spec in dt.fields.items():
         if spec[0].hasobject and spec[0].fields is None:
-            w.stack.extend(arr[name].flat)
+            total += _elements(arr[name].ravel().tolist(), w)
+    return total
+
+
+def _elements(items: list[Any], w: _Walk) -> int:
+    """Leaves among ``items`` are measured here (the common object column of
+    strings costs one loop, not a walk step each); the rest are pushed."""
+    total = 0
+    seen = w.seen
+    leaf = _LEAF
+    getsize = _getsizeof
+    push = w.stack.append
+    for x in items:
+        if type(x) in leaf:
+            i = id(x)
+            if i not in seen:
+                seen.add(i)
+                total += getsize(x)
+        else:
+            push(x)
+    return total
 
 
 def _h_tensor(obj: Any, w: _Walk) -> int:
     size = _getsizeof(obj)
+    d = getattr(obj, "__dict__", None)
+    if d:
+        w.stack.append(d)
     try:
-        d = obj.__dict__
-        if d:
-            w.stack.append(d)
-    except Exception:
-        pass
-    try:
-        if obj.is_leaf and obj.requires_grad and obj.grad is not None:
-            w.stack.append(obj.grad)
-    except Exception:
-        pass
+        grad = obj.grad if obj.is_leaf and obj.requires_grad else None
+    except RuntimeError:  # tensor kinds without autograd fields
+        grad = None
+    if grad is not None:
+        w.stack.append(grad)
     device = obj.device
     if device.type == "meta":
         return size
@@ -298,7 +330,7 @@ def _h_tensor(obj: Any, w: _Walk) -> int:
                 parts = [obj.crow_indices(), obj.col_indices(), obj.values()]
             elif layout in (torch.sparse_csc, torch.sparse_bsc):
                 parts = [obj.ccol_indices(), obj.row_indices(), obj.values()]
-        except Exception:
+        except (RuntimeError, NotImplementedError):
             parts = []
         if parts:
             w.keep.extend(parts)
@@ -307,12 +339,12 @@ def _h_tensor(obj: Any, w: _Walk) -> int:
     try:
         st = obj.untyped_storage()
         return size + w.buffer(st.data_ptr(), str(device), st.nbytes())
-    except Exception:
+    except (RuntimeError, NotImplementedError):
         # Tensors without an accessible storage (nested, functorch wrappers,
         # ...): their logical size is the best estimate available.
         try:
             return size + obj.nelement() * obj.element_size()
-        except Exception:
+        except (RuntimeError, NotImplementedError):
             return size
 
 
@@ -321,7 +353,7 @@ def _h_pil(obj: Any, w: _Walk) -> int:
     try:
         mode = obj.mode
         width, height = obj.size
-    except Exception:
+    except (AttributeError, TypeError, ValueError):  # a half-initialised image
         mode, width, height = "", 0, 0
     size += width * height * _PIL_PIXEL_SIZE.get(mode, 4)
     if mode in ("P", "PA"):
@@ -330,22 +362,126 @@ def _h_pil(obj: Any, w: _Walk) -> int:
     return size
 
 
+def _shell(obj: Any) -> int:
+    """Bytes of the Python object itself, for types whose ``__sizeof__`` is deep.
+
+    pandas objects report ``memory_usage(deep=True)`` from ``__sizeof__``
+    (object cells counted shallowly, shared buffers once per object), pyarrow
+    objects their ``nbytes``; their parts are walked instead.
+    """
+    return object.__sizeof__(obj) + _GC_HEADER
+
+
+_GC_HEADER = _getsizeof([]) - [].__sizeof__()
+
+# Attributes of pandas internals that hold data in C-level fields, invisible
+# to a walk of ``__dict__``: NDArrayBacked arrays (Categorical codes,
+# datetime/timedelta/period arrays), SparseIndex indices.
+_PANDAS_C_FIELDS = ("_ndarray", "_dtype", "indices", "blocs", "blengths")
+
+
 def _h_pandas(obj: Any, w: _Walk) -> int:
-    # (pandas' own __sizeof__ is already deep, so sys.getsizeof is not used.)
-    size = 0
-    try:
-        usage = obj.memory_usage(deep=True)
-        usage = usage.sum() if hasattr(usage, "sum") else usage
-        size += int(usage)
-    except Exception:
-        size += _getsizeof(obj)
-    try:
-        attrs = obj.attrs
-        if attrs:
-            w.stack.append(attrs)
-    except Exception:
-        pass
+    """A DataFrame, Series or Index: its shell, its ``__dict__`` and its manager's data."""
+    size = _shell(obj)
+    stack = w.stack
+    d = getattr(obj, "__dict__", None)
+    if d:
+        stack.append(d)  # _mgr, attrs, name; Index: _data, _levels, _codes, _cache, ...
     return size
+
+
+def _h_pandas_manager(obj: Any, w: _Walk) -> int:
+    """A pandas BlockManager: each block's values, the axes and the placement arrays."""
+    size = _getsizeof(obj)
+    stack = w.stack
+    for block in getattr(obj, "blocks", ()):
+        size += _getsizeof(block)
+        stack.append(block.values)
+    for part in getattr(obj, "arrays", ()):  # pandas 2's optional ArrayManager
+        stack.append(part)
+    stack.extend(getattr(obj, "axes", ()))
+    for name in ("_blknos", "_blklocs"):
+        part = getattr(obj, name, None)
+        if part is not None:
+            stack.append(part)
+    d = getattr(obj, "__dict__", None)
+    if d:
+        stack.append(d)
+    return size
+
+
+def _h_pandas_internal(obj: Any, w: _Walk) -> int:
+    """Extension arrays and sparse indexes: ``__dict__`` plus their C-level data fields."""
+    size = _shell(obj) if hasattr(type(obj), "memory_usage") else _getsizeof(obj)
+    _push_attrs(obj, w, _slot_names(type(obj)))
+    stack = w.stack
+    for name in _PANDAS_C_FIELDS:
+        try:
+            part = object.__getattribute__(obj, name)
+        except AttributeError:
+            continue
+        if part is not None:
+            stack.append(part)
+    return size
+
+
+_ARROW_PADDING = 64  # Arrow pads every allocation to a multiple of 64 bytes
+
+
+def _h_arrow_buffer(obj: Any, w: _Walk) -> int:
+    """A pyarrow Buffer: the root buffer owning its memory, counted once."""
+    root = obj
+    while root.parent is not None:
+        root = root.parent
+    nbytes = -(-root.size // _ARROW_PADDING) * _ARROW_PADDING
+    device = "arrow" if root.is_cpu else f"arrow:{getattr(root, 'device', '?')}"
+    return _shell(obj) + w.buffer(root.address, device, nbytes)
+
+
+def _h_arrow(obj: Any, w: _Walk) -> int:
+    """A pyarrow Array, ChunkedArray, Table or RecordBatch: its buffers, each once."""
+    pa = sys.modules["pyarrow"]
+    parts: list[Any]
+    if isinstance(obj, pa.Array):
+        parts = [b for b in obj.buffers() if b is not None]
+        dictionary = getattr(obj, "dictionary", None)
+        if dictionary is not None:
+            parts.append(dictionary)
+    elif isinstance(obj, pa.ChunkedArray):
+        parts = list(obj.chunks)
+    else:
+        parts = list(obj.columns)
+    # These wrappers are created by the calls above: keep them alive so their
+    # id() is not reused by another object within this measurement.
+    w.keep.extend(parts)
+    w.stack.extend(parts)
+    return _shell(obj)
+
+
+def _h_polars(obj: Any, w: _Walk) -> int:
+    """A polars DataFrame or Series: ``estimated_size()`` plus Object columns' Python objects."""
+    pl = sys.modules["polars"]
+    size = _getsizeof(obj)
+    try:
+        size += int(obj.estimated_size())
+    except Exception:  # noqa: BLE001 - an unsizeable frame still costs its header
+        return size
+    columns = obj.get_columns() if isinstance(obj, pl.DataFrame) else [obj]
+    for column in columns:
+        if column.dtype == pl.Object:
+            items = column.to_list()
+            w.keep.append(items)
+            w.stack.extend(items)
+    return size
+
+
+def _h_polars_lazy(obj: Any, w: _Walk) -> int:
+    """A polars LazyFrame: its serialized plan embeds the frames it scans."""
+    size = _getsizeof(obj)
+    try:
+        return size + len(obj.serialize())
+    except Exception:  # noqa: BLE001 - plans with Python callables cannot be serialized
+        return size
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -420,8 +556,29 @@ def _choose(t: type) -> Callable[[Any, _Walk], int]:
         if t in (torch.dtype, torch.device, torch.layout, torch.memory_format):
             return _h_free
     pd = sys.modules.get("pandas")
-    if pd is not None and issubclass(t, (pd.DataFrame, pd.Series, pd.Index)):
-        return _h_pandas
+    if pd is not None:
+        if issubclass(t, (pd.DataFrame, pd.Series, pd.Index)):
+            return _h_pandas
+        internals = sys.modules.get("pandas.core.internals.managers")
+        if internals is not None and issubclass(t, internals.BaseBlockManager):
+            return _h_pandas_manager
+        sparse = sys.modules.get("pandas._libs.sparse")
+        if issubclass(t, pd.api.extensions.ExtensionArray) or (
+            sparse is not None and issubclass(t, sparse.SparseIndex)
+        ):
+            return _h_pandas_internal
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        if issubclass(t, pa.Buffer):
+            return _h_arrow_buffer
+        if issubclass(t, (pa.Array, pa.ChunkedArray, pa.Table, pa.RecordBatch)):
+            return _h_arrow
+    pl = sys.modules.get("polars")
+    if pl is not None:
+        if issubclass(t, (pl.DataFrame, pl.Series)):
+            return _h_polars
+        if issubclass(t, pl.LazyFrame):
+            return _h_polars_lazy
     pil = sys.modules.get("PIL.Image")
     if pil is not None and issubclass(t, pil.Image):
         return _h_pil
