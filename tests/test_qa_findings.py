@@ -420,17 +420,18 @@ def test_bad_settings_have_clear_messages() -> None:
         ic.cache(key=3)
 
 
-def test_lock_inside_an_argument_names_the_parameter_and_path() -> None:
-    class Model:
-        def __init__(self) -> None:
-            self.lock = threading.Lock()
+class _ModelWithLock:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
+
+def test_lock_inside_an_argument_names_the_parameter_and_path() -> None:
     @ic.cache
     def run(model, x):
         return x
 
     with pytest.raises(ic.UnhashableError) as err:
-        run(Model(), 1)
+        run(_ModelWithLock(), 1)
     assert err.value.where == "model" and "model.lock" in str(err.value)
 
 

@@ -34,14 +34,14 @@ from .wire import (
     _PACK_MIN,
     _SMALL_INTS,
     _STR_HDR,
+    _TZ_BY_NAME,
+    _TZ_BY_STATE,
     _VARINT_SMALL,
     T_BYTEARRAY,
     T_BYTES,
     T_COMPLEX,
     T_DATE,
     T_DATETIME,
-    T_DECIMAL,
-    T_DEQUE,
     T_DICT,
     T_DIGEST,
     T_ELLIPSIS,
@@ -55,7 +55,6 @@ from .wire import (
     T_LIST,
     T_MEMVIEW,
     T_NONE,
-    T_PATH,
     T_PYARRAY,
     T_RANGE,
     T_REGISTERED,
@@ -69,7 +68,6 @@ from .wire import (
     T_TUPLE,
     T_TYPE,
     T_TZINFO,
-    T_UUID,
     _digest_sink,
     _feed,
     _int_bytes,
@@ -81,8 +79,7 @@ from .wire import (
     _pack_float,
     _pack_timedelta,
     _Sink,
-    _tagged,
-    _type_name_bytes,
+    _type_name,
     _varint,
     _write_buffer,
 )
@@ -373,6 +370,65 @@ def _enc_type(obj: type, out: _Sink) -> None:
     out += T_TYPE + _type_name_bytes(obj)
 
 
+# ---------------------------------------------------------------- class identity
+
+_HEAPTYPE = 1 << 9
+_NAMES: dict[type, bytes] = {}
+
+
+def _class_identity_problem(t: type) -> str | None:
+    """Why ``t`` cannot be named so that the name means this class in any process, or None.
+
+    A class is keyed by ``module:qualname``. That name stands for one class only
+    if walking the qualname from the imported module leads back to this very
+    class object. It does not for a class defined in a function (``<locals>``),
+    one made by a factory (several classes share the name), or one deleted or
+    replaced in its module. Static C types (not heap types) exist once per
+    process under a fixed name and are taken as named.
+    """
+    if not t.__flags__ & _HEAPTYPE:
+        return None
+    module_name = t.__dict__.get("__module__", getattr(t, "__module__", None))
+    qualname = getattr(t, "__qualname__", None)
+    if not isinstance(module_name, str) or not isinstance(qualname, str):
+        return "its class has no module and qualified name to identify it by"
+    if "<locals>" in qualname:
+        return ("its class is defined inside a function (a local class), so its name "
+                "does not identify it across calls and processes")
+    found: Any = sys.modules.get(module_name)
+    if found is None:
+        return f"its class's module {module_name!r} is not imported, so its name cannot be checked"
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is not t:
+        return (f"the name {module_name}.{qualname} does not lead back to this class "
+                "(a class made by a factory, or replaced or removed from its module), "
+                "so two different classes could share it")
+    return None
+
+
+def _type_name_bytes(t: type) -> bytes:
+    """``t``'s verified ``module:qualname``, length-prefixed; raises ``_Fail`` if
+    the name does not identify ``t`` (see :func:`_class_identity_problem`)."""
+    b = _NAMES.get(t)
+    if b is None:
+        reason = _class_identity_problem(t)
+        if reason is not None:
+            raise _Fail(t, reason)
+        b = _NAMES[t] = _raw_name_bytes(t)
+    return b
+
+
+def _raw_name_bytes(t: type) -> bytes:
+    b = _type_name(t).encode("utf-8", "surrogatepass")
+    return _varint(len(b)) + b
+
+
+def _tagged(tag: bytes, t: type) -> bytes:
+    """``tag`` then ``t``'s verified name (raises ``_Fail`` for an unidentifiable class)."""
+    return tag + _type_name_bytes(t)
+
+
 def _enc_range(obj: range, out: _Sink) -> None:
     out += T_RANGE
     _enc_int(obj.start, out)
@@ -399,15 +455,76 @@ def _enc_offset(off: _dt.timedelta | None, out: _Sink) -> None:
 
 
 def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
-    """The zone itself, not only today's offset: Europe/London in winter is not UTC."""
+    """The zone itself, not only today's offset: Europe/London in winter is not UTC.
+
+    ``datetime.timezone`` by offset and name; named zones (zoneinfo, pytz,
+    dateutil) by their name; any other tzinfo by its whole state through the
+    generic object rules (or refused). Never ``repr(tz)``: it may hold an
+    address. ``utcoffset``/``dst``/``tzname`` alone are not enough, they vary
+    with the datetime.
+    """
     if tz is None:
         out += T_NONE
-    elif type(tz) is _dt.timezone:
+        return
+    t = type(tz)
+    if t is _dt.timezone:
         _enc_timezone(tz, out)
-    else:
-        out += _tagged(T_TZINFO, type(tz))
-        name = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
-        _enc_str(name if isinstance(name, str) else repr(tz), out)
+        return
+    f = _TZ_ENC.get(t)
+    if f is None:
+        try:
+            f = _tz_encoder(t)
+        except _Fail as e:
+            f = _unhashable(e.type_, e.reason)
+        _TZ_ENC[t] = f
+    f(tz, out)
+
+
+def _tz_name_getter(t: type) -> Callable[[Any], Any] | None:
+    """How to read the zone name of a tzinfo type that is named, or None."""
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and issubclass(t, zoneinfo.ZoneInfo):
+        return lambda tz: tz.key  # None for ZoneInfo.from_file(...) without a key
+    pytz_tzinfo = sys.modules.get("pytz.tzinfo")
+    if pytz_tzinfo is not None and issubclass(t, pytz_tzinfo.BaseTzInfo):
+        return lambda tz: tz.zone  # None for pytz.FixedOffset, keyed by state
+    dateutil_tz = sys.modules.get("dateutil.tz")
+    tzfile = getattr(dateutil_tz, "tzfile", None)
+    if isinstance(tzfile, type) and issubclass(t, tzfile):
+        return _dateutil_zone_name
+    return None
+
+
+def _dateutil_zone_name(tz: Any) -> str | None:
+    """A dateutil ``tzfile``'s zone name: the path below a ``zoneinfo`` directory
+    (so ``/usr/share/zoneinfo/Europe/London`` is ``Europe/London`` on every machine)."""
+    name = getattr(tz, "_filename", None)
+    if not isinstance(name, str):
+        return None
+    norm = name.replace("\\", "/")
+    cut = norm.rfind("/zoneinfo/")
+    return norm[cut + len("/zoneinfo/"):] if cut >= 0 else name
+
+
+def _tz_encoder(t: type) -> Encoder:
+    get_name = _tz_name_getter(t)
+    by_state = T_TZINFO + _TZ_BY_STATE
+    if get_name is None:
+        def enc_state(tz: Any, out: _Sink) -> None:
+            out += by_state
+            _enc(tz, out)
+        return enc_state
+    by_name = T_TZINFO + _TZ_BY_NAME + _type_name_bytes(t)
+
+    def enc_named(tz: Any, out: _Sink) -> None:
+        name = get_name(tz)
+        if isinstance(name, str) and name:
+            out += by_name
+            _enc_str(name, out)
+        else:
+            out += by_state
+            _enc(tz, out)
+    return enc_named
 
 
 def _enc_datetime(obj: _dt.datetime, out: _Sink) -> None:
@@ -466,6 +583,7 @@ _ENC: dict[type, Encoder] = {
 }
 _CORE = dict(_ENC)
 _REGISTRY: dict[type, Callable[[Any], Any]] = {}
+_TZ_ENC: dict[type, Encoder] = {}
 
 
 # ---------------------------------------------------------------- resolution
@@ -481,7 +599,6 @@ _CODE_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                types.MethodDescriptorType, types.ClassMethodDescriptorType)
 _RUNNING_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
                   types.FrameType, types.TracebackType)
-_HEAPTYPE = 1 << 9
 
 
 def _explicitly_unhashable(t: type) -> str | None:
@@ -534,6 +651,7 @@ def _set_object_rules(rules: list[Builder], fallback: Builder) -> None:
 def _forget_resolved() -> None:
     for t in [t for t in _ENC if t not in _CORE]:
         _ENC.pop(t, None)
+    _TZ_ENC.clear()
 
 
 def _resolve(t: type) -> Encoder:
@@ -549,65 +667,36 @@ def _build(t: type) -> Encoder:
     for c in t.__mro__:
         fn = _REGISTRY.get(c)
         if fn is not None:
-            return _registered_encoder(t, fn)
+            try:
+                return _registered_encoder(t, fn, c)
+            except _Fail as e:
+                return _unhashable(t, e.reason + f"; register_hasher({t.__qualname__}, fn) to key it")
     if issubclass(t, type):
         return _enc_type
     reason = _explicitly_unhashable(t)
     if reason is not None:
         return _unhashable(t, reason)
-    for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
-        f = builder(t)
-        if f is not None:
-            return f
+    try:
+        for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
+            f = builder(t)
+            if f is not None:
+                return f
+    except _Fail as e:  # a builder found the type unidentifiable or unreadable
+        return _unhashable(e.type_, e.reason)
     return _unhashable(t, "no encoder knows this type")
 
 
-def _registered_encoder(t: type, fn: Callable[[Any], Any]) -> Encoder:
-    head = T_REGISTERED + _type_name_bytes(t)
+def _registered_encoder(t: type, fn: Callable[[Any], Any], registered: type) -> Encoder:
+    """``fn``'s content tagged with ``t``'s name. A type registered itself is named
+    as it is (its registration vouches for it); a subclass inheriting the
+    registration must be identifiable by name."""
+    head = T_REGISTERED + (_raw_name_bytes(t) if t is registered else _type_name_bytes(t))
 
     def enc(obj: Any, out: _Sink) -> None:
         out += head
         _enc(fn(obj), out)
     return enc
 
-
-
-
-def _stdlib_builder(t: type) -> Encoder | None:
-    decimal = sys.modules.get("decimal")
-    if decimal is not None and issubclass(t, decimal.Decimal):
-        head = _tagged(T_DECIMAL, t)
-
-        def enc_decimal(obj: Any, out: _Sink) -> None:
-            out += head
-            _enc_str(str(obj), out)
-        return enc_decimal
-    uuid = sys.modules.get("uuid")
-    if uuid is not None and issubclass(t, uuid.UUID):
-        head = _tagged(T_UUID, t)
-
-        def enc_uuid(obj: Any, out: _Sink) -> None:
-            out += head
-            out += obj.bytes
-        return enc_uuid
-    pathlib = sys.modules.get("pathlib")
-    if pathlib is not None and issubclass(t, pathlib.PurePath):
-        head = _tagged(T_PATH, t)
-
-        def enc_path(obj: Any, out: _Sink) -> None:
-            out += head
-            _enc_str(str(obj), out)
-        return enc_path
-    collections = sys.modules.get("collections")
-    if collections is not None and issubclass(t, collections.deque):
-        head = _tagged(T_DEQUE, t)
-
-        def enc_deque(obj: Any, out: _Sink) -> None:
-            out += head
-            _enc(obj.maxlen, out)
-            _enc_list(list(obj), out)
-        return enc_deque
-    return None
 
 
 

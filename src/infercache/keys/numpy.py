@@ -16,17 +16,19 @@ from .encoder import (
     _enc_str,
     _enc_tuple,
     _Fail,
+    _tagged,
     register_adapter,
 )
+from .objects import _extra_state_writer
 from .wire import (
     _BIG,
     T_NDARRAY,
     T_NDARRAY_SUB,
     T_NONE,
+    T_NPBUSDAYCAL,
     T_NPDTYPE,
     T_NPSCALAR,
     _Sink,
-    _tagged,
     _varint,
     _write_buffer,
 )
@@ -43,13 +45,19 @@ def _numpy_builder(t: type) -> Encoder | None:
         head = _tagged(T_NDARRAY_SUB, t)
         ma = getattr(np, "ma", None)
         masked = ma is not None and issubclass(t, ma.MaskedArray)
+        # A subclass from outside numpy (astropy's Quantity and its unit, ...) adds state.
+        extra = _extra_state_writer(t, "numpy")
 
         def enc_sub(obj: Any, out: _Sink) -> None:
             out += head
             _enc_ndarray(np.asarray(obj).view(np.ndarray), out)
             if masked:
                 _enc_ndarray(np.ma.getmaskarray(obj), out)
+            if extra is not None:
+                extra(obj, out)
         return enc_sub
+    if t is np.busdaycalendar:
+        return _enc_busdaycalendar
     if issubclass(t, np.generic):
         return _enc_npscalar
     if issubclass(t, np.dtype):
@@ -58,11 +66,20 @@ def _numpy_builder(t: type) -> Encoder | None:
 
 
 def _write_dtype(dt: Any, out: _Sink) -> None:
+    """``dt.str`` (kind, item size, byte order, datetime unit), then the fields
+    of structured and sub-array dtypes, or ``StringDType``'s missing-value
+    object and coercion."""
     _enc_str(dt.str, out)
     if dt.names is not None or dt.subdtype is not None:
         _enc(dt.descr, out)
+    elif dt.kind == "T":
+        na = getattr(dt, "na_object", _NO_NA)
+        _enc((na is not _NO_NA, None if na is _NO_NA else na, bool(getattr(dt, "coerce", True))), out)
     else:
         out += T_NONE
+
+
+_NO_NA = object()
 
 
 def _enc_npdtype(obj: Any, out: _Sink) -> None:
@@ -110,3 +127,11 @@ def _enc_npscalar(x: Any, out: _Sink) -> None:
         out += _varint(len(b))
         out += b
 
+
+
+def _enc_busdaycalendar(cal: Any, out: _Sink) -> None:
+    """A business-day calendar by its week mask and holidays (pandas' custom
+    business-day offsets hold one)."""
+    out += T_NPBUSDAYCAL
+    _enc_ndarray(cal.weekmask, out)
+    _enc_ndarray(cal.holidays, out)

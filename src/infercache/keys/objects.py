@@ -1,17 +1,33 @@
 """Object reflection: keys for values whose content is their Python-level state.
 
-Enums (by value), pydantic models (by field values), dataclasses (by
-fields), subclasses of builtin types (the builtin value plus the instance's
-own state) and, as the last resort, plain objects by their ``__dict__`` and
-``__slots__``. These rules come after every library adapter: a library type
-that happens to be a dataclass or a ``datetime`` subclass is keyed by its
-adapter.
+The rule, enforced here for every object that no adapter claims: **a key
+covers an object's whole state, or the object is refused.** The whole state
+of an instance is its ``__dict__`` plus every ``__slots__`` value, so:
+
+* the class must be identifiable by name in any process (the encoder's
+  :func:`~.encoder._class_identity_problem`): no local or factory-made
+  classes, which would let two different classes share a key;
+* no class on the instance layout may keep state in C that neither
+  ``__dict__`` nor ``__slots__`` shows (:func:`_hidden_state`), which is the
+  case of Cython and other extension types, also when they are heap types;
+* enums are keyed by class and value; pydantic models, dataclasses and plain
+  objects by their whole state (fields, but also attributes a subclass sets
+  outside the fields, private attributes, extras, which fields were set);
+* subclasses of the readable value types (builtins, ``datetime``,
+  ``OrderedDict``, ``defaultdict``, ``deque``, ``array``, ``Decimal``,
+  ``UUID``, paths, struct sequences) by the base value plus the state their
+  own classes add.
+
+These rules come after every library adapter: a library type that happens to
+be a dataclass or a ``datetime`` subclass is keyed by its adapter.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import struct
 import sys
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -22,110 +38,106 @@ from .encoder import (
     _enc,
     _enc_dict,
     _enc_list,
+    _enc_pyarray,
     _enc_str,
+    _enc_tuple,
     _Fail,
     _first,
     _set_object_rules,
-    _stdlib_builder,
+    _tagged,
     _unhashable,
 )
 from .wire import (
     T_DATACLASS,
+    T_DECIMAL,
+    T_DEFAULTDICT,
+    T_DEQUE,
     T_ENUM,
     T_MISSING,
     T_NONE,
     T_OBJECT,
+    T_PATH,
     T_PYDANTIC,
+    T_STRUCTSEQ,
     T_SUBCLASS,
-    T_UNSET,
+    T_UUID,
     _Sink,
-    _tagged,
     _type_name,
     _varint,
 )
 
-
-def _enum_builder(t: type) -> Encoder | None:
-    enum = sys.modules.get("enum")
-    if enum is None or not issubclass(t, enum.Enum):
-        return None
-    head = _tagged(T_ENUM, t)
-
-    def enc(obj: Any, out: _Sink) -> None:
-        out += head
-        _enc(obj._value_, out)
-    return enc
+_PTR = struct.calcsize("P")
+# Where CPython keeps an instance's __dict__ / weakref list outside the basic size.
+_MANAGED_DICT = 1 << 4 if sys.version_info >= (3, 11) else 0
+_MANAGED_WEAKREF = 1 << 3 if sys.version_info >= (3, 12) else 0
+_SPECIAL_SLOTS = ("__dict__", "__weakref__")
 
 
+# ---------------------------------------------------------------- the C-state rule
 
-def _dataclass_builder(t: type) -> Encoder | None:
-    dataclasses = sys.modules.get("dataclasses")
-    if dataclasses is None or not dataclasses.is_dataclass(t):
-        return None
-    names = tuple(f.name for f in dataclasses.fields(t))
-    head = _tagged(T_DATACLASS, t) + _varint(len(names))
-
-    def enc(obj: Any, out: _Sink) -> None:
-        stack = out.stack
-        oid = id(obj)
-        if oid in stack:
-            raise _Fail(t, "it contains itself (a reference cycle)")
-        stack.add(oid)
-        out += head
-        for name in names:
-            _enc_str(name, out)
-            try:
-                value = getattr(obj, name)
-            except AttributeError:  # a field(init=False) not set yet is a state of its own
-                out += T_UNSET
-                continue
-            try:
-                _enc(value, out)
-            except _Fail as e:
-                e.path.append(f".{name}")
-                raise
-        stack.discard(oid)
-    return enc
+def _own_slot_names(c: type) -> tuple[str, ...]:
+    """Attribute names of the slots class ``c`` itself declares (mangled as Python does)."""
+    if not c.__flags__ & _HEAPTYPE:
+        return ()
+    names = c.__dict__.get("__slots__", ())
+    if isinstance(names, str):
+        names = (names,)
+    out = []
+    for name in names:
+        if not isinstance(name, str) or name in _SPECIAL_SLOTS:
+            continue
+        if name.startswith("__") and not name.endswith("__") and c.__name__.lstrip("_"):
+            name = f"_{c.__name__.lstrip('_')}{name}"
+        out.append(name)
+    return tuple(out)
 
 
-def _pydantic_builder(t: type) -> Encoder | None:
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is None:
-        return None
-    base = getattr(pydantic, "BaseModel", None)
-    v1 = sys.modules.get("pydantic.v1")
-    if base is not None and issubclass(t, base):
-        fields = tuple(t.model_fields)
-    elif v1 is not None and issubclass(t, v1.BaseModel):
-        fields = tuple(t.__fields__)
-    else:
-        return None
-    head = _tagged(T_PYDANTIC, t)
+def _hidden_state(t: type, root: type = object) -> str | None:
+    """Why instances of ``t`` may hold state that neither ``__dict__`` nor
+    ``__slots__`` shows, or ``None`` when they cannot.
 
-    def enc(obj: Any, out: _Sink) -> None:
-        # Field values themselves, not model_dump(): a dump turns nested models into
-        # plain dicts (losing their types) and leaves out fields marked exclude=True.
-        values = {name: getattr(obj, name) for name in fields}
-        extra = getattr(obj, "__pydantic_extra__", None)
-        if extra:
-            values["__pydantic_extra__"] = extra
-        out += head
-        _enc(values, out)
+    The HEAPTYPE flag does not tell: Cython and other extension types are heap
+    types too. What tells is the instance layout. For every class ``c`` on the
+    layout chain (``c.__base__`` down to ``root``), CPython makes a class
+    statement's instances exactly as large as its base's plus one pointer per
+    declared slot, plus one for a ``__dict__`` and one for a weakref list
+    when ``c`` adds them and they are not kept outside the object (3.11+ and
+    3.12+). Bytes beyond that are fields of a C type: state the generic
+    encoder cannot read. A C base without fields (``datetime.tzinfo``, C
+    mixins) adds no bytes and no state, so it passes; ``root`` is a type whose
+    own content an encoder reads (``int``, ``deque``, ...).
+    """
+    c = t
+    while c is not root and c is not object:
+        base = c.__base__
+        if base is None:
+            break
+        delta = c.__basicsize__ - base.__basicsize__
+        explained = _PTR * len(_own_slot_names(c))
+        if c.__dictoffset__ and not base.__dictoffset__ and not c.__flags__ & _MANAGED_DICT:
+            explained += _PTR
+        if c.__weakrefoffset__ and not base.__weakrefoffset__ and not c.__flags__ & _MANAGED_WEAKREF:
+            explained += _PTR
+        if delta != explained or c.__itemsize__ != base.__itemsize__:
+            return (f"its state lives in the C type {_type_name(c)!r} (an extension type whose "
+                    f"instances hold data that no __dict__ or __slots__ shows), which infercache "
+                    f"cannot read")
+        c = base
+    return None
 
-    return enc
+
+def _family(c: type) -> str:
+    """The top-level package a class comes from (``pathlib`` for ``pathlib._local.Path``)."""
+    module = c.__dict__.get("__module__", getattr(c, "__module__", ""))
+    return module.partition(".")[0] if isinstance(module, str) else ""
 
 
-def _state_encoder(t: type) -> Callable[[Any, _Sink], bool]:
-    """Writes an instance's ``__dict__`` and slots; returns False if it has neither."""
+def _state_encoder(t: type, classes: tuple[type, ...] | None = None) -> Callable[[Any, _Sink], bool]:
+    """Writes an instance's ``__dict__`` and the slots declared by ``classes``
+    (default: every class of ``t``); returns False if it has neither."""
     slots: list[tuple[str, Any]] = []
-    for c in reversed(t.__mro__):
-        names = c.__dict__.get("__slots__", ())
-        if isinstance(names, str):
-            names = (names,)
-        for name in names:
-            if name in ("__dict__", "__weakref__"):
-                continue
-            attr = f"_{c.__name__.lstrip('_')}{name}" if name.startswith("__") and not name.endswith("__") else name
+    for c in reversed(t.__mro__ if classes is None else classes):
+        for attr in _own_slot_names(c):
             desc = c.__dict__.get(attr)
             if desc is not None and hasattr(desc, "__get__"):
                 slots.append((attr, desc))
@@ -167,12 +179,13 @@ def _object_path_fix(e: _Fail) -> None:
         e.path[-1] = "." + e.path[-1][2:-2]
 
 
-def _generic_object_encoder(t: type) -> Encoder:
-    for c in t.__mro__[:-1]:
-        if not c.__flags__ & _HEAPTYPE:
-            return _unhashable(
-                t, f"its state lives in the C type {_type_name(c)!r}, which infercache cannot read")
-    head = _tagged(T_OBJECT, t)
+def _whole_state_encoder(tag: bytes, t: type) -> Encoder:
+    """``tag``, the verified class name, then the whole ``__dict__`` and slots,
+    or a refusal when some of the state is out of reach."""
+    reason = _hidden_state(t)
+    if reason is not None:
+        return _unhashable(t, reason)
+    head = _tagged(tag, t)
     write_state = _state_encoder(t)
 
     def enc(obj: Any, out: _Sink) -> None:
@@ -193,35 +206,123 @@ def _generic_object_encoder(t: type) -> Encoder:
     return enc
 
 
-def _builtin_subclass_builder(t: type) -> Encoder | None:
-    for base, convert in _SUBCLASS_BASES:
-        if issubclass(t, base):
-            break
-    else:
-        return None
-    base_enc = _CORE[base]
-    collections = sys.modules.get("collections")
-    if base is dict and collections is not None and issubclass(t, collections.OrderedDict):
-        base_enc = _enc_list
+def _extra_state_writer(t: type, family: str) -> Callable[[Any, _Sink], None] | None:
+    """For a subclass of a library's type, a writer of the state its non-library
+    classes add (``__dict__`` and their slots), or None if they add none.
 
-        def convert(obj: Any) -> Any:
-            return list(obj.items())
-    head = _tagged(T_SUBCLASS, t)
-    write_state = _state_encoder(t)
+    Used by adapters: the adapter reads the library's own state, this the rest.
+    Raises ``_Fail`` if one of those classes keeps state in C.
+    """
+    extra = tuple(c for c in t.__mro__ if c is not object and _family(c) != family)
+    if not extra:
+        return None
+    reason = _hidden_state(t, next(c for c in t.__mro__ if _family(c) == family))
+    if reason is not None:
+        raise _Fail(t, reason)
+    write_state = _state_encoder(t, extra)
+
+    def write(obj: Any, out: _Sink) -> None:
+        if not write_state(obj, out):
+            out += T_NONE
+    return write
+
+
+# ---------------------------------------------------------------- rules
+
+def _enum_builder(t: type) -> Encoder | None:
+    enum = sys.modules.get("enum")
+    if enum is None or not issubclass(t, enum.Enum):
+        return None
+    head = _tagged(T_ENUM, t)
 
     def enc(obj: Any, out: _Sink) -> None:
         out += head
-        base_enc(convert(obj), out)
-        if not write_state(obj, out):
-            out += T_NONE
+        _enc(obj._value_, out)
     return enc
+
+
+def _dataclass_builder(t: type) -> Encoder | None:
+    """Dataclasses by their whole state: the fields and any attribute set outside
+    them (a subclass's ``__init__``), a ``field(init=False)`` not set yet included."""
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is None or not dataclasses.is_dataclass(t):
+        return None
+    return _whole_state_encoder(T_DATACLASS, t)
+
+
+def _pydantic_builder(t: type) -> Encoder | None:
+    """pydantic models by their whole state: field values as they are (nested
+    models keep their types, ``exclude=True`` fields count), extras, private
+    attributes, which fields were set, and anything else in ``__dict__``."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None:
+        return None
+    base = getattr(pydantic, "BaseModel", None)
+    v1 = sys.modules.get("pydantic.v1")
+    if not ((base is not None and issubclass(t, base))
+            or (v1 is not None and issubclass(t, v1.BaseModel))):
+        return None
+    return _whole_state_encoder(T_PYDANTIC, t)
 
 
 def _same(obj: Any) -> Any:
     return obj
 
 
-_SUBCLASS_BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+def _ordered_items(obj: Any) -> list:
+    return list(obj.items())
+
+
+def _value_bases() -> list[tuple[type, bytes, Encoder]]:
+    """(base, tag, content writer) for the value types whose subclasses are keyed
+    by their base value plus their own state; the first matching base wins."""
+    found: list[tuple[type, bytes, Encoder]] = []
+    collections = sys.modules.get("collections")
+    if collections is not None:
+        od_content = _content(_enc_list, _ordered_items)
+        found.append((collections.OrderedDict, T_SUBCLASS, od_content))
+        found.append((collections.defaultdict, T_DEFAULTDICT, _enc_defaultdict))
+        found.append((collections.deque, T_DEQUE, _enc_deque))
+    decimal = sys.modules.get("decimal")
+    if decimal is not None:
+        found.append((decimal.Decimal, T_DECIMAL, _content(_enc_str, str)))
+    uuid = sys.modules.get("uuid")
+    if uuid is not None:
+        found.append((uuid.UUID, T_UUID, _enc_uuid))
+    pathlib = sys.modules.get("pathlib")
+    if pathlib is not None:
+        found.append((pathlib.PurePath, T_PATH, _content(_enc_str, str)))
+    found.append((array, T_SUBCLASS, _enc_pyarray))
+    for base, convert in _BUILTIN_BASES:
+        found.append((base, T_SUBCLASS, _content(_CORE[base], convert)))
+    return found
+
+
+def _content(write: Encoder, convert: Callable[[Any], Any]) -> Encoder:
+    def enc(obj: Any, out: _Sink) -> None:
+        write(convert(obj), out)
+    return enc
+
+
+def _enc_defaultdict(obj: Any, out: _Sink) -> None:
+    try:
+        _enc(obj.default_factory, out)
+    except _Fail as e:
+        e.path.append(".default_factory")
+        raise
+    _enc_dict(dict(dict.items(obj)), out)
+
+
+def _enc_deque(obj: Any, out: _Sink) -> None:
+    _enc(obj.maxlen, out)
+    _enc_list(list(obj), out)
+
+
+def _enc_uuid(obj: Any, out: _Sink) -> None:
+    out += obj.bytes
+
+
+_BUILTIN_BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
     (int, int.__int__),
     (float, float.__float__),
     (complex, lambda o: complex(complex.real.__get__(o), complex.imag.__get__(o))),
@@ -240,8 +341,62 @@ _SUBCLASS_BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
 )
 
 
+def _value_builder(t: type) -> Encoder | None:
+    """Subclasses of a readable value type (and the stdlib value types themselves).
+
+    The key is the tag, ``t``'s name, the base value, then the ``__dict__`` and
+    slots added by classes outside the base's package (always for builtin
+    subclasses, so ``class Meter(float)`` with a ``unit`` keys the unit).
+    A class between ``t`` and the base that keeps state in C (such as
+    ``defaultdict`` for ``dict``, were it not listed) is refused.
+    """
+    for base, tag, content in _value_bases():
+        if issubclass(t, base):
+            break
+    else:
+        return None
+    reason = _hidden_state(t, base)
+    if reason is not None:
+        return _unhashable(t, reason)
+    head = _tagged(tag, t)
+    family = _family(base)
+    extra = tuple(c for c in t.__mro__ if c not in base.__mro__ and _family(c) != family)
+    if tag is not T_SUBCLASS and not extra:
+        def enc_value(obj: Any, out: _Sink) -> None:
+            out += head
+            content(obj, out)
+        return enc_value
+    write_state = _state_encoder(t, extra)
+
+    def enc(obj: Any, out: _Sink) -> None:
+        out += head
+        content(obj, out)
+        if not write_state(obj, out):
+            out += T_NONE
+    return enc
+
+
+def _structseq_builder(t: type) -> Encoder | None:
+    """Struct sequences (``os.stat_result``, ``time.struct_time``): all fields,
+    also those beyond the tuple part (``st_atime_ns``...)."""
+    if not (issubclass(t, tuple) and isinstance(getattr(t, "n_sequence_fields", None), int)
+            and isinstance(getattr(t, "n_fields", None), int)):
+        return None
+    head = _tagged(T_STRUCTSEQ, t)
+
+    def enc(obj: Any, out: _Sink) -> None:
+        out += head
+        _enc_tuple(tuple(tuple.__iter__(obj)), out)
+        hidden = obj.__reduce__()[1][1]  # the fields beyond the tuple, by name
+        _enc_dict(dict(hidden), out)
+    return enc
+
+
+def _generic_object_encoder(t: type) -> Encoder:
+    return _whole_state_encoder(T_OBJECT, t)
+
 
 _set_object_rules(
-    [_enum_builder, _pydantic_builder, _stdlib_builder, _dataclass_builder, _builtin_subclass_builder],
+    [_enum_builder, _pydantic_builder, _structseq_builder, _value_builder, _dataclass_builder],
     _generic_object_encoder,
 )

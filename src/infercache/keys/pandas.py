@@ -1,33 +1,75 @@
-"""pandas adapter: DataFrames, Series, Indexes and pandas scalars."""
+"""pandas adapter: DataFrames, Series, Indexes, extension arrays, dtypes and scalars.
+
+Every value is keyed by its content bytes with explicit dtype parameters, never
+through ``str(dtype)`` or ``repr``. pandas' own ``hash_pandas_object`` /
+``hash_array`` are not used: they give one 64-bit hash per row (collisions are
+possible by construction, and they fold categoricals to their values and
+ignore index/column names unless asked), where a key must be injective.
+
+* extension arrays by kind: categorical (codes, categories, ordered),
+  datetime (``M8[unit]`` values, time zone, freq), timedelta, period
+  (ordinals, freq), interval (closed, left and right arrays), nullable
+  Int/UInt/Float/boolean (values with masked slots zeroed, mask), string
+  (storage, missing-value marker, values), sparse (fill value, kind,
+  indices, values, length), Arrow-backed (the ``pyarrow`` array, through
+  the pyarrow adapter) and numpy-backed;
+* scalars: ``Timestamp``/``Timedelta`` (value in their own unit, unit, zone),
+  ``Period`` (ordinal, freq), ``Interval``, ``NaT``, ``NA``, date offsets
+  (class, ``n``, ``normalize``, parameters);
+* Series/DataFrame/Index with their labels, names, ``attrs``, flags and any
+  attribute a user set on them; ``RangeIndex`` by its range, ``MultiIndex``
+  by levels, codes, names and sort order; ``freq`` of datetime-like indexes.
+
+A pandas type subclassed outside pandas carries its verified class name.
+An extension array of a dtype not listed (third-party) is refused.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .encoder import (
     Encoder,
     _enc,
     _enc_bool,
+    _enc_dict,
     _enc_int,
-    _enc_list,
     _enc_str,
+    _enc_tzinfo,
     _Fail,
+    _type_name_bytes,
     register_adapter,
 )
-from .numpy import _by_elements, _enc_ndarray
+from .numpy import _enc_ndarray
+from .objects import _family, _own_slot_names
 from .wire import (
+    T_NONE,
     T_PD_COLUMN,
+    T_PD_DTYPE,
     T_PD_FRAME,
     T_PD_INDEX,
+    T_PD_INTERVAL,
     T_PD_NA,
     T_PD_NAT,
+    T_PD_OFFSET,
+    T_PD_PERIOD,
     T_PD_SERIES,
     T_PD_TIMEDELTA,
     T_PD_TIMESTAMP,
     _Sink,
     _varint,
 )
+
+# Instance attributes pandas itself keeps (content, caches, references); any
+# other attribute of a pandas object was set by its user and is keyed.
+_PD_INTERNAL = frozenset({
+    "_mgr", "_attrs", "_flags", "_name", "_item_cache", "_cacher", "_is_copy", "_cache",
+    "_data", "_id", "_references", "_freq", "_codes", "_levels", "_names", "_range",
+    "sortorder", "_dtype", "_ndarray", "_mask", "_pa_array", "_left", "_right", "_closed",
+    "_sparse_index", "_sparse_values", "_readonly", "__module__",
+})
 
 
 @register_adapter
@@ -36,71 +78,297 @@ def _pandas_builder(t: type) -> Encoder | None:
     if pd is None:
         return None
     if issubclass(t, pd.DataFrame):
-        return _enc_frame
+        return _with_head(T_PD_FRAME, t, _write_frame)
     if issubclass(t, pd.Series):
-        return _enc_series
+        return _with_head(T_PD_SERIES, t, _write_series)
     if issubclass(t, pd.Index):
-        return _enc_index
+        return _with_head(T_PD_INDEX, t, _write_index)
+    if issubclass(t, pd.api.extensions.ExtensionArray):
+        return _with_head(T_PD_COLUMN, t, _write_array_body)
+    if issubclass(t, pd.api.extensions.ExtensionDtype):
+        return _with_head(T_PD_DTYPE, t, _write_dtype)
     if t is type(pd.NA):
-        return lambda obj, out: out.__iadd__(T_PD_NA)
+        return _fixed(T_PD_NA)
     if t is type(pd.NaT):
-        return lambda obj, out: out.__iadd__(T_PD_NAT)
+        return _fixed(T_PD_NAT)
     if issubclass(t, pd.Timestamp):
-        def enc_ts(obj: Any, out: _Sink) -> None:
-            out += T_PD_TIMESTAMP
-            _enc_int(obj.value, out)
-            _enc_str(str(obj.tz), out)
-        return enc_ts
+        return _with_head(T_PD_TIMESTAMP, t, _write_timestamp)
     if issubclass(t, pd.Timedelta):
-        def enc_td(obj: Any, out: _Sink) -> None:
-            out += T_PD_TIMEDELTA
-            _enc_int(obj.value, out)
-        return enc_td
+        return _with_head(T_PD_TIMEDELTA, t, _write_timedelta)
+    if issubclass(t, pd.Period):
+        return _with_head(T_PD_PERIOD, t, _write_period)
+    if issubclass(t, pd.Interval):
+        return _with_head(T_PD_INTERVAL, t, _write_interval)
+    if issubclass(t, pd.offsets.BaseOffset):
+        return _with_head(T_PD_OFFSET, t, _write_offset)
     return None
 
 
-def _write_column(values: Any, out: _Sink) -> None:
-    """A Series' or Index's values: dtype name, then exact content."""
-    np = sys.modules["numpy"]
-    pd = sys.modules["pandas"]
-    dtype = values.dtype
-    out += T_PD_COLUMN
-    _enc_str(str(dtype), out)
-    if isinstance(dtype, np.dtype) and not _by_elements(dtype):
-        _enc_ndarray(np.asarray(values.to_numpy()), out)
-    elif isinstance(dtype, pd.CategoricalDtype):
-        cat = values.array if not isinstance(values, pd.Categorical) else values
-        _enc_ndarray(np.asarray(cat.codes), out)
-        _enc_index(cat.categories, out)
-        _enc_bool(bool(dtype.ordered), out)
-    elif isinstance(dtype, pd.DatetimeTZDtype):
-        _enc_ndarray(np.asarray(values.array.asi8), out)
-    else:
-        _enc_list(values.to_numpy(dtype=object).tolist(), out)
+def _fixed(tag: bytes) -> Encoder:
+    def enc(obj: Any, out: _Sink) -> None:
+        out += tag
+    return enc
 
 
-def _enc_index(idx: Any, out: _Sink) -> None:
-    out += T_PD_INDEX
-    _enc(list(idx.names), out)
-    _write_column(idx, out)
+def _class_marker(t: type) -> bytes:
+    """Empty for pandas' own classes (their kind is in the content), the verified
+    name of a subclass made outside pandas (which may behave differently)."""
+    if _family(t) == "pandas":
+        return _varint(0)
+    for c in t.__mro__:
+        if _family(c) != "pandas" and _own_slot_names(c):
+            raise _Fail(t, f"its class {c.__qualname__} adds __slots__ to a pandas type")
+    return _type_name_bytes(t)
 
 
-def _enc_series(s: Any, out: _Sink) -> None:
-    out += T_PD_SERIES
-    _enc(s.name, out)
-    _enc_index(s.index, out)
-    _write_column(s, out)
+def _with_head(tag: bytes, t: type, body: Callable[[Any, _Sink], None]) -> Encoder:
+    head = tag + _class_marker(t)
+
+    def enc(obj: Any, out: _Sink) -> None:
+        out += head
+        body(obj, out)
+    return enc
 
 
-def _enc_frame(df: Any, out: _Sink) -> None:
-    out += T_PD_FRAME
+def _write_user_attrs(obj: Any, out: _Sink) -> None:
+    d = getattr(obj, "__dict__", None) or {}
+    _enc_dict({k: v for k, v in d.items() if k not in _PD_INTERNAL}, out)
+
+
+# ---------------------------------------------------------------- containers
+
+def _write_frame(df: Any, out: _Sink) -> None:
     _enc_index(df.columns, out)
     _enc_index(df.index, out)
     out += _varint(df.shape[1])
-    for i, (name, col) in enumerate(df.items()):
+    for name, col in df.items():
         try:
-            _write_column(col, out)
+            _write_array(col.array, out)
         except _Fail as e:
             e.path.append(f"[{name!r}]")
             raise
+    _write_meta(df, out)
 
+
+def _write_series(s: Any, out: _Sink) -> None:
+    _enc(s.name, out)
+    _enc_index(s.index, out)
+    _write_array(s.array, out)
+    _write_meta(s, out)
+
+
+def _write_meta(obj: Any, out: _Sink) -> None:
+    _enc_dict(dict(obj.attrs), out)
+    _enc_bool(bool(obj.flags.allows_duplicate_labels), out)
+    _write_user_attrs(obj, out)
+
+
+def _enc_index(idx: Any, out: _Sink) -> None:
+    out += T_PD_INDEX + _class_marker(type(idx))
+    _write_index(idx, out)
+
+
+def _write_index(idx: Any, out: _Sink) -> None:
+    pd = sys.modules["pandas"]
+    if isinstance(idx, pd.RangeIndex):
+        out += b"r"
+        _enc(idx.name, out)
+        _enc_int(idx.start, out)
+        _enc_int(idx.stop, out)
+        _enc_int(idx.step, out)
+    elif isinstance(idx, pd.MultiIndex):
+        out += b"M"
+        _enc(list(idx.names), out)
+        _enc(idx.sortorder, out)
+        out += _varint(idx.nlevels)
+        for level, codes in zip(idx.levels, idx.codes):
+            _enc_index(level, out)
+            _enc_ndarray(codes, out)
+    else:
+        out += b"i"
+        _enc(idx.name, out)
+        _write_array(idx.array, out)
+        _enc_freq(getattr(idx, "freq", None), out)
+    _write_user_attrs(idx, out)
+
+
+# ---------------------------------------------------------------- arrays
+
+_ARRAY_WRITERS: dict[type, Callable[[Any, _Sink], None]] = {}
+
+
+def _write_array(arr: Any, out: _Sink) -> None:
+    """``T_PD_COLUMN``, the kind of array, its dtype parameters and its content."""
+    out += T_PD_COLUMN
+    _write_array_body(arr, out)
+
+
+def _write_array_body(arr: Any, out: _Sink) -> None:
+    t = type(arr)
+    w = _ARRAY_WRITERS.get(t)
+    if w is None:
+        w = _ARRAY_WRITERS[t] = _array_writer(t)
+    w(arr, out)
+
+
+def _array_writer(t: type) -> Callable[[Any, _Sink], None]:
+    np = sys.modules["numpy"]
+    pd = sys.modules["pandas"]
+    arrays = pd.arrays
+    string_types = tuple(c for c in (getattr(arrays, "StringArray", None),
+                                     getattr(arrays, "ArrowStringArray", None)) if c is not None)
+    if issubclass(t, np.ndarray):
+        return _kind(b"n", lambda a, out: _enc_ndarray(a, out))
+    if issubclass(t, arrays.NumpyExtensionArray):
+        return _kind(b"n", lambda a, out: _enc_ndarray(np.asarray(a), out))
+    if issubclass(t, string_types):
+        return _kind(b"s", _write_strings)
+    if issubclass(t, pd.Categorical):
+        return _kind(b"c", _write_categorical)
+    if issubclass(t, arrays.DatetimeArray):
+        return _kind(b"d", _write_datetimes)
+    if issubclass(t, arrays.TimedeltaArray):
+        return _kind(b"t", _write_timedeltas)
+    if issubclass(t, arrays.PeriodArray):
+        return _kind(b"p", _write_periods)
+    if issubclass(t, arrays.IntervalArray):
+        return _kind(b"i", _write_intervals)
+    if issubclass(t, (arrays.IntegerArray, arrays.FloatingArray, arrays.BooleanArray)):
+        return _kind(b"m", _write_masked)
+    if issubclass(t, arrays.SparseArray):
+        return _kind(b"S", _write_sparse)
+    if issubclass(t, arrays.ArrowExtensionArray):
+        return _kind(b"a", _write_arrow)
+    reason = (f"it is a pandas extension array of a dtype infercache has no adapter for "
+              f"({t.__module__}.{t.__qualname__})")
+
+    def refuse(arr: Any, out: _Sink) -> None:
+        raise _Fail(t, reason)
+    return refuse
+
+
+def _kind(kind: bytes, write: Callable[[Any, _Sink], None]) -> Callable[[Any, _Sink], None]:
+    def w(arr: Any, out: _Sink) -> None:
+        out += kind
+        write(arr, out)
+    return w
+
+
+def _write_strings(arr: Any, out: _Sink) -> None:
+    np = sys.modules["numpy"]
+    dtype = arr.dtype
+    _enc_str(dtype.storage, out)
+    _enc(dtype.na_value, out)
+    _enc_ndarray(np.asarray(arr.to_numpy(dtype=object), dtype=object), out)
+
+
+def _write_categorical(arr: Any, out: _Sink) -> None:
+    _enc_bool(bool(arr.ordered), out)
+    _enc_index(arr.categories, out)
+    _enc_ndarray(arr.codes, out)
+
+
+def _write_datetimes(arr: Any, out: _Sink) -> None:
+    _enc_ndarray(arr._ndarray, out)  # M8[unit] values (UTC when tz-aware)
+    _enc_tzinfo(arr.tz, out)
+    _enc_freq(getattr(arr, "freq", None), out)
+
+
+def _write_timedeltas(arr: Any, out: _Sink) -> None:
+    _enc_ndarray(arr._ndarray, out)  # m8[unit] values
+    _enc_freq(getattr(arr, "freq", None), out)
+
+
+def _write_periods(arr: Any, out: _Sink) -> None:
+    _write_offset_value(arr.freq, out)
+    _enc_ndarray(arr.asi8, out)
+
+
+def _write_intervals(arr: Any, out: _Sink) -> None:
+    _enc_str(arr.closed, out)
+    _write_array(arr.left.array, out)
+    _write_array(arr.right.array, out)
+
+
+def _write_masked(arr: Any, out: _Sink) -> None:
+    data, mask = arr._data, arr._mask
+    if mask.any():  # values under the mask are arbitrary: equal arrays must key equal
+        data = data.copy()
+        data[mask] = 0
+    _enc_ndarray(data, out)
+    _enc_ndarray(mask, out)
+
+
+def _write_sparse(arr: Any, out: _Sink) -> None:
+    _enc(arr.fill_value, out)
+    _enc_str(arr.kind, out)
+    index = arr.sp_index.to_int_index()
+    out += _varint(index.length)
+    _enc_ndarray(index.indices, out)
+    _enc_ndarray(arr.sp_values, out)
+
+
+def _write_arrow(arr: Any, out: _Sink) -> None:
+    _enc(arr.__arrow_array__(), out)  # a pyarrow ChunkedArray: the pyarrow adapter keys it
+
+
+# ---------------------------------------------------------------- dtypes and scalars
+
+def _write_dtype(dtype: Any, out: _Sink) -> None:
+    """An extension dtype: its class and an empty array of it (which carries
+    every dtype parameter: categories, zone, unit, freq, storage, ...)."""
+    pd = sys.modules["pandas"]
+    _enc_str(_pandas_class_name(type(dtype)), out)
+    if isinstance(dtype, pd.CategoricalDtype):
+        _enc_bool(dtype.categories is None, out)
+    _write_array(pd.array([], dtype=dtype), out)
+
+
+def _pandas_class_name(t: type) -> str:
+    return next(c.__name__ for c in t.__mro__ if _family(c) == "pandas")
+
+
+def _write_timestamp(ts: Any, out: _Sink) -> None:
+    _enc_int(ts._value, out)  # in the Timestamp's own unit
+    _enc_str(ts.unit, out)
+    _enc_tzinfo(ts.tzinfo, out)
+    _write_user_attrs(ts, out)
+
+
+def _write_timedelta(td: Any, out: _Sink) -> None:
+    _enc_int(td._value, out)
+    _enc_str(td.unit, out)
+    _write_user_attrs(td, out)
+
+
+def _write_period(p: Any, out: _Sink) -> None:
+    _enc_int(p.ordinal, out)
+    _write_offset_value(p.freq, out)
+    _write_user_attrs(p, out)
+
+
+def _write_interval(iv: Any, out: _Sink) -> None:
+    _enc_str(iv.closed, out)
+    _enc(iv.left, out)
+    _enc(iv.right, out)
+
+
+def _write_offset(off: Any, out: _Sink) -> None:
+    _write_offset_value(off, out)
+
+
+def _write_offset_value(off: Any, out: _Sink) -> None:
+    """A date offset by its pandas class, ``n``, ``normalize`` and parameters
+    (``kwds``: weekday, months, holidays and calendar, ...)."""
+    _enc_str(_pandas_class_name(type(off)), out)
+    _enc_int(off.n, out)
+    _enc_bool(bool(off.normalize), out)
+    _enc_dict(dict(off.kwds), out)
+
+
+def _enc_freq(freq: Any, out: _Sink) -> None:
+    if freq is None:
+        out += T_NONE
+    else:
+        out += T_PD_OFFSET
+        _write_offset_value(freq, out)

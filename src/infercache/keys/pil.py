@@ -1,12 +1,29 @@
-"""PIL adapter: images by mode, size, palette, transparency and pixels."""
+"""PIL adapter: images by format, every frame's mode, size, palette, info and pixels.
+
+``info`` (transparency, dpi, ICC profile, EXIF, text chunks...) is part of
+an image's state and is keyed whole. An animated image is keyed by all of
+its frames, not only the current one (its position is restored after).
+Subclasses of ``PIL.Image.Image`` made outside PIL are refused: their own
+attributes share the ``__dict__`` with PIL's internals.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-from .encoder import Encoder, _enc, _enc_bytes, _enc_str, _enc_tuple, register_adapter
-from .wire import T_BYTES, T_NONE, T_PIL, _Sink, _write_buffer
+from .encoder import (
+    Encoder,
+    _enc,
+    _enc_bytes,
+    _enc_dict,
+    _enc_str,
+    _enc_tuple,
+    _unhashable,
+    register_adapter,
+)
+from .objects import _family
+from .wire import T_BYTES, T_NONE, T_PIL, _Sink, _varint, _write_buffer
 
 
 @register_adapter
@@ -14,12 +31,32 @@ def _pil_builder(t: type) -> Encoder | None:
     image = sys.modules.get("PIL.Image")
     if image is None or not issubclass(t, image.Image):
         return None
+    outside = next((c for c in t.__mro__ if c is not object and _family(c) != "PIL"), None)
+    if outside is not None:
+        return _unhashable(t, f"its class {outside.__qualname__} extends a PIL image outside PIL, "
+                              f"and its attributes cannot be told apart from PIL's")
     return _enc_pil
 
 
 def _enc_pil(im: Any, out: _Sink) -> None:
-    im.load()
     out += T_PIL
+    _enc(im.format, out)
+    n = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
+    out += _varint(n)
+    if n == 1:
+        _write_frame(im, out)
+        return
+    current = im.tell()
+    try:
+        for i in range(n):
+            im.seek(i)
+            _write_frame(im, out)
+    finally:
+        im.seek(current)
+
+
+def _write_frame(im: Any, out: _Sink) -> None:
+    im.load()
     _enc_str(im.mode, out)
     _enc_tuple(tuple(im.size), out)
     if im.palette is not None:
@@ -28,6 +65,5 @@ def _enc_pil(im: Any, out: _Sink) -> None:
         _enc_bytes(bytes(pal or ()), out)
     else:
         out += T_NONE
-    _enc(im.info.get("transparency"), out)
+    _enc_dict(dict(im.info), out)
     _write_buffer(T_BYTES, memoryview(im.tobytes()), out)
-

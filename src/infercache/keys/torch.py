@@ -1,11 +1,27 @@
-"""torch adapter: tensors by dtype, shape and bytes; dtypes and devices."""
+"""torch adapter: tensors by class, dtype, shape, device, layout, autograd flag,
+dimension names, attributes set on them, and bytes; dtypes and devices.
+
+The device is part of a tensor's content: a function returns its result on
+the device of its input, so equal values on ``cpu`` and ``cuda`` differ.
+Quantized and meta tensors, whose bytes cannot be read, are refused.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-from .encoder import Encoder, _enc_str, _enc_tuple, _Fail, register_adapter
+from .encoder import (
+    Encoder,
+    _enc,
+    _enc_bool,
+    _enc_dict,
+    _enc_str,
+    _enc_tuple,
+    _Fail,
+    _type_name_bytes,
+    register_adapter,
+)
 from .wire import T_TENSOR, T_TORCH_DEVICE, T_TORCH_DTYPE, _Sink, _write_buffer
 
 
@@ -15,7 +31,11 @@ def _torch_builder(t: type) -> Encoder | None:
     if torch is None:
         return None
     if issubclass(t, torch.Tensor):
-        return _enc_tensor
+        head = T_TENSOR + _type_name_bytes(t)
+
+        def enc_tensor(x: Any, out: _Sink) -> None:
+            _write_tensor(head, x, out)
+        return enc_tensor
     if t is torch.dtype:
         return lambda obj, out: (out.__iadd__(T_TORCH_DTYPE), _enc_str(str(obj), out))
     if t is torch.device:
@@ -23,8 +43,14 @@ def _torch_builder(t: type) -> Encoder | None:
     return None
 
 
-def _enc_tensor(x: Any, out: _Sink) -> None:
+def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
     torch = sys.modules["torch"]
+    t = type(x)
+    device, layout, requires_grad = str(x.device), str(x.layout), bool(x.requires_grad)
+    names = getattr(x, "names", None)
+    if names is not None and all(n is None for n in names):
+        names = None
+    attrs = dict(getattr(x, "__dict__", None) or {})
     try:
         x = x.detach()
         if x.layout != torch.strided:
@@ -32,9 +58,13 @@ def _enc_tensor(x: Any, out: _Sink) -> None:
         x = x.resolve_conj().resolve_neg().cpu().contiguous()
         flat = x.reshape(-1).view(torch.uint8).numpy()
     except (RuntimeError, TypeError, NotImplementedError) as err:
-        raise _Fail(type(x), f"its data cannot be read as bytes ({err})") from None
-    out += T_TENSOR
+        raise _Fail(t, f"its data cannot be read as bytes ({err})") from None
+    out += head
     _enc_str(str(x.dtype), out)
     _enc_tuple(tuple(x.shape), out)
+    _enc_str(device, out)
+    _enc_str(layout, out)
+    _enc_bool(requires_grad, out)
+    _enc(names, out)
+    _enc_dict(attrs, out)
     _write_buffer(b"", memoryview(flat), out)
-

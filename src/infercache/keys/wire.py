@@ -136,10 +136,13 @@ T_DIGEST = b"#"
 T_MISSING = b"-"
 T_PYARRAY = b"a"
 T_DEQUE = b"Q"
+T_DEFAULTDICT = b"K"
+T_STRUCTSEQ = b"G"
 T_NDARRAY = b"A"
 T_NDARRAY_SUB = b"W"
 T_NPSCALAR = b"g"
 T_NPDTYPE = b"Y"
+T_NPBUSDAYCAL = b"U"
 T_PD_FRAME = b"\xd0"
 T_PD_SERIES = b"\xd1"
 T_PD_INDEX = b"\xd2"
@@ -148,13 +151,16 @@ T_PD_NAT = b"\xd4"
 T_PD_TIMESTAMP = b"\xd5"
 T_PD_TIMEDELTA = b"\xd6"
 T_PD_COLUMN = b"\xd7"
+T_PD_PERIOD = b"\xd8"
+T_PD_INTERVAL = b"\xd9"
+T_PD_OFFSET = b"\xda"
+T_PD_DTYPE = b"\xdb"
 T_PIL = b"I"
 T_TENSOR = b"\xe0"
 T_TORCH_DTYPE = b"\xe1"
 T_TORCH_DEVICE = b"\xe2"
 T_PYDANTIC = b"M"
 T_TZINFO = b"\xe9"
-T_UNSET = b"\xea"
 T_PA_ARRAY = b"\xa0"
 T_PA_CHUNKED = b"\xa1"
 T_PA_TABLE = b"\xa2"
@@ -168,6 +174,10 @@ T_PL_FRAME = b"\xb1"
 T_PL_DTYPE = b"\xb2"
 
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
+
+# Second byte after T_TZINFO: a zone keyed by its name, or by its object state.
+_TZ_BY_NAME = b"n"
+_TZ_BY_STATE = b"s"
 
 
 # ---------------------------------------------------------------- primitives
@@ -204,12 +214,3 @@ _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 def _type_name(t: type) -> str:
     return f"{t.__module__}:{t.__qualname__}"
-
-
-def _type_name_bytes(t: type) -> bytes:
-    b = _type_name(t).encode("utf-8", "surrogatepass")
-    return _varint(len(b)) + b
-
-
-def _tagged(tag: bytes, t: type) -> bytes:
-    return tag + _type_name_bytes(t)
