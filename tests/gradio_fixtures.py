@@ -8,19 +8,26 @@
   root (git-ignored) for screenshots.
 * :func:`wait_until` polls a condition (no timing assertions: a timeout only
   turns a hang into a clear failure).
+* :func:`run_event` runs one event through the queue as the browser does and
+  returns the server's messages, including the cache flag behind Gradio's
+  ``from cache`` / ``used cache`` badges (``gradio_client`` drops it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -103,3 +110,74 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@dataclass
+class EventRun:
+    """The queue messages of one event, as the browser receives them."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completed(self) -> dict[str, Any]:
+        """The ``process_completed`` message (the last one)."""
+        last = self.messages[-1] if self.messages else {}
+        assert last.get("msg") == "process_completed", f"the event did not complete: {self.messages}"
+        return last
+
+    @property
+    def used_cache(self) -> str | None:
+        """The badge the page shows: ``"full"`` (from cache), ``"partial"`` (used cache) or None."""
+        return self.completed.get("used_cache")
+
+    @property
+    def data(self) -> list[Any]:
+        """The event's final output values."""
+        completed = self.completed
+        assert completed.get("success"), f"the event failed: {completed.get('output')}"
+        return list(completed["output"]["data"])
+
+    @property
+    def generating(self) -> int:
+        """How many intermediate (streamed) outputs the event sent."""
+        return sum(1 for m in self.messages if m.get("msg") == "process_generating")
+
+
+def run_event(url: str, api_name: str, *data: Any, session_hash: str | None = None) -> EventRun:
+    """Run the event named ``api_name`` once through Gradio's queue; return all its messages.
+
+    This speaks the queue protocol the browser uses (``queue/join`` then the
+    ``queue/data`` event stream) because the cache flag of the final message,
+    which drives the badges, is not exposed by ``gradio_client``.
+    """
+    session_hash = session_hash or uuid.uuid4().hex
+    run = EventRun()
+    with httpx.Client(base_url=url, timeout=60) as http:
+        config = http.get("config").json()
+        prefix = str(config.get("api_prefix") or "/gradio_api").strip("/")
+        fn_index = next(
+            d["id"] for d in config["dependencies"] if d.get("api_name") == api_name.lstrip("/")
+        )
+        joined = http.post(
+            f"{prefix}/queue/join",
+            json={
+                "data": list(data),
+                "fn_index": fn_index,
+                "session_hash": session_hash,
+                "event_data": None,
+                "trigger_id": None,
+            },
+        )
+        joined.raise_for_status()
+        event_id = joined.json()["event_id"]
+        with http.stream("GET", f"{prefix}/queue/data", params={"session_hash": session_hash}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("event_id") != event_id:
+                    continue
+                run.messages.append(message)
+                if message.get("msg") == "process_completed":
+                    return run
+    raise AssertionError(f"the event stream ended before the event completed: {run.messages}")

@@ -3,8 +3,11 @@
 Each test launches a small app on 127.0.0.1 (a free port) and closes it. No
 timing assertions: a slow miss is a function blocked on a ``threading.Event``,
 so "the hit returned while the miss still held the only slot" is a fact about
-ordering, not about durations.
+ordering, not about durations. The badge tests read the queue's own messages
+(``gradio_fixtures.run_event``), where the cache flag behind Gradio's badges is.
 """
+
+# ruff: noqa: B008 - `c=ic.Cache()` and `gr.Progress()` defaults are how Gradio injects them
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import shutil
 import tempfile
 import threading
 import wave
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ import numpy as np
 import pytest
 from gradio_client import Client
 from gradio_client.client import Job
-from gradio_fixtures import serve, wait_until
+from gradio_fixtures import run_event, serve, wait_until
 
 import infercache as ic
 
@@ -281,10 +286,10 @@ def test_end_of_heartbeat_clears_that_session_only(monkeypatch: pytest.MonkeyPat
         alice.predict("a", api_name="/f")
         bob.predict("b", api_name="/f")
         assert len(f.cache) == 2
-        with httpx.Client(timeout=30) as http:
-            with http.stream("GET", f"{url}gradio_api/heartbeat/{alice.session_hash}") as r:
-                assert r.status_code == 200
-                next(r.iter_lines())  # the stream is open
+        heartbeat = f"{url}gradio_api/heartbeat/{alice.session_hash}"
+        with httpx.Client(timeout=30) as http, http.stream("GET", heartbeat) as r:
+            assert r.status_code == 200
+            next(r.iter_lines())  # the stream is open
         wait_until(lambda: len(f.cache) == 1, what="alice's entry to be dropped")
         hits = f.cache.stats().hits
         assert bob.predict("b", api_name="/f") == "bbb"
@@ -522,3 +527,164 @@ def test_kept_file_copies_are_deleted_with_their_entries() -> None:
     gc.collect()
     assert "out-2.bin" not in copies()
     shutil.rmtree(folder)
+
+
+# --------------------------------------------------------------------- cache badges
+#
+# The badge the page shows comes from the final queue message's cache flag:
+# "full" is Gradio's "from cache" (the queue answered a hit of the event
+# function itself), "partial" is "used cache" (a run reused a manual cache or a
+# cached helper), None is no badge. Each test runs against gr.cache as well:
+# infercache shows what Gradio shows.
+
+KINDS = ("function", "async function", "generator", "async generator")
+LIBRARIES = {"infercache": ic.cache, "gradio": gr.cache}
+
+
+def _api(kind: str) -> str:
+    return kind.replace(" ", "_")
+
+
+def _four_kinds(runs: list[str]) -> dict[str, Callable[[str], Any]]:
+    """A function, async function, generator and async generator that log their runs."""
+
+    def function(x: str) -> str:
+        runs.append(f"function {x}")
+        return x.upper()
+
+    async def async_function(x: str) -> str:
+        runs.append(f"async function {x}")
+        await asyncio.sleep(0)
+        return x.upper()
+
+    def generator(x: str) -> Any:
+        runs.append(f"generator {x}")
+        for i in range(1, 4):
+            yield x * i
+
+    async def async_generator(x: str) -> Any:
+        runs.append(f"async generator {x}")
+        for i in range(1, 4):
+            await asyncio.sleep(0)
+            yield x * i
+
+    return dict(zip(KINDS, (function, async_function, generator, async_generator)))
+
+
+@pytest.fixture(scope="module", params=list(LIBRARIES))
+def cached_events(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
+    """An app whose four event functions are decorated by the library; (library, url, runs)."""
+    cache = LIBRARIES[request.param]
+    runs: list[str] = []
+    with gr.Blocks() as app:
+        inp, out = gr.Textbox(), gr.Textbox()
+        for kind, fn in _four_kinds(runs).items():
+            gr.Button().click(cache(fn), inp, out, api_name=_api(kind))
+    with serve(app) as url:
+        yield request.param, url, runs
+
+
+@pytest.fixture(scope="module", params=list(LIBRARIES))
+def cached_helpers(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[str]]]:
+    """An app whose plain event functions call a helper cached at runtime; (library, url, runs)."""
+    cache = LIBRARIES[request.param]
+    runs: list[str] = []
+    helpers = _four_kinds(runs)
+
+    def function(x: str) -> str:
+        return "|".join([cache(helpers["function"])(x)])
+
+    async def async_function(x: str) -> str:
+        return "|".join([await cache(helpers["async function"])(x)])
+
+    def generator(x: str) -> str:
+        return "|".join(cache(helpers["generator"])(x))
+
+    async def async_generator(x: str) -> str:
+        return "|".join([part async for part in cache(helpers["async generator"])(x)])
+
+    events = dict(zip(KINDS, (function, async_function, generator, async_generator)))
+    with gr.Blocks() as app:
+        inp, out = gr.Textbox(), gr.Textbox()
+        for kind, fn in events.items():
+            gr.Button().click(fn, inp, out, api_name=_api(kind))
+    with serve(app) as url:
+        yield request.param, url, runs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_event_function_miss_shows_no_badge_and_its_repeat_shows_from_cache(
+    cached_events: tuple[str, str, list[str]], kind: str
+) -> None:
+    library, url, runs = cached_events
+    miss = run_event(url, _api(kind), "ab")
+    assert miss.used_cache is None, (
+        f"{library}: the first run (a miss) of a cached {kind} showed the "
+        f"{miss.used_cache!r} cache badge"
+    )
+    hit = run_event(url, _api(kind), "ab")
+    assert hit.used_cache == "full", f"{library}: a repeat of a cached {kind} showed {hit.used_cache!r}"
+    assert hit.data == miss.data
+    assert hit.generating == miss.generating  # a generator hit streams every yield again
+    assert runs.count(f"{kind} ab") == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_helper_shows_used_cache_only_when_it_hits(
+    cached_helpers: tuple[str, str, list[str]], kind: str
+) -> None:
+    library, url, runs = cached_helpers
+    miss = run_event(url, _api(kind), "cd")
+    assert miss.used_cache is None, (
+        f"{library}: a run whose cached {kind} helper missed showed the "
+        f"{miss.used_cache!r} cache badge"
+    )
+    hit = run_event(url, _api(kind), "cd")
+    assert hit.used_cache == "partial", (
+        f"{library}: a run whose cached {kind} helper hit showed {hit.used_cache!r}"
+    )
+    assert hit.data == miss.data
+    assert runs.count(f"{kind} cd") == 1
+
+
+@pytest.mark.parametrize("kind", ["function", "generator"])
+def test_joining_an_identical_run_in_flight_shows_no_badge(kind: str) -> None:
+    """A run that waited for an identical run's result computed nothing itself, but hit nothing either.
+
+    gr.cache would compute both runs and show no badge on either; infercache
+    computes once, and shows no badge either.
+    """
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def function(x: str) -> str:
+        runs.append(x)
+        started.set()
+        assert release.wait(120), "the test never released the first run"
+        return x.upper()
+
+    def generator(x: str) -> Any:
+        runs.append(x)
+        started.set()
+        assert release.wait(120), "the test never released the first run"
+        yield x
+        yield x.upper()
+
+    slow = ic.cache(function if kind == "function" else generator)
+    with gr.Blocks() as app:
+        inp, out = gr.Textbox(), gr.Textbox()
+        gr.Button().click(slow, inp, out, api_name="slow", concurrency_limit=2)
+
+    with serve(app) as url, ThreadPoolExecutor(max_workers=2) as pool:
+        try:
+            first = pool.submit(run_event, url, "slow", "ef")
+            wait_until(lambda: started.is_set() or first.done(), what="the first run to start")
+            second = pool.submit(run_event, url, "slow", "ef")
+            wait_until(lambda: slow.cache.stats().joins == 1 or second.done(),
+                       what="the second run to join the first")
+        finally:
+            release.set()
+        one, two = first.result(), second.result()
+    assert runs == ["ef"]
+    assert one.data == two.data
+    assert (one.used_cache, two.used_cache) == (None, None)
