@@ -480,18 +480,18 @@ def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
     f(tz, out)
 
 
-def _tz_name_getter(t: type) -> Callable[[Any], Any] | None:
-    """How to read the zone name of a tzinfo type that is named, or None."""
+def _tz_name_getter(t: type) -> tuple[str, Callable[[Any], Any]] | None:
+    """(library, how to read the zone name) for a tzinfo type of a zone library, or None."""
     zoneinfo = sys.modules.get("zoneinfo")
     if zoneinfo is not None and issubclass(t, zoneinfo.ZoneInfo):
-        return lambda tz: tz.key  # None for ZoneInfo.from_file(...) without a key
+        return "zoneinfo", lambda tz: tz.key  # None for ZoneInfo.from_file(...) without a key
     pytz_tzinfo = sys.modules.get("pytz.tzinfo")
     if pytz_tzinfo is not None and issubclass(t, pytz_tzinfo.BaseTzInfo):
-        return lambda tz: tz.zone  # None for pytz.FixedOffset, keyed by state
+        return "pytz", lambda tz: tz.zone  # None for pytz.FixedOffset, keyed by state
     dateutil_tz = sys.modules.get("dateutil.tz")
     tzfile = getattr(dateutil_tz, "tzfile", None)
     if isinstance(tzfile, type) and issubclass(t, tzfile):
-        return _dateutil_zone_name
+        return "dateutil", _dateutil_zone_name
     return None
 
 
@@ -507,24 +507,50 @@ def _dateutil_zone_name(tz: Any) -> str | None:
 
 
 def _tz_encoder(t: type) -> Encoder:
-    get_name = _tz_name_getter(t)
+    """Per tzinfo type: by zone name for the zone libraries (pytz makes one class
+    per zone at run time, so the library stands for the class; a subclass made
+    outside the library adds its verified name), else by whole object state."""
     by_state = T_TZINFO + _TZ_BY_STATE
-    if get_name is None:
+    named = _tz_name_getter(t)
+    if named is None:
+        state = _tz_state_encoder(t)
+
         def enc_state(tz: Any, out: _Sink) -> None:
             out += by_state
-            _enc(tz, out)
+            state(tz, out)
         return enc_state
-    by_name = T_TZINFO + _TZ_BY_NAME + _type_name_bytes(t)
+    library, get_name = named
+    module = t.__dict__.get("__module__", "")
+    own = isinstance(module, str) and module.partition(".")[0] == library
+    by_name = (T_TZINFO + _TZ_BY_NAME + _raw_name_bytes_of(library)
+               + (_varint(0) if own else _type_name_bytes(t)))
 
     def enc_named(tz: Any, out: _Sink) -> None:
         name = get_name(tz)
         if isinstance(name, str) and name:
             out += by_name
             _enc_str(name, out)
-        else:
+        else:  # a named zone type without a name (pytz.FixedOffset, ZoneInfo.from_file)
             out += by_state
-            _enc(tz, out)
+            _tz_state_encoder(t)(tz, out)
     return enc_named
+
+
+def _raw_name_bytes_of(name: str) -> bytes:
+    b = name.encode("utf-8")
+    return _varint(len(b)) + b
+
+
+def _tz_state_encoder(t: type) -> Encoder:
+    """The object rules' encoder for tzinfo type ``t`` (whole state, or refused)."""
+    f = _TZ_STATE.get(t)
+    if f is None:
+        try:
+            f = next(f for b in (*_OBJECT_RULES, *_OBJECT_FALLBACK) if (f := b(t)) is not None)
+        except _Fail as e:
+            f = _unhashable(e.type_, e.reason)
+        _TZ_STATE[t] = f
+    return f
 
 
 def _enc_datetime(obj: _dt.datetime, out: _Sink) -> None:
@@ -584,6 +610,7 @@ _ENC: dict[type, Encoder] = {
 _CORE = dict(_ENC)
 _REGISTRY: dict[type, Callable[[Any], Any]] = {}
 _TZ_ENC: dict[type, Encoder] = {}
+_TZ_STATE: dict[type, Encoder] = {}
 
 
 # ---------------------------------------------------------------- resolution
@@ -652,6 +679,7 @@ def _forget_resolved() -> None:
     for t in [t for t in _ENC if t not in _CORE]:
         _ENC.pop(t, None)
     _TZ_ENC.clear()
+    _TZ_STATE.clear()
 
 
 def _resolve(t: type) -> Encoder:
@@ -661,29 +689,51 @@ def _resolve(t: type) -> Encoder:
 
 
 def _build(t: type) -> Encoder:
+    return _rule(t)[1]
+
+
+def _rule(t: type) -> tuple[str, Encoder]:
+    """The rule that keys type ``t`` (``"core"``, ``"registered"``, ``"type"``,
+    ``"refused"`` or the qualified name of a builder) and the encoder it gives.
+
+    The name serves the golden-key table's coverage check: every builder must
+    key at least one value of the table.
+    """
     core = _CORE.get(t)
     if core is not None:
-        return core
+        return "core", core
     for c in t.__mro__:
         fn = _REGISTRY.get(c)
         if fn is not None:
             try:
-                return _registered_encoder(t, fn, c)
+                return "registered", _registered_encoder(t, fn, c)
             except _Fail as e:
-                return _unhashable(t, e.reason + f"; register_hasher({t.__qualname__}, fn) to key it")
+                return "refused", _unhashable(
+                    t, e.reason + f"; register_hasher({t.__qualname__}, fn) to key it")
     if issubclass(t, type):
-        return _enc_type
+        return "type", _enc_type
     reason = _explicitly_unhashable(t)
     if reason is not None:
-        return _unhashable(t, reason)
-    try:
-        for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
+        return "refused", _unhashable(t, reason)
+    if issubclass(t, _dt.tzinfo):
+        return "tzinfo", _enc_tzinfo
+    for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
+        try:
             f = builder(t)
-            if f is not None:
-                return f
-    except _Fail as e:  # a builder found the type unidentifiable or unreadable
-        return _unhashable(e.type_, e.reason)
-    return _unhashable(t, "no encoder knows this type")
+        except _Fail as e:  # the builder's type, found unidentifiable or unreadable
+            return "refused", _unhashable(e.type_, e.reason)
+        if f is not None:
+            return _builder_name(builder), f
+    return "refused", _unhashable(t, "no encoder knows this type")
+
+
+def _builder_name(builder: Builder) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', repr(builder))}"
+
+
+def _builders() -> list[str]:
+    """Names of every registered builder (library adapters, object rules, fallback)."""
+    return [_builder_name(b) for b in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK)]
 
 
 def _registered_encoder(t: type, fn: Callable[[Any], Any], registered: type) -> Encoder:
