@@ -1,21 +1,24 @@
 """polars adapter: DataFrames, Series and data types, keyed by content;
-LazyFrames refused.
+LazyFrames and expressions refused.
 
 A Series is keyed by its name, its polars data type (written structurally:
 time unit and zone, precision and scale, an Enum's categories, a Categorical's
 category set, nested fields and sizes) and its content. The content goes
-through Arrow without copying (each chunk's ``to_arrow()`` is zero-copy for
-numeric data) and is keyed by the pyarrow adapter's canonical layout, so the
-way polars happens to chunk a frame never changes its key. Columns polars
-cannot export to Arrow (``Object``, 128-bit integers) are keyed by their
-Python values instead. A DataFrame is its height, then each column in order
-(name, data type, content).
+through Arrow, chunk by chunk, in polars' oldest export layout (stable across
+polars versions), and is keyed by the pyarrow adapter's canonical layout, so
+the way polars happens to chunk a frame never changes its key. Numeric and
+temporal chunks are exported and hashed without copying; strings and
+categoricals are converted by the export, booleans by the Arrow adapter. Columns polars cannot export to
+Arrow (``Object``, 128-bit integers) are keyed by their Python values instead.
+A DataFrame is its height and width, then each column in order (name, data
+type, content).
 
 A ``LazyFrame`` is refused with :class:`UnhashableError`: it is a query, and
 what it returns depends on the sources it reads when collected (files,
 databases, scans), which its plan names but does not hold. Keying its plan
 would hand out a stale result after a file changed; collect it and pass the
-DataFrame, or pass ``key=``.
+DataFrame, or pass ``key=``. An expression (``pl.Expr``) is refused too: it is
+code, and may call Python functions.
 
 polars is never imported here: a value's type is checked against it only once
 it is in ``sys.modules``.
@@ -44,6 +47,10 @@ _LAZY_REASON = (
     "it reads when collected, which its plan does not hold. Collect it first "
     "(lf.collect()) and pass the DataFrame"
 )
+_EXPR_REASON = (
+    "it is a computation, not data (it may call Python functions); pass key= with what "
+    "identifies it, for example str(expr)"
+)
 # How a column's content is written: through Arrow, or by its Python values.
 _VIA_ARROW = b"A"
 _VIA_VALUES = b"L"
@@ -60,6 +67,8 @@ def _polars_builder(t: type) -> Encoder | None:
         return _enc_series
     if issubclass(t, pl.LazyFrame):
         return _unhashable(t, _LAZY_REASON)
+    if issubclass(t, pl.Expr):
+        return _unhashable(t, _EXPR_REASON)
     if issubclass(t, pl.DataType):
         return _enc_dtype
     return None
@@ -94,7 +103,7 @@ def _write_series(s: Any, out: _Sink) -> None:
     chunks = None
     if s.dtype != pl.Object:
         try:
-            chunks = [c.to_arrow() for c in s.get_chunks()]
+            chunks = [c.to_arrow(**_compat(pl)) for c in s.get_chunks()]
         except Exception:  # noqa: BLE001 - any type polars cannot export is keyed by value
             chunks = None
     if chunks:
@@ -105,6 +114,13 @@ def _write_series(s: Any, out: _Sink) -> None:
     else:
         out += _VIA_VALUES
         _enc_list(s.to_list(), out)
+
+
+def _compat(pl: Any) -> dict[str, Any]:
+    """Arrow export in polars' oldest (most stable) layout, so a polars upgrade that
+    changes its default export does not change keys."""
+    level = getattr(pl, "CompatLevel", None)
+    return {"compat_level": level.oldest()} if level is not None else {}
 
 
 def _write_dtype(d: Any, out: _Sink) -> None:
