@@ -520,6 +520,122 @@ cases({
 }, requires=("torch",))
 
 
+# ---------------------------------------------------------------- pyarrow
+
+def _pa() -> Any:
+    import pyarrow as pa
+
+    return pa
+
+
+def _pa_compute() -> Any:
+    import pyarrow.compute as pc
+
+    return pc
+
+
+class _GoldenUnits:
+    """A pyarrow extension type with a parameter, made once per process."""
+
+    made: Any = None
+
+    @classmethod
+    def array(cls) -> Any:
+        pa = _pa()
+        if cls.made is None:
+            class Units(pa.ExtensionType):
+                def __init__(self, unit: str) -> None:
+                    self.unit = unit
+                    super().__init__(pa.float64(), "infercache.golden.units")
+
+                def __arrow_ext_serialize__(self) -> bytes:
+                    return self.unit.encode()
+
+                @classmethod
+                def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> Any:
+                    return cls(serialized.decode())
+            cls.made = Units
+        return pa.ExtensionArray.from_storage(cls.made("m"), pa.array([1.5, None]))
+
+
+cases({
+    "pa_array_int64_nulls": lambda: _pa().array([1, None, 3]),
+    "pa_array_float_signed_zero": lambda: _pa().array([0.0, -0.0, float("nan")]),
+    "pa_array_bool_sliced": lambda: _pa().array([True, False, None, True] * 3).slice(3),
+    "pa_array_string_sliced": lambda: _pa().array(["a", None, "ccc", "dé"]).slice(1),
+    "pa_array_large_binary": lambda: _pa().array([b"x", b"", None], _pa().large_binary()),
+    "pa_array_string_view": lambda: _pa().array(["short", "a string longer than twelve"],
+                                                _pa().string_view()),
+    "pa_array_large": lambda: _pa().array([i / 7 for i in range(20_000)]),
+    "pa_array_timestamp_tz": lambda: _pa().array([0, None, 86_400_000_000],
+                                                 _pa().timestamp("us", tz="Europe/Paris")),
+    "pa_array_decimal": lambda: _pa().array([decimal.Decimal("1.25"), None],
+                                            _pa().decimal128(9, 2)),
+    "pa_array_list": lambda: _pa().array([[1, 2], None, [], [None]]),
+    "pa_array_fixed_size_list": lambda: _pa().array([[1, 2], [3, 4]], _pa().list_(_pa().int16(), 2)),
+    "pa_array_struct": lambda: _pa().array([{"a": 1, "b": "x"}, None, {"a": None, "b": "z"}]),
+    "pa_array_map": lambda: _pa().array([[("k", 1)], [], None],
+                                        _pa().map_(_pa().string(), _pa().int32())),
+    "pa_array_dictionary": lambda: _pa().array(["x", "y", None, "x"]).dictionary_encode(),
+    "pa_array_run_end_encoded": lambda: _pa_compute().run_end_encode(_pa().array([1, 1, 2, None])),
+    "pa_array_extension_uuid": lambda: _pa().ExtensionArray.from_storage(
+        _pa().uuid(), _pa().array([bytes(range(16))], _pa().binary(16))),
+    "pa_array_extension_python": _GoldenUnits.array,
+    "pa_chunked_three_chunks": lambda: _pa().chunked_array([[1, 2], [], [3, None]]),
+    "pa_table_with_metadata": lambda: _pa().table(
+        {"i": [1, 2], "s": ["a", None]}, metadata={"source": "golden"}),
+    "pa_record_batch": lambda: _pa().record_batch({"i": [1, 2], "f": [0.5, None]}),
+    "pa_scalar_int": lambda: _pa().scalar(7, _pa().int16()),
+    "pa_scalar_null": lambda: _pa().scalar(None, _pa().string()),
+    "pa_type_timestamp_tz": lambda: _pa().timestamp("ns", tz="UTC"),
+    "pa_type_fixed_shape_tensor": lambda: _pa().fixed_shape_tensor(_pa().float32(), (2, 2),
+                                                                   dim_names=["h", "w"]),
+    "pa_field_with_metadata": lambda: _pa().field("f", _pa().int8(), nullable=False,
+                                                  metadata={"unit": "m"}),
+    "pa_schema": lambda: _pa().schema([("a", _pa().int64()), ("b", _pa().list_(_pa().string()))],
+                                      metadata={"v": "1"}),
+}, requires=("pyarrow",))
+
+
+# ---------------------------------------------------------------- polars
+
+def _pl() -> Any:
+    import polars as pl
+
+    return pl
+
+
+def _pl_frame_chunked() -> Any:
+    pl = _pl()
+    return pl.concat([pl.DataFrame({"a": [1, 2], "b": ["x", None]}),
+                      pl.DataFrame({"a": [3], "b": ["z"]})], rechunk=False)
+
+
+cases({
+    "pl_series_int_nulls": lambda: _pl().Series("n", [1, None, 3]),
+    "pl_series_str": lambda: _pl().Series("s", ["a", None, "ccc"]),
+    "pl_series_bool": lambda: _pl().Series("b", [True, None, False]),
+    "pl_series_categorical": lambda: _pl().Series("c", ["y", "x", None, "y"], dtype=_pl().Categorical),
+    "pl_series_enum": lambda: _pl().Series("e", ["b", "a"], dtype=_pl().Enum(["a", "b", "c"])),
+    "pl_series_datetime_tz": lambda: _pl().Series(
+        "t", [dt.datetime(2024, 1, 1), None], dtype=_pl().Datetime("ms", "Asia/Tokyo")),
+    "pl_series_duration": lambda: _pl().Series("d", [dt.timedelta(seconds=1)],
+                                               dtype=_pl().Duration("us")),
+    "pl_series_decimal": lambda: _pl().Series("d", [decimal.Decimal("1.50"), None],
+                                              dtype=_pl().Decimal(10, 2)),
+    "pl_series_list": lambda: _pl().Series("l", [[1, 2], None, []]),
+    "pl_series_array": lambda: _pl().Series("a", [[1, 2], [3, 4]], dtype=_pl().Array(_pl().Int8, 2)),
+    "pl_series_struct": lambda: _pl().Series("st", [{"a": 1, "b": "x"}, None]),
+    "pl_series_int128": lambda: _pl().Series("i", [2**100, None], dtype=_pl().Int128),
+    "pl_series_object": lambda: _pl().Series("o", [1, "a"], dtype=_pl().Object),
+    "pl_series_large": lambda: _pl().Series("f", [i / 7 for i in range(20_000)]),
+    "pl_frame_mixed": lambda: _pl().DataFrame({"i": [1, 2], "f": [0.5, -0.0], "s": ["a", None]}),
+    "pl_frame_chunked": _pl_frame_chunked,
+    "pl_dtype_datetime": lambda: _pl().Datetime("ns", "UTC"),
+    "pl_dtype_enum": lambda: _pl().Enum(["lo", "hi"]),
+}, requires=("polars",))
+
+
 # ---------------------------------------------------------------- computing and writing
 
 def keys_of(c: Case) -> dict[str, str]:
