@@ -46,6 +46,8 @@ it is in ``sys.modules``.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import struct
 import sys
 from collections.abc import Callable, Sequence
@@ -142,7 +144,8 @@ def _enc_batch(batch: Any, out: _Sink) -> None:
 
 
 def _chunks(column: Any) -> Sequence[Any]:
-    return column.chunks
+    chunks: Sequence[Any] = column.chunks
+    return chunks
 
 
 def _one_chunk(column: Any) -> Sequence[Any]:
@@ -270,20 +273,11 @@ def _c_schema_metadata(t: Any) -> dict[bytes, bytes]:
     specification serializes them, for extension types defined in Python and
     in C++ alike (pyarrow exposes the latter's parameters in no other way).
     """
-    import ctypes  # only for extension types: most processes never pay for it
+    import ctypes
 
-    class ArrowSchema(ctypes.Structure):
-        _fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p),
-                    ("metadata", ctypes.c_void_p), ("flags", ctypes.c_int64),
-                    ("n_children", ctypes.c_int64), ("children", ctypes.c_void_p),
-                    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p),
-                    ("private_data", ctypes.c_void_p)]
-
-    pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    pointer.restype = ctypes.c_void_p
-    pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    struct_type, capsule_pointer = _c_schema_api()
     capsule = t.__arrow_c_schema__()
-    schema = ArrowSchema.from_address(pointer(capsule, b"arrow_schema"))
+    schema = struct_type.from_address(capsule_pointer(capsule, b"arrow_schema"))
     if not schema.metadata:
         return {}
     # Layout (native byte order): int32 count, then per pair int32 length + bytes, twice.
@@ -296,6 +290,25 @@ def _c_schema_metadata(t: Any) -> dict[bytes, bytes]:
         pairs.append(ctypes.string_at(at + 4, n))
         at += 4 + n
     return dict(zip(pairs[::2], pairs[1::2]))
+
+
+@functools.cache
+def _c_schema_api() -> tuple[Any, Callable[[Any, bytes], int]]:
+    """The C ``ArrowSchema`` struct and ``PyCapsule_GetPointer``, set up on first
+    use (only extension types need them)."""
+    import ctypes
+
+    class ArrowSchema(ctypes.Structure):
+        _fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p),
+                    ("metadata", ctypes.c_void_p), ("flags", ctypes.c_int64),
+                    ("n_children", ctypes.c_int64), ("children", ctypes.c_void_p),
+                    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p),
+                    ("private_data", ctypes.c_void_p)]
+
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    pointer.restype = ctypes.c_void_p
+    pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return ArrowSchema, pointer
 
 
 # ---------------------------------------------------------------- content
@@ -427,8 +440,8 @@ def _write_ends(chunks: list[Any], t: Any, out: _Sink) -> list[tuple[int, int]]:
 def _compute() -> Any:
     """``pyarrow.compute``, which ``import pyarrow`` does not load by itself."""
     pc = sys.modules.get("pyarrow.compute")
-    if pc is None:
-        import pyarrow.compute as pc  # pyarrow itself is loaded: it made the value
+    if pc is None:  # pyarrow itself is loaded: it made the value
+        pc = importlib.import_module("pyarrow.compute")
     return pc
 
 

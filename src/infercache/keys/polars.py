@@ -104,6 +104,8 @@ def _write_series(s: Any, out: _Sink) -> None:
     if s.dtype != pl.Object:
         try:
             chunks = [c.to_arrow(**_compat(pl)) for c in s.get_chunks()]
+            if any(not c.type.equals(chunks[0].type) for c in chunks[1:]):
+                chunks = [s.to_arrow(**_compat(pl))]  # one layout for the whole column
         except Exception:  # noqa: BLE001 - any type polars cannot export is keyed by value
             chunks = None
     if chunks:
