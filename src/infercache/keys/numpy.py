@@ -67,14 +67,16 @@ def _numpy_builder(t: type) -> Encoder | None:
 
 def _write_dtype(dt: Any, out: _Sink) -> None:
     """``dt.str`` (kind, item size, byte order, datetime unit), then the fields
-    of structured and sub-array dtypes, or ``StringDType``'s missing-value
-    object and coercion."""
+    of structured and sub-array dtypes; for ``StringDType`` its missing-value
+    object (by content) and coercion."""
+    if dt.kind == "T":  # StringDType: its .str is its repr, which may show an address
+        _enc_str("StringDType", out)
+        na = getattr(dt, "na_object", _NO_NA)
+        _enc((na is not _NO_NA, None if na is _NO_NA else na, bool(getattr(dt, "coerce", True))), out)
+        return
     _enc_str(dt.str, out)
     if dt.names is not None or dt.subdtype is not None:
         _enc(dt.descr, out)
-    elif dt.kind == "T":
-        na = getattr(dt, "na_object", _NO_NA)
-        _enc((na is not _NO_NA, None if na is _NO_NA else na, bool(getattr(dt, "coerce", True))), out)
     else:
         out += T_NONE
 

@@ -270,7 +270,7 @@ def _same(obj: Any) -> Any:
 
 
 def _ordered_items(obj: Any) -> list:
-    return list(obj.items())
+    return list(sys.modules["collections"].OrderedDict.items(obj))
 
 
 def _value_bases() -> list[tuple[type, bytes, Encoder]]:
@@ -279,19 +279,19 @@ def _value_bases() -> list[tuple[type, bytes, Encoder]]:
     found: list[tuple[type, bytes, Encoder]] = []
     collections = sys.modules.get("collections")
     if collections is not None:
-        od_content = _content(_enc_list, _ordered_items)
+        od_content = _content(_enc_list, _ordered_items)  # dict order is the content
         found.append((collections.OrderedDict, T_SUBCLASS, od_content))
         found.append((collections.defaultdict, T_DEFAULTDICT, _enc_defaultdict))
         found.append((collections.deque, T_DEQUE, _enc_deque))
     decimal = sys.modules.get("decimal")
     if decimal is not None:
-        found.append((decimal.Decimal, T_DECIMAL, _content(_enc_str, str)))
+        found.append((decimal.Decimal, T_DECIMAL, _content(_enc_str, decimal.Decimal.__str__)))
     uuid = sys.modules.get("uuid")
     if uuid is not None:
-        found.append((uuid.UUID, T_UUID, _enc_uuid))
+        found.append((uuid.UUID, T_UUID, _content(_enc_raw, uuid.UUID.bytes.fget)))
     pathlib = sys.modules.get("pathlib")
     if pathlib is not None:
-        found.append((pathlib.PurePath, T_PATH, _content(_enc_str, str)))
+        found.append((pathlib.PurePath, T_PATH, _content(_enc_str, pathlib.PurePath.__str__)))
     found.append((array, T_SUBCLASS, _enc_pyarray))
     for base, convert in _BUILTIN_BASES:
         found.append((base, T_SUBCLASS, _content(_CORE[base], convert)))
@@ -306,7 +306,7 @@ def _content(write: Encoder, convert: Callable[[Any], Any]) -> Encoder:
 
 def _enc_defaultdict(obj: Any, out: _Sink) -> None:
     try:
-        _enc(obj.default_factory, out)
+        _enc(sys.modules["collections"].defaultdict.default_factory.__get__(obj), out)
     except _Fail as e:
         e.path.append(".default_factory")
         raise
@@ -314,12 +314,13 @@ def _enc_defaultdict(obj: Any, out: _Sink) -> None:
 
 
 def _enc_deque(obj: Any, out: _Sink) -> None:
-    _enc(obj.maxlen, out)
-    _enc_list(list(obj), out)
+    deque = sys.modules["collections"].deque
+    _enc(deque.maxlen.__get__(obj), out)
+    _enc_list(list(deque.__iter__(obj)), out)
 
 
-def _enc_uuid(obj: Any, out: _Sink) -> None:
-    out += obj.bytes
+def _enc_raw(b: bytes, out: _Sink) -> None:
+    out += b
 
 
 _BUILTIN_BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
