@@ -554,3 +554,13 @@ def test_generated_classes_are_keyed_by_whole_state_or_refused(
         assert keys[0] != keys[2], "objects differing in any part of their state must not share a key"
     else:
         assert keys[0] == keys[2]
+
+
+def test_struct_sequences_key_their_fields_beyond_the_tuple() -> None:
+    import os
+
+    a = os.stat_result((0,) * 10 + (1.5, 2.5, 3.5))
+    b = os.stat_result((0,) * 10 + (1.5, 2.5, 9.5))
+    assert tuple(a) == tuple(b)
+    assert k(a) != k(b)
+    assert k(a) == k(os.stat_result((0,) * 10 + (1.5, 2.5, 3.5)))
