@@ -468,7 +468,7 @@ def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
         return
     t = type(tz)
     if t is _dt.timezone:
-        _enc_timezone(tz, out)
+        _enc_timezone(tz, out)  # type: ignore[arg-type]  # checked just above
         return
     f = _TZ_ENC.get(t)
     if f is None:

@@ -37,10 +37,20 @@ def _torch_builder(t: type) -> Encoder | None:
             _write_tensor(head, x, out)
         return enc_tensor
     if t is torch.dtype:
-        return lambda obj, out: (out.__iadd__(T_TORCH_DTYPE), _enc_str(str(obj), out))
+        return _enc_torch_dtype
     if t is torch.device:
-        return lambda obj, out: (out.__iadd__(T_TORCH_DEVICE), _enc_str(str(obj), out))
+        return _enc_torch_device
     return None
+
+
+def _enc_torch_dtype(obj: Any, out: _Sink) -> None:
+    out += T_TORCH_DTYPE
+    _enc_str(str(obj), out)  # "torch.float32": the dtype's canonical name
+
+
+def _enc_torch_device(obj: Any, out: _Sink) -> None:
+    out += T_TORCH_DEVICE
+    _enc_str(str(obj), out)  # "cuda:0": type and index
 
 
 def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:

@@ -44,6 +44,9 @@ class _Sink(bytearray):
     ids of containers being encoded (``stack``, to refuse reference cycles)."""
 
     __slots__ = ("alg", "hasher", "stack")
+    alg: str
+    hasher: Any
+    stack: set[int]
 
 
 def _new_sink(alg: str, stack: set | None = None) -> _Sink:
