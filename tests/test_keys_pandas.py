@@ -307,3 +307,30 @@ def test_unequal_arrays_or_dtypes_never_share_a_key(d1: str, v1: list, d2: str, 
         assert k(a) != k(b)
     else:
         assert k(a) == k(b)
+
+
+class UnitFrame(pd.DataFrame):
+    """A DataFrame subclass with state of its own (pandas' _metadata mechanism)."""
+
+    _metadata = ["unit"]  # noqa: RUF012 (pandas reads this class attribute)
+
+    @property
+    def _constructor(self) -> type:
+        return UnitFrame
+
+
+def test_dataframe_subclass_state_is_keyed() -> None:
+    a, b = UnitFrame({"x": [1]}), UnitFrame({"x": [1]})
+    a.unit, b.unit = "m", "km"
+    assert k(a) != k(b)
+    b.unit = "m"
+    assert k(a) == k(b)
+    assert k(a) != k(pd.DataFrame({"x": [1]}))
+
+
+def test_local_subclass_of_a_pandas_type_is_refused() -> None:
+    class LocalFrame(pd.DataFrame):
+        pass
+
+    with pytest.raises(UnhashableError, match="local class"):
+        make_key(LocalFrame({"x": [1]}))
