@@ -47,12 +47,15 @@ def test_1_concurrent_identical_calls_compute_once(lib) -> None:
     assert len(runs) == 1
 
 
+class Req:
+    """A request object as an app would define it (at module level, importable by name)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
 @pytest.mark.parametrize("lib", IMPLS)
 def test_2_objects_are_keyed_by_content_not_identity(lib) -> None:
-    class Req:
-        def __init__(self, text):
-            self.text = text
-
     @lib.cache(max_size=0)
     def echo(r):
         return r.text
