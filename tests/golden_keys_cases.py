@@ -394,32 +394,71 @@ def _pd() -> Any:
 
 
 _PD = ("pandas", "numpy")
+
+
+def _obj(values: list) -> Any:
+    """An object-dtype Index: the same value whatever pandas infers for strings."""
+    return _pd().Index(values, dtype=object)
+
+
+def _ns(values: Any) -> Any:
+    return values.as_unit("ns")
+
+
+def _frame(data: dict, index: Any = None) -> Any:
+    df = _pd().DataFrame(data, index=index)
+    df.columns = _obj(list(df.columns))
+    return df
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def _nan_string_dtype(storage: str) -> Any:
+    try:
+        return _pd().StringDtype(storage, na_value=_np().nan)
+    except TypeError as why:
+        raise Unavailable(f"this pandas has no NaN-backed string dtype ({why})") from None
+
+
+# Values are built with explicit dtypes and units, so that a pandas version
+# inferring other defaults (str vs object, "us" vs "ns") builds the same value.
 cases({
-    "pd_series_int": lambda: _pd().Series([1, 2, 3], name="n"),
-    "pd_series_float_index_str": lambda: _pd().Series([0.5, None], index=["a", "b"]),
+    "pd_series_int": lambda: _pd().Series([1, 2, 3], name="n", dtype="int64"),
+    "pd_series_float_index_str": lambda: _pd().Series([0.5, None], index=_obj(["a", "b"]), dtype="float64"),
     "pd_series_object": lambda: _pd().Series(["x", 1, None], dtype=object),
-    "pd_series_datetime_naive": lambda: _pd().Series(_pd().to_datetime(["2024-01-01", None])),
+    "pd_series_datetime_naive": lambda: _pd().Series(_ns(_pd().to_datetime(["2024-01-01", None]))),
     "pd_series_with_attrs": lambda: _series_with_attrs(),
-    "pd_frame_mixed": lambda: _pd().DataFrame({
-        "i": [1, 2], "f": [0.5, -0.0], "s": _pd().array(["a", "b"], dtype="string[python]"),
-        "c": _pd().Categorical(["u", "v"]), "o": [[1], {"k": 2}]}),
-    "pd_frame_large": lambda: _pd().DataFrame({"a": range(20_000), "b": [i / 3 for i in range(20_000)]}),
-    "pd_frame_period_index": lambda: _pd().DataFrame(
+    "pd_frame_mixed": lambda: _frame({
+        "i": _pd().array([1, 2], dtype="int64"), "f": [0.5, -0.0],
+        "s": _pd().array(["a", "b"], dtype="string[python]"),
+        "c": _pd().Categorical(["u", "v"], categories=_obj(["u", "v"])),
+        "o": _pd().Series([[1], {"k": 2}], dtype=object)}),
+    "pd_frame_large": lambda: _frame({"a": _pd().RangeIndex(20_000).to_numpy(dtype="int64"),
+                                      "b": [i / 3 for i in range(20_000)]}),
+    "pd_frame_period_index": lambda: _frame(
         {"v": [1.0, 2.0]}, index=_pd().period_range("2024-01", periods=2, freq="M")),
-    "pd_index_int": lambda: _pd().Index([3, 1, 2], name="id"),
-    "pd_index_str_object": lambda: _pd().Index(["a", "b"], dtype=object),
+    "pd_index_int": lambda: _pd().Index([3, 1, 2], name="id", dtype="int64"),
+    "pd_index_str_object": lambda: _obj(["a", "b"]),
     "pd_range_index": lambda: _pd().RangeIndex(2, 40, 3, name="r"),
     "pd_multi_index": lambda: _pd().MultiIndex.from_arrays(
-        [[1, 1, 2], _pd().Categorical(["x", "y", "x"])], names=["n", "c"]),
-    "pd_datetime_index_freq": lambda: _pd().date_range("2024-01-01", periods=3, freq="D", tz="UTC"),
-    "pd_timedelta_index": lambda: _pd().timedelta_range("1s", periods=3, freq="s"),
+        [_pd().Index([1, 1, 2], dtype="int64"), _pd().Categorical(["x", "y", "x"], categories=_obj(["x", "y"]))],
+        names=["n", "c"]),
+    "pd_datetime_index_freq": lambda: _pd().date_range(
+        "2024-01-01", periods=3, freq="D", tz=dt.timezone.utc, unit="ns"),
+    "pd_timedelta_index": lambda: _pd().timedelta_range("1s", periods=3, freq="s", unit="ns"),
     "pd_period_index": lambda: _pd().period_range("2024Q1", periods=2, freq="Q"),
     "pd_interval_index": lambda: _pd().interval_range(0, 3, closed="left"),
-    "pd_categorical_index": lambda: _pd().CategoricalIndex(["b", "a"], categories=["a", "b", "c"], ordered=True),
-    "pd_categorical": lambda: _pd().Categorical(["a", "b", None], categories=["b", "a"]),
-    "pd_datetime_array_tz": lambda: _pd().array(_pd().date_range("2024-03-31", periods=2, freq="h", tz="Europe/London")),
+    "pd_categorical_index": lambda: _pd().CategoricalIndex(
+        ["b", "a"], categories=_obj(["a", "b", "c"]), ordered=True),
+    "pd_categorical": lambda: _pd().Categorical(["a", "b", None], categories=_obj(["b", "a"])),
+    "pd_datetime_array_tz": lambda: _pd().array(_pd().DatetimeIndex(
+        ["2024-03-31 00:00", "2024-03-31 03:00"]).as_unit("ns").tz_localize(_zone("Europe/London"))),
     "pd_datetime_array_unit_s": lambda: _pd().array(_pd().to_datetime(["2024-01-01"]).as_unit("s")),
-    "pd_timedelta_array": lambda: _pd().array(_pd().to_timedelta([1, None], unit="min")),
+    "pd_timedelta_array": lambda: _pd().array(_ns(_pd().to_timedelta([1, None], unit="min"))),
     "pd_period_array": lambda: _pd().period_range("2024-01-01", periods=2, freq="W-SUN").array,
     "pd_interval_array": lambda: _pd().arrays.IntervalArray.from_breaks([0.0, 0.5, 1.0], closed="both"),
     "pd_int64_masked": lambda: _pd().array([1, None, 3], dtype="Int64"),
@@ -428,19 +467,20 @@ cases({
     "pd_boolean_masked": lambda: _pd().array([True, None, False], dtype="boolean"),
     "pd_string_python": lambda: _pd().array(["a", None, "ç"], dtype="string[python]"),
     "pd_sparse": lambda: _pd().arrays.SparseArray([0, 0, 1, 2, 0], fill_value=0),
-    "pd_numpy_extension_array": lambda: _pd().arrays.NumpyExtensionArray(_pd().Series([1.5, 2.5]).to_numpy()),
-    "pd_series_array_categorical_values": lambda: _pd().Series(["x", "y", "x"], dtype="category").values,
-    "pd_timestamp": lambda: _pd().Timestamp("2024-07-01 12:00:00.000000123"),
-    "pd_timestamp_tz": lambda: _pd().Timestamp("2024-07-01 12:00", tz="America/New_York"),
-    "pd_timedelta": lambda: _pd().Timedelta("1 days 00:00:00.000000001"),
+    "pd_numpy_extension_array": lambda: _pd().arrays.NumpyExtensionArray(_np().array([1.5, 2.5])),
+    "pd_series_array_categorical_values": lambda: _pd().Series(
+        _pd().Categorical(["x", "y", "x"], categories=_obj(["x", "y"]))).values,
+    "pd_timestamp": lambda: _ns(_pd().Timestamp("2024-07-01 12:00:00.000000123")),
+    "pd_timestamp_tz": lambda: _ns(_pd().Timestamp("2024-07-01 12:00", tz=_zone("America/New_York"))),
+    "pd_timedelta": lambda: _ns(_pd().Timedelta("1 days 00:00:00.000000001")),
     "pd_period": lambda: _pd().Period("2024-07", freq="M"),
-    "pd_interval": lambda: _pd().Interval(_pd().Timestamp("2024-01-01"), _pd().Timestamp("2024-02-01")),
+    "pd_interval": lambda: _pd().Interval(_ns(_pd().Timestamp("2024-01-01")), _ns(_pd().Timestamp("2024-02-01"))),
     "pd_nat": lambda: _pd().NaT,
     "pd_na": lambda: _pd().NA,
     "pd_offset_week": lambda: _pd().offsets.Week(weekday=2),
     "pd_offset_custom_business_day": lambda: _pd().offsets.CustomBusinessDay(
         n=2, holidays=["2024-01-01"], weekmask="Mon Tue Wed Thu"),
-    "pd_dtype_categorical": lambda: _pd().CategoricalDtype(["a", "b"], ordered=True),
+    "pd_dtype_categorical": lambda: _pd().CategoricalDtype(_obj(["a", "b"]), ordered=True),
     "pd_dtype_datetime_tz": lambda: _pd().DatetimeTZDtype("ms", "UTC"),
     "pd_dtype_int64": lambda: _pd().Int64Dtype(),
 }, requires=_PD)
@@ -449,12 +489,12 @@ cases({
     "pd_arrow_dtype_int": lambda: _pd().array([1, None, 3], dtype="int64[pyarrow]"),
     "pd_arrow_dtype_timestamp": lambda: _pd().array(
         _pd().to_datetime(["2024-01-01"]), dtype="timestamp[us, tz=UTC][pyarrow]"),
-    "pd_series_default_str": lambda: _pd().Series(["a", "b", None], dtype="str"),
+    "pd_series_nan_string": lambda: _pd().Series(["a", "b", None], dtype=_nan_string_dtype("pyarrow")),
 }, requires=(*_PD, "pyarrow"))
 
 
 def _series_with_attrs() -> Any:
-    s = _pd().Series([1.0], name="m")
+    s = _pd().Series([1.0], name="m", dtype="float64")
     s.attrs["unit"] = "kg"
     return s
 

@@ -242,7 +242,7 @@ def test_frames_key_columns_dtypes_and_order() -> None:
 
 
 def test_scalars() -> None:
-    ts = pd.Timestamp("2024-01-01 00:00:00")
+    ts = pd.Timestamp("2024-01-01 00:00:00").as_unit("ns")
     assert all_distinct([
         ts, ts.as_unit("s"), ts.tz_localize("UTC"), ts.tz_localize("Asia/Tokyo"),
         ts + pd.Timedelta(1), dt.datetime(2024, 1, 1),

@@ -520,7 +520,7 @@ def _tz_encoder(t: type) -> Encoder:
             state(tz, out)
         return enc_state
     library, get_name = named
-    module = t.__dict__.get("__module__", "")
+    module = t.__dict__.get("__module__", getattr(t, "__module__", ""))
     own = isinstance(module, str) and module.partition(".")[0] == library
     by_name = (T_TZINFO + _TZ_BY_NAME + _raw_name_bytes_of(library)
                + (_varint(0) if own else _type_name_bytes(t)))

@@ -184,11 +184,22 @@ def _write_index(idx: Any, out: _Sink) -> None:
         for level, codes in zip(idx.levels, idx.codes):
             _enc_index(level, out)
             _enc_ndarray(codes, out)
+    elif isinstance(idx, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        # freq lives on the index (pandas 3) or on its array too (pandas 2): written
+        # once, in the array's place, so both give one key.
+        out += b"i"
+        _enc(idx.name, out)
+        out += T_PD_COLUMN
+        if isinstance(idx, pd.DatetimeIndex):
+            out += b"d"
+            _write_datetime_values(idx.array, idx.freq, out)
+        else:
+            out += b"t"
+            _write_timedelta_values(idx.array, idx.freq, out)
     else:
         out += b"i"
         _enc(idx.name, out)
         _write_array(idx.array, out)
-        _enc_freq(getattr(idx, "freq", None), out)
     _write_user_attrs(idx, out)
 
 
@@ -269,14 +280,22 @@ def _write_categorical(arr: Any, out: _Sink) -> None:
 
 
 def _write_datetimes(arr: Any, out: _Sink) -> None:
+    _write_datetime_values(arr, getattr(arr, "freq", None), out)
+
+
+def _write_datetime_values(arr: Any, freq: Any, out: _Sink) -> None:
     _enc_ndarray(arr._ndarray, out)  # M8[unit] values (UTC when tz-aware)
     _enc_tzinfo(arr.tz, out)
-    _enc_freq(getattr(arr, "freq", None), out)
+    _enc_freq(freq, out)
 
 
 def _write_timedeltas(arr: Any, out: _Sink) -> None:
+    _write_timedelta_values(arr, getattr(arr, "freq", None), out)
+
+
+def _write_timedelta_values(arr: Any, freq: Any, out: _Sink) -> None:
     _enc_ndarray(arr._ndarray, out)  # m8[unit] values
-    _enc_freq(getattr(arr, "freq", None), out)
+    _enc_freq(freq, out)
 
 
 def _write_periods(arr: Any, out: _Sink) -> None:
