@@ -216,7 +216,7 @@ def test_scalars_of_many_kinds() -> None:
         dt.timedelta(seconds=1), dt.timedelta(days=-1), dt.timezone.utc, int, str,
     ]
     assert all_distinct(values)
-    assert k(range(3)) == k(range(0, 3))
+    assert k(range(3)) == k(range(0, 3))  # noqa: PIE808 (the point: an explicit start is equal)
     assert k(pathlib.PurePosixPath("a/b")) == k(pathlib.PurePosixPath("a") / "b")
     assert k(decimal.Decimal("2.5")) == k(decimal.Decimal("2.5"))
     assert k(uuid.UUID(int=7)) == k(uuid.UUID(int=7))
@@ -287,7 +287,7 @@ class OtherReq:
 
 
 class Slotted:
-    __slots__ = ("a", "__b")
+    __slots__ = ("a", "__b")  # noqa: RUF023 (a mangled slot name, on purpose)
 
     def __init__(self, a: Any, b: Any) -> None:
         self.a = a
@@ -357,9 +357,8 @@ def test_unhashable_values_raise(value: Any, word: str) -> None:
 
 
 def test_open_file_is_unhashable(tmp_path: pathlib.Path) -> None:
-    with open(tmp_path / "f.txt", "w") as fh:
-        with pytest.raises(UnhashableError, match="file"):
-            make_key(fh)
+    with open(tmp_path / "f.txt", "w") as fh, pytest.raises(UnhashableError, match="file"):
+        make_key(fh)
 
 
 class Holder:
