@@ -378,6 +378,12 @@ _GC_HEADER = _getsizeof([]) - [].__sizeof__()
 # to a walk of ``__dict__``: NDArrayBacked arrays (Categorical codes,
 # datetime/timedelta/period arrays), SparseIndex indices.
 _PANDAS_C_FIELDS = ("_ndarray", "_dtype", "indices", "blocs", "blengths")
+# What pandas keeps in C fields no Python-visible object reports (per block:
+# placement arrays, reference tracking, consolidation flags, 300-500 bytes by
+# tracemalloc; per manager: dtype and placement caches), charged as constants
+# so that small frames stay under the bound too.
+_PANDAS_BLOCK_OVERHEAD = 512
+_PANDAS_MANAGER_OVERHEAD = 1024
 
 
 def _h_pandas(obj: Any, w: _Walk) -> int:
@@ -392,10 +398,10 @@ def _h_pandas(obj: Any, w: _Walk) -> int:
 
 def _h_pandas_manager(obj: Any, w: _Walk) -> int:
     """A pandas BlockManager: each block's values, the axes and the placement arrays."""
-    size = _getsizeof(obj)
+    size = _getsizeof(obj) + _PANDAS_MANAGER_OVERHEAD
     stack = w.stack
     for block in getattr(obj, "blocks", ()):
-        size += _getsizeof(block)
+        size += _getsizeof(block) + _PANDAS_BLOCK_OVERHEAD
         stack.append(block.values)
     for part in getattr(obj, "arrays", ()):  # pandas 2's optional ArrayManager
         stack.append(part)
@@ -434,7 +440,9 @@ def _h_arrow_buffer(obj: Any, w: _Walk) -> int:
     while root.parent is not None:
         root = root.parent
     nbytes = -(-root.size // _ARROW_PADDING) * _ARROW_PADDING
-    device = "arrow" if root.is_cpu else f"arrow:{getattr(root, 'device', '?')}"
+    # CPU memory shares the "cpu" namespace with numpy: an Arrow array over a
+    # numpy buffer (pa.array(ndarray) is zero-copy) is that buffer, counted once.
+    device = "cpu" if root.is_cpu else f"arrow:{getattr(root, 'device', '?')}"
     return _shell(obj) + w.buffer(root.address, device, nbytes)
 
 
