@@ -42,6 +42,18 @@ Decisions worth knowing:
   threads, generators, C objects, cycles) raises :class:`UnhashableError`
   instead of silently falling back to identity.
 
+The rule for objects (:mod:`.objects`): **a key covers an object's whole
+state, or the object is refused.** An object is keyed by its class's name and
+its whole ``__dict__`` and ``__slots__`` state. A class is named by
+``module:qualname`` only when that name leads back to the very class object,
+so local classes, classes made by a factory and classes no longer in their
+module are refused (unless registered with :func:`register_hasher`), as
+enums, dataclasses, pydantic models and type objects made that way are. A
+class whose instance layout holds C fields (Cython and other extension types,
+heap types included) is keyed only through an adapter or a registered hasher.
+Time zones are keyed by name (zoneinfo, pytz, dateutil) or by their state
+(``datetime.timezone`` by offset and name), never by ``repr``.
+
 Heavy libraries (numpy, pandas, PIL, torch, pydantic) are never imported
 here: a value's type is only checked against them once they are already in
 ``sys.modules`` (which they must be for such a value to exist).
@@ -52,17 +64,22 @@ Modules of this package:
   primitive byte forms, sinks and digests;
 * :mod:`.encoder` — dispatch by type, the built-in types, resolution order,
   :func:`register_hasher` and :func:`register_adapter`;
-* :mod:`.objects` — object reflection (enums, dataclasses, pydantic, builtin
-  subclasses, ``__dict__``/``__slots__`` state);
-* :mod:`.numpy`, :mod:`.pandas`, :mod:`.pil`, :mod:`.torch` — library adapters;
+* :mod:`.objects` — object reflection (the whole-state rule; enums,
+  dataclasses, pydantic, value subclasses, ``__dict__``/``__slots__`` state);
+* :mod:`.numpy`, :mod:`.pandas`, :mod:`.pil`, :mod:`.torch`, :mod:`.arrow`,
+  :mod:`.polars` — library adapters;
 * :mod:`.api` — :func:`make_key`, :func:`make_call_key`, :func:`hash_key`.
 
 Adding a library adapter: write a module here whose builder
 ``builder(t: type) -> Encoder | None`` checks the library through
 ``sys.modules`` and is decorated with :func:`register_adapter`, then import
 that module below (one line, in the adapters block). Give its types tags in
-:mod:`.wire` and rows in the golden-key table, whose test fails for an
-encoder without a row.
+:mod:`.wire` and cases in ``tests/golden_keys_cases.py`` (then regenerate the
+table with ``python -m tests.golden_keys_cases --write``): the golden test
+fails for a registered builder that keys no value of the table. A builder may
+raise ``_Fail`` (for instance through ``_type_name_bytes`` for a class that
+cannot be named): the type is then refused with that reason. Any change of
+an existing key is a new :data:`KEY_FORMAT_VERSION`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ import blake3 as _blake3
 import xxhash as _xxhash
 
 KEY_FORMAT_VERSION = 1
-"""Version of the key bytes. Bump it whenever any value's key changes."""
+"""Version of the key bytes. Bump it whenever any value's key changes (the
+golden-key table in the tests records the version it was written for)."""
 
 ALGORITHMS = ("blake3", "xxh3")
 
