@@ -1056,7 +1056,7 @@ def _protect_polars(value: Any) -> Any:
     buf = io.BytesIO()
     frame.write_ipc(buf)
     buf.seek(0)
-    copied = pl.read_ipc(buf, memory_map=False)
+    copied = pl.read_ipc(buf)
     return copied.to_series() if isinstance(value, pl.Series) else copied
 
 

@@ -1,0 +1,187 @@
+"""Mutation safety of numpy hits: each caller gets an array object of its own.
+
+A read-only array still has metadata a caller may set (``shape``, ``dtype``,
+``strides``, ``flags``); when every hit was the same object, one caller's
+``hit.shape = (3, 2)`` changed what every later caller saw.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import infercache as ic
+from infercache.safety import protect, release
+
+np = pytest.importorskip("numpy")
+
+
+def _reshape(a):
+    a.shape = (a.size,) if a.ndim != 1 else (1, a.size)
+
+
+def _retype(a):
+    a.dtype = np.uint8  # same buffer, other element type: allowed on read-only arrays
+
+
+def _restride(a):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        a.strides = (0,) * a.ndim
+
+
+def _flag(a):
+    a.flags.writeable = False
+    a.flags.aligned = False
+
+
+METADATA_MUTATIONS = {
+    "shape": _reshape,
+    "dtype": _retype,
+    "strides": _restride,
+    "flags": _flag,
+}
+
+
+@pytest.mark.parametrize("mutation", list(METADATA_MUTATIONS))
+def test_setting_an_array_hits_metadata_does_not_change_later_hits(mutation):
+    value = np.arange(6, dtype=np.int64).reshape(2, 3)
+    kept = protect(value)
+    hit = release(kept)
+    try:
+        METADATA_MUTATIONS[mutation](hit)
+    except (AttributeError, ValueError):
+        pass  # a numpy that refuses this mutation on read-only arrays: nothing leaked
+    again = release(kept)
+    assert again.shape == (2, 3) and again.dtype == np.int64
+    assert again.strides == (24, 8) and again.flags.aligned
+    assert (again == value).all()
+
+
+def test_array_hits_inside_containers_and_object_arrays_are_per_caller():
+    inner = np.empty(1, dtype=object)
+    inner[0] = np.arange(4)
+    value = {"a": np.arange(4), "l": [np.arange(4)], "t": (np.arange(4), "x"), "o": inner}
+    kept = protect(value)
+    hit = release(kept)
+    for a in (hit["a"], hit["l"][0], hit["t"][0], hit["o"][0]):
+        a.shape = (2, 2)
+        a.dtype = np.int32
+    again = release(kept)
+    for a in (again["a"], again["l"][0], again["t"][0], again["o"][0]):
+        assert a.shape == (4,) and a.dtype == np.int64
+
+
+def test_cached_function_hit_metadata_does_not_leak_to_the_next_caller():
+    calls = []
+
+    @ic.cache
+    def embed(text):
+        calls.append(text)
+        return np.arange(6, dtype=np.float64)
+
+    first = embed("a")
+    first.shape = (3, 2)
+    first.dtype = np.int64
+    hit = embed("a")
+    hit.shape = (2, 3)
+    nested_hit = embed("a")
+    assert calls == ["a"]
+    assert nested_hit.shape == (6,) and nested_hit.dtype == np.float64
+    assert list(nested_hit) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_cached_function_arrays_inside_a_dict_are_per_caller():
+    @ic.cache
+    def features(x):
+        return {"emb": np.ones(4), "layers": [np.zeros((2, 2))]}
+
+    features(1)  # the miss: the caller gets the function's own result
+    hit = features(1)
+    hit["emb"].shape = (2, 2)
+    hit["layers"][0].dtype = np.int64
+    again = features(1)
+    assert again["emb"].shape == (4,) and again["layers"][0].dtype == np.float64
+
+
+def test_manual_cache_get_arrays_are_per_caller():
+    c = ic.Cache()
+    c.set("k", arr=np.arange(4), more=[np.arange(2)])
+    got = c.get("k")
+    got["arr"].shape = (2, 2)
+    got["more"][0].dtype = np.int32
+    again = c.get("k")
+    assert again["arr"].shape == (4,) and again["more"][0].dtype == np.int64
+
+
+def test_array_hit_base_is_immutable_bytes():
+    # Nothing shared sits behind a hit: no shared array whose metadata could be
+    # set through hit.base, no buffer that could be made writeable.
+    kept = protect(np.arange(10.0).reshape(2, 5)[:, 1:])
+    hit = release(kept)
+    assert type(hit.base) is bytes
+    with pytest.raises(ValueError):
+        hit.flags.writeable = True
+    with pytest.raises(ValueError, match="read-only"):
+        hit[0, 0] = 1.0
+
+
+def test_structured_dtype_field_names_are_per_caller():
+    # A structured dtype's ``names`` can be reassigned in place: a shared dtype
+    # object would rename the fields for every later caller.
+    value = np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])
+    kept = protect(value)
+    hit = release(kept)
+    hit.dtype.names = ("x", "y")
+    assert release(kept).dtype.names == ("a", "b")
+    dt_kept = protect(np.dtype([("a", "i4")]))
+    release(dt_kept).names = ("z",)
+    assert release(dt_kept).names == ("a",)
+
+
+def test_dtype_metadata_is_per_caller():
+    dt = np.dtype(np.float64, metadata={"unit": ["m"]})
+    kept = protect(np.zeros(3, dtype=dt))
+    release(kept).dtype.metadata["unit"].append("s")
+    assert release(kept).dtype.metadata == {"unit": ["m"]}
+
+
+def test_plain_dtypes_and_numpy_scalars_are_shared():
+    dt = np.dtype("float32")
+    assert release(protect(dt)) is dt
+    for scalar in (np.float64(1.5), np.int8(3), np.datetime64("2024-01-01"), np.str_("a")):
+        assert release(protect(scalar)) is scalar
+    with pytest.raises(AttributeError):
+        np.float64(1.0).shape = (1,)  # numpy scalars have no settable metadata
+
+
+def test_structured_scalar_is_copied():
+    row = np.zeros(2, dtype=[("a", "i4")])[0]  # np.void: a view into its array
+    kept = protect(row)
+    hit = release(kept)
+    hit["a"] = 7
+    assert release(kept)["a"] == 0
+
+
+def test_empty_and_zero_dim_arrays():
+    for value in (np.empty((0, 3)), np.array(2.0), np.zeros(4, dtype="V0")):
+        kept = protect(value)
+        hit = release(kept)
+        assert hit.shape == value.shape and hit.dtype == value.dtype
+        hit.shape = hit.shape  # settable, on the caller's own object
+        assert release(kept) is not hit
+
+
+def test_torch_from_numpy_on_a_hit_warns_that_writing_is_undefined():
+    # torch has no read-only tensors: torch.from_numpy shares the hit's memory
+    # and only warns. The copying constructors are the safe way.
+    torch = pytest.importorskip("torch")
+    kept = protect(np.zeros(3, dtype=np.float32))
+    hit = release(kept)
+    with pytest.warns(UserWarning, match="not writable"):
+        shared = torch.from_numpy(hit)
+    assert shared.data_ptr() == hit.ctypes.data  # the kept memory itself: do not write
+    own = torch.tensor(release(kept))
+    own.add_(1)
+    assert (release(kept) == 0).all()
