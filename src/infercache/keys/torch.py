@@ -22,7 +22,17 @@ from .encoder import (
     _type_name_bytes,
     register_adapter,
 )
-from .wire import T_TENSOR, T_TORCH_DEVICE, T_TORCH_DTYPE, _Sink, _write_buffer
+from .wire import (
+    T_DICT,
+    T_NONE,
+    T_TENSOR,
+    T_TORCH_DEVICE,
+    T_TORCH_DTYPE,
+    _new_sink,
+    _Sink,
+    _varint,
+    _write_buffer,
+)
 
 
 @register_adapter
@@ -53,14 +63,32 @@ def _enc_torch_device(obj: Any, out: _Sink) -> None:
     _enc_str(str(obj), out)  # "cuda:0": type and index
 
 
+_NO_ATTRS = T_DICT + _varint(0)  # what _enc_dict writes for {}
+# (dtype, device, layout, requires_grad) -> their encoding, built once per combination.
+_META: dict[tuple, bytes] = {}
+
+
+def _meta(x: Any) -> bytes:
+    k = (x.dtype, x.device, x.layout, x.requires_grad)
+    b = _META.get(k)
+    if b is None:
+        out = _new_sink("blake3")
+        _enc_str(str(x.dtype), out)
+        _enc_str(str(x.device), out)
+        _enc_str(str(x.layout), out)
+        _enc_bool(bool(x.requires_grad), out)
+        b = _META[k] = bytes(out)
+    return b
+
+
 def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
     torch = sys.modules["torch"]
     t = type(x)
-    device, layout, requires_grad = str(x.device), str(x.layout), bool(x.requires_grad)
+    meta = _meta(x)
     names = getattr(x, "names", None)
     if names is not None and all(n is None for n in names):
         names = None
-    attrs = dict(getattr(x, "__dict__", None) or {})
+    attrs = getattr(x, "__dict__", None)
     try:
         x = x.detach()
         if x.layout != torch.strided:
@@ -70,11 +98,14 @@ def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
     except (RuntimeError, TypeError, NotImplementedError) as err:
         raise _Fail(t, f"its data cannot be read as bytes ({err})") from None
     out += head
-    _enc_str(str(x.dtype), out)
+    out += meta
     _enc_tuple(tuple(x.shape), out)
-    _enc_str(device, out)
-    _enc_str(layout, out)
-    _enc_bool(requires_grad, out)
-    _enc(names, out)
-    _enc_dict(attrs, out)
+    if names is None:
+        out += T_NONE
+    else:
+        _enc(names, out)
+    if attrs:
+        _enc_dict(dict(attrs), out)
+    else:
+        out += _NO_ATTRS
     _write_buffer(b"", memoryview(flat), out)
