@@ -9,6 +9,7 @@ import warnings
 from collections import Counter
 
 import pytest
+from flight_fixtures import KINDS, Caller, call, gated
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -1022,3 +1023,204 @@ def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() 
     assert leader and fresh is not call
     flights.finish("k", call, value=1)  # the old leader finishing leaves the new call alone
     assert flights.in_flight() == 1
+
+
+# -- invalidation while computations are in flight -----------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_caller_arriving_after_clear_never_gets_a_result_computed_before_it(kind: str) -> None:
+    """Callers used to join the computation that started before the clear and get its stale result."""
+    gates = [threading.Event() for _ in range(2)]
+    started: list = []
+    f = gated(kind, gates, started)
+    old = Caller(kind, f, 1)
+    wait_until(lambda: len(started) == 1, "the first computation")
+    early = Caller(kind, f, 1)
+    wait_until(lambda: f.cache.stats().joins == 1, "a caller joining before the clear")
+    f.cache.clear()
+    new = Caller(kind, f, 1)
+    wait_until(lambda: len(started) == 2 or f.cache.stats().joins == 2, "the caller after the clear")
+    assert len(started) == 2  # a computation of its own, not the one from before the clear
+    gates[0].set()
+    # Who asked before the clear gets the result computed for them (it is not stored).
+    assert old.result() == early.result() == [1, 0]
+    gates[1].set()
+    assert new.result() == [1, 1]
+    assert call(kind, f, 1) == [1, 1]  # what is stored was computed after the clear
+    assert len(started) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_clear_session_restarts_that_sessions_computations_in_flight(kind: str) -> None:
+    gates = [threading.Event() for _ in range(2)]
+    started: list = []
+    f = gated(kind, gates, started, per_session=True)
+    old = Caller(kind, f, 1, session="A")
+    wait_until(lambda: len(started) == 1, "A's computation")
+    ic.clear_session("A")  # the tab closed and reopened with the same id
+    new = Caller(kind, f, 1, session="A")
+    wait_until(lambda: len(started) == 2 or f.cache.stats().joins == 1, "A's caller after the clear")
+    assert len(started) == 2
+    gates[0].set()
+    gates[1].set()
+    assert old.result() == [1, 0]
+    assert new.result() == [1, 1]
+    assert call(kind, f, 1, session="A") == [1, 1]
+
+
+# -- recursion through child tasks, threads and copied contexts ------------------------
+
+
+CHILD_CALLS = {
+    "create_task": lambda coro: asyncio.create_task(coro),
+    "gather": lambda coro: asyncio.gather(coro),
+    "wait_for": lambda coro: asyncio.wait_for(coro, 30),
+    "ensure_future": lambda coro: asyncio.ensure_future(coro),
+    "to_thread": lambda coro: asyncio.to_thread(asyncio.run, coro),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CHILD_CALLS))
+def test_async_self_call_through_a_child_task_is_recursion_not_a_deadlock(how: str) -> None:
+    runs = []
+
+    @ic.cache
+    async def f(x):
+        runs.append(x)
+        return await CHILD_CALLS[how](f(x))
+
+    async def main():
+        with pytest.raises(RecursionError, match="called itself"):
+            await asyncio.wait_for(f(1), 10)  # the bound only ends the test on the old deadlock
+
+    asyncio.run(main())
+    assert runs == [1]
+
+
+def test_sync_self_call_in_a_thread_with_the_copied_context_is_recursion() -> None:
+    import concurrent.futures
+    import contextvars
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+
+    @ic.cache
+    def f(x):
+        ctx = contextvars.copy_context()
+        return pool.submit(ctx.run, f, x).result(10)
+
+    try:
+        with pytest.raises(RecursionError, match="called itself"):
+            f(1)
+    finally:
+        pool.shutdown()
+
+
+def test_a_cycle_through_another_cached_function_is_recursion() -> None:
+    @ic.cache
+    async def f(x):
+        return await asyncio.create_task(g(x))
+
+    @ic.cache
+    async def g(x):
+        return await asyncio.create_task(f(x))
+
+    async def main():
+        with pytest.raises(RecursionError):
+            await asyncio.wait_for(f(1), 10)
+
+    asyncio.run(main())
+
+
+def test_async_generator_self_call_through_a_child_task_is_recursion() -> None:
+    @ic.cache
+    async def stream(x):
+        async def first(gen):
+            async for v in gen:
+                return v
+
+        yield await asyncio.create_task(first(stream(x)))
+
+    async def main():
+        with pytest.raises(RecursionError):
+            await asyncio.wait_for(first_item(), 10)
+
+    async def first_item():
+        return [v async for v in stream(1)]
+
+    asyncio.run(main())
+
+
+def test_independent_tasks_of_one_key_still_share_one_computation() -> None:
+    """Tasks created side by side copy the same context, but neither runs inside the other."""
+    runs = []
+
+    @ic.cache
+    async def f(x):
+        runs.append(x)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def main():
+        a = asyncio.create_task(f(1))
+        b = asyncio.create_task(f(1))
+        return await a, await b
+
+    assert asyncio.run(main()) == (2, 2)
+    assert runs == [1]
+    assert f.cache.stats().joins == 1
+
+
+def test_a_leader_may_compute_other_keys_in_child_tasks_and_threads() -> None:
+    import concurrent.futures
+    import contextvars
+
+    @ic.cache
+    async def countdown(n):
+        if n == 0:
+            return [0]
+        return [n, *(await asyncio.create_task(countdown(n - 1)))]
+
+    assert asyncio.run(countdown(4)) == [4, 3, 2, 1, 0]
+
+    pool = concurrent.futures.ThreadPoolExecutor(6)  # one thread per level: each waits for the next
+
+    @ic.cache
+    def total(n):
+        if n == 0:
+            return 0
+        return n + pool.submit(contextvars.copy_context().run, total, n - 1).result(10)
+
+    try:
+        assert total(5) == 15
+    finally:
+        pool.shutdown()
+
+
+def test_a_task_left_running_by_a_finished_leader_is_not_recursive() -> None:
+    """Its context still names the leader's computation, which is over: it computes anew."""
+    runs = []
+    later: list = []
+
+    @ic.cache
+    async def f(x):
+        runs.append(x)
+        if len(runs) == 1:
+            go = asyncio.Event()
+            later.append((go, asyncio.create_task(after(go, x))))
+        return len(runs)
+
+    async def after(go, x):
+        await go.wait()
+        return await f(x)
+
+    async def main():
+        assert await f(1) == 1
+        f.cache.clear()
+        go, task = later[0]
+        go.set()
+        return await task
+
+    assert asyncio.run(main()) == 2
+    assert runs == [1, 1]
