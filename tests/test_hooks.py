@@ -6,6 +6,7 @@ import asyncio
 from contextvars import ContextVar
 
 import pytest
+from flight_fixtures import KINDS, Caller, call, gated, wait_until
 
 import infercache as ic
 from infercache import hooks
@@ -206,3 +207,45 @@ def test_core_imports_no_framework_and_adds_no_bases() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class HitCounter(hooks.Integration):
+    """An integration counting the hit hook's calls (Gradio shows its 'used cache' badge there)."""
+
+    name = "hit-counter"
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    def hit_hook(self):
+        return self.count
+
+    def count(self) -> None:
+        self.hits += 1
+
+
+@pytest.fixture
+def hit_counter():
+    counter = HitCounter()
+    hooks.register(counter)
+    yield counter
+    hooks.unregister(counter.name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hit_hook_fires_for_store_hits_only_never_for_a_miss_or_its_followers(hit_counter, kind) -> None:
+    """A miss's own items (and a follower's share of them) are not hits: no badge on a first run."""
+    import threading
+
+    gates = [threading.Event() for _ in range(2)]
+    started: list = []
+    f = gated(kind, gates, started)
+    leader = Caller(kind, f, 1)
+    wait_until(lambda: len(started) == 1, "the computation")
+    follower = Caller(kind, f, 1)
+    wait_until(lambda: f.cache.stats().joins == 1, "a follower")
+    gates[0].set()
+    assert leader.result() == follower.result() == [1, 0]
+    assert hit_counter.hits == 0
+    assert call(kind, f, 1) == [1, 0]  # served from the store
+    assert hit_counter.hits == 1

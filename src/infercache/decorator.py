@@ -469,8 +469,10 @@ def _wrap(
             full = key_or_miss(args, kwargs)
             entry = lookup(full)
             if entry is not None:
+                for hook in hooks.hit_hooks:  # one hit, however many items it replays
+                    hook()
                 for kept in entry.value:
-                    yield deliver(kept)
+                    yield deliver(kept, False)
                 return
             probe_miss(integs)
             run = flights.join_run(full, lambda: new_run(AsyncRun, full, args, kwargs, integs))
@@ -497,8 +499,10 @@ def _wrap(
             full = key_or_miss(args, kwargs)
             entry = lookup(full)
             if entry is not None:
+                for hook in hooks.hit_hooks:  # one hit, however many items it replays
+                    hook()
                 for kept in entry.value:
-                    yield deliver(kept)
+                    yield deliver(kept, False)
                 return
             probe_miss(integs)
             run = flights.join_run(full, lambda: new_run(Run, full, args, kwargs, integs))
