@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import copy
 import dataclasses
@@ -9,7 +10,11 @@ import datetime
 import decimal
 import enum
 import fractions
+import io
+import mmap
 import pathlib
+import sys
+import types
 import uuid
 from typing import Any
 
@@ -17,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import infercache as ic
 from infercache.safety import protect, register_copier, release
 
 np = pytest.importorskip("numpy")
@@ -199,6 +205,162 @@ def test_immutable_builtin_subclass_with_attributes_is_copied():
     assert release(protect(s)).tag == ["t"]
 
 
+class Meter(float):
+    """A float subclass whose instances carry state in slots."""
+
+    __slots__ = ("tags", "unit")
+
+
+class Label(str):
+    """A str subclass adding nothing: as immutable as str."""
+
+    __slots__ = ()
+
+
+class Blob(bytes):
+    pass  # has a __dict__ (bytes subclasses cannot add slots)
+
+
+class Stamp(datetime.datetime):
+    pass  # has a __dict__
+
+
+class Tags(frozenset):
+    pass  # has a __dict__
+
+
+class Row(tuple):
+    pass  # has a __dict__
+
+
+class Pair(collections.namedtuple("Pair", "a b")):
+    pass  # a namedtuple subclass with a __dict__
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    items: list
+
+
+class MutableZone(datetime.tzinfo):
+    def __init__(self) -> None:
+        self.hours = [1]
+
+    def utcoffset(self, dt):
+        return datetime.timedelta(hours=self.hours[0])
+
+
+def _meter() -> Meter:
+    m = Meter(1.5)
+    m.unit = "m"
+    m.tags = ["a"]
+    return m
+
+
+def test_slotted_subclass_of_an_immutable_is_copied_per_caller():
+    value = _meter()
+    kept = protect(value)
+    hit = release(kept)
+    assert hit == 1.5 and type(hit) is Meter and hit is not value
+    hit.tags.append("leaked")
+    hit.unit = "ft"
+    value.tags.append("producer")  # the producer's later mutation
+    value.unit = "cm"
+    again = release(kept)
+    assert again.tags == ["a"] and again.unit == "m"
+
+
+def test_cached_function_returning_a_slotted_float_subclass():
+    produced = []
+
+    @ic.cache
+    def measure(x):
+        m = _meter()
+        produced.append(m)
+        return m
+
+    measure(1)  # the miss
+    produced[0].tags.append("producer")  # the producer keeps a reference and mutates it
+    hit = measure(1)
+    hit.tags.append("caller")
+    hit.unit = "ft"
+    again = measure(1)
+    assert len(produced) == 1
+    assert again.tags == ["a"] and again.unit == "m" and again == 1.5
+
+
+@pytest.mark.parametrize(
+    "make,mutate,check",
+    [
+        (lambda: _with(Blob(b"xy"), meta=["m"]), lambda v: v.meta.append(1), lambda v: v.meta == ["m"]),
+        (
+            lambda: _with(Stamp(2024, 1, 1), note=["n"]),
+            lambda v: v.note.append(1),
+            lambda v: v.note == ["n"],
+        ),
+        (lambda: _with(Tags({1, 2}), extra=[0]), lambda v: v.extra.append(1), lambda v: v.extra == [0]),
+        (lambda: _with(Row((1, 2)), extra=[0]), lambda v: v.extra.append(1), lambda v: v.extra == [0]),
+        (lambda: _with(Pair(1, 2), extra=[0]), lambda v: v.extra.append(1), lambda v: v.extra == [0]),
+        (lambda: Pair([1], 2), lambda v: v.a.append(2), lambda v: v.a == [1]),
+        (lambda: Frozen([1]), lambda v: v.items.append(2), lambda v: v.items == [1]),
+        (
+            lambda: datetime.datetime(2024, 1, 1, tzinfo=MutableZone()),
+            lambda v: v.tzinfo.hours.__setitem__(0, 5),
+            lambda v: v.utcoffset() == datetime.timedelta(hours=1),
+        ),
+    ],
+    ids=["bytes-dict", "datetime-dict", "frozenset-dict", "tuple-dict", "namedtuple-dict",
+         "namedtuple-list-field", "frozen-dataclass-list", "datetime-with-stateful-tzinfo"],
+)
+def test_immutable_looking_values_with_state_are_copied(make, mutate, check):
+    value = make()
+    kept = protect(value)
+    mutate(release(kept))
+    assert check(release(kept))
+    mutate(value)
+    assert check(release(kept))
+
+
+def _with(obj, **attrs):
+    for name, v in attrs.items():
+        setattr(obj, name, v)
+    return obj
+
+
+def test_stateless_subclasses_and_singletons_are_shared():
+    label = Label("abc")
+    assert release(protect(label)) is label
+    assert release(protect(Color.RED)) is Color.RED  # enum members keep their identity
+    aware = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    assert release(protect(aware)) is aware
+    zoneinfo = pytest.importorskip("zoneinfo")
+    try:
+        zoned = datetime.datetime(2024, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    except zoneinfo.ZoneInfoNotFoundError:
+        pytest.skip("no time zone database")
+    assert release(protect(zoned)) is zoned
+
+
+def test_pandas_timestamps_have_a_dict_so_are_copied():
+    pd = pytest.importorskip("pandas")
+    ts = pd.Timestamp("2024-01-01", tz="UTC")
+    kept = protect(ts)
+    hit = release(kept)
+    assert hit == ts and type(hit) is pd.Timestamp
+    hit.note = ["leaked"]  # Timestamp instances accept attributes
+    assert not hasattr(release(kept), "note")
+
+
+def test_mapping_proxy_is_copied_per_caller():
+    inner = {"a": [1]}
+    kept = protect(types.MappingProxyType(inner))
+    hit = release(kept)
+    assert type(hit) is types.MappingProxyType and hit == {"a": [1]}
+    hit["a"].append(2)
+    inner["b"] = [0]  # the producer writes through its own dict
+    assert release(kept) == {"a": [1]}
+
+
 # --------------------------------------------------------------------------- containers
 
 
@@ -309,6 +471,87 @@ def test_memoryview_is_kept_read_only():
     assert out.tobytes() == b"abcd" and out.readonly
     with pytest.raises(TypeError):
         out[0] = 1
+
+
+def test_memoryview_hits_are_new_handles():
+    kept = protect(memoryview(b"abcd"))
+    hit = release(kept)
+    hit.release()  # ends this caller's handle only
+    with release(kept) as other:
+        assert other.tobytes() == b"abcd"
+    assert release(kept).tobytes() == b"abcd"
+
+
+def test_memoryview_keeps_format_and_shape():
+    arr = np.arange(6, dtype=np.int32).reshape(2, 3)
+    kept = protect(memoryview(arr))
+    arr[0, 0] = 100
+    hit = release(kept)
+    assert hit.format == memoryview(arr).format and hit.shape == (2, 3)
+    assert hit.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert release(kept) is not hit
+
+
+def test_cached_function_returning_a_memoryview():
+    @ic.cache
+    def raw(n):
+        return memoryview(bytearray(range(n)))
+
+    raw(4)  # the miss
+    with raw(4) as hit:
+        assert hit.tolist() == [0, 1, 2, 3]
+    raw(4).release()
+    assert raw(4).tolist() == [0, 1, 2, 3]
+
+
+def test_array_array_and_bytearray_are_per_caller():
+    kept = protect(array.array("i", [1, 2]))
+    release(kept).append(3)
+    assert release(kept) == array.array("i", [1, 2])
+    kb = protect(bytearray(b"ab"))
+    release(kb).extend(b"!")
+    assert release(kb) == bytearray(b"ab")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (x for x in range(3)),
+        lambda: iter([1, 2]),
+        lambda: map(str, [1]),
+        lambda: io.BytesIO(b"data"),
+        lambda: Box(iter([1])),  # inside a user object
+        lambda: [1, {"it": iter([1])}],  # inside containers
+    ],
+    ids=["generator", "list-iterator", "map", "file", "in-object", "in-containers"],
+)
+def test_values_that_cannot_be_replayed_are_refused(make):
+    value = make()
+    with pytest.raises(TypeError, match="cannot be replayed|lifecycle"):
+        protect(value)
+
+
+def test_mmap_is_refused():
+    m = mmap.mmap(-1, 16)
+    try:
+        with pytest.raises(TypeError, match="lifecycle"):
+            protect(m)
+    finally:
+        m.close()
+
+
+def test_cached_function_returning_an_iterator_warns_and_runs_each_time():
+    calls = []
+
+    @ic.cache
+    def numbers(n):
+        calls.append(n)
+        return iter(range(n))
+
+    with pytest.warns(RuntimeWarning, match="cannot be replayed"):
+        assert list(numbers(3)) == [0, 1, 2]
+    assert list(numbers(3)) == [0, 1, 2]  # not a consumed iterator from the cache
+    assert calls == [3, 3]
 
 
 def test_release_of_a_value_not_from_protect_is_still_safe():
@@ -603,3 +846,205 @@ def test_property_protect_shares_nothing_mutable_with_the_original(value):
     out = release(kept)
     assert not (mutable_ids(out) & mutable_ids(value))
     assert freeze(out) == freeze(copy.deepcopy(value))
+
+
+# --------------------------------------------------------------------------- properties: everything a caller can touch
+#
+# Generated values mix containers, numpy arrays (views, object arrays, one
+# array reachable twice), subclasses of immutable builtins with state,
+# memoryviews and DataFrames with object cells. ``mutate_everything`` changes
+# every mutable thing reachable from a value -- items, attributes, array
+# contents (or tries to), shapes and dtypes, index names, memoryview handles --
+# and ``snapshot`` records everything a caller can observe.
+
+
+class Note(str):
+    """A str subclass with a __dict__."""
+
+
+def _note(text: str, tags: list) -> Note:
+    n = Note(text)
+    n.tags = tags
+    return n
+
+
+def _measured(x: float, tags: list) -> Meter:
+    m = Meter(x)
+    m.unit = "m"
+    m.tags = tags
+    return m
+
+
+def snapshot(v: Any) -> Any:
+    """Everything observable about ``v``, as nested tuples."""
+    if isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            return ("ndo", v.shape, tuple(snapshot(x) for x in v.ravel().tolist()))
+        return ("nd", v.dtype.str, v.dtype.names, v.shape, v.tobytes())
+    if isinstance(v, memoryview):
+        return ("mv", v.format, v.shape, v.tobytes())
+    if isinstance(v, Meter):
+        return ("meter", float(v), v.unit, snapshot(v.tags))
+    if isinstance(v, Note):
+        return ("note", str(v), snapshot(v.__dict__))
+    if isinstance(v, Box):
+        return ("box", snapshot(v.x))
+    if isinstance(v, bytearray):
+        return ("ba", bytes(v))
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(v, pd.DataFrame):
+        return (
+            "df",
+            tuple(v.columns),
+            v.columns.name,
+            tuple(v.index),
+            v.index.name,
+            tuple(str(d) for d in v.dtypes),
+            tuple(tuple(snapshot(x) for x in v[c].tolist()) for c in v.columns),
+            snapshot(dict(v.attrs)),
+        )
+    if isinstance(v, list):
+        return ("list", tuple(snapshot(x) for x in v))
+    if isinstance(v, tuple):
+        return (type(v).__name__, tuple(snapshot(x) for x in v))
+    if isinstance(v, dict):
+        return ("dict", tuple((snapshot(k), snapshot(x)) for k, x in v.items()))
+    if isinstance(v, (set, frozenset)):
+        return (type(v).__name__, frozenset(snapshot(x) for x in v))
+    return (type(v).__name__, v)
+
+
+def _try(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except (AttributeError, TypeError, ValueError):
+        pass  # refused (read-only data, incompatible shape): nothing changed
+
+
+def mutate_everything(v: Any, seen: set[int] | None = None) -> None:
+    """Mutate every mutable thing reachable from ``v``, in place."""
+    seen = set() if seen is None else seen
+    if id(v) in seen:
+        return
+    seen.add(id(v))
+    if isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            for x in v.ravel().tolist():
+                mutate_everything(x, seen)
+        if v.size:
+            _try(v.__setitem__, (0,) * v.ndim, v.ravel()[-1])
+            _try(setattr, v.flags, "writeable", True)
+        _try(setattr, v, "shape", (v.size,) if v.ndim != 1 else (1, v.size))
+        _try(setattr, v, "dtype", np.uint8)
+        return
+    if isinstance(v, memoryview):
+        if not v.readonly and v.nbytes:
+            v.cast("B")[0] ^= 0xFF
+        v.release()
+        return
+    if isinstance(v, (Meter, Note)):
+        mutate_everything(v.tags, seen)
+        v.tags = ["replaced"]
+        if isinstance(v, Meter):
+            v.unit = "ft"
+        else:
+            v.extra = 1
+        return
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(v, pd.DataFrame):
+        for column in v.columns:
+            for x in v[column].tolist():
+                mutate_everything(x, seen)
+        _try(v.iloc[:, 0].array.__setitem__, 0, -7)  # past copy-on-write
+        _try(v.iloc.__setitem__, (0, 0), -9)
+        v.index.name = "mutated"
+        v.columns.name = "mutated"
+        v.attrs["mutated"] = True
+        v["added"] = 0
+        return
+    if isinstance(v, Box):
+        mutate_everything(v.x, seen)
+        v.x = ["mutated", v.x]
+    elif isinstance(v, list):
+        for x in v:
+            mutate_everything(x, seen)
+        v.append("mutated")
+    elif isinstance(v, dict):
+        for x in v.values():
+            mutate_everything(x, seen)
+        v["mutated"] = True
+    elif isinstance(v, set):
+        v.add("mutated")
+    elif isinstance(v, bytearray):
+        v.extend(b"!")
+    elif isinstance(v, (tuple, frozenset)):
+        for x in v:
+            mutate_everything(x, seen)
+
+
+def _frame(cells: list) -> Any:
+    pd = pytest.importorskip("pandas")
+    column = np.empty(len(cells), dtype=object)
+    for i, cell in enumerate(cells):
+        column[i] = cell
+    return pd.DataFrame({"n": np.arange(len(cells), dtype=np.int64), "o": column}, index=[f"r{i}" for i in range(len(cells))])
+
+
+def _object_array(items: list) -> Any:
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+_ints = st.lists(st.integers(-1000, 1000), min_size=1, max_size=12)
+_numpy = st.one_of(
+    st.builds(lambda xs: np.array(xs, dtype=np.int64), _ints),
+    st.builds(lambda xs: np.array(xs, dtype=np.float32)[::2], _ints),  # a strided view
+    st.builds(lambda xs: np.array(xs + xs, dtype=np.int16).reshape(2, -1).T, _ints),
+    st.builds(
+        lambda xs: np.array([(x, float(x)) for x in xs], dtype=[("i", "i4"), ("f", "f8")]), _ints
+    ),
+    st.builds(lambda xs: [a := np.array(xs), a], _ints),  # one array reachable twice
+)
+_views = st.one_of(
+    st.builds(memoryview, st.binary(max_size=8)),
+    st.builds(lambda b: memoryview(bytearray(b)), st.binary(max_size=8)),
+    st.builds(lambda xs: memoryview(np.array(xs, dtype=np.int32)), _ints),
+)
+_text = st.text(max_size=6)
+_everything = st.recursive(
+    _leaves | _numpy | _views | st.builds(bytearray, st.binary(max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(_text, inner, max_size=4),
+        st.sets(_hashables, max_size=3),
+        st.builds(Box, inner),
+        st.builds(_measured, st.floats(-1e6, 1e6), st.lists(inner, max_size=2)),
+        st.builds(_note, _text, st.lists(inner, max_size=2)),
+        st.builds(_object_array, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(_frame, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_everything)
+def test_property_a_caller_mutating_everything_leaves_later_hits_unchanged(value):
+    expected = snapshot(value)
+    kept = protect(value)
+    first = release(kept)
+    assert snapshot(first) == expected
+    mutate_everything(first)
+    assert snapshot(release(kept)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(_everything)
+def test_property_the_producer_mutating_its_value_leaves_hits_unchanged(value):
+    expected = snapshot(value)
+    kept = protect(value)
+    mutate_everything(value)
+    assert snapshot(release(kept)) == expected

@@ -328,6 +328,22 @@ class _Deep(_Kept):
     __slots__ = ()
 
 
+class _DeepSeeded(_Kept):
+    """A deep copy reaching objects ``deepcopy`` cannot copy but this policy
+    can (memoryviews, mapping proxies): each caller's copy is made with those
+    handed out by their own rule."""
+
+    __slots__ = ()
+
+
+class _DeepState(_Kept):
+    """An object whose ``__reduce_ex__`` drops its instance attributes (a
+    ``datetime`` subclass with a ``__dict__``): ``v`` is (copy, attributes),
+    and each caller's deep copy gets the attributes back."""
+
+    __slots__ = ()
+
+
 class _Custom(_Kept):
     __slots__ = ("release",)
 
@@ -392,6 +408,8 @@ _RELEASE: dict[type, Callable[[Any], Any]] = {
     _Polars: lambda k: k.v.clone(),
     _Aliased: lambda k: _release_memo(k.v, {}),
     _Deep: lambda k: _deepcopy(k.v),
+    _DeepSeeded: lambda k: _deepcopy_seeded(k.v),
+    _DeepState: lambda k: _with_state(_deepcopy(k.v[0]), _deepcopy(k.v[1])),
     _Custom: lambda k: k.release(k.v),
 }
 
@@ -653,7 +671,7 @@ def protect(value: Any) -> Any:
     try:
         out = _protect(value, memo)
     except _Fallback:
-        return _Deep(_deepcopy_checked(value))
+        return _protect_deep(value)
     if _ALIASED in memo:
         return _Aliased(out)
     return out
@@ -751,7 +769,7 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
     elif kind == _K_NDARRAY:
         out = _protect_ndarray(value)
     elif kind == _K_DATETIME:
-        out = value if _shared_tz(value.tzinfo) else _Deep(_deepcopy_checked(value))
+        out = value if _shared_tz(value.tzinfo) else _protect_deep(value)
     elif kind == _K_BYTEARRAY:
         out = _ByteArray(bytes(value))
     elif kind == _K_MEMORYVIEW:
@@ -778,26 +796,75 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
         prot, rel = _CUSTOM[t]
         out = _Custom(prot(value), rel)
     else:
-        out = _Deep(_deepcopy_checked(value))
+        out = _protect_deep(value)
     memo[i] = out
     return out
 
 
-def _deepcopy_checked(value: Any) -> Any:
-    """``copy.deepcopy`` of a value whose parts were not classified one by one.
+def _protect_deep(value: Any) -> _Kept:
+    """A private deep copy of ``value`` (for values not classified part by part).
 
     Refuses (``TypeError``) a value reaching an object that cannot be
-    replayed (an iterator, a file, ...), which ``deepcopy`` might otherwise
-    copy into a half-working object.
+    replayed (an iterator, a file, ...), which ``deepcopy`` might copy into a
+    half-working object; copies memoryviews and mapping proxies (which
+    ``deepcopy`` cannot) by their own rule; keeps instance attributes that an
+    object's ``__reduce_ex__`` leaves out.
     """
-    for obj in _reachable(value):
+    reach = _reachable(value)
+    seeded = False
+    for obj in reach:
         t = type(obj)
-        if _kind(t) == _K_REFUSE:
+        kind = _kind(t)
+        if kind in _SEEDED:
+            seeded = True
+        elif kind == _K_REFUSE:
             raise TypeError(
                 f"a value holding a {t.__module__}.{t.__qualname__} cannot be cached: "
                 f"{_REFUSED[t]}"
             )
-    return _deepcopy_detached(value)
+    if seeded:
+        return _DeepSeeded(_deepcopy_seeded(value))
+    copied = _deepcopy_detached(value)
+    state = _instance_state(value)
+    if state and _instance_state(copied).keys() != state.keys():
+        return _DeepState((copied, _deepcopy(state)))
+    return _Deep(copied)
+
+
+# Kinds that ``copy.deepcopy`` copies wrongly or not at all: memoryviews and
+# mapping proxies (it refuses them), pandas objects (it shares their object
+# cells), polars objects (it shares buffers that may be a producer's numpy memory).
+_SEEDED = frozenset({_K_MEMORYVIEW, _K_MAPPINGPROXY, _K_PANDAS, _K_POLARS})
+
+
+def _deepcopy_seeded(value: Any) -> Any:
+    """``copy.deepcopy`` with the objects of :data:`_SEEDED` kinds it reaches copied by their own rule."""
+    reach = _reachable(value)
+    memo: dict[int, Any] = {}
+    for obj in reach:
+        if _kind(type(obj)) in _SEEDED:
+            memo[id(obj)] = release(protect(obj))
+    memo[id(memo)] = reach  # keep the originals alive while copying
+    return _deepcopy(value, memo)
+
+
+def _instance_state(obj: Any) -> dict[str, Any]:
+    """``obj``'s own attributes: its ``__dict__`` and the slots that are set."""
+    from .sizes import _slot_names
+
+    state = dict(getattr(obj, "__dict__", None) or {})
+    for name in _slot_names(type(obj)):
+        try:
+            state[name] = object.__getattribute__(obj, name)
+        except AttributeError:  # an unset slot
+            continue
+    return state
+
+
+def _with_state(obj: Any, state: dict[str, Any]) -> Any:
+    for name, v in state.items():
+        object.__setattr__(obj, name, v)
+    return obj
 
 
 def _deepcopy_detached(value: Any) -> Any:
@@ -842,6 +909,8 @@ def _reachable(value: Any) -> list[Any]:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
             stack.extend(obj)
+        elif type(obj) is _NDARRAY and obj.dtype.hasobject:
+            stack.extend(obj.ravel().tolist())
         try:
             stack.append(object.__getattribute__(obj, "__dict__"))
         except (AttributeError, TypeError):
@@ -864,7 +933,7 @@ def _dtype_shared(dt: Any) -> bool:
 
 def _protect_ndarray(a: Any) -> Any:
     if a.dtype.hasobject:
-        return _Deep(_deepcopy(a))  # numpy deep-copies the elements of object arrays
+        return _protect_deep(a)  # numpy deep-copies the elements of object arrays
     # Immutable bytes: no array over them can ever be flagged writeable.
     data = a.tobytes(order="C")
     dt = a.dtype
