@@ -33,9 +33,9 @@ callers. Everything else is handed out as an object of the caller's own:
   (copying an enum member would break ``is``).
 * **numpy arrays**: ``protect`` copies the data once into an immutable
   ``bytes`` object; ``release`` builds a *new* read-only array over it for
-  each caller (~0.2 µs, no data copied). The data cannot be written
-  (``ValueError: assignment destination is read-only``; call ``.copy()``)
-  nor made writeable again (its ``.base`` is ``bytes``), and ``shape``,
+  each caller (a few hundred nanoseconds, no data copied). The data cannot
+  be written (``ValueError: assignment destination is read-only``; call
+  ``.copy()``) nor made writeable again (its ``.base`` is ``bytes``), and ``shape``,
   ``dtype``, ``strides`` and ``flags`` belong to the caller's array alone.
   A structured dtype (whose ``names`` can be reassigned) or one carrying
   ``metadata`` is copied per caller too. Object arrays and ndarray
@@ -76,9 +76,14 @@ callers. Everything else is handed out as an object of the caller's own:
   second caller), open files and other I/O objects, ``mmap`` objects and
   sockets (a per-handle lifecycle over external state).
 * **Everything else** -- dataclass instances (frozen or not), user classes,
-  pydantic models, transformers KV caches, ``array.array``, ``deque`` --
-  ``copy.deepcopy`` on both sides; a value ``deepcopy`` cannot copy is
-  refused by the same ``TypeError`` path.
+  pydantic models, transformers KV caches, ``array.array``, ``deque``,
+  pandas ``Timestamp`` (it has a ``__dict__``) -- ``copy.deepcopy`` on both
+  sides. Inside such a value, memoryviews, mapping proxies, pandas and
+  polars objects are still copied by their own rule above (``deepcopy``
+  refuses the first two and shares the cells or buffers of the others), and
+  instance attributes that a class's ``__reduce_ex__`` leaves out (a
+  ``datetime`` subclass with a ``__dict__``) are copied too. A value
+  ``deepcopy`` cannot copy is refused by the same ``TypeError`` path.
 
 Known limits: ``torch.from_numpy(hit)`` on a released array shares its
 memory; torch warns that the array is not writable and that writing to the
@@ -596,7 +601,7 @@ def _stateless(t: type, base: type) -> bool:
     State is a ``__dict__`` (that ``base`` instances lack) or a non-empty
     ``__slots__`` declared by any class of ``t``'s MRO that is not ``base``
     or one of ``base``'s own classes. C-level fields of extension subclasses
-    (pandas ``Timestamp``) are trusted to be immutable, as their base is.
+    (which Python code cannot set) are trusted to be immutable, as their base is.
     """
     if getattr(t, "__dictoffset__", 0) != 0 and getattr(base, "__dictoffset__", 0) == 0:
         return False
@@ -1087,6 +1092,7 @@ def _own_index_caches(obj: Any, pd: Any) -> None:
     ``.loc`` would grow the kept object (past its charged size), and the
     producer's lookups would grow it too.
     """
+    axes: tuple[Any, ...]
     if isinstance(obj, pd.DataFrame):
         axes = (obj.index, obj.columns)
     elif isinstance(obj, pd.Series):
