@@ -59,6 +59,8 @@ _PRIMITIVES: list[tuple[Any, st.SearchStrategy]] = [
     (pa.large_string(), st.text(max_size=5)),
     (pa.binary(), st.binary(max_size=5)),
     (pa.large_binary(), st.binary(max_size=5)),
+    (pa.string_view(), st.text(max_size=14)),
+    (pa.binary_view(), st.binary(max_size=14)),
     (pa.binary(3), st.binary(min_size=3, max_size=3)),
     (pa.date32(), st.integers(-10**5, 10**5)),
     (pa.timestamp("ms"), st.integers(-(10**12), 10**12)),
@@ -81,9 +83,14 @@ def arrow_types(draw: st.DrawFn, depth: int = 2) -> tuple[Any, st.SearchStrategy
     if depth == 0 or draw(st.booleans()):
         return draw(st.sampled_from(_PRIMITIVES))
     t, values = draw(arrow_types(depth - 1))
-    kind = draw(st.sampled_from(["list", "large_list", "fixed_size_list", "struct", "map"]))
+    kind = draw(st.sampled_from(["list", "large_list", "list_view", "large_list_view",
+                                 "fixed_size_list", "struct", "map"]))
     if kind == "list":
         return pa.list_(t), st.lists(_nullable(values), max_size=3)
+    if kind == "list_view":
+        return pa.list_view(t), st.lists(_nullable(values), max_size=3)
+    if kind == "large_list_view":
+        return pa.large_list_view(t), st.lists(_nullable(values), max_size=3)
     if kind == "large_list":
         return pa.large_list(t), st.lists(_nullable(values), max_size=3)
     if kind == "fixed_size_list":
@@ -193,6 +200,26 @@ def test_values_under_null_slots_do_not_count() -> None:
     structs = pa.StructArray.from_arrays([pa.array([1, 999, 3])], names=["x"],
                                          mask=pa.array([False, True, False]))
     assert k(structs) == k(pa.array([{"x": 1}, None, {"x": 3}]))
+
+    # pyarrow itself leaves an out-of-range dictionary index under a null struct slot.
+    coded = pa.struct([pa.field("d", pa.dictionary(pa.int8(), pa.string()))])
+    built = pa.array([None, None], coded)
+    with pytest.raises(pa.ArrowInvalid):
+        built.validate(full=True)
+    clean = pa.StructArray.from_arrays(
+        [pa.DictionaryArray.from_arrays(pa.array([None, None], pa.int8()), pa.array(["x"]))],
+        fields=list(coded), mask=pa.array([True, True]))
+    assert k(built) == k(clean)
+
+
+def test_nested_layouts_arrow_cannot_filter_are_keyed() -> None:
+    rows = [["a", None], None, ["a string longer than twelve"], []]
+    views = pa.array(rows, pa.list_(pa.string_view()))
+    assert k(views.slice(1)) == k(pa.array(rows[1:], pa.list_(pa.string_view())))
+    assert k(views) != k(pa.array(rows, pa.list_(pa.large_string())))
+    inner = pa.array([{"v": [1, 2]}, None, {"v": None}],
+                     pa.struct([pa.field("v", pa.list_view(pa.int8()))]))
+    assert k(inner.slice(1)) == k(pa.array([None, {"v": None}], inner.type))
 
 
 def test_booleans_at_any_bit_offset() -> None:
@@ -345,8 +372,10 @@ def test_run_end_encoded_and_view_layouts_are_keyed_by_their_values() -> None:
     assert k(views.slice(1)) == k(pa.array([None, "a long string past twelve bytes"],
                                            pa.string_view()))
     assert k(views) != k(views.cast(pa.large_string()))
-    lv = pa.array([[1], [2, 3], None], pa.list_view(pa.int32()))
-    assert k(lv.slice(1)) == k(pa.array([[2, 3], None], pa.list_view(pa.int32())))
+    for view in (pa.list_view, pa.large_list_view):
+        lv = pa.array([[1], [2, 3], None, [4]], view(pa.int32()))
+        assert k(lv.slice(1)) == k(pa.array([[2, 3], None, [4]], view(pa.int32())))
+        assert k(lv.slice(1, 2)) != k(pa.array([[2, 3], [4]], view(pa.int32())))
 
 
 def test_unions_are_refused_naming_their_type() -> None:

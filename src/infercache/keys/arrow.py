@@ -317,43 +317,54 @@ def _write_column(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> Non
     """The logical content of ``chunks`` (arrays of type ``t``), independent of
     how it is sliced and split into chunks."""
     out += _BYTE_ORDER
-    _write_content(chunks, t, owner, out)
+    _write_content([(c, None) for c in chunks], t, owner, out)
 
 
-def _write_content(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> None:
+# A part of a column: a chunk, and the mask of its rows that belong to the
+# column (None: all of them). Rows a parent leaves out (the children of a null
+# list or struct slot) are masked out instead of filtered away, so no kernel ever
+# runs on a nested array: Arrow cannot filter some nested types.
+_Part = tuple[Any, Any]
+
+
+def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: _Sink) -> None:
     pa = sys.modules["pyarrow"]
+    pc = _compute()
     # Empty chunks hold nothing, and may lack buffers.
-    chunks, t = _plain([c for c in chunks if len(c)], t, owner)
-    n = sum(len(c) for c in chunks)
-    out += _varint(n)
+    parts = [(c, m) for c, m in parts if len(c)]
+    parts, t = _plain(parts, t, owner)
+    out += _varint(sum(len(c) if m is None else m.true_count for c, m in parts))
     if pa.types.is_null(t):
         return
-    nulls = sum(c.null_count for c in chunks)
-    out += _varint(nulls)
-    if nulls:
-        _write_null_positions(chunks, out)
-        chunks = [c.drop_null() if c.null_count else c for c in chunks]
-        chunks = [c for c in chunks if len(c)]
+    parts = _write_nulls(parts, out)
     ty = pa.types
     if ty.is_boolean(t):
-        for c in chunks:
-            b = _compute().cast(c, pa.uint8())
+        for c, keep in parts:
+            v = c if keep is None else c.filter(keep)
+            b = pc.cast(v, pa.uint8())
             _piece(memoryview(b.buffers()[1])[b.offset:b.offset + len(b)], out)
     elif ty.is_struct(t):
         for i in range(t.num_fields):
-            _write_content([c.field(i) for c in chunks], t.field(i).type, owner, out)
+            _write_content([(c.field(i), keep) for c, keep in parts], t.field(i).type, owner, out)
     elif ty.is_fixed_size_list(t):
         size = t.list_size
-        children = [c.values.slice(c.offset * size, len(c) * size) for c in chunks]
+        children = []
+        for c, keep in parts:
+            child = c.values.slice(c.offset * size, len(c) * size)
+            if keep is not None:
+                rows = pa.FixedSizeListArray.from_arrays(pa.nulls(len(child)), size)
+                keep = keep.take(pc.list_parent_indices(rows))
+            children.append((child, keep))
         _write_content(children, t.value_type, owner, out)
     elif ty.is_list(t) or ty.is_large_list(t) or ty.is_map(t):
-        spans = _write_ends(chunks, t, out)
-        children = [c.values.slice(a, b - a) for c, (a, b) in zip(chunks, spans)]
+        spans = _write_ends(parts, t, out)
+        children = [(c.values.slice(a, b - a), child_keep)
+                    for (c, _), (a, b, child_keep) in zip(parts, spans)]
         child_type = pa.struct([t.key_field, t.item_field]) if ty.is_map(t) else t.value_type
         _write_content(children, child_type, owner, out)
     elif ty.is_binary(t) or ty.is_string(t) or ty.is_large_binary(t) or ty.is_large_string(t):
-        spans = _write_ends(chunks, t, out)
-        for c, (a, b) in zip(chunks, spans):
+        parts = [(c if keep is None else c.filter(keep), None) for c, keep in parts]
+        for (c, _), (a, b, _) in zip(parts, _write_ends(parts, t, out)):
             data = c.buffers()[2]
             if data is not None and b > a:
                 _piece(memoryview(data)[a:b], out)
@@ -365,54 +376,115 @@ def _write_content(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> No
         if width <= 0 or width % 8:
             raise _Fail(owner, f"its Arrow type {t} has a layout infercache does not know")
         w = width // 8
-        for c in chunks:
+        for c, keep in parts:
+            if keep is not None:
+                # The values as opaque fixed-size binaries: one filter kernel for every type.
+                c = pa.Array.from_buffers(pa.binary(w), len(c), [None, c.buffers()[1]],
+                                          offset=c.offset).filter(keep)
             _piece(memoryview(c.buffers()[1])[c.offset * w:(c.offset + len(c)) * w], out)
 
 
-def _plain(chunks: list[Any], t: Any, owner: type) -> tuple[list[Any], Any]:
-    """Chunks and type in their plain layout: extension arrays by their
+def _plain(parts: list[_Part], t: Any, owner: type) -> tuple[list[_Part], Any]:
+    """Parts and type in their plain layout: extension arrays by their
     storage, dictionaries decoded, run-end encoded arrays and views expanded.
-    The original type is in the key already, so this loses nothing."""
+    Rows stay where they are, so masks still apply. The original type is in
+    the key already, so this loses nothing."""
     pa = sys.modules["pyarrow"]
     ty = pa.types
     while True:
+        convert: Callable[[Any, Any], Any]
         if isinstance(t, pa.BaseExtensionType):
-            chunks, t = [c.storage for c in chunks], t.storage_type
+            convert, t = _storage, t.storage_type
         elif ty.is_dictionary(t):
-            chunks, t = [c.dictionary_decode() for c in chunks], t.value_type
+            convert, t = _decoded, t.value_type
         elif ty.is_run_end_encoded(t):
-            chunks, t = [_compute().run_end_decode(c) for c in chunks], t.value_type
-        elif ty.is_string_view(t) or ty.is_binary_view(t) or ty.is_list_view(t) \
-                or ty.is_large_list_view(t):
-            if ty.is_string_view(t):
-                t = pa.large_string()
-            elif ty.is_binary_view(t):
-                t = pa.large_binary()
-            else:
-                t = pa.large_list(t.value_field)
-            chunks = [c.cast(t) for c in chunks]
+            convert, t = _run_end_decoded, t.value_type
+        elif ty.is_string_view(t) or ty.is_binary_view(t):
+            t = pa.large_string() if ty.is_string_view(t) else pa.large_binary()
+            convert = _cast_to(t)
+        elif ty.is_list_view(t) or ty.is_large_list_view(t):
+            t = pa.large_list(t.value_field)
+            convert = _list_view_as_list(t)
         elif ty.is_union(t):
             raise _Fail(owner, f"its Arrow type {t} is a union, whose content infercache does "
                                f"not key; cast it to a struct or pass key=")
         else:
-            return chunks, t
+            return parts, t
+        parts = [(convert(c, m), m) for c, m in parts]
 
 
-def _write_null_positions(chunks: list[Any], out: _Sink) -> None:
-    """Row numbers of the nulls, counted from the start of the column (uint64)."""
+def _storage(c: Any, mask: Any) -> Any:
+    return c.storage
+
+
+def _decoded(c: Any, mask: Any) -> Any:
+    """The dictionary's values at the indices of the rows in ``mask``.
+
+    Indices of rows outside it (under a null parent) may point anywhere, even
+    in arrays pyarrow builds itself, so they are not looked up."""
+    pa = sys.modules["pyarrow"]
+    indices = c.indices
+    if mask is not None:
+        indices = _compute().if_else(mask, indices, pa.scalar(None, indices.type))
+    return c.dictionary.take(indices)
+
+
+def _run_end_decoded(c: Any, mask: Any) -> Any:
+    return _compute().run_end_decode(c)
+
+
+def _cast_to(t: Any) -> Callable[[Any, Any], Any]:
+    def cast(c: Any, mask: Any) -> Any:
+        return c.cast(t)
+    return cast
+
+
+def _list_view_as_list(t: Any) -> Callable[[Any, Any], Any]:
+    """Converts a list view to the list array of type ``t`` with the same rows.
+
+    Built from the view's lengths and flattened values: pyarrow's own cast
+    of a sliced view returns an invalid array (negative offsets)."""
     pa = sys.modules["pyarrow"]
     pc = _compute()
+
+    def convert(c: Any, mask: Any) -> Any:
+        lengths = pc.fill_null(pc.list_value_length(c), 0).cast(pa.int64())
+        offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(lengths)])
+        return pa.LargeListArray.from_arrays(offsets, pc.list_flatten(c), type=t,
+                                             mask=c.is_null())
+    return convert
+
+
+def _write_nulls(parts: list[_Part], out: _Sink) -> list[_Part]:
+    """Writes the number of nulls among the column's rows and their row numbers
+    (uint64, counted from the start of the column); returns the parts with
+    masks of their non-null rows, which are all the rest of the key reads."""
+    pa = sys.modules["pyarrow"]
+    pc = _compute()
+    positions = []
+    kept = []
     base = 0
-    for c in chunks:
+    for c, m in parts:
+        rows = len(c) if m is None else m.true_count
         if c.null_count:
-            pos = pc.add(pc.indices_nonzero(c.is_null()), pa.scalar(base, pa.uint64()))
-            _piece(memoryview(pos.buffers()[1])[pos.offset * 8:(pos.offset + len(pos)) * 8], out)
-        base += len(c)
+            valid = c.is_valid()
+            among = pc.invert(valid if m is None else valid.filter(m))
+            pos = pc.add(pc.indices_nonzero(among), pa.scalar(base, pa.uint64()))
+            if len(pos):
+                positions.append(pos)
+            m = valid if m is None else pc.and_(valid, m)
+        kept.append((c, m))
+        base += rows
+    out += _varint(sum(len(p) for p in positions))
+    for pos in positions:
+        _piece(memoryview(pos.buffers()[1])[pos.offset * 8:(pos.offset + len(pos)) * 8], out)
+    return kept
 
 
-def _write_ends(chunks: list[Any], t: Any, out: _Sink) -> list[tuple[int, int]]:
-    """Writes each value's end offset counted from the start of the column
-    (int64), and returns each chunk's span in its own data or child array."""
+def _write_ends(parts: list[_Part], t: Any, out: _Sink) -> list[tuple[int, int, Any]]:
+    """Writes the end offset of each kept value, counted from the start of the
+    column's kept values (int64), and returns each chunk's span in its own data
+    or child array with the mask of the span's rows that are kept."""
     pa = sys.modules["pyarrow"]
     pc = _compute()
     wide = pa.types.is_large_list(t) or pa.types.is_large_binary(t) \
@@ -420,20 +492,31 @@ def _write_ends(chunks: list[Any], t: Any, out: _Sink) -> list[tuple[int, int]]:
     fmt, w = ("=q", 8) if wide else ("=i", 4)
     spans = []
     base = 0
-    for c in chunks:
+    for c, keep in parts:
         buf = c.buffers()[1]
         off, n = c.offset, len(c)
         first = struct.unpack_from(fmt, buf, off * w)[0]
         last = struct.unpack_from(fmt, buf, (off + n) * w)[0]
-        if wide and first == base:
+        child_keep = None
+        if keep is None and wide and first == base:
             _piece(memoryview(buf)[(off + 1) * 8:(off + 1 + n) * 8], out)
+            base = last
         else:
-            ends = pa.Array.from_buffers(pa.int64() if wide else pa.int32(), n, [None, buf],
-                                         offset=off + 1)
-            ends = pc.add(pc.cast(ends, pa.int64()), pa.scalar(base - first, pa.int64()))
-            _piece(memoryview(ends.buffers()[1])[ends.offset * 8:(ends.offset + n) * 8], out)
-        spans.append((first, last))
-        base += last - first
+            offsets = pa.Array.from_buffers(pa.int64() if wide else pa.int32(), n + 1,
+                                            [None, buf], offset=off)
+            offsets = pc.subtract(pc.cast(offsets, pa.int64()), pa.scalar(first, pa.int64()))
+            if keep is None:
+                ends = pc.add(offsets.slice(1), pa.scalar(base, pa.int64()))
+            else:
+                lengths = pc.subtract(offsets.slice(1), offsets.slice(0, n)).filter(keep)
+                ends = pc.add(pc.cumulative_sum(lengths), pa.scalar(base, pa.int64()))
+                rows = pa.LargeListArray.from_arrays(offsets, pa.nulls(last - first))
+                child_keep = keep.take(pc.list_parent_indices(rows))
+            if len(ends):
+                _piece(memoryview(ends.buffers()[1])[ends.offset * 8:(ends.offset + len(ends)) * 8],
+                       out)
+                base = ends[-1].as_py()
+        spans.append((first, last, child_keep))
     return spans
 
 
