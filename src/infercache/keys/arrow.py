@@ -22,7 +22,8 @@ Arrow leaves undefined) never count:
   offsets of each value counted from the start of the column, then the data
   bytes or child values they cover;
 * struct fields and list children are columns of their own, written the same
-  way.
+  way; the rows under a null parent slot are left out of them by a row mask
+  (no nested array is ever filtered, which Arrow cannot do for every type).
 
 Chunking is therefore invisible: a ``ChunkedArray`` or ``Table`` of one chunk
 and one of three chunks with the same rows hit each other (an ``Array`` and a
