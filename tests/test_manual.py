@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def test_returned_data_can_be_mutated_freely() -> None:
 def test_works_as_a_default_parameter_shared_across_calls() -> None:
     computed = []
 
-    def lookup(city, c=ic.Cache()):
+    def lookup(city, c=ic.Cache()):  # noqa: B008 - the guide's pattern
         key = city.strip().lower()
         hit = c.get(key)
         if hit is not None:
@@ -134,9 +135,8 @@ def test_sessions_follow_threads_and_tasks() -> None:
         return await asyncio.gather(*(user(f"u{i}") for i in range(10)))
 
     assert asyncio.run(main()) == [f"u{i}" for i in range(10)]
-    with pytest.raises(ValueError):
-        with ic.session(""):
-            pass
+    with pytest.raises(ValueError), ic.session(""):
+        pass
 
 
 def test_decorator_per_session() -> None:
@@ -231,7 +231,7 @@ def test_thread_safety_under_concurrent_set_get() -> None:
                 got = c.get((n, i % 20))
                 if got is not None and got["v"] % 20 != i % 20:
                     errors.append((n, i, got))
-        except Exception as e:  # pragma: no cover - reported below
+        except Exception as e:  # noqa: BLE001 # pragma: no cover - reported below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
@@ -317,3 +317,48 @@ class PrefixCacheModel(RuleBasedStateMachine):
 
 TestPrefixCacheModel = PrefixCacheModel.TestCase
 TestPrefixCacheModel.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
+
+
+class SlowCopy:
+    """A value whose first copy (the one ``Cache.set`` makes) waits until the test lets it go."""
+
+    def __init__(self, entered: threading.Event, go: threading.Event) -> None:
+        self.entered, self.go = entered, go
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        if not self.go.is_set():
+            self.entered.set()
+            self.go.wait(10)
+        return SlowCopy(self.entered, self.go)
+
+
+@pytest.mark.parametrize(
+    ("invalidate", "stored"),
+    [
+        (lambda c: c.clear_session("B"), True),
+        (lambda c: c.delete("other key"), True),
+        (lambda c: c.clear_session("A"), False),
+        (lambda c: c.delete("k"), False),
+        (lambda c: c.clear(), False),
+    ],
+    ids=["other-session", "other-key", "own-session", "own-key", "clear"],
+)
+def test_manual_cache_set_in_progress_is_dropped_only_by_invalidations_covering_it(
+    invalidate: Any, stored: bool
+) -> None:
+    c = ic.Cache(per_session=True)
+    entered, go = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with ic.session("A"):
+            c.set("k", v=SlowCopy(entered, go))
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert entered.wait(10)
+    with ic.session("A"):
+        invalidate(c)
+    go.set()
+    t.join()
+    with ic.session("A"):
+        assert ("k" in c) is stored

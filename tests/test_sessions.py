@@ -55,51 +55,6 @@ def test_clearing_a_session_drops_its_own_results_in_flight_only(kind: str) -> N
     assert len(started) == 2
 
 
-class SlowCopy:
-    """A value whose first copy (the one ``Cache.set`` makes) waits until the test lets it go."""
-
-    def __init__(self, entered: threading.Event, go: threading.Event) -> None:
-        self.entered, self.go = entered, go
-
-    def __deepcopy__(self, memo: dict) -> Any:
-        if not self.go.is_set():
-            self.entered.set()
-            self.go.wait(10)
-        return SlowCopy(self.entered, self.go)
-
-
-@pytest.mark.parametrize(
-    ("invalidate", "stored"),
-    [
-        (lambda c: c.clear_session("B"), True),
-        (lambda c: c.delete("other key"), True),
-        (lambda c: c.clear_session("A"), False),
-        (lambda c: c.delete("k"), False),
-        (lambda c: c.clear(), False),
-    ],
-    ids=["other-session", "other-key", "own-session", "own-key", "clear"],
-)
-def test_manual_cache_set_in_progress_is_dropped_only_by_invalidations_covering_it(
-    invalidate: Any, stored: bool
-) -> None:
-    c = ic.Cache(per_session=True)
-    entered, go = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with ic.session("A"):
-            c.set("k", v=SlowCopy(entered, go))
-
-    t = threading.Thread(target=writer)
-    t.start()
-    assert entered.wait(10)
-    with ic.session("A"):
-        invalidate(c)
-    go.set()
-    t.join()
-    with ic.session("A"):
-        assert ("k" in c) is stored
-
-
 class SessionFlights(RuleBasedStateMachine):
     """Random interleavings of computations across sessions and invalidations, against a model.
 
