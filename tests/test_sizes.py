@@ -821,7 +821,7 @@ _NOISE = 1024
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 @given(_recipes)
 def test_property_sizeof_covers_what_tracemalloc_sees(recipe):
