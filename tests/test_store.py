@@ -100,6 +100,20 @@ def test_ttl_expiry() -> None:
     assert len(s) == 0
 
 
+def test_expired_entries_are_evicted_before_live_ones() -> None:
+    clock = FakeClock()
+    s = Store(max_size=2, ttl=5, clock=clock)
+    s.set("", "old", 1, 1)
+    clock.now += 2
+    s.set("", "live", 2, 1)
+    assert s.get("", "old") is not None  # "old" is now the most recently used ...
+    clock.now += 3  # ... and expired
+    s.set("", "new", 3, 1)
+    assert s.peek("", "live") is not None  # a live entry was not evicted for an expired one
+    assert [k for k, _ in s.entries()] == ["live", "new"]
+    assert s.stats().evictions == 0 and s.stats().expirations == 1
+
+
 def test_namespaces_share_bounds_and_clear_separately() -> None:
     s = Store(max_size=3)
     s.set("u1", "k", 1, 1)

@@ -10,7 +10,8 @@ Bounds are hard: after every :meth:`Store.set` the entry count is at most
 ``max_size`` (when non-zero) and the accounted bytes are at most
 ``max_memory`` (when set). An entry larger than ``max_memory`` on its own is
 refused rather than stored (and the store warns once). Expired entries (TTL)
-are never returned; they are dropped when met and swept before counting.
+are never returned; they are dropped when met, swept before counting, and
+go before any live entry when a bound is reached.
 
 The store is thread-safe: one lock guards each store, held only for
 dictionary operations (never while computing sizes or values).
@@ -213,6 +214,8 @@ class Store:
         self.ttl = check_ttl(ttl)
         self._clock = clock
         self._data: OrderedDict[tuple[str, Hashable], Entry] = OrderedDict()
+        # With a ttl, the entries in the order they expire (insertion order: one ttl for all).
+        self._expiry: OrderedDict[tuple[str, Hashable], None] = OrderedDict()
         self._by_namespace: dict[str, dict[Hashable, None]] = {}
         self._memory = 0
         self._lock = threading.RLock()
@@ -366,6 +369,8 @@ class Store:
                 return False
             expires = None if self.ttl is None else self._clock() + self.ttl
             self._data[full] = Entry(value, size, expires, raw_key, cost)
+            if expires is not None:
+                self._expiry[full] = None
             self._by_namespace.setdefault(namespace, {})[key] = None
             self._memory += size
             self._evict()
@@ -435,12 +440,7 @@ class Store:
         if self.ttl is None:
             return 0
         with self._lock:
-            now = self._clock()
-            dead = [(f, e) for f, e in self._data.items() if e.expires is not None and e.expires <= now]
-            for full, entry in dead:
-                self._remove(full, entry)
-            self.expirations += len(dead)
-            return len(dead)
+            return self._sweep()
 
     def __len__(self) -> int:
         with self._lock:
@@ -481,8 +481,28 @@ class Store:
 
     # -- internals (lock held) -----------------------------------------------
 
+    def _sweep(self) -> int:
+        # Expired entries leave oldest first; the cost is the number that expired.
+        now = self._clock()
+        expiry, data = self._expiry, self._data
+        dropped = 0
+        while expiry:
+            full = next(iter(expiry))
+            entry = data[full]
+            if entry.expires is not None and entry.expires > now:
+                break
+            self._remove(full, entry)
+            dropped += 1
+        self.expirations += dropped
+        return dropped
+
     def _evict(self) -> None:
         data = self._data
+        if self.ttl is not None and (
+            (self.max_size and len(data) > self.max_size)
+            or (self.max_memory is not None and self._memory > self.max_memory)
+        ):
+            self._sweep()  # an expired entry goes before any live one
         while data and (
             (self.max_size and len(data) > self.max_size)
             or (self.max_memory is not None and self._memory > self.max_memory)
@@ -493,6 +513,8 @@ class Store:
 
     def _remove(self, full: tuple[str, Hashable], entry: Entry) -> None:
         del self._data[full]
+        if entry.expires is not None:
+            self._expiry.pop(full, None)
         namespace, key = full
         keys = self._by_namespace.get(namespace)
         if keys is not None:
