@@ -190,7 +190,8 @@ class Flights:
         with self._lock:
             if self._calls.get(key) is call:
                 del self._calls[key]
-            future = call.future
+            # Its followers hold the future; the call may live on in child tasks' contexts.
+            future, call.future = call.future, None
         if future is None:
             return
         if error is not None:
