@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import infercache as ic
-from infercache.config import Settings
+from infercache.config import Settings, parse_memory
 from infercache.errors import ConfigError, InfercacheError
 
 
@@ -42,3 +42,27 @@ def test_settings_are_frozen() -> None:
 def test_public_errors_share_one_base() -> None:
     assert issubclass(ic.UnhashableError, TypeError)
     assert issubclass(ic.CacheKeyError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512mb", 512_000_000),
+        ("2gb", 2_000_000_000),
+        ("1.5GiB", int(1.5 * 1024**3)),
+        ("10 MB", 10_000_000),
+        ("100", 100),
+        ("64kib", 65536),
+        (4096, 4096),
+        (2e9, 2_000_000_000),
+        (None, None),
+    ],
+)
+def test_parse_memory(text: object, expected: int | None) -> None:
+    assert parse_memory(text) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["lots", "12 parsecs", "mb", "-5mb", 0, -1, "0gb", True, 0.5, float("nan"), float("inf"), "nan gb", "infgb"])
+def test_parse_memory_rejects(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_memory(bad)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import warnings
@@ -463,11 +464,12 @@ def describe(items: list) -> list:
     return [x.i if isinstance(x, Handle) else x for x in items]
 
 
-def copy_warnings(caught: list) -> list:
-    return [w for w in caught if "could not be copied" in str(w.message)]
+def copy_warnings(caplog: pytest.LogCaptureFixture) -> list:
+    """The log records saying a value could not be copied (so was not cached)."""
+    return [r for r in caplog.records if "could not be copied" in r.getMessage()]
 
 
-def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> None:
+def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(caplog: pytest.LogCaptureFixture) -> None:
     """A lock-holding item used to raise TypeError; now the stream goes on and is not cached."""
     gates = [threading.Event() for _ in range(4)]
     runs = []
@@ -489,8 +491,7 @@ def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> 
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="infercache"):
         first = threading.Thread(target=consume, args=("first",))
         first.start()
         gates[0].set()
@@ -512,10 +513,10 @@ def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> 
         assert len(stream.cache) == 0
         assert describe(list(stream(4))) == [[0], 1, [2], 3]  # computed again
         assert runs == [4, 4]
-        assert len(copy_warnings(caught)) == 1  # once per cached function
+        assert len(copy_warnings(caplog)) == 1  # once per cached function
 
 
-def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached() -> None:
+def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(caplog: pytest.LogCaptureFixture) -> None:
     runs = []
 
     @ic.cache
@@ -531,8 +532,7 @@ def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached
 
         return await asyncio.gather(take(), take(), take())
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="infercache"):
         results = asyncio.run(main())
         assert [describe(r) for r in results] == [[[0], 1, [2], 3]] * 3
         assert results[0][1] is results[1][1] is results[2][1]
@@ -541,7 +541,7 @@ def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached
         again = asyncio.run(main())
         assert [describe(r) for r in again] == [[[0], 1, [2], 3]] * 3
         assert runs == [4, 4]
-        assert len(copy_warnings(caught)) == 1
+        assert len(copy_warnings(caplog)) == 1
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,6 +8,8 @@ unmarked tests pin behaviours verified during QA that no other test covered.
 
 from __future__ import annotations
 
+import logging
+
 import asyncio
 import copy
 import datetime as dt
@@ -147,16 +149,15 @@ def test_callable_instance_with_key_function() -> None:
     assert cached(3) == 6
 
 
-def test_partial_with_uncopyable_result_warns_and_returns() -> None:
+def test_partial_with_uncopyable_result_warns_and_returns(caplog: pytest.LogCaptureFixture) -> None:
     def make_lock(name):
         return threading.Lock()
 
     cached = ic.cache(functools.partial(make_lock, "a"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="infercache"):
         lock = cached()
     assert hasattr(lock, "acquire")
-    assert any("could not be copied" in str(w.message) for w in caught)
+    assert any("could not be copied" in r.getMessage() for r in caplog.records)
 
 
 # --- single-flight: a generator calling itself with the same arguments ----------------
@@ -324,11 +325,12 @@ def test_cache_set_counts_large_keys_against_max_memory() -> None:
     assert 1 <= len(c) <= 3
 
 
-def test_an_entry_too_big_for_the_bound_replaces_nothing_stale() -> None:
+def test_an_entry_too_big_for_the_bound_replaces_nothing_stale(caplog: pytest.LogCaptureFixture) -> None:
     c = ic.Cache(max_memory=1000)
     c.set("a", v=1)
-    with pytest.warns(RuntimeWarning, match="larger than max_memory"):
+    with caplog.at_level(logging.WARNING, logger="infercache"):
         c.set("a", v=np.zeros(10_000))
+    assert any("larger than max_memory" in r.getMessage() for r in caplog.records)
     assert c.get("a") is None and len(c) == 0
 
 
@@ -346,8 +348,8 @@ def test_ttl_never_serves_stale_values() -> None:
         calls.append(("g", x))
         yield x
 
-    f.cache._store._clock = clock
-    g.cache._store._clock = clock
+    f.cache.engine.store._clock = clock
+    g.cache.engine.store._clock = clock
     f(1), list(g(1))
     clock.now = 9.9
     f(1), list(g(1))

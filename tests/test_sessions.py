@@ -129,7 +129,8 @@ class SessionFlights(RuleBasedStateMachine):
 
     @invariant()
     def store_matches_the_model(self) -> None:
-        held = [(ns, release(e.value)) for (ns, _), e in self.fn.cache._store._data.items()]
+        store = self.fn.cache.engine.store
+        held = [(ns, release(e.value)) for ns in ("", "A", "B", "C") for _, e in store.entries(ns)]
         assert sorted(held) == sorted((s, [x, k]) for (s, x), k in self.stored.items())
 
     def teardown(self) -> None:

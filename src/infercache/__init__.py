@@ -8,9 +8,11 @@ signature including ``*args``/``**kwargs``. Works in plain Python and inside
 Gradio apps (queue bypass, ``from cache`` badges, per-session isolation).
 """
 
-from .decorator import CacheHandle, CacheKeyError, cache
-from .keys import UnhashableError, hash_key, register_hasher
+from .decorator import CacheHandle, CachedFunction, cache
+from .errors import CacheKeyError, ConfigError, InfercacheError, TierError, UnhashableError
+from .keys import hash_key, register_hasher
 from .manual import Cache
+from .safety import register_copier
 from .sessions import clear_session, current_session, session
 from .store import CacheStats
 
@@ -19,11 +21,16 @@ __all__ = [
     "CacheHandle",
     "CacheKeyError",
     "CacheStats",
+    "CachedFunction",
+    "ConfigError",
+    "InfercacheError",
+    "TierError",
     "UnhashableError",
     "cache",
     "clear_session",
     "current_session",
     "hash_key",
+    "register_copier",
     "register_hasher",
     "session",
 ]

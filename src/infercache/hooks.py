@@ -66,12 +66,20 @@ class Integration:
 # module name of a framework -> module of its integration
 _KNOWN = {"gradio": "infercache.integrations.gradio"}
 _registered: list[Integration] = []
-_pending = dict(_KNOWN)
 _lock = threading.Lock()
 _modules = sys.modules
-_seen_modules = -1
-_injected: tuple[type, ...] = ()
+
+# Fast-path state, read (never written) by the decorator's inlined hit path, where a
+# function call would cost more than the check: discovery is due only while
+# ``pending`` is non-empty and ``len(sys.modules) != seen_modules``.
+pending: dict[str, str] = dict(_KNOWN)
+"""Frameworks whose integration is not loaded yet (framework module -> integration module)."""
+seen_modules = -1
+"""``len(sys.modules)`` when discovery last ran."""
+injected: tuple[type, ...] = ()
+"""What :func:`injected_types` returns (compared by identity on the hot path)."""
 hit_hooks: tuple[Callable[[], None], ...] = ()
+"""The registered integrations' hit hooks, called on every hit served from a store."""
 
 
 def register(integration: Integration) -> None:
@@ -91,14 +99,14 @@ def unregister(name: str) -> None:
 
 
 def _refresh() -> None:
-    global _injected, hit_hooks
-    _injected = tuple(t for i in _registered for t in i.injected_types())
+    global injected, hit_hooks
+    injected = tuple(t for i in _registered for t in i.injected_types())
     hit_hooks = tuple(h for h in (i.hit_hook() for i in _registered) if h is not None)
 
 
 def injected_types() -> tuple[type, ...]:
     """All registered integrations' injected types, as one ``isinstance`` tuple."""
-    return _injected
+    return injected
 
 
 def registered() -> list[Integration]:
@@ -108,19 +116,19 @@ def registered() -> list[Integration]:
 
 def active() -> list[Integration]:
     """The registered integrations, importing those whose framework is loaded."""
-    global _seen_modules
+    global seen_modules
     # Nothing new can be loaded while the module count stays the same: one len() per call.
-    if _pending and len(_modules) != _seen_modules:
-        _seen_modules = len(_modules)
+    if pending and len(_modules) != seen_modules:
+        seen_modules = len(_modules)
         _discover()
     return _registered
 
 
 def _discover() -> None:
-    for framework, module in list(_pending.items()):
+    for framework, module in list(pending.items()):
         if framework in sys.modules:
             with _lock:
-                if _pending.pop(framework, None) is None:
+                if pending.pop(framework, None) is None:
                     continue
             try:
                 importlib.import_module(module)

@@ -12,15 +12,16 @@ time proportional to the prompt, not to the number of entries.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from . import hooks, sessions
-from .keys import ALGORITHMS, make_key
+from . import hooks
+from .config import Settings
+from .engine import Engine
 from .prefix import PrefixIndex
 from .safety import protect, release
 from .sizes import sizeof
-from .store import CacheStats, Entry, Store, parse_memory
+from .store import CacheStats, Entry
 
 __all__ = ["Cache"]
 
@@ -42,6 +43,10 @@ class Cache:
         ttl: seconds an entry stays valid.
         digest: ``"blake3"`` (default, cryptographic) or ``"xxh3"`` (trusted
             inputs only).
+        name: the cache's name in stats and metrics (default ``"Cache"``,
+            made unique per process with a ``#2`` suffix).
+
+    Raises :class:`~infercache.errors.ConfigError` for an invalid setting.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Cache:  # noqa: PYI034 - may be a framework subclass
@@ -63,23 +68,32 @@ class Cache:
         per_session: bool = False,
         ttl: float | None = None,
         digest: str = "blake3",
+        name: str | None = None,
     ) -> None:
-        if digest not in ALGORITHMS:
-            raise ValueError(f"digest must be one of {ALGORITHMS}, not {digest!r}")
-        self.per_session = bool(per_session)
-        self.digest = digest
-        self._entries = Store(max_size=max_size, max_memory=parse_memory(max_memory), ttl=ttl)
+        settings = Settings.of(
+            max_size=max_size,
+            max_memory=max_memory,
+            per_session=per_session,
+            ttl=ttl,
+            digest=digest,
+            name=name,
+        )
+        self.per_session = settings.per_session
+        self.digest = settings.digest
+        self.engine = Engine(settings, name or "infercache.Cache", label=name or "Cache")
         self._prefixes: dict[str, PrefixIndex] = {}
-        self._entries.add_listener(self._forget_prefix)
-        if self.per_session:
-            sessions.register_store(self._entries)
+        self.engine.store.add_listener(self._forget_prefix)
+
+    @property
+    def name(self) -> str:
+        """The cache's name in stats and metrics (unique per process)."""
+        return self.engine.name
 
     # -- the guide's interface -------------------------------------------------
 
     def get(self, key: Any) -> dict[str, Any] | None:
         """The keyword data stored under ``key`` (a fresh dict), or None on a miss."""
-        ns, k = self._locate(key)
-        entry = self._entries.get(ns, k)
+        entry = self.engine.lookup(self._locate(key))
         if entry is None:
             return None
         return self._hit(entry)
@@ -94,58 +108,62 @@ class Cache:
         result computed across an invalidation: nothing from before a clear
         outlives it.
         """
-        ns, k = self._locate(key)
-        store = self._entries
+        full = self._locate(key)
+        ns, k = full
+        store = self.engine.store
         ticket = store.begin(ns, k)
         try:
             kept_key = protect(key)
             kept = {name: protect(value) for name, value in data.items()}
-            size = sizeof(kept) + sizeof(kept_key) + sizeof(k)
+            key_size = sizeof(kept_key)
         except BaseException:
             store.end(ticket)
             raise
-        with store._lock:
-            stored = store.set(ns, k, kept, size, raw_key=kept_key, ticket=ticket)
-            if stored and PrefixIndex.kind(key) is not None:
-                # One radix slot can stand for several entries ([1, 2] and (1, 2) are two keys).
-                index = self._prefixes.setdefault(ns, PrefixIndex())
-                slot = index.get(key)
-                if slot is None:
-                    index.add(key, {k})
-                else:
-                    slot.add(k)
+
+        def index_prefix() -> None:
+            # Under the store's lock, so the index never lists an entry the store has dropped.
+            if PrefixIndex.kind(key) is None:
+                return
+            # One radix slot can stand for several entries ([1, 2] and (1, 2) are two keys).
+            index = self._prefixes.setdefault(ns, PrefixIndex())
+            slot = index.get(key)
+            if slot is None:
+                index.add(key, {k})
+            else:
+                slot.add(k)
+
+        self.engine.save(full, kept, ticket, raw_key=kept_key, extra_size=key_size, on_stored=index_prefix)
 
     def keys(self) -> list[Any]:
         """The stored keys (of the current session when per-session), oldest use first."""
         return [
             e.raw_key if type(e.raw_key) is str else release(e.raw_key)
-            for e in self._entries.values(self._namespace())
+            for e in self.engine.store.values(self.engine.namespace())
         ]
 
     def delete(self, key: Any) -> bool:
         """Remove ``key`` (and a ``set`` of it in progress); True if it was stored."""
-        ns, k = self._locate(key)
-        return self._entries.delete(ns, k)
+        return self.engine.delete(self._locate(key))
 
     def clear(self) -> None:
         """Remove every entry of every session (and every ``set`` in progress)."""
-        self._entries.clear()
+        self.engine.clear()
 
     def clear_session(self, session_id: str) -> int:
         """Remove one session's entries (other sessions are untouched); returns how many were removed."""
-        return self._entries.clear_namespace(session_id)
+        return self.engine.clear_session(session_id)
 
     def __contains__(self, key: Any) -> bool:
         ns, k = self._locate(key)
-        return self._entries.peek(ns, k) is not None
+        return self.engine.store.peek(ns, k) is not None
 
     def __len__(self) -> int:
         """Entries of all sessions together (the count ``max_size`` bounds)."""
-        return len(self._entries)
+        return len(self.engine)
 
     def stats(self) -> CacheStats:
         """Hits, misses, evictions, size, memory and hit ratio of this cache."""
-        return self._entries.stats()
+        return self.engine.stats()
 
     # -- prefix reuse ------------------------------------------------------------
 
@@ -163,30 +181,26 @@ class Cache:
                 "longest_prefix takes a str, bytes or a sequence of ints (token ids), "
                 f"not {type(key).__name__}"
             )
-        ns = self._namespace()
-        store = self._entries
-        with store._lock:
+        ns = self.engine.namespace()
+
+        def choose(live: Callable[[Hashable], bool]) -> Hashable | None:
             index = self._prefixes.get(ns)
-            found = None
-            if index is not None:
-                found = index.longest_prefix(
-                    key, strict=strict, accept=lambda slot: any(store.peek(ns, t) for t in slot)
-                )
-            if found is None:
-                store.misses += 1
+            if index is None:
                 return None
-            live = [t for t in found[1] if store.peek(ns, t) is not None]
-            entry = store.touch(ns, live[0])
-        assert entry is not None  # accept() checked it under the same lock
+            found = index.longest_prefix(key, strict=strict, accept=lambda slot: any(live(t) for t in slot))
+            if found is None:
+                return None
+            return next(t for t in found[1] if live(t))
+
+        entry = self.engine.store.search(ns, choose)
+        if entry is None:
+            return None
         return release(entry.raw_key), self._hit(entry)
 
     # -- internals ---------------------------------------------------------------
 
-    def _namespace(self) -> str:
-        return sessions.namespace() if self.per_session else ""
-
     def _locate(self, key: Any) -> tuple[str, Hashable]:
-        return self._namespace(), make_key(key, algorithm=self.digest, where="the Cache key")
+        return self.engine.address(key, where="the Cache key")
 
     def _hit(self, entry: Entry) -> dict[str, Any]:
         for g in hooks.active():
@@ -209,6 +223,6 @@ class Cache:
                     del self._prefixes[namespace]
 
     def __repr__(self) -> str:
-        s = self._entries.stats()
+        s = self.engine.stats()
         mode = ", per_session" if self.per_session else ""
         return f"<infercache.Cache {s.size} entries, {s.memory} bytes{mode}>"

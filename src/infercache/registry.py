@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-__all__ = ["Registry"]
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["Registry", "caches"]
 
 T = TypeVar("T")
 
@@ -62,3 +65,7 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items())
+
+
+caches: Registry[Engine] = Registry()
+"""Every live cache engine of the process (sessions, stats and exporters read it)."""

@@ -8,25 +8,18 @@ else the shared anonymous namespace ``""``.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
 from . import hooks
-
-if TYPE_CHECKING:
-    from .store import Store
+from .registry import caches
 
 __all__ = ["clear_session", "current_session", "session"]
 
 ANONYMOUS = ""
 
 _current: ContextVar[str | None] = ContextVar("infercache_session", default=None)
-_per_session_stores: weakref.WeakSet[Store] = weakref.WeakSet()
-_registry_lock = threading.Lock()
 
 
 @contextmanager
@@ -65,12 +58,6 @@ def namespace() -> str:
     return current_session() or ANONYMOUS
 
 
-def register_store(store: Store) -> None:
-    """Let :func:`clear_session` reach ``store`` (held weakly)."""
-    with _registry_lock:
-        _per_session_stores.add(store)
-
-
 def clear_session(session_id: str) -> int:
     """Drop ``session_id``'s entries from every per-session cache; returns how many.
 
@@ -80,6 +67,6 @@ def clear_session(session_id: str) -> int:
     """
     if not isinstance(session_id, str) or not session_id:
         raise ValueError(f"session id must be a non-empty str, got {session_id!r}")
-    with _registry_lock:
-        stores = list(_per_session_stores)
-    return sum(store.clear_namespace(session_id) for store in stores)
+    return sum(
+        engine.clear_session(session_id) for _, engine in caches.items() if engine.settings.per_session
+    )

@@ -36,98 +36,17 @@ it covers (:mod:`infercache.flight`).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CacheStats", "Entry", "Store", "Ticket", "parse_memory"]
+from .config import check_max_size, check_ttl
+from .log import logger
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-
-
-def parse_memory(value: int | str | None) -> int | None:
-    """Parse a memory bound: ``None``, bytes as a number (``2e9``), or ``"512mb"``, ``"2gb"``, ``"1.5GiB"``.
-
-    Decimal units (kb, mb, gb, tb) are powers of 1000, binary units (kib, mib,
-    gib, tib) powers of 1024. Raises ``ValueError`` for anything else, or for
-    a negative or zero bound.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"max_memory must be bytes or a string like '512mb', not {value!r}")  # noqa: TRY004 - documented
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"max_memory must be a finite number of bytes, got {value!r}")
-        n = int(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "").replace("_", "")
-        i = len(text)
-        while i and text[i - 1].isalpha():
-            i -= 1
-        number, unit = text[:i], text[i:]
-        if unit not in _UNITS or not number:
-            raise ValueError(
-                f"max_memory {value!r} is not understood: use bytes or a string such as "
-                "'512mb', '2gb' or '1.5GiB'"
-            )
-        try:
-            amount = float(number)
-        except ValueError:
-            raise ValueError(f"max_memory {value!r} does not start with a number") from None
-        if not math.isfinite(amount):
-            raise ValueError(f"max_memory {value!r} is not a finite size")
-        n = int(amount * _UNITS[unit])
-    else:
-        raise ValueError(  # noqa: TRY004 - every bad setting is a ValueError (documented)
-            f"max_memory must be bytes (int) or a string like '512mb', not {type(value).__name__}"
-        )
-    if n <= 0:
-        raise ValueError(f"max_memory must be positive, got {value!r}")
-    return n
-
-
-def check_max_size(max_size: int) -> int:
-    """Validate ``max_size`` (0 means unlimited)."""
-    if isinstance(max_size, bool) or not isinstance(max_size, int):
-        raise ValueError(f"max_size must be an int (0 for unlimited), not {max_size!r}")  # noqa: TRY004
-    if max_size < 0:
-        raise ValueError(f"max_size must be >= 0 (0 for unlimited), got {max_size}")
-    return max_size
-
-
-def check_ttl(ttl: float | None) -> float | None:
-    """Validate ``ttl`` in seconds (``None`` means entries never expire)."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise ValueError(f"ttl must be seconds (a number) or None, not {ttl!r}")  # noqa: TRY004
-    if not ttl > 0 or ttl == float("inf"):
-        raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
-    return float(ttl)
-
+__all__ = ["CacheStats", "Entry", "Store", "Ticket"]
 
 @dataclass(frozen=True)
 class CacheStats:
@@ -334,6 +253,7 @@ class Store:
         raw_key: Any = None,
         cost: float = 0.0,
         ticket: Ticket | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> bool:
         """Store ``value`` (already protected) and evict until within bounds.
 
@@ -360,11 +280,11 @@ class Store:
             if self.max_memory is not None and size > self.max_memory:
                 if not self._warned_too_big:
                     self._warned_too_big = True
-                    warnings.warn(
-                        f"infercache: an entry of {size} bytes is larger than max_memory="
-                        f"{self.max_memory} bytes and was not cached (warned once per cache)",
-                        RuntimeWarning,
-                        stacklevel=3,
+                    logger.warning(
+                        "infercache: an entry of %d bytes is larger than max_memory=%d bytes "
+                        "and was not cached (logged once per cache)",
+                        size,
+                        self.max_memory,
                     )
                 return False
             expires = None if self.ttl is None else self._clock() + self.ttl
@@ -374,6 +294,8 @@ class Store:
             self._by_namespace.setdefault(namespace, {})[key] = None
             self._memory += size
             self._evict()
+            if on_stored is not None and full in self._data:
+                on_stored()
             return True
         finally:
             self._release()
@@ -408,6 +330,27 @@ class Store:
                 full = (namespace, key)
                 self._remove(full, self._data[full])
             return len(keys)
+
+    def search(
+        self, namespace: str, choose: Callable[[Callable[[Hashable], bool]], Hashable | None]
+    ) -> Entry | None:
+        """A lookup where the caller picks the key under the store's lock.
+
+        ``choose(is_live)`` returns the key to serve (asking ``is_live(key)``
+        of candidates) or None; the chosen entry counts as a hit and becomes
+        most recently used, None counts as a miss. For indexes kept beside the
+        store, such as ``Cache``'s prefix tree, which must agree with it.
+        """
+        def is_live(key: Hashable) -> bool:
+            entry = self._data.get((namespace, key))
+            return entry is not None and (entry.expires is None or entry.expires > self._clock())
+
+        with self._lock:
+            key = choose(is_live)
+            if key is None or not is_live(key):
+                self.misses += 1
+                return None
+            return self.touch(namespace, key)
 
     def add_listener(self, listener: RemoveListener) -> None:
         """Call ``listener(namespace, key, entry)`` (under the lock) whenever an entry leaves."""

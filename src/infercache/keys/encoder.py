@@ -26,6 +26,7 @@ from collections.abc import Callable
 from operator import countOf as _count_of
 from typing import Any, Optional
 
+from ..errors import UnhashableError
 from .wire import (
     _BIG,
     _I64_MAX,
@@ -88,23 +89,6 @@ Encoder = Callable[[Any, _Sink], None]
 """Writes one value of a given type into a sink."""
 Builder = Callable[[type], Optional[Encoder]]  # noqa: UP045 (a runtime alias on 3.10)
 """Given a type, its encoder, or ``None`` when the builder does not know it."""
-
-
-class UnhashableError(TypeError):
-    """A value whose content cannot be turned into a cache key.
-
-    Attributes: ``where`` (the parameter name or ``None``), ``path`` (where in
-    the value, e.g. ``"img['a'][0]"``), ``type`` (the offending type) and
-    ``reason``.
-    """
-
-    def __init__(self, message: str, *, where: str | None = None, path: str = "",
-                 type_: type | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.where = where
-        self.path = path
-        self.type = type_
-        self.reason = reason
 
 
 class _Fail(Exception):

@@ -1,0 +1,469 @@
+"""The engine: one object per cache, and the one path a miss takes.
+
+Every entry point (``@cache`` on a function, async function, generator or
+async generator, and ``Cache``) owns one :class:`Engine`: its validated
+:class:`~infercache.config.Settings`, the in-memory :class:`~infercache.store.Store`,
+the single-flight table (:class:`~infercache.flight.Flights`) and the tiers
+behind the store (:class:`~infercache.tiers.Tier`, reached through one
+:class:`~infercache.codec.Codec` and named by a
+:class:`~infercache.keyspace.Keyspace`). Entry points only turn a call into a
+key and hand it over; what happens next is here, once:
+
+1. **look up**: the in-memory store, then each tier (a tier hit is decoded,
+   verified and promoted into memory);
+2. **lead or follow**: the first caller of a missing key leads; identical
+   callers wait for it and receive its result or its exception
+   (:meth:`Engine.call` / :meth:`Engine.acall`; generators share one run,
+   :meth:`Engine.stream` / :meth:`Engine.astream`);
+3. **compute** the value, with a store ticket taken before (so an
+   invalidation during the computation drops the result);
+4. **protect** it (:func:`~infercache.safety.protect`, after the framework's
+   output hooks), **size** it (:func:`~infercache.sizes.sizeof`), **store** it
+   in memory and write it through to the tiers (:meth:`Engine.save`);
+5. **settle** the flight: followers are woken with the kept value.
+
+A tier never makes a call fail: a tier error is logged and the call goes on
+as if the tier were not there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+from typing import Any
+
+from . import hooks, sessions
+from .codec import Codec, CorruptEntry
+from .config import Settings
+from .errors import ConfigError
+from .flight import ABANDONED, AsyncRun, Call, Flights, Run, Unkept, current_work
+from .keys import KEY_FORMAT_VERSION, make_key
+from .keyspace import Keyspace
+from .log import logger
+from .registry import caches
+from .safety import protect, release
+from .sizes import sizeof
+from .store import CacheStats, Entry, Store, Ticket
+from .tiers import Tier
+
+__all__ = ["Engine", "Framed", "Full"]
+
+Full = tuple[str, Hashable]
+"""An entry's address in memory: ``(session namespace, key)``."""
+
+_perf = time.perf_counter
+_RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
+
+
+class Framed:
+    """A kept value that a framework integration transformed on the way in (file outputs)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Engine:
+    """One cache: settings, memory store, single-flight table and tiers, and its miss path.
+
+    Args:
+        settings: the cache's validated settings.
+        identity: what names the cache across processes (``module.qualname``
+            of a cached function, or the cache's ``name=``); its keyspace is
+            built from it.
+        label: how messages name the cache (a function's qualified name).
+        tiers: storage tiers behind the in-memory store, searched in order.
+        codec: turns kept values into records for the tiers (required with tiers).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        identity: str,
+        *,
+        label: str | None = None,
+        tiers: Sequence[Tier] = (),
+        codec: Codec | None = None,
+    ) -> None:
+        if tiers and codec is None:
+            raise ConfigError("a cache with storage tiers needs a codec to write them")
+        self.settings = settings
+        self.identity = identity
+        self.label = label or identity
+        self.store = Store(settings.max_size, settings.max_memory, settings.ttl)
+        self.flights = Flights()
+        self.tiers = tuple(tiers)
+        self.codec = codec
+        self.keyspace = Keyspace(identity, "", KEY_FORMAT_VERSION)
+        self.name = caches.add(self, settings.name or self.label)
+        self._reported_unkept = False
+
+    # -- addressing ------------------------------------------------------------
+
+    def namespace(self) -> str:
+        """The namespace of the current call: the session for per-session caches, else ``""``."""
+        return sessions.namespace() if self.settings.per_session else ""
+
+    def address(self, key: Any, *, where: str) -> Full:
+        """The address of ``key`` (any keyable value) in the current namespace."""
+        return self.namespace(), make_key(key, algorithm=self.settings.digest, where=where)
+
+    # -- values ------------------------------------------------------------------
+
+    def keep(self, value: Any, integrations: Sequence[hooks.Integration]) -> Any:
+        """The kept form of a computed value: the frameworks' output hooks, then :func:`protect`."""
+        framed = value
+        for integration in integrations:
+            framed = integration.store_output(framed)
+        if framed is value:
+            return protect(value)
+        return Framed(protect(framed))
+
+    def deliver(self, kept: Any) -> Any:
+        """What one caller receives for a kept value (its own copy where it could mutate it)."""
+        kind = type(kept)
+        if kind is Unkept:
+            return kept.value
+        if kind is not Framed:
+            return release(kept)
+        value = release(kept.value)
+        for integration in hooks.active():
+            value = integration.load_output(value)
+        return value
+
+    def serve(self, entry: Entry) -> Any:
+        """A hit served from the store: tell the frameworks (badges), then :meth:`deliver`."""
+        for hook in hooks.hit_hooks:
+            hook()
+        return self.deliver(entry.value)
+
+    def report_unkept(self, error: BaseException, what: str) -> None:
+        """Log, once per cache, that a value could not be kept safely and is not cached."""
+        if not self._reported_unkept:
+            self._reported_unkept = True
+            logger.warning(
+                "infercache: %s of %r could not be copied safely and was not cached (%s: %s)",
+                what,
+                self.label,
+                type(error).__name__,
+                error,
+            )
+
+    # -- lookup ------------------------------------------------------------------
+
+    def lookup(self, full: Full) -> Entry | None:
+        """The live entry of ``full``: from memory, else from the first tier holding it (promoted)."""
+        entry = self.store.lookup(full)
+        if entry is None and self.tiers:
+            entry = self._from_tiers(full)
+        return entry
+
+    def _from_tiers(self, full: Full) -> Entry | None:
+        assert self.codec is not None  # checked in __init__
+        name = self.keyspace.name(full[0], _key_bytes(full[1]))
+        for tier in self.tiers:
+            try:
+                record = tier.get(name)
+            except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
+                logger.warning("infercache: %s tier failed on get (%s: %s)", tier.name, type(exc).__name__, exc)
+                continue
+            if record is None:
+                continue
+            try:
+                kept = self.codec.loads(name, record)
+            except CorruptEntry as exc:
+                logger.warning("infercache: dropped a %s entry of %r: %s", tier.name, self.label, exc)
+                self._tier_call(tier, "delete", name)
+                continue
+            ticket = self.store.begin(*full)
+            self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=ticket)
+            return self.store.touch(*full)
+        return None
+
+    def _tier_call(self, tier: Tier, verb: str, *args: Any) -> Any:
+        try:
+            return getattr(tier, verb)(*args)
+        except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
+            logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
+            return None
+
+    # -- storing -----------------------------------------------------------------
+
+    def save(
+        self,
+        full: Full,
+        kept: Any,
+        ticket: Ticket,
+        *,
+        cost: float = 0.0,
+        raw_key: Any = None,
+        extra_size: int = 0,
+        on_stored: Callable[[], None] | None = None,
+    ) -> bool:
+        """Size a kept value, store it under ``ticket`` and write it through to the tiers.
+
+        The store refuses it (False) when an invalidation covered ``ticket``
+        meanwhile or it is larger than ``max_memory``. ``on_stored`` runs
+        under the store's lock right after a successful store.
+        """
+        ns, key = full
+        size = sizeof(kept) + sizeof(key) + extra_size
+        stored = self.store.set(
+            ns, key, kept, size, raw_key=raw_key, cost=cost, ticket=ticket, on_stored=on_stored
+        )
+        if stored and self.tiers:
+            self._write_through(full, kept)
+        return stored
+
+    def _write_through(self, full: Full, kept: Any) -> None:
+        assert self.codec is not None  # checked in __init__
+        name = self.keyspace.name(full[0], _key_bytes(full[1]))
+        try:
+            record = self.codec.dumps(name, kept)
+        except Exception as exc:  # noqa: BLE001 - what cannot be encoded stays in memory only
+            logger.info("infercache: an entry of %r stays in memory only (%s: %s)", self.label, type(exc).__name__, exc)
+            return
+        for tier in self.tiers:
+            self._tier_call(tier, "set", name, record, self.settings.ttl)
+
+    # -- the miss path of functions ----------------------------------------------
+
+    def probe_miss(self, integrations: Sequence[hooks.Integration], *, counted: bool = True) -> None:
+        """Raise the framework's miss signal when it only probes for a hit (no computing)."""
+        for integration in integrations:
+            if integration.probing():
+                if counted:
+                    # The framework will call again for real: count that call's miss, not this one.
+                    self.store.uncount_miss()
+                raise integration.miss_error()
+
+    def call(self, full: Full, compute: Callable[[], Any], integrations: Sequence[hooks.Integration]) -> Any:
+        """What happens on a miss of a plain function: lead the computation or wait for its leader.
+
+        The leader computes (:meth:`_lead`); a follower receives the leader's
+        result (or its exception); a follower whose leader was abandoned
+        (cancelled, interrupted) looks up again and may lead itself.
+        """
+        while True:
+            joined, leader = self.flights.join(full)
+            if leader:
+                return self._lead(full, joined, compute, integrations)
+            self.store.count_join()
+            served = self._followed(full, self.flights.wait(joined))
+            if served is not _RETRY:
+                return served
+
+    async def acall(
+        self, full: Full, compute: Callable[[], Awaitable[Any]], integrations: Sequence[hooks.Integration]
+    ) -> Any:
+        """:meth:`call` for async functions."""
+        # The twin of call(): the same steps, awaiting where call() blocks.
+        while True:
+            joined, leader = self.flights.join(full, in_task=True)
+            if leader:
+                return await self._alead(full, joined, compute, integrations)
+            self.store.count_join()
+            served = self._followed(full, await self.flights.await_(joined))
+            if served is not _RETRY:
+                return served
+
+    def _followed(self, full: Full, outcome: Any) -> Any:
+        """A follower's answer once its leader settled; ``_RETRY`` if the leader left nothing."""
+        if outcome is not ABANDONED:
+            return self.deliver(outcome)  # shared with a computation in flight: not a hit
+        entry = self.store.touch(*full)
+        if entry is not None:
+            return self.serve(entry)
+        return _RETRY
+
+    def _lead(
+        self, full: Full, call: Call, compute: Callable[[], Any], integrations: Sequence[hooks.Integration]
+    ) -> Any:
+        entry = self.store.claim(full, call)  # else the call is now the ticket of the result
+        if entry is not None:  # a leader finished between our lookup and our turn
+            self.flights.finish(full, call, value=entry.value)
+            return self.serve(entry)
+        start = _perf()
+        token = current_work.set((call, current_work.get()))
+        try:
+            result = compute()
+        except BaseException as exc:
+            self._abandon(full, call, exc)
+            raise
+        finally:
+            current_work.reset(token)
+        self._settle(full, call, result, start, integrations)
+        return result
+
+    async def _alead(
+        self,
+        full: Full,
+        call: Call,
+        compute: Callable[[], Awaitable[Any]],
+        integrations: Sequence[hooks.Integration],
+    ) -> Any:
+        # The twin of _lead(): the same steps, awaiting the computation.
+        entry = self.store.claim(full, call)
+        if entry is not None:
+            self.flights.finish(full, call, value=entry.value)
+            return self.serve(entry)
+        start = _perf()
+        token = current_work.set((call, current_work.get()))
+        try:
+            result = await compute()
+        except BaseException as exc:
+            self._abandon(full, call, exc)
+            raise
+        finally:
+            current_work.reset(token)
+        self._settle(full, call, result, start, integrations)
+        return result
+
+    def _abandon(self, full: Full, call: Call, error: BaseException) -> None:
+        """A leader's computation raised: followers get an ``Exception``; anything else abandons the call."""
+        self.store.end(call)
+        if isinstance(error, Exception):
+            self.flights.finish(full, call, error=error)
+        else:  # cancelled or interrupted: a follower takes over
+            self.flights.finish(full, call)
+
+    def _settle(
+        self, full: Full, call: Call, result: Any, start: float, integrations: Sequence[hooks.Integration]
+    ) -> None:
+        """A leader's result: keep it (if it can be kept safely), store it, hand it to the followers."""
+        kept = ABANDONED
+        saved = False
+        try:
+            try:
+                kept = self.keep(result, integrations)
+            except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
+                self.report_unkept(exc, "the result")
+            if kept is not ABANDONED:
+                self.save(full, kept, call, cost=_perf() - start)
+                saved = True  # the store consumed the ticket, stored or not
+        finally:
+            if not saved:
+                self.store.end(call)
+            self.flights.finish(full, call, value=kept)
+
+    # -- the miss path of generators ---------------------------------------------
+
+    def _new_run(
+        self,
+        kind: type[Run] | type[AsyncRun],
+        full: Full,
+        factory: Callable[[], Any],
+        integrations: Sequence[hooks.Integration],
+    ) -> Run | AsyncRun:
+        """A shared run of a generator: every item kept, the whole run stored when it ends by itself."""
+        start = _perf()
+        ticket = self.store.begin(*full)
+
+        def on_end() -> None:
+            self.flights.end_run(full, run)
+            self.store.end(ticket)
+
+        run = kind(
+            factory,
+            keep=lambda value: self.keep(value, integrations),
+            publish=lambda items: self.save(full, tuple(items), ticket, cost=_perf() - start),
+            on_end=on_end,
+            # Streaming goes on uncopied: every consumer still gets every item.
+            on_unkept=lambda exc: self.report_unkept(exc, "an item yielded by this run"),
+            ticket=ticket,
+        )
+        return run
+
+    def stream(
+        self, full: Full, factory: Callable[[], Iterator[Any]], integrations: Sequence[hooks.Integration]
+    ) -> Iterator[Any]:
+        """The items of a cached generator call: replayed on a hit, else from the shared run."""
+        entry = self.lookup(full)
+        if entry is not None:
+            for hook in hooks.hit_hooks:  # one hit, however many items it replays
+                hook()
+            for kept in entry.value:
+                yield self.deliver(kept)
+            return
+        self.probe_miss(integrations)
+        run = self.flights.join_run(full, lambda: self._new_run(Run, full, factory, integrations))
+        if run.consumers > 1:
+            self.store.count_join()
+        i = 0
+        try:
+            while True:
+                more, kept = run.item(i)
+                if not more:
+                    return
+                i += 1
+                yield self.deliver(kept)  # computed now, not a hit
+        finally:
+            run.leave()
+
+    async def astream(
+        self, full: Full, factory: Callable[[], AsyncIterator[Any]], integrations: Sequence[hooks.Integration]
+    ) -> AsyncIterator[Any]:
+        """:meth:`stream` for async generators."""
+        # The twin of stream(): the same steps, awaiting the shared run's items.
+        entry = self.lookup(full)
+        if entry is not None:
+            for hook in hooks.hit_hooks:
+                hook()
+            for kept in entry.value:
+                yield self.deliver(kept)
+            return
+        self.probe_miss(integrations)
+        run = self.flights.join_run(full, lambda: self._new_run(AsyncRun, full, factory, integrations))
+        if run.consumers > 1:
+            self.store.count_join()
+        i = 0
+        try:
+            while True:
+                more, kept = await run.item(i)
+                if not more:
+                    return
+                i += 1
+                yield self.deliver(kept)
+        finally:
+            await run.leave()
+
+    # -- administration ----------------------------------------------------------
+
+    def clear(self) -> None:
+        """Drop every entry of every session, in memory and in the tiers; results in flight are not stored."""
+        self.store.clear()
+        for tier in self.tiers:
+            self._tier_call(tier, "clear", self.keyspace.prefix())
+
+    def clear_session(self, session_id: str) -> int:
+        """Drop one session's entries and results in flight; how many entries left memory."""
+        removed = self.store.clear_namespace(session_id)
+        for tier in self.tiers:
+            self._tier_call(tier, "clear", self.keyspace.prefix(session_id))
+        return removed
+
+    def delete(self, full: Full) -> bool:
+        """Drop one entry (and its result in flight); True if it was live in memory."""
+        removed = self.store.delete(*full)
+        if self.tiers:
+            name = self.keyspace.name(full[0], _key_bytes(full[1]))
+            for tier in self.tiers:
+                self._tier_call(tier, "delete", name)
+        return removed
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters of the in-memory store."""
+        return self.store.stats()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __repr__(self) -> str:
+        return f"<infercache.Engine {self.name!r} {len(self.store)} entries>"
+
+
+def _key_bytes(key: Hashable) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    raise TypeError(f"only content keys (bytes) reach the tiers, not {type(key).__name__}")
