@@ -8,8 +8,14 @@ signature including ``*args``/``**kwargs``. Works in plain Python and inside
 Gradio apps (queue bypass, ``from cache`` badges, per-session isolation).
 """
 
-from .decorator import CacheHandle, CachedFunction, cache
-from .errors import CacheKeyError, ConfigError, InfercacheError, TierError, UnhashableError
+from .decorator import CachedFunction, CacheHandle, cache
+from .errors import (
+    CacheKeyError,
+    ConfigError,
+    InfercacheError,
+    TierError,
+    UnhashableError,
+)
 from .keys import hash_key, register_hasher
 from .manual import Cache
 from .safety import register_copier

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from . import hooks
 from .binding import Signature
@@ -319,5 +319,5 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
 
         wrapper = sync_wrapper
 
-    wrapper.cache = CacheHandle(engine)  # type: ignore[attr-defined]
+    cast(Any, wrapper).cache = CacheHandle(engine)
     return wrapper

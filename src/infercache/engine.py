@@ -29,8 +29,17 @@ as if the tier were not there.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
-from typing import Any
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Hashable,
+    Iterator,
+    Sequence,
+)
+from typing import Any, TypeVar
 
 from . import hooks, sessions
 from .codec import Codec, CorruptEntry
@@ -50,6 +59,8 @@ __all__ = ["Engine", "Framed", "Full"]
 
 Full = tuple[str, Hashable]
 """An entry's address in memory: ``(session namespace, key)``."""
+
+RunT = TypeVar("RunT", Run, AsyncRun)
 
 _perf = time.perf_counter
 _RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
@@ -351,33 +362,37 @@ class Engine:
 
     def _new_run(
         self,
-        kind: type[Run] | type[AsyncRun],
+        kind: Callable[..., RunT],
         full: Full,
         factory: Callable[[], Any],
         integrations: Sequence[hooks.Integration],
-    ) -> Run | AsyncRun:
+    ) -> RunT:
         """A shared run of a generator: every item kept, the whole run stored when it ends by itself."""
         start = _perf()
         ticket = self.store.begin(*full)
 
         def on_end() -> None:
-            self.flights.end_run(full, run)
+            self.flights.end_run(full, made[0])
             self.store.end(ticket)
+
+        def publish(items: list[Any]) -> None:
+            self.save(full, tuple(items), ticket, cost=_perf() - start)
 
         run = kind(
             factory,
             keep=lambda value: self.keep(value, integrations),
-            publish=lambda items: self.save(full, tuple(items), ticket, cost=_perf() - start),
+            publish=publish,
             on_end=on_end,
             # Streaming goes on uncopied: every consumer still gets every item.
             on_unkept=lambda exc: self.report_unkept(exc, "an item yielded by this run"),
             ticket=ticket,
         )
+        made: list[Run | AsyncRun] = [run]  # on_end() needs the run it belongs to
         return run
 
     def stream(
         self, full: Full, factory: Callable[[], Iterator[Any]], integrations: Sequence[hooks.Integration]
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """The items of a cached generator call: replayed on a hit, else from the shared run."""
         entry = self.lookup(full)
         if entry is not None:
@@ -403,7 +418,7 @@ class Engine:
 
     async def astream(
         self, full: Full, factory: Callable[[], AsyncIterator[Any]], integrations: Sequence[hooks.Integration]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """:meth:`stream` for async generators."""
         # The twin of stream(): the same steps, awaiting the shared run's items.
         entry = self.lookup(full)

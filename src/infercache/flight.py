@@ -64,7 +64,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .store import Ticket
 
@@ -218,15 +218,15 @@ class Flights:
         joined: the caller starts a new one.
         """
         with self._lock:
-            run: Any = self._runs.get(key)
-            if run is not None:
-                if run.producing_here():
+            found = self._runs.get(key)
+            if found is not None:
+                if found.producing_here():
                     raise _recursion()
-                if not _stale(run.ticket) and run.enter():
-                    return run
+                if not _stale(found.ticket) and found.enter():
+                    return cast(RunT, found)  # one cached function runs one kind of generator
             run = make()
             run.enter()
-            self._runs[key] = run
+            self._runs[key] = cast("Run | AsyncRun", run)
             return run
 
     def end_run(self, key: Hashable, run: Run | AsyncRun) -> None:

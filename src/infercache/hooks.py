@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Integration", "register", "unregister", "active", "injected_types"]
+__all__ = ["Integration", "active", "injected_types", "register", "unregister"]
 
 
 class Integration:

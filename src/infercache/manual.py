@@ -190,7 +190,8 @@ class Cache:
             found = index.longest_prefix(key, strict=strict, accept=lambda slot: any(live(t) for t in slot))
             if found is None:
                 return None
-            return next(t for t in found[1] if live(t))
+            slot: set[Hashable] = found[1]
+            return next(t for t in slot if live(t))
 
         entry = self.engine.store.search(ns, choose)
         if entry is None:
