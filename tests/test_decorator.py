@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
+import logging
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -11,19 +14,6 @@ import numpy as np
 import pytest
 
 import infercache as ic
-
-
-def counted(fn):
-    """Wrap ``fn`` so tests can see how many times it really ran."""
-    calls = []
-
-    def inner(*a, **k):
-        calls.append((a, k))
-        return fn(*a, **k)
-
-    inner.calls = calls  # type: ignore[attr-defined]
-    inner.__signature__ = __import__("inspect").signature(fn)  # type: ignore[attr-defined]
-    return inner
 
 
 def test_bare_and_parametrised_decorator_and_runtime_wrap() -> None:
@@ -57,59 +47,6 @@ def test_bare_and_parametrised_decorator_and_runtime_wrap() -> None:
 def test_runtime_wrap_rejects_non_callable() -> None:
     with pytest.raises(TypeError, match=r"cache\(fn\)\(\*args\)"):
         ic.cache(42)  # type: ignore[call-overload]
-
-
-def test_positional_keyword_and_default_arguments_are_one_key() -> None:
-    runs = []
-
-    @ic.cache
-    def f(a, b=2):
-        runs.append((a, b))
-        return a + b
-
-    assert f(1, b=2) == f(a=1, b=2) == f(1) == f(1, 2) == 3
-    assert runs == [(1, 2)]
-    assert f(1, 3) == 4
-    assert len(runs) == 2
-
-
-def test_star_args_and_kwargs_functions_are_cached() -> None:
-    runs = []
-
-    @ic.cache
-    def f(*args, **kwargs):
-        runs.append((args, kwargs))
-        return sum(args) + sum(kwargs.values())
-
-    assert f(1, 2, z=3) == 6
-    assert f(1, 2, z=3) == 6
-    assert f(z=3, y=0) == 3
-    assert f(y=0, z=3) == 3  # kwargs order does not matter
-    assert f(1, 2) == 3
-    assert len(runs) == 3
-
-
-def test_positional_only_and_keyword_only_parameters() -> None:
-    runs = []
-
-    @ic.cache
-    def f(a, /, b, *, c=1):
-        runs.append((a, b, c))
-        return a + b + c
-
-    assert f(1, 2) == f(1, b=2) == f(1, 2, c=1) == 4
-    assert len(runs) == 1
-
-
-def test_binding_error_is_the_functions_own_type_error() -> None:
-    @ic.cache
-    def f(a, b):
-        return a
-
-    with pytest.raises(TypeError):
-        f(1)
-    with pytest.raises(TypeError):
-        f(1, 2, 3)
 
 
 def test_key_function_ignores_parameters() -> None:
@@ -148,6 +85,23 @@ def test_bad_settings_fail_at_decoration_time() -> None:
         ic.cache(key="prompt")  # type: ignore[arg-type]
 
 
+
+def test_bad_settings_have_the_same_clear_messages_for_cache_and_Cache() -> None:
+    for make in (ic.cache, ic.Cache):
+        with pytest.raises(ValueError, match="not understood"):
+            make(max_memory="10 parsecs")
+        with pytest.raises(ValueError, match="positive"):
+            make(max_memory="-1mb")
+        with pytest.raises(ValueError, match="positive"):
+            make(max_memory=0)
+        with pytest.raises(ValueError, match="max_memory"):
+            make(max_memory=True)
+        with pytest.raises(ValueError, match="ttl"):
+            make(ttl=-1)
+    with pytest.raises(TypeError, match="key="):
+        ic.cache(key=3)
+
+
 def test_unhashable_argument_names_the_parameter() -> None:
     @ic.cache
     def f(model_input, lock):
@@ -155,6 +109,22 @@ def test_unhashable_argument_names_the_parameter() -> None:
 
     with pytest.raises(TypeError, match="lock"):
         f(1, threading.Lock())
+
+
+
+class ModelWithLock:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_a_lock_inside_an_argument_names_the_parameter_and_the_path() -> None:
+    @ic.cache
+    def run(model, x):
+        return x
+
+    with pytest.raises(ic.UnhashableError) as err:
+        run(ModelWithLock(), 1)
+    assert err.value.where == "model" and "model.lock" in str(err.value)
 
 
 class Req:
@@ -210,6 +180,22 @@ def test_callers_cannot_corrupt_cached_results() -> None:
     t2 = tags(1)
     t2.append("again")
     assert tags(1) == ["a", "b"]
+
+
+
+def test_callers_cannot_corrupt_yielded_values() -> None:
+    @ic.cache
+    def parts(k):
+        yield [1]
+        yield {"x": [1]}
+
+    first = list(parts(1))
+    first[0].append(2)
+    first[1]["x"].append(2)
+    hit = list(parts(1))
+    assert hit == [[1], {"x": [1]}]
+    hit[1]["x"].append(3)
+    assert list(parts(1)) == [[1], {"x": [1]}]
 
 
 def test_producer_keeping_a_reference_cannot_corrupt_cache() -> None:
@@ -287,6 +273,19 @@ def test_max_memory_bounds_objects_holding_arrays() -> None:
     assert len(build.cache) == 2
 
 
+
+def test_max_memory_counts_every_yield_of_a_generator() -> None:
+    @ic.cache(max_memory="1mb", max_size=0)
+    def chunks(i):
+        for _ in range(3):
+            yield np.zeros(100_000, np.uint8)  # ~300 kB per call
+
+    for i in range(10):
+        assert len(list(chunks(i))) == 3
+        assert chunks.cache.stats().memory <= 1_000_000
+    assert 1 <= len(chunks.cache) <= 3
+
+
 def test_ttl_expires_entries() -> None:
     import time
 
@@ -302,6 +301,42 @@ def test_ttl_expires_entries() -> None:
     time.sleep(0.1)
     f(1)
     assert len(runs) == 2
+
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (no sleeping, no timing)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ttl_expires_results_and_generator_runs_exactly_at_ttl() -> None:
+    clock = FakeClock()
+    calls = []
+
+    @ic.cache(ttl=10)
+    def f(x):
+        calls.append(x)
+        return x
+
+    @ic.cache(ttl=10)
+    def g(x):
+        calls.append(("g", x))
+        yield x
+
+    f.cache.engine.store._clock = clock
+    g.cache.engine.store._clock = clock
+    f(1), list(g(1))
+    clock.now = 9.9
+    f(1), list(g(1))
+    assert calls == [1, ("g", 1)]
+    clock.now = 10.0
+    f(1), list(g(1))
+    assert calls == [1, ("g", 1), 1, ("g", 1)]
 
 
 def test_generator_all_yields_replayed() -> None:
@@ -425,19 +460,6 @@ def test_dataclass_arguments() -> None:
     assert len(runs) == 2
 
 
-def test_manual_cache_default_parameter_is_left_out_of_the_key() -> None:
-    runs = []
-
-    @ic.cache
-    def f(x, c=ic.Cache()):  # noqa: B008 - the guide's pattern
-        runs.append(x)
-        return x
-
-    f(1)
-    f(1)
-    assert runs == [1]
-
-
 def test_clear_during_a_computation_drops_its_result() -> None:
     started, release = threading.Event(), threading.Event()
 
@@ -490,9 +512,64 @@ def test_callable_objects_partials_and_methods() -> None:
     assert model_calls == [("call", 3), ("predict", 1, 5), ("predict", 2, 5), ("p", 10, 1)]
 
 
-def test_builtins_without_a_signature_can_be_cached() -> None:
-    import operator
 
-    add = ic.cache(operator.add)
-    assert add(2, 3) == add(2, 3) == 5
-    assert add.cache.stats().hits == 1
+# Partials and callable instances have no ``__qualname__``, which naming the
+# cache and its log records once relied on.
+
+
+def test_a_partial_with_a_key_function_is_cached() -> None:
+    import functools
+
+    def add(a, b):
+        return a + b
+
+    cached = ic.cache(key=lambda kw: kw["b"])(functools.partial(add, 1))
+    assert cached(2) == 3
+    assert cached(2) == 3
+
+
+class Doubler:
+    def __call__(self, x):
+        return 2 * x
+
+
+def test_a_callable_instance_with_a_key_function_is_cached() -> None:
+    cached = ic.cache(key=lambda kw: kw["x"])(Doubler())
+    assert cached(3) == 6
+
+
+def test_a_partial_returning_an_uncopyable_value_logs_and_returns_it(caplog: pytest.LogCaptureFixture) -> None:
+    import functools
+
+    def make_lock(name):
+        return threading.Lock()
+
+    cached = ic.cache(functools.partial(make_lock, "a"))
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        lock = cached()
+    assert hasattr(lock, "acquire")
+    assert any("could not be copied" in r.getMessage() for r in caplog.records)
+
+
+def test_repeated_runtime_wraps_share_one_store() -> None:
+    def square(x):
+        return x * x
+
+    assert ic.cache(square) is ic.cache(square)
+    ic.cache(square)(3)
+    ic.cache(square)(3)
+    assert ic.cache(square).cache.stats().hits == 1
+
+
+@ic.cache
+def module_level_cached(x):
+    return x + 1
+
+
+def test_copying_or_pickling_a_cached_function_keeps_its_store() -> None:
+    assert module_level_cached(1) == 2
+    assert copy.copy(module_level_cached) is module_level_cached
+    assert copy.deepcopy(module_level_cached) is module_level_cached
+    assert pickle.loads(pickle.dumps(module_level_cached)) is module_level_cached
+
+
