@@ -19,7 +19,8 @@ prefix of a key of another kind:
   normalised to a ``tuple`` of Python ints, so ``[1, 2]``, ``(1, 2)`` and
   ``np.array([1, 2])`` are the *same* key. numpy and torch are never imported
   by this module; an array or tensor can only exist if its library has
-  already been imported, so they are detected through ``sys.modules``.
+  already been imported, so they are detected through
+  :func:`infercache.libraries.loaded`.
 
 Keys are returned in their normalised type: ``str``, ``bytes`` or a ``tuple``
 of ints.
@@ -35,9 +36,10 @@ caller (``Cache`` holds its lock around every call).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Union
+
+from .libraries import loaded
 
 __all__ = ["PrefixIndex", "PrefixKey"]
 
@@ -64,7 +66,7 @@ def _int_element(x: Any) -> int | None:
     """Return ``x`` as a Python int if it is an integer token id, else None."""
     if isinstance(x, int):
         return None if isinstance(x, bool) else int(x)
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None and isinstance(x, np.integer):
         return int(x)
     return None
@@ -88,12 +90,12 @@ def _normalize(key: Any) -> tuple[str, PrefixKey] | None:
                 return None
             out.append(v)
         return "tokens", tuple(out)
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None and isinstance(key, np.ndarray):
         if key.ndim == 1 and key.dtype.kind in "iu":
             return "tokens", tuple(key.tolist())
         return None
-    torch = sys.modules.get("torch")
+    torch = loaded("torch")
     if torch is not None and isinstance(key, torch.Tensor):
         dt = key.dtype
         if (

@@ -106,12 +106,14 @@ import copy
 import datetime
 import decimal
 import fractions
-import sys
 import types
 import uuid
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
+
+from .libraries import loaded, module, module_for
+from .reflect import package_of, slot_names
 
 __all__ = ["PASS_THROUGH", "protect", "register_copier", "release"]
 
@@ -547,7 +549,7 @@ def _classify(t: type) -> str:
         ),
     ):
         return _K_PASS  # classes, modules, functions: program state, never copied
-    np = sys.modules.get("numpy")
+    np = module_for(t, "numpy")
     if np is not None:
         if t is np.ndarray:
             _NDARRAY = np.ndarray
@@ -556,24 +558,24 @@ def _classify(t: type) -> str:
             return _K_DTYPE
         if issubclass(t, np.generic) and not issubclass(t, (np.void, np.object_)):
             return _K_PASS if _stateless(t, np.generic) else _K_DEEP
-    torch = sys.modules.get("torch")
+    torch = module_for(t, "torch")
     if torch is not None:
         if issubclass(t, torch.Tensor):
             return _K_TENSOR
         if t in (torch.dtype, torch.device, torch.layout, torch.memory_format, torch.Size):
             return _K_PASS
-    pd = sys.modules.get("pandas")
+    pd = module_for(t, "pandas")
     if pd is not None and issubclass(t, (pd.DataFrame, pd.Series, pd.Index)):
         return _K_PANDAS
-    pl = sys.modules.get("polars")
+    pl = module_for(t, "polars")
     if pl is not None and issubclass(t, (pl.DataFrame, pl.Series)):
         return _K_POLARS
-    pa = sys.modules.get("pyarrow")
+    pa = module_for(t, "pyarrow")
     if pa is not None and issubclass(
         t, (pa.Array, pa.ChunkedArray, pa.Table, pa.RecordBatch)
     ):
         return _K_ARROW
-    pil = sys.modules.get("PIL.Image")
+    pil = module_for(t, "PIL.Image")
     if pil is not None and issubclass(t, pil.Image):
         return _K_IMAGE
     reason = _refusal(t)
@@ -607,7 +609,7 @@ def _stateless(t: type, base: type) -> bool:
         return False
     trusted = set(base.__mro__)
     for klass in t.__mro__:
-        if klass in trusted or klass.__module__.partition(".")[0] in _TRUSTED_MODULES:
+        if klass in trusted or package_of(klass) in _TRUSTED_MODULES:
             continue
         slots = klass.__dict__.get("__slots__", ())
         if isinstance(slots, str):
@@ -855,10 +857,8 @@ def _deepcopy_seeded(value: Any) -> Any:
 
 def _instance_state(obj: Any) -> dict[str, Any]:
     """``obj``'s own attributes: its ``__dict__`` and the slots that are set."""
-    from .sizes import _slot_names
-
     state = dict(getattr(obj, "__dict__", None) or {})
-    for name in _slot_names(type(obj)):
+    for name in slot_names(type(obj)):
         try:
             state[name] = object.__getattribute__(obj, name)
         except AttributeError:  # an unset slot
@@ -883,7 +883,7 @@ def _deepcopy_detached(value: Any) -> Any:
     try:
         return _deepcopy(value)
     except RuntimeError:
-        torch = sys.modules.get("torch")
+        torch = loaded("torch")
         if torch is None:
             raise
         memo: dict[int, Any] = {}
@@ -898,8 +898,6 @@ def _deepcopy_detached(value: Any) -> Any:
 
 def _reachable(value: Any) -> list[Any]:
     """Objects reachable through containers, ``__dict__`` and ``__slots__``."""
-    from .sizes import _slot_names
-
     seen: set[int] = set()
     out: list[Any] = []
     stack = [value]
@@ -920,7 +918,7 @@ def _reachable(value: Any) -> list[Any]:
             stack.append(object.__getattribute__(obj, "__dict__"))
         except (AttributeError, TypeError):
             pass
-        for name in _slot_names(type(obj)):
+        for name in slot_names(type(obj)):
             try:
                 stack.append(object.__getattribute__(obj, name))
             except AttributeError:  # an unset slot
@@ -990,7 +988,7 @@ def _shared_elements(arr: Any) -> bool:
 
 def _object_storage(obj: Any) -> Any:
     """The object ndarray behind an Index's elements, or None when not object dtype."""
-    np = sys.modules["numpy"]
+    np = module("numpy")
     dtype = getattr(obj, "dtype", None)
     if not isinstance(dtype, np.dtype) or dtype != object:
         return None
@@ -1027,8 +1025,8 @@ def _check_categories(dtype: Any) -> None:
 
 
 def _protect_pandas(value: Any) -> Any:
-    pd = sys.modules["pandas"]
-    np = sys.modules["numpy"]
+    pd = module("pandas")
+    np = module("numpy")
     copied = value.copy(deep=True)
     _own_index_caches(copied, pd)
     cells: list[tuple[Any, Any]] = []
@@ -1060,12 +1058,12 @@ def _protect_pandas(value: Any) -> Any:
 
 
 def _object_array(items: list[Any]) -> Any:
-    np = sys.modules["numpy"]
+    np = module("numpy")
     return np.fromiter(items, dtype=object, count=len(items))
 
 
 def _r_pandas(k: _Pandas) -> Any:
-    pd = sys.modules["pandas"]
+    pd = module("pandas")
     out = k.v.copy(deep=True)
     _own_index_caches(out, pd)
     for where, kept in k.cells:
@@ -1121,7 +1119,7 @@ def _protect_polars(value: Any) -> Any:
     """
     import io
 
-    pl = sys.modules["polars"]
+    pl = module("polars")
     frame = value.to_frame() if isinstance(value, pl.Series) else value
     if any(dtype == pl.Object for dtype in frame.dtypes):
         raise TypeError(
@@ -1143,7 +1141,7 @@ def _protect_arrow(value: Any) -> Any:
     caller can share the kept object. The IPC stream writes only the visible
     part of a slice, so the kept object holds no parent buffer either.
     """
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     if isinstance(value, pa.Table):
         schema, batches = value.schema, value.to_batches()
     elif isinstance(value, pa.RecordBatch):

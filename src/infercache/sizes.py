@@ -57,9 +57,9 @@ their ``sys.getsizeof``; autograd graphs hanging off a tensor's ``grad_fn``
 are not walked (values entering the cache are detached by
 :mod:`infercache.safety` anyway).
 
-Nothing heavy is imported: numpy, torch, pandas, PIL, polars and pyarrow are recognised lazily
-through ``sys.modules`` the first time a value of one of their types is
-measured, and the handler chosen for each type is cached.
+Nothing heavy is imported: numpy, torch, pandas, PIL, polars and pyarrow are
+recognised through :mod:`infercache.libraries` the first time a value of one
+of their types is measured, and the handler chosen for each type is cached.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from .libraries import module, module_for
+from .reflect import slot_names
 
 __all__ = ["sizeof"]
 
@@ -186,21 +189,6 @@ def _h_dict(obj: Any, w: _Walk) -> int:
     return _getsizeof(obj)
 
 
-def _slot_names(t: type) -> tuple[str, ...]:
-    names: list[str] = []
-    for klass in t.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        if isinstance(slots, str):
-            slots = (slots,)
-        for name in slots:
-            if name in ("__dict__", "__weakref__"):
-                continue
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"
-            names.append(name)
-    return tuple(names)
-
-
 def _push_attrs(
     obj: Any, w: _Walk, slots: tuple[str, ...], has_dict: bool = True
 ) -> None:
@@ -229,7 +217,7 @@ def _make_object_handler(
     t: type, base: Callable[[Any, _Walk], int] | None = None
 ) -> Callable[[Any, _Walk], int]:
     """Handler for arbitrary objects (and subclasses of builtin containers)."""
-    slots = _slot_names(t)
+    slots = slot_names(t)
     has_dict = getattr(t, "__dictoffset__", 1) != 0
 
     def handler(obj: Any, w: _Walk) -> int:
@@ -320,7 +308,7 @@ def _h_tensor(obj: Any, w: _Walk) -> int:
     if device.type == "meta":
         return size
     layout = obj.layout
-    torch = sys.modules["torch"]
+    torch = module("torch")
     if layout is not torch.strided:
         parts: list[Any] = []
         try:
@@ -419,7 +407,7 @@ def _h_pandas_manager(obj: Any, w: _Walk) -> int:
 def _h_pandas_internal(obj: Any, w: _Walk) -> int:
     """Extension arrays and sparse indexes: ``__dict__`` plus their C-level data fields."""
     size = _shell(obj) if hasattr(type(obj), "memory_usage") else _getsizeof(obj)
-    _push_attrs(obj, w, _slot_names(type(obj)))
+    _push_attrs(obj, w, slot_names(type(obj)))
     stack = w.stack
     for name in _PANDAS_C_FIELDS:
         try:
@@ -448,7 +436,7 @@ def _h_arrow_buffer(obj: Any, w: _Walk) -> int:
 
 def _h_arrow(obj: Any, w: _Walk) -> int:
     """A pyarrow Array, ChunkedArray, Table or RecordBatch: its buffers, each once."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     parts: list[Any]
     if isinstance(obj, pa.Array):
         parts = [b for b in obj.buffers() if b is not None]
@@ -468,7 +456,7 @@ def _h_arrow(obj: Any, w: _Walk) -> int:
 
 def _h_polars(obj: Any, w: _Walk) -> int:
     """A polars DataFrame or Series: ``estimated_size()`` plus Object columns' Python objects."""
-    pl = sys.modules["polars"]
+    pl = module("polars")
     size = _getsizeof(obj)
     try:
         size += int(obj.estimated_size())
@@ -522,7 +510,7 @@ def _classify(t: type) -> Callable[[Any, _Walk], int]:
     global _NDARRAY
     h = _choose(t)
     if h is _h_ndarray and _NDARRAY is None:
-        _NDARRAY = sys.modules["numpy"].ndarray
+        _NDARRAY = module("numpy").ndarray
     _HANDLERS[t] = h
     return h
 
@@ -549,7 +537,7 @@ def _choose(t: type) -> Callable[[Any, _Walk], int]:
     ):
         return _h_leaf
 
-    np = sys.modules.get("numpy")
+    np = module_for(t, "numpy")
     if np is not None:
         if issubclass(t, np.ndarray):
             return _h_ndarray
@@ -557,37 +545,37 @@ def _choose(t: type) -> Callable[[Any, _Walk], int]:
             return _h_leaf
         if issubclass(t, np.dtype):
             return _h_free
-    torch = sys.modules.get("torch")
+    torch = module_for(t, "torch")
     if torch is not None:
         if issubclass(t, torch.Tensor):
             return _h_tensor
         if t in (torch.dtype, torch.device, torch.layout, torch.memory_format):
             return _h_free
-    pd = sys.modules.get("pandas")
+    pd = module_for(t, "pandas")
     if pd is not None:
         if issubclass(t, (pd.DataFrame, pd.Series, pd.Index)):
             return _h_pandas
-        internals = sys.modules.get("pandas.core.internals.managers")
+        internals = module_for(t, "pandas.core.internals.managers")
         if internals is not None and issubclass(t, internals.BaseBlockManager):
             return _h_pandas_manager
-        sparse = sys.modules.get("pandas._libs.sparse")
+        sparse = module_for(t, "pandas._libs.sparse")
         if issubclass(t, pd.api.extensions.ExtensionArray) or (
             sparse is not None and issubclass(t, sparse.SparseIndex)
         ):
             return _h_pandas_internal
-    pa = sys.modules.get("pyarrow")
+    pa = module_for(t, "pyarrow")
     if pa is not None:
         if issubclass(t, pa.Buffer):
             return _h_arrow_buffer
         if issubclass(t, (pa.Array, pa.ChunkedArray, pa.Table, pa.RecordBatch)):
             return _h_arrow
-    pl = sys.modules.get("polars")
+    pl = module_for(t, "polars")
     if pl is not None:
         if issubclass(t, (pl.DataFrame, pl.Series)):
             return _h_polars
         if issubclass(t, pl.LazyFrame):
             return _h_polars_lazy
-    pil = sys.modules.get("PIL.Image")
+    pil = module_for(t, "PIL.Image")
     if pil is not None and issubclass(t, pil.Image):
         return _h_pil
 

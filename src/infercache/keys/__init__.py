@@ -54,9 +54,10 @@ heap types included) is keyed only through an adapter or a registered hasher.
 Time zones are keyed by name (zoneinfo, pytz, dateutil) or by their state
 (``datetime.timezone`` by offset and name), never by ``repr``.
 
-Heavy libraries (numpy, pandas, PIL, torch, pydantic) are never imported
-here: a value's type is only checked against them once they are already in
-``sys.modules`` (which they must be for such a value to exist).
+Heavy libraries (numpy, pandas, PIL, torch, pyarrow, polars, pydantic) are
+never imported here: a type is checked against a library only when one of its
+classes comes from it and the library is already imported (which it must be
+for such a value to exist), through :func:`infercache.libraries.module_for`.
 
 Modules of this package:
 
@@ -71,8 +72,8 @@ Modules of this package:
 * :mod:`.api` — :func:`make_key`, :func:`make_call_key`, :func:`hash_key`.
 
 Adding a library adapter: write a module here whose builder
-``builder(t: type) -> Encoder | None`` checks the library through
-``sys.modules`` and is decorated with :func:`register_adapter`, then import
+``builder(t: type) -> Encoder | None`` finds the library with
+:func:`infercache.libraries.module_for` and is decorated with :func:`register_adapter`, then import
 that module below (one line, in the adapters block). Give its types tags in
 :mod:`.wire` and cases in ``tests/golden_keys_cases.py`` (then regenerate the
 table with ``python -m tests.golden_keys_cases --write``): the golden test

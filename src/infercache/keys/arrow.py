@@ -42,7 +42,7 @@ byte order, which is therefore part of the key: a big-endian machine never
 shares keys with a little-endian one.
 
 pyarrow is never imported here: a value's type is checked against it only once
-it is in ``sys.modules``.
+it is imported (:func:`infercache.libraries.module_for`).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ from __future__ import annotations
 import functools
 import importlib
 import struct
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ..libraries import loaded, module, module_for
 
 from .encoder import (
     Encoder,
@@ -87,7 +88,7 @@ _STRUCTURED = b"("
 
 @register_adapter
 def _arrow_builder(t: type) -> Encoder | None:
-    pa = sys.modules.get("pyarrow")
+    pa = module_for(t, "pyarrow")
     if pa is None:
         return None
     if issubclass(t, pa.Array):
@@ -154,7 +155,7 @@ def _one_chunk(column: Any) -> Sequence[Any]:
 
 
 def _enc_scalar(s: Any, out: _Sink) -> None:
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     out += T_PA_SCALAR
     _write_type(s.type, out)
     _write_column([pa.array([s], type=s.type)], s.type, type(s), out)
@@ -197,7 +198,7 @@ def _write_schema(s: Any, out: _Sink) -> None:
 
 def _write_type(t: Any, out: _Sink) -> None:
     """The type with all its parameters; a parameterless type by its name."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     ty = pa.types
     if isinstance(t, pa.BaseExtensionType):
         _structured("extension", out)
@@ -329,7 +330,7 @@ _Part = tuple[Any, Any]
 
 
 def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: _Sink) -> None:
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     pc = _compute()
     # Empty chunks hold nothing, and may lack buffers.
     parts = [(c, m) for c, m in parts if len(c)]
@@ -390,7 +391,7 @@ def _plain(parts: list[_Part], t: Any, owner: type) -> tuple[list[_Part], Any]:
     storage, dictionaries decoded, run-end encoded arrays and views expanded.
     Rows stay where they are, so masks still apply. The original type is in
     the key already, so this loses nothing."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     ty = pa.types
     while True:
         convert: Callable[[Any, Any], Any]
@@ -423,7 +424,7 @@ def _decoded(c: Any, mask: Any) -> Any:
 
     Indices of rows outside it (under a null parent) may point anywhere, even
     in arrays pyarrow builds itself, so they are not looked up."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     indices = c.indices
     if mask is not None:
         indices = _compute().if_else(mask, indices, pa.scalar(None, indices.type))
@@ -445,7 +446,7 @@ def _list_view_as_list(t: Any) -> Callable[[Any, Any], Any]:
 
     Built from the view's lengths and flattened values: pyarrow's own cast
     of a sliced view returns an invalid array (negative offsets)."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     pc = _compute()
 
     def convert(c: Any, mask: Any) -> Any:
@@ -460,7 +461,7 @@ def _write_nulls(parts: list[_Part], out: _Sink) -> list[_Part]:
     """Writes the number of nulls among the column's rows and their row numbers
     (uint64, counted from the start of the column); returns the parts with
     masks of their non-null rows, which are all the rest of the key reads."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     pc = _compute()
     positions = []
     kept = []
@@ -486,7 +487,7 @@ def _write_ends(parts: list[_Part], t: Any, out: _Sink) -> list[tuple[int, int, 
     """Writes the end offset of each kept value, counted from the start of the
     column's kept values (int64), and returns each chunk's span in its own data
     or child array with the mask of the span's rows that are kept."""
-    pa = sys.modules["pyarrow"]
+    pa = module("pyarrow")
     pc = _compute()
     wide = pa.types.is_large_list(t) or pa.types.is_large_binary(t) \
         or pa.types.is_large_string(t)
@@ -523,7 +524,7 @@ def _write_ends(parts: list[_Part], t: Any, out: _Sink) -> list[tuple[int, int, 
 
 def _compute() -> Any:
     """``pyarrow.compute``, which ``import pyarrow`` does not load by itself."""
-    pc = sys.modules.get("pyarrow.compute")
+    pc = loaded("pyarrow.compute")
     if pc is None:  # pyarrow itself is loaded: it made the value
         pc = importlib.import_module("pyarrow.compute")
     return pc

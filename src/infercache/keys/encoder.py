@@ -19,7 +19,6 @@ from __future__ import annotations
 import _thread
 import datetime as _dt
 import io
-import sys
 import types
 from array import array
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from operator import countOf as _count_of
 from typing import Any, Optional
 
 from ..errors import UnhashableError
+from ..libraries import loaded, module_for
 from .wire import (
     _BIG,
     _I64_MAX,
@@ -379,7 +379,7 @@ def _class_identity_problem(t: type) -> str | None:
     if "<locals>" in qualname:
         return ("its class is defined inside a function (a local class), so its name "
                 "does not identify it across calls and processes")
-    found: Any = sys.modules.get(module_name)
+    found: Any = loaded(module_name)
     if found is None:
         return f"its class's module {module_name!r} is not imported, so its name cannot be checked"
     for part in qualname.split("."):
@@ -466,13 +466,13 @@ def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
 
 def _tz_name_getter(t: type) -> tuple[str, Callable[[Any], Any]] | None:
     """(library, how to read the zone name) for a tzinfo type of a zone library, or None."""
-    zoneinfo = sys.modules.get("zoneinfo")
+    zoneinfo = module_for(t, "zoneinfo")
     if zoneinfo is not None and issubclass(t, zoneinfo.ZoneInfo):
         return "zoneinfo", lambda tz: tz.key  # None for ZoneInfo.from_file(...) without a key
-    pytz_tzinfo = sys.modules.get("pytz.tzinfo")
+    pytz_tzinfo = module_for(t, "pytz.tzinfo")
     if pytz_tzinfo is not None and issubclass(t, pytz_tzinfo.BaseTzInfo):
         return "pytz", lambda tz: tz.zone  # None for pytz.FixedOffset, keyed by state
-    dateutil_tz = sys.modules.get("dateutil.tz")
+    dateutil_tz = module_for(t, "dateutil.tz")
     tzfile = getattr(dateutil_tz, "tzfile", None)
     if isinstance(tzfile, type) and issubclass(t, tzfile):
         return "dateutil", _dateutil_zone_name
@@ -623,10 +623,10 @@ def _explicitly_unhashable(t: type) -> str | None:
         return "open files and streams have no stable content"
     if issubclass(t, (_thread.LockType, _thread.RLock)):
         return "locks are synchronisation objects, not data"
-    threading = sys.modules.get("threading")
+    threading = loaded("threading")
     if threading is not None and issubclass(t, threading.Thread):
         return "threads are running computations, not data"
-    fts = sys.modules.get("functools")
+    fts = loaded("functools")
     if fts is not None and issubclass(t, fts.partial):
         return "functions and methods are code, not data: their content cannot be compared"
     return None
@@ -643,8 +643,8 @@ def register_adapter(builder: Builder) -> Builder:
 
     Adapters are asked in registration order, after :func:`register_hasher`
     registrations and the explicit refusals, before the generic object rules.
-    A builder must check the library through ``sys.modules`` (never import
-    it) and is called once per type; the encoder it returns is cached.
+    A builder must find the library through :func:`infercache.libraries.module_for`
+    (never import it) and is called once per type; the encoder it returns is cached.
     Usable as a decorator; returns ``builder``.
     """
     _ADAPTERS.append(builder)

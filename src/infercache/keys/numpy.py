@@ -6,8 +6,9 @@ Arrays are keyed by dtype, shape and their C-order bytes; object and string
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..libraries import module, module_for
 
 from .encoder import (
     Encoder,
@@ -36,7 +37,7 @@ from .wire import (
 
 @register_adapter
 def _numpy_builder(t: type) -> Encoder | None:
-    np = sys.modules.get("numpy")
+    np = module_for(t, "numpy")
     if np is None:
         return None
     if t is np.ndarray:
@@ -114,7 +115,7 @@ def _enc_ndarray(a: Any, out: _Sink) -> None:
         out += _varint(n)
         out += a.tobytes()
     else:
-        np = sys.modules["numpy"]
+        np = module("numpy")
         _write_buffer(b"", memoryview(a.reshape(-1).view(np.uint8)), out)
 
 

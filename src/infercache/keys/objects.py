@@ -28,8 +28,11 @@ import datetime as _dt
 import struct
 import sys
 from array import array
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
+
+from ..libraries import loaded, module_for
 
 from .encoder import (
     _CORE,
@@ -230,7 +233,7 @@ def _extra_state_writer(t: type, family: str) -> Callable[[Any, _Sink], None] | 
 # ---------------------------------------------------------------- rules
 
 def _enum_builder(t: type) -> Encoder | None:
-    enum = sys.modules.get("enum")
+    enum = module_for(t, "enum")
     if enum is None or not issubclass(t, enum.Enum):
         return None
     head = _tagged(T_ENUM, t)
@@ -244,7 +247,7 @@ def _enum_builder(t: type) -> Encoder | None:
 def _dataclass_builder(t: type) -> Encoder | None:
     """Dataclasses by their whole state: the fields and any attribute set outside
     them (a subclass's ``__init__``), a ``field(init=False)`` not set yet included."""
-    dataclasses = sys.modules.get("dataclasses")
+    dataclasses = loaded("dataclasses")
     if dataclasses is None or not dataclasses.is_dataclass(t):
         return None
     return _whole_state_encoder(T_DATACLASS, t)
@@ -254,11 +257,11 @@ def _pydantic_builder(t: type) -> Encoder | None:
     """pydantic models by their whole state: field values as they are (nested
     models keep their types, ``exclude=True`` fields count), extras, private
     attributes, which fields were set, and anything else in ``__dict__``."""
-    pydantic = sys.modules.get("pydantic")
+    pydantic = module_for(t, "pydantic")
     if pydantic is None:
         return None
     base = getattr(pydantic, "BaseModel", None)
-    v1 = sys.modules.get("pydantic.v1")
+    v1 = loaded("pydantic.v1")
     if not ((base is not None and issubclass(t, base))
             or (v1 is not None and issubclass(t, v1.BaseModel))):
         return None
@@ -270,26 +273,24 @@ def _same(obj: Any) -> Any:
 
 
 def _ordered_items(obj: Any) -> list:
-    return list(sys.modules["collections"].OrderedDict.items(obj))
+    return list(OrderedDict.items(obj))
 
 
 def _value_bases() -> list[tuple[type, bytes, Encoder]]:
     """(base, tag, content writer) for the value types whose subclasses are keyed
     by their base value plus their own state; the first matching base wins."""
     found: list[tuple[type, bytes, Encoder]] = []
-    collections = sys.modules.get("collections")
-    if collections is not None:
-        od_content = _content(_enc_list, _ordered_items)  # dict order is the content
-        found.append((collections.OrderedDict, T_SUBCLASS, od_content))
-        found.append((collections.defaultdict, T_DEFAULTDICT, _enc_defaultdict))
-        found.append((collections.deque, T_DEQUE, _enc_deque))
-    decimal = sys.modules.get("decimal")
+    od_content = _content(_enc_list, _ordered_items)  # dict order is the content
+    found.append((OrderedDict, T_SUBCLASS, od_content))
+    found.append((defaultdict, T_DEFAULTDICT, _enc_defaultdict))
+    found.append((deque, T_DEQUE, _enc_deque))
+    decimal = loaded("decimal")
     if decimal is not None:
         found.append((decimal.Decimal, T_DECIMAL, _content(_enc_str, decimal.Decimal.__str__)))
-    uuid = sys.modules.get("uuid")
+    uuid = loaded("uuid")
     if uuid is not None:
         found.append((uuid.UUID, T_UUID, _content(_enc_raw, uuid.UUID.bytes.fget)))
-    pathlib = sys.modules.get("pathlib")
+    pathlib = loaded("pathlib")
     if pathlib is not None:
         found.append((pathlib.PurePath, T_PATH, _content(_enc_str, pathlib.PurePath.__str__)))
     found.append((array, T_SUBCLASS, _enc_pyarray))
@@ -306,7 +307,7 @@ def _content(write: Encoder, convert: Callable[[Any], Any]) -> Encoder:
 
 def _enc_defaultdict(obj: Any, out: _Sink) -> None:
     try:
-        _enc(sys.modules["collections"].defaultdict.default_factory.__get__(obj), out)
+        _enc(defaultdict.default_factory.__get__(obj), out)
     except _Fail as e:
         e.path.append(".default_factory")
         raise
@@ -314,7 +315,6 @@ def _enc_defaultdict(obj: Any, out: _Sink) -> None:
 
 
 def _enc_deque(obj: Any, out: _Sink) -> None:
-    deque = sys.modules["collections"].deque
     _enc(deque.maxlen.__get__(obj), out)
     _enc_list(list(deque.__iter__(obj)), out)
 

@@ -26,9 +26,10 @@ An extension array of a dtype not listed (third-party) is refused.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
+
+from ..libraries import module, module_for
 
 from .encoder import (
     Encoder,
@@ -74,7 +75,7 @@ _PD_INTERNAL = frozenset({
 
 @register_adapter
 def _pandas_builder(t: type) -> Encoder | None:
-    pd = sys.modules.get("pandas")
+    pd = module_for(t, "pandas")
     if pd is None:
         return None
     if issubclass(t, pd.DataFrame):
@@ -169,7 +170,7 @@ def _enc_index(idx: Any, out: _Sink) -> None:
 
 
 def _write_index(idx: Any, out: _Sink) -> None:
-    pd = sys.modules["pandas"]
+    pd = module("pandas")
     if isinstance(idx, pd.RangeIndex):
         out += b"r"
         _enc(idx.name, out)
@@ -223,8 +224,8 @@ def _write_array_body(arr: Any, out: _Sink) -> None:
 
 
 def _array_writer(t: type) -> Callable[[Any, _Sink], None]:
-    np = sys.modules["numpy"]
-    pd = sys.modules["pandas"]
+    np = module("numpy")
+    pd = module("pandas")
     arrays = pd.arrays
     string_types = tuple(c for c in (getattr(arrays, "StringArray", None),
                                      getattr(arrays, "ArrowStringArray", None)) if c is not None)
@@ -266,7 +267,7 @@ def _kind(kind: bytes, write: Callable[[Any, _Sink], None]) -> Callable[[Any, _S
 
 
 def _write_strings(arr: Any, out: _Sink) -> None:
-    np = sys.modules["numpy"]
+    np = module("numpy")
     dtype = arr.dtype
     _enc_str(dtype.storage, out)
     _enc(dtype.na_value, out)
@@ -336,7 +337,7 @@ def _write_arrow(arr: Any, out: _Sink) -> None:
 def _write_dtype(dtype: Any, out: _Sink) -> None:
     """An extension dtype: its class and an empty array of it (which carries
     every dtype parameter: categories, zone, unit, freq, storage, ...)."""
-    pd = sys.modules["pandas"]
+    pd = module("pandas")
     _enc_str(_pandas_class_name(type(dtype)), out)
     if isinstance(dtype, pd.CategoricalDtype):
         _enc_bool(dtype.categories is None, out)

@@ -9,8 +9,9 @@ attributes share the ``__dict__`` with PIL's internals.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..libraries import module_for
 
 from .encoder import (
     Encoder,
@@ -28,7 +29,7 @@ from .wire import T_BYTES, T_NONE, T_PIL, _Sink, _varint, _write_buffer
 
 @register_adapter
 def _pil_builder(t: type) -> Encoder | None:
-    image = sys.modules.get("PIL.Image")
+    image = module_for(t, "PIL.Image")
     if image is None or not issubclass(t, image.Image):
         return None
     outside = next((c for c in t.__mro__ if c is not object and _family(c) != "PIL"), None)

@@ -21,13 +21,14 @@ DataFrame, or pass ``key=``. An expression (``pl.Expr``) is refused too: it is
 code, and may call Python functions.
 
 polars is never imported here: a value's type is checked against it only once
-it is in ``sys.modules``.
+it is imported (:func:`infercache.libraries.module_for`).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..libraries import module, module_for
 
 from .arrow import _structured, _write_column, _write_type
 from .encoder import (
@@ -58,7 +59,7 @@ _VIA_VALUES = b"L"
 
 @register_adapter
 def _polars_builder(t: type) -> Encoder | None:
-    pl = sys.modules.get("polars")
+    pl = module_for(t, "polars")
     if pl is None:
         return None
     if issubclass(t, pl.DataFrame):
@@ -99,7 +100,7 @@ def _enc_dtype(d: Any, out: _Sink) -> None:
 def _write_series(s: Any, out: _Sink) -> None:
     _enc_str(s.name, out)
     _write_dtype(s.dtype, out)
-    pl = sys.modules["polars"]
+    pl = module("polars")
     chunks = None
     if s.dtype != pl.Object:
         try:
@@ -127,7 +128,7 @@ def _compat(pl: Any) -> dict[str, Any]:
 
 def _write_dtype(d: Any, out: _Sink) -> None:
     """A polars data type with every parameter; a plain one by its repr."""
-    pl = sys.modules["polars"]
+    pl = module("polars")
     if isinstance(d, pl.Datetime):
         _structured("Datetime", out)
         _enc_str(d.time_unit, out)

@@ -8,8 +8,9 @@ Quantized and meta tensors, whose bytes cannot be read, are refused.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..libraries import module, module_for
 
 from .encoder import (
     Encoder,
@@ -37,7 +38,7 @@ from .wire import (
 
 @register_adapter
 def _torch_builder(t: type) -> Encoder | None:
-    torch = sys.modules.get("torch")
+    torch = module_for(t, "torch")
     if torch is None:
         return None
     if issubclass(t, torch.Tensor):
@@ -82,7 +83,7 @@ def _meta(x: Any) -> bytes:
 
 
 def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
-    torch = sys.modules["torch"]
+    torch = module("torch")
     t = type(x)
     meta = _meta(x)
     names = getattr(x, "names", None)
