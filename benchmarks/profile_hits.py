@@ -44,7 +44,9 @@ def _hot_functions() -> list[Callable[..., Any]]:
 
     found: list[Callable[..., Any]] = []
     for module, names in (
-        ("infercache.keys", ("make_call_key", "_enc_tuple", "_finish", "_digest_sink", "_feed")),
+        ("infercache.keys.api", ("make_call_key", "finish")),
+        ("infercache.keys.encoder", ("enc_tuple",)),
+        ("infercache.keys.wire", ("digest_sink", "feed")),
         ("infercache.store", ("lookup",)),
         ("infercache.safety", ("release",)),
         ("infercache.hooks", ("active",)),

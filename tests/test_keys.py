@@ -568,8 +568,8 @@ def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPat
     values = [arr, {"img": arr, "n": 1}, {(1, 2): "x" * 10_000}, {b"k" * 5000}, "y" * 50_000]
     streamed = [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "_BIG"):
-            monkeypatch.setattr(module, "_BIG", 10**9)
+        if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
+            monkeypatch.setattr(module, "BIG", 10**9)
     inline = [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
     assert streamed[:3] == inline[:3]
     assert streamed[4] == inline[4]

@@ -105,9 +105,9 @@ def test_python_level_state_is_not_mistaken_for_c_state(t: type) -> None:
 
 
 def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
-    from infercache.keys.encoder import _Fail
+    from infercache.keys.encoder import Unencodable
     from infercache.keys.objects import _generic_object_encoder
-    from infercache.keys.wire import _new_sink
+    from infercache.keys.wire import new_sink
 
     pd = pytest.importorskip("pandas")
     values = [
@@ -117,8 +117,8 @@ def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
         pd.Series(["a"], dtype="category").values, pd.period_range("2020", periods=2, freq="M").array,
     ]
     for v in values:  # the rule alone, as it was applied before the pandas adapter keyed these
-        with pytest.raises(_Fail) as err:
-            _generic_object_encoder(type(v))(v, _new_sink("blake3"))
+        with pytest.raises(Unencodable) as err:
+            _generic_object_encoder(type(v))(v, new_sink("blake3"))
         assert "C type" in err.value.reason
 
 

@@ -50,6 +50,27 @@ from gradio.route_utils import Request
 
 from .. import hooks
 
+# --------------------------------------------------------------------------
+# Gradio's private names
+# --------------------------------------------------------------------------
+# Gradio 6.x keeps the state of its caching protocol in module-private names of
+# ``gradio.caching``; cooperating with that protocol means using them, so they
+# are read here, once, and nowhere else. A Gradio release renaming one fails
+# this module's import (and the Gradio tests), not a request.
+#
+# Read by infercache:
+#: WeakSet of per-session stores; ``clear_session_caches(hash)`` calls
+#: ``clear_session(hash)`` on each when a page's heartbeat ends.
+_GR_PER_SESSION_STORES = gr_caching._per_session_stores
+#: ContextVar, true while the queue probes an event function for a hit.
+_GR_PROBE_MODE = gr_caching._probe_mode_active
+#: ContextVar holding the current event's ``{"used": bool}`` badge flag (None outside events).
+_GR_MANUAL_CACHE_USED = gr_caching._manual_cache_used
+#
+# Provided by infercache for Gradio to read: ``gr.Cache._store._per_session``
+# (:class:`GradioCacheMixin` and :class:`_StoreView`) and ``_per_session`` on
+# the members of the WeakSet above (:class:`_SessionClearer`).
+
 __all__ = [
     "GradioIntegration",
     "GradioCacheMixin",
@@ -116,7 +137,7 @@ class GradioCacheMixin(gr_caching.Cache):
 
 
 class _SessionClearer:
-    """Registered in ``gradio.caching._per_session_stores`` (a WeakSet)."""
+    """Registered in Gradio's WeakSet of per-session stores (:data:`_GR_PER_SESSION_STORES`)."""
 
     _per_session = True
 
@@ -131,7 +152,7 @@ class _SessionClearer:
 
 #: Strong module-level reference: the WeakSet alone would let it die.
 _SESSION_CLEARER = _SessionClearer()
-gr_caching._per_session_stores.add(_SESSION_CLEARER)
+_GR_PER_SESSION_STORES.add(_SESSION_CLEARER)
 
 
 # --------------------------------------------------------------------------
@@ -405,7 +426,7 @@ class GradioIntegration(hooks.Integration):
 
     def probing(self) -> bool:
         """True while Gradio's queue probes for a hit (``gradio.caching.ProbeCache``)."""
-        return bool(gr_caching._probe_mode_active.get())
+        return bool(_GR_PROBE_MODE.get())
 
     def miss_error(self) -> BaseException:
         """The error Gradio's queue catches to fall back to the queued path."""
@@ -439,15 +460,11 @@ class GradioIntegration(hooks.Integration):
         return (GradioCacheMixin,)
 
 
-_manual_used = gr_caching._manual_cache_used
-_probing = gr_caching._probe_mode_active
-
-
 def _mark_hit() -> None:
     # Outside an event there is no holder: one ContextVar read. The queue's probe
     # reports its own hits as "from cache", so it must not mark "used cache" too.
-    holder = _manual_used.get()
-    if holder is not None and not _probing.get():
+    holder = _GR_MANUAL_CACHE_USED.get()
+    if holder is not None and not _GR_PROBE_MODE.get():
         holder["used"] = True
 
 

@@ -71,19 +71,27 @@ Modules of this package:
   :mod:`.polars` — library adapters;
 * :mod:`.api` — :func:`make_key`, :func:`make_call_key`, :func:`hash_key`.
 
+The names these modules share with each other (``Sink``, ``encode``,
+``enc_str``, ``Unencodable``, ...) are public in their module and form the
+package's internal interface; a name with a leading underscore is used by its
+own module only. Users import what this module's ``__all__`` lists.
+
 Adding a library adapter: write a module here whose builder
 ``builder(t: type) -> Encoder | None`` finds the library with
-:func:`infercache.libraries.module_for` and is decorated with :func:`register_adapter`, then import
-that module below (one line, in the adapters block). Give its types tags in
-:mod:`.wire` and cases in ``tests/golden_keys_cases.py`` (then regenerate the
-table with ``python -m tests.golden_keys_cases --write``): the golden test
-fails for a registered builder that keys no value of the table. A builder may
-raise ``_Fail`` (for instance through ``_type_name_bytes`` for a class that
+:func:`infercache.libraries.module_for` and is decorated with
+:func:`register_adapter`, then import that module below (one line, in the
+adapters block). Give its types tags in :mod:`.wire` and cases in
+``tests/golden_keys_cases.py`` (then regenerate the table with
+``python -m tests.golden_keys_cases --write``): the golden test fails for a
+registered builder that keys no value of the table. A builder may raise
+``Unencodable`` (for instance through ``type_name_bytes`` for a class that
 cannot be named): the type is then refused with that reason. Any change of
 an existing key is a new :data:`KEY_FORMAT_VERSION`.
 """
 
 from __future__ import annotations
+
+from ..errors import UnhashableError
 
 # Object rules and library adapters register themselves when imported: one line
 # per adapter module. Adapters claim disjoint types, so their order is free.
@@ -94,21 +102,9 @@ from . import pandas as pandas
 from . import pil as pil
 from . import polars as polars
 from . import torch as torch
-
-# The hot path, also named here for benchmarks/profile_hits.py.
-from .api import _finish as _finish
 from .api import hash_key, make_call_key, make_key
-from .encoder import (
-    Builder,
-    Encoder,
-    UnhashableError,
-    register_adapter,
-    register_hasher,
-)
-from .encoder import _enc_tuple as _enc_tuple
+from .encoder import Builder, Encoder, register_adapter, register_hasher
 from .wire import ALGORITHMS, KEY_FORMAT_VERSION, TAGS
-from .wire import _digest_sink as _digest_sink
-from .wire import _feed as _feed
 
 __all__ = [
     "ALGORITHMS",

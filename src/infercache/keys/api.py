@@ -7,31 +7,32 @@ from typing import Any
 import blake3 as _blake3
 import xxhash as _xxhash
 
-from .encoder import UnhashableError, _enc, _enc_tuple, _Fail
+from ..errors import UnhashableError
+from .encoder import Unencodable, enc_tuple, encode
 from .wire import (
-    _KEY_TAG,
-    _PACK_MIN,
-    _SHORT_MAX,
-    _SMALL_INTS,
-    _STR_HDR,
     ALGORITHMS,
+    KEY_TAG,
+    PACK_MIN,
+    SHORT_MAX,
+    SMALL_INTS,
+    STR_HDR,
     T_FALSE,
     T_FLOAT,
     T_NONE,
     T_TRUE,
     T_TUPLE,
-    _digest_sink,
-    _new_sink,
-    _pack_float,
-    _Sink,
-    _type_name,
-    _varint,
+    Sink,
+    digest_sink,
+    new_sink,
+    pack_float,
+    type_name,
+    varint,
 )
 
 
-def _error(e: _Fail, where: str | None, path: list[str]) -> UnhashableError:
+def _error(e: Unencodable, where: str | None, path: list[str]) -> UnhashableError:
     t = e.type_
-    name = _type_name(t).replace(":", ".")
+    name = type_name(t).replace(":", ".")
     loc = "".join(reversed(path))
     subject = f"parameter {where!r}" if where is not None else "the value"
     at = f" (at {where or 'value'}{loc})" if loc else ""
@@ -45,11 +46,11 @@ def _error(e: _Fail, where: str | None, path: list[str]) -> UnhashableError:
     return UnhashableError(message, where=where, path=loc, type_=t, reason=e.reason)
 
 
-def _encode(obj: Any, alg: str, where: str | None) -> _Sink:
-    out = _new_sink(alg)
+def _encode(obj: Any, alg: str, where: str | None) -> Sink:
+    out = new_sink(alg)
     try:
-        _enc(obj, out)
-    except _Fail as e:
+        encode(obj, out)
+    except Unencodable as e:
         raise _error(e, where, e.path) from None
     except RecursionError:
         raise UnhashableError(
@@ -62,16 +63,16 @@ def _encode(obj: Any, alg: str, where: str | None) -> _Sink:
 
 
 def _check_alg(algorithm: str) -> bytes:
-    tag = _KEY_TAG.get(algorithm)
+    tag = KEY_TAG.get(algorithm)
     if tag is None:
         raise ValueError(f"unknown hash algorithm {algorithm!r}; choose one of {ALGORITHMS}")
     return tag
 
 
-def _finish(out: _Sink, tag: bytes) -> bytes:
-    if out.hasher is None and len(out) <= _SHORT_MAX:
+def finish(out: Sink, tag: bytes) -> bytes:
+    if out.hasher is None and len(out) <= SHORT_MAX:
         return b"\x00" + out
-    return tag + _digest_sink(out)
+    return tag + digest_sink(out)
 
 
 def make_key(obj: Any, *, algorithm: str = "blake3", where: str | None = None) -> bytes:
@@ -82,16 +83,16 @@ def make_key(obj: Any, *, algorithm: str = "blake3", where: str | None = None) -
     has no readable content, ``ValueError`` for an unknown ``algorithm``.
     """
     tag = _check_alg(algorithm)
-    return _finish(_encode(obj, algorithm, where), tag)
+    return finish(_encode(obj, algorithm, where), tag)
 
 
 def hash_key(obj: Any, *, algorithm: str = "blake3") -> str:
     """Hex digest of ``obj``'s canonical encoding (64 hex chars for BLAKE3, 32 for XXH3)."""
     _check_alg(algorithm)
-    return _digest_sink(_encode(obj, algorithm, None)).hex()
+    return digest_sink(_encode(obj, algorithm, None)).hex()
 
 
-_CALL_HDR = tuple(b"\x00" + T_TUPLE + _varint(n) for n in range(_PACK_MIN))
+_CALL_HDR = tuple(b"\x00" + T_TUPLE + varint(n) for n in range(PACK_MIN))
 # Encoded chunks of recently seen short str arguments (exact str: equal means same content).
 _str_chunks: dict[str, bytes] = {}
 _STR_CHUNKS_MAX = 4096
@@ -110,7 +111,7 @@ def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake
     else:
         tag = _check_alg(algorithm)
     n = len(values)
-    if n < _PACK_MIN:
+    if n < PACK_MIN:
         key = _CALL_HDR[n]
         for v in values:
             t = type(v)
@@ -124,15 +125,15 @@ def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake
                     lb = len(b)
                     if lb >= 128:
                         break
-                    chunk = _STR_HDR[lb] + b
+                    chunk = STR_HDR[lb] + b
                     if len(_str_chunks) >= _STR_CHUNKS_MAX:
                         _str_chunks.clear()
                     _str_chunks[v] = chunk
                 key += chunk
             elif t is float:
-                key += _pack_float(T_FLOAT, v)
+                key += pack_float(T_FLOAT, v)
             elif t is int:
-                b = _SMALL_INTS.get(v)
+                b = SMALL_INTS.get(v)
                 if b is None:
                     break
                 key += b
@@ -143,17 +144,17 @@ def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake
             else:
                 break
         else:
-            if len(key) <= _SHORT_MAX + 1:
+            if len(key) <= SHORT_MAX + 1:
                 return key
             if tag == b"\x01":
                 return tag + _blake3.blake3(memoryview(key)[1:]).digest()
             return tag + _xxhash.xxh3_128_digest(memoryview(key)[1:])
     if type(values) is not tuple:
         values = tuple(values)
-    out = _new_sink(algorithm)
+    out = new_sink(algorithm)
     try:
-        _enc_tuple(values, out)
-    except _Fail as e:
+        enc_tuple(values, out)
+    except Unencodable as e:
         path = e.path
         where = None
         if path and path[-1].startswith("[") and path[-1][1:-1].isdigit():
@@ -163,4 +164,4 @@ def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake
         raise _error(e, where, path) from None
     except RecursionError:
         return make_key(values, algorithm=algorithm)
-    return _finish(out, tag)
+    return finish(out, tag)

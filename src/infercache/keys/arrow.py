@@ -54,20 +54,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..libraries import loaded, module, module_for
-
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_bool,
-    _enc_dict,
-    _enc_int,
-    _enc_str,
-    _Fail,
+    Unencodable,
+    enc_bool,
+    enc_dict,
+    enc_int,
+    enc_str,
+    encode,
     register_adapter,
 )
 from .wire import (
-    _BIG,
-    _NATIVE_BIG_ENDIAN,
+    BIG,
+    NATIVE_BIG_ENDIAN,
     T_PA_ARRAY,
     T_PA_BATCH,
     T_PA_CHUNKED,
@@ -76,12 +75,12 @@ from .wire import (
     T_PA_SCHEMA,
     T_PA_TABLE,
     T_PA_TYPE,
-    _feed,
-    _Sink,
-    _varint,
+    Sink,
+    feed,
+    varint,
 )
 
-_BYTE_ORDER = b">" if _NATIVE_BIG_ENDIAN else b"<"
+_BYTE_ORDER = b">" if NATIVE_BIG_ENDIAN else b"<"
 # A type written by its parameters, not by its name alone.
 _STRUCTURED = b"("
 
@@ -112,35 +111,35 @@ def _arrow_builder(t: type) -> Encoder | None:
 
 # ---------------------------------------------------------------- containers
 
-def _enc_array(arr: Any, out: _Sink) -> None:
+def _enc_array(arr: Any, out: Sink) -> None:
     out += T_PA_ARRAY
-    _write_type(arr.type, out)
-    _write_column([arr], arr.type, type(arr), out)
+    write_type(arr.type, out)
+    write_column([arr], arr.type, type(arr), out)
 
 
-def _enc_chunked(arr: Any, out: _Sink) -> None:
+def _enc_chunked(arr: Any, out: Sink) -> None:
     out += T_PA_CHUNKED
-    _write_type(arr.type, out)
-    _write_column(arr.chunks, arr.type, type(arr), out)
+    write_type(arr.type, out)
+    write_column(arr.chunks, arr.type, type(arr), out)
 
 
-def _write_columns(data: Any, chunks_of: Callable[[Any], Sequence[Any]], out: _Sink) -> None:
+def _write_columns(data: Any, chunks_of: Callable[[Any], Sequence[Any]], out: Sink) -> None:
     _write_schema(data.schema, out)
-    out += _varint(data.num_rows)
+    out += varint(data.num_rows)
     for field, column in zip(data.schema, data.columns):
         try:
-            _write_column(chunks_of(column), field.type, type(data), out)
-        except _Fail as e:
+            write_column(chunks_of(column), field.type, type(data), out)
+        except Unencodable as e:
             e.path.append(f"[{field.name!r}]")
             raise
 
 
-def _enc_table(table: Any, out: _Sink) -> None:
+def _enc_table(table: Any, out: Sink) -> None:
     out += T_PA_TABLE
     _write_columns(table, _chunks, out)
 
 
-def _enc_batch(batch: Any, out: _Sink) -> None:
+def _enc_batch(batch: Any, out: Sink) -> None:
     out += T_PA_BATCH
     _write_columns(batch, _one_chunk, out)
 
@@ -154,110 +153,110 @@ def _one_chunk(column: Any) -> Sequence[Any]:
     return [column]
 
 
-def _enc_scalar(s: Any, out: _Sink) -> None:
+def _enc_scalar(s: Any, out: Sink) -> None:
     pa = module("pyarrow")
     out += T_PA_SCALAR
-    _write_type(s.type, out)
-    _write_column([pa.array([s], type=s.type)], s.type, type(s), out)
+    write_type(s.type, out)
+    write_column([pa.array([s], type=s.type)], s.type, type(s), out)
 
 
-def _enc_datatype(t: Any, out: _Sink) -> None:
+def _enc_datatype(t: Any, out: Sink) -> None:
     out += T_PA_TYPE
-    _write_type(t, out)
+    write_type(t, out)
 
 
-def _enc_field(f: Any, out: _Sink) -> None:
+def _enc_field(f: Any, out: Sink) -> None:
     out += T_PA_FIELD
     _write_field(f, out)
 
 
-def _enc_schema(s: Any, out: _Sink) -> None:
+def _enc_schema(s: Any, out: Sink) -> None:
     out += T_PA_SCHEMA
     _write_schema(s, out)
 
 
 # ---------------------------------------------------------------- types
 
-def _write_metadata(md: Any, out: _Sink) -> None:
-    _enc_dict(dict(md) if md else {}, out)
+def _write_metadata(md: Any, out: Sink) -> None:
+    enc_dict(dict(md) if md else {}, out)
 
 
-def _write_field(f: Any, out: _Sink) -> None:
-    _enc_str(f.name, out)
-    _enc_bool(bool(f.nullable), out)
+def _write_field(f: Any, out: Sink) -> None:
+    enc_str(f.name, out)
+    enc_bool(bool(f.nullable), out)
     _write_metadata(f.metadata, out)
-    _write_type(f.type, out)
+    write_type(f.type, out)
 
 
-def _write_schema(s: Any, out: _Sink) -> None:
-    out += _varint(len(s))
+def _write_schema(s: Any, out: Sink) -> None:
+    out += varint(len(s))
     for f in s:
         _write_field(f, out)
     _write_metadata(s.metadata, out)
 
 
-def _write_type(t: Any, out: _Sink) -> None:
+def write_type(t: Any, out: Sink) -> None:
     """The type with all its parameters; a parameterless type by its name."""
     pa = module("pyarrow")
     ty = pa.types
     if isinstance(t, pa.BaseExtensionType):
-        _structured("extension", out)
+        structured("extension", out)
         _write_metadata(_c_schema_metadata(t), out)
-        _write_type(t.storage_type, out)
+        write_type(t.storage_type, out)
     elif ty.is_dictionary(t):
-        _structured("dictionary", out)
-        _write_type(t.index_type, out)
-        _write_type(t.value_type, out)
-        _enc_bool(bool(t.ordered), out)
+        structured("dictionary", out)
+        write_type(t.index_type, out)
+        write_type(t.value_type, out)
+        enc_bool(bool(t.ordered), out)
     elif ty.is_struct(t):
-        _structured("struct", out)
-        out += _varint(t.num_fields)
+        structured("struct", out)
+        out += varint(t.num_fields)
         for i in range(t.num_fields):
             _write_field(t.field(i), out)
     elif ty.is_map(t):
-        _structured("map", out)
+        structured("map", out)
         _write_field(t.key_field, out)
         _write_field(t.item_field, out)
-        _enc_bool(bool(t.keys_sorted), out)
+        enc_bool(bool(t.keys_sorted), out)
     elif ty.is_fixed_size_list(t):
-        _structured("fixed_size_list", out)
-        _enc_int(t.list_size, out)
+        structured("fixed_size_list", out)
+        enc_int(t.list_size, out)
         _write_field(t.value_field, out)
     elif ty.is_list(t) or ty.is_large_list(t) or ty.is_list_view(t) or ty.is_large_list_view(t):
-        _structured(_kind(t), out)
+        structured(_kind(t), out)
         _write_field(t.value_field, out)
     elif ty.is_union(t):
-        _structured(_kind(t), out)
-        _enc(list(t.type_codes), out)
-        out += _varint(t.num_fields)
+        structured(_kind(t), out)
+        encode(list(t.type_codes), out)
+        out += varint(t.num_fields)
         for i in range(t.num_fields):
             _write_field(t.field(i), out)
     elif ty.is_run_end_encoded(t):
-        _structured("run_end_encoded", out)
-        _write_type(t.run_end_type, out)
-        _write_type(t.value_type, out)
+        structured("run_end_encoded", out)
+        write_type(t.run_end_type, out)
+        write_type(t.value_type, out)
     elif ty.is_timestamp(t):
-        _structured("timestamp", out)
-        _enc_str(t.unit, out)
-        _enc(t.tz, out)
+        structured("timestamp", out)
+        enc_str(t.unit, out)
+        encode(t.tz, out)
     elif ty.is_time(t) or ty.is_duration(t):
-        _structured(_kind(t), out)
-        _enc_str(t.unit, out)
+        structured(_kind(t), out)
+        enc_str(t.unit, out)
     elif ty.is_decimal(t):
-        _structured(_kind(t), out)
-        _enc_int(t.precision, out)
-        _enc_int(t.scale, out)
+        structured(_kind(t), out)
+        enc_int(t.precision, out)
+        enc_int(t.scale, out)
     elif ty.is_fixed_size_binary(t):
-        _structured("fixed_size_binary", out)
-        _enc_int(t.byte_width, out)
+        structured("fixed_size_binary", out)
+        enc_int(t.byte_width, out)
     else:
         # Parameterless (int32, string, date32[day], ...): Arrow's name says it all.
-        _enc_str(str(t), out)
+        enc_str(str(t), out)
 
 
-def _structured(kind: str, out: _Sink) -> None:
+def structured(kind: str, out: Sink) -> None:
     out += _STRUCTURED
-    _enc_str(kind, out)
+    enc_str(kind, out)
 
 
 def _kind(t: Any) -> str:
@@ -315,7 +314,7 @@ def _c_schema_api() -> tuple[Any, Callable[[Any, bytes], int]]:
 
 # ---------------------------------------------------------------- content
 
-def _write_column(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> None:
+def write_column(chunks: Sequence[Any], t: Any, owner: type, out: Sink) -> None:
     """The logical content of ``chunks`` (arrays of type ``t``), independent of
     how it is sliced and split into chunks."""
     out += _BYTE_ORDER
@@ -329,13 +328,13 @@ def _write_column(chunks: Sequence[Any], t: Any, owner: type, out: _Sink) -> Non
 _Part = tuple[Any, Any]
 
 
-def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: _Sink) -> None:
+def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: Sink) -> None:
     pa = module("pyarrow")
     pc = _compute()
     # Empty chunks hold nothing, and may lack buffers.
     parts = [(c, m) for c, m in parts if len(c)]
     parts, t = _plain(parts, t, owner)
-    out += _varint(sum(len(c) if m is None else m.true_count for c, m in parts))
+    out += varint(sum(len(c) if m is None else m.true_count for c, m in parts))
     if pa.types.is_null(t):
         return
     parts = _write_nulls(parts, out)
@@ -376,7 +375,7 @@ def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: _Sink) -> N
         except ValueError:
             width = 0
         if width <= 0 or width % 8:
-            raise _Fail(owner, f"its Arrow type {t} has a layout infercache does not know")
+            raise Unencodable(owner, f"its Arrow type {t} has a layout infercache does not know")
         w = width // 8
         for c, keep in parts:
             if keep is not None:
@@ -408,7 +407,7 @@ def _plain(parts: list[_Part], t: Any, owner: type) -> tuple[list[_Part], Any]:
             t = pa.large_list(t.value_field)
             convert = _list_view_as_list(t)
         elif ty.is_union(t):
-            raise _Fail(owner, f"its Arrow type {t} is a union, whose content infercache does "
+            raise Unencodable(owner, f"its Arrow type {t} is a union, whose content infercache does "
                                f"not key; cast it to a struct or pass key=")
         else:
             return parts, t
@@ -457,7 +456,7 @@ def _list_view_as_list(t: Any) -> Callable[[Any, Any], Any]:
     return convert
 
 
-def _write_nulls(parts: list[_Part], out: _Sink) -> list[_Part]:
+def _write_nulls(parts: list[_Part], out: Sink) -> list[_Part]:
     """Writes the number of nulls among the column's rows and their row numbers
     (uint64, counted from the start of the column); returns the parts with
     masks of their non-null rows, which are all the rest of the key reads."""
@@ -477,13 +476,13 @@ def _write_nulls(parts: list[_Part], out: _Sink) -> list[_Part]:
             m = valid if m is None else pc.and_(valid, m)
         kept.append((c, m))
         base += rows
-    out += _varint(sum(len(p) for p in positions))
+    out += varint(sum(len(p) for p in positions))
     for pos in positions:
         _piece(memoryview(pos.buffers()[1])[pos.offset * 8:(pos.offset + len(pos)) * 8], out)
     return kept
 
 
-def _write_ends(parts: list[_Part], t: Any, out: _Sink) -> list[tuple[int, int, Any]]:
+def _write_ends(parts: list[_Part], t: Any, out: Sink) -> list[tuple[int, int, Any]]:
     """Writes the end offset of each kept value, counted from the start of the
     column's kept values (int64), and returns each chunk's span in its own data
     or child array with the mask of the span's rows that are kept."""
@@ -530,10 +529,10 @@ def _compute() -> Any:
     return pc
 
 
-def _piece(mv: memoryview, out: _Sink) -> None:
+def _piece(mv: memoryview, out: Sink) -> None:
     """Raw bytes of a canonical stream; large pieces go straight to the hasher."""
-    if mv.nbytes <= _BIG:
+    if mv.nbytes <= BIG:
         out += mv
     else:
-        _feed(out, mv)
+        feed(out, mv)
 

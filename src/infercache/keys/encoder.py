@@ -1,12 +1,12 @@
 """The generic encoder: dispatch by type, the built-in types, and resolution.
 
-:func:`_enc` writes any value into a :class:`~.wire._Sink`. It looks the
+:func:`encode` writes any value into a :class:`~.wire.Sink`. It looks the
 value's exact type up in :data:`_ENC`; a type seen for the first time is
 *resolved* once (:func:`_resolve`) and its encoder cached there, so every
 per-type decision costs one dict lookup per value afterwards. Resolution
 order:
 
-1. the built-in types with a fixed encoding (:data:`_CORE`);
+1. the built-in types with a fixed encoding (:data:`CORE`);
 2. :func:`register_hasher` registrations (for the type or a base);
 3. ``type`` objects, then explicit refusals (code, modules, files, locks...);
 4. library adapters, in registration order (:func:`register_adapter`);
@@ -25,19 +25,16 @@ from collections.abc import Callable
 from operator import countOf as _count_of
 from typing import Any, Optional
 
-from ..errors import UnhashableError
 from ..libraries import loaded, module_for
+from ..reflect import HEAPTYPE
 from .wire import (
-    _BIG,
-    _I64_MAX,
-    _I64_MIN,
-    _NATIVE_BIG_ENDIAN,
-    _PACK_MIN,
-    _SMALL_INTS,
-    _STR_HDR,
-    _TZ_BY_NAME,
-    _TZ_BY_STATE,
-    _VARINT_SMALL,
+    BIG,
+    I64_MAX,
+    I64_MIN,
+    NATIVE_BIG_ENDIAN,
+    PACK_MIN,
+    SMALL_INTS,
+    STR_HDR,
     T_BYTEARRAY,
     T_BYTES,
     T_COMPLEX,
@@ -69,29 +66,32 @@ from .wire import (
     T_TUPLE,
     T_TYPE,
     T_TZINFO,
-    _digest_sink,
-    _feed,
-    _int_bytes,
-    _new_hasher,
-    _new_sink,
-    _pack_clock,
-    _pack_complex,
-    _pack_date,
-    _pack_float,
-    _pack_timedelta,
-    _Sink,
-    _type_name,
-    _varint,
-    _write_buffer,
+    TZ_BY_NAME,
+    TZ_BY_STATE,
+    VARINT_SMALL,
+    Sink,
+    digest_sink,
+    feed,
+    int_bytes,
+    new_hasher,
+    new_sink,
+    pack_clock,
+    pack_complex,
+    pack_date,
+    pack_float,
+    pack_timedelta,
+    type_name,
+    varint,
+    write_buffer,
 )
 
-Encoder = Callable[[Any, _Sink], None]
+Encoder = Callable[[Any, Sink], None]
 """Writes one value of a given type into a sink."""
 Builder = Callable[[type], Optional[Encoder]]  # noqa: UP045 (a runtime alias on 3.10)
 """Given a type, its encoder, or ``None`` when the builder does not know it."""
 
 
-class _Fail(Exception):
+class Unencodable(Exception):
     """Raised inside encoders; turned into :class:`UnhashableError` with the path."""
 
     def __init__(self, type_: type, reason: str) -> None:
@@ -100,7 +100,7 @@ class _Fail(Exception):
         self.path: list[str] = []
 
 
-def _enc(obj: Any, out: _Sink) -> None:
+def encode(obj: Any, out: Sink) -> None:
     t = type(obj)
     f = _ENC.get(t)
     if f is None:
@@ -108,88 +108,88 @@ def _enc(obj: Any, out: _Sink) -> None:
     f(obj, out)
 
 
-def _sub(obj: Any, out: _Sink) -> bytes:
+def _sub(obj: Any, out: Sink) -> bytes:
     """Standalone encoding of one element of an unordered container.
 
     An element holding a large buffer is replaced by a digest of its encoding
     (and the whole key becomes a digest, so short keys never embed digests).
     """
-    s = _new_sink(out.alg, out.stack)
-    _enc(obj, s)
+    s = new_sink(out.alg, out.stack)
+    encode(obj, s)
     if s.hasher is None:
         return bytes(s)
     if out.hasher is None:
-        out.hasher = _new_hasher(out.alg)
-    return T_DIGEST + _digest_sink(s)
+        out.hasher = new_hasher(out.alg)
+    return T_DIGEST + digest_sink(s)
 
 
 
-def _enc_none(obj: Any, out: _Sink) -> None:
+def _enc_none(obj: Any, out: Sink) -> None:
     out += T_NONE
 
 
-def _enc_bool(obj: bool, out: _Sink) -> None:
+def enc_bool(obj: bool, out: Sink) -> None:
     out += T_TRUE if obj else T_FALSE
 
 
-def _enc_int(obj: int, out: _Sink) -> None:
-    b = _SMALL_INTS.get(obj)
-    out += b if b is not None else _int_bytes(obj)
+def enc_int(obj: int, out: Sink) -> None:
+    b = SMALL_INTS.get(obj)
+    out += b if b is not None else int_bytes(obj)
 
 
-def _enc_float(obj: float, out: _Sink) -> None:
-    out += _pack_float(T_FLOAT, obj)
+def _enc_float(obj: float, out: Sink) -> None:
+    out += pack_float(T_FLOAT, obj)
 
 
-def _enc_complex(obj: complex, out: _Sink) -> None:
-    out += _pack_complex(T_COMPLEX, obj.real, obj.imag)
+def _enc_complex(obj: complex, out: Sink) -> None:
+    out += pack_complex(T_COMPLEX, obj.real, obj.imag)
 
 
-def _enc_str(obj: str, out: _Sink) -> None:
+def enc_str(obj: str, out: Sink) -> None:
     b = obj.encode("utf-8", "surrogatepass")
     n = len(b)
     if n < 128:
-        out += _STR_HDR[n]
+        out += STR_HDR[n]
         out += b
-    elif n <= _BIG:
-        out += T_STR + _varint(n)
+    elif n <= BIG:
+        out += T_STR + varint(n)
         out += b
     else:
-        out += T_STR + _varint(n)
-        _feed(out, b)
+        out += T_STR + varint(n)
+        feed(out, b)
 
 
-def _enc_bytes(obj: bytes, out: _Sink) -> None:
+def enc_bytes(obj: bytes, out: Sink) -> None:
     n = len(obj)
     if n < 128:
-        out += T_BYTES + _VARINT_SMALL[n]
+        out += T_BYTES + VARINT_SMALL[n]
         out += obj
     else:
-        _write_buffer(T_BYTES, memoryview(obj), out)
+        write_buffer(T_BYTES, memoryview(obj), out)
 
 
-def _enc_bytearray(obj: bytearray, out: _Sink) -> None:
-    _write_buffer(T_BYTEARRAY, memoryview(obj), out)
+def _enc_bytearray(obj: bytearray, out: Sink) -> None:
+    write_buffer(T_BYTEARRAY, memoryview(obj), out)
 
 
-def _enc_memoryview(obj: memoryview, out: _Sink) -> None:
+def _enc_memoryview(obj: memoryview, out: Sink) -> None:
     out += T_MEMVIEW
-    _enc_str(obj.format, out)
-    _enc_tuple(tuple(obj.shape or ()), out)
+    enc_str(obj.format, out)
+    enc_tuple(tuple(obj.shape or ()), out)
     if obj.c_contiguous:
         mv = obj.cast("B") if obj.ndim != 1 or obj.format != "B" else obj
     else:
         mv = memoryview(obj.tobytes())
-    _write_buffer(T_BYTES, mv, out)
+    write_buffer(T_BYTES, mv, out)
 
 
-def _enc_pyarray(obj: array, out: _Sink) -> None:
+def enc_pyarray(obj: array, out: Sink) -> None:
     out += T_PYARRAY
-    _enc_str(obj.typecode, out)
-    if _NATIVE_BIG_ENDIAN and obj.itemsize > 1:
+    enc_str(obj.typecode, out)
+    if NATIVE_BIG_ENDIAN and obj.itemsize > 1:
         obj = array(obj.typecode, obj)
         obj.byteswap()
-    _write_buffer(T_BYTES, memoryview(obj).cast("B"), out)
+    write_buffer(T_BYTES, memoryview(obj).cast("B"), out)
 
 
 def _only(seq: Any, t: type) -> bool:
@@ -199,18 +199,18 @@ def _only(seq: Any, t: type) -> bool:
     return True
 
 
-def _floats_packed(obj: Any, out: _Sink, tag: bytes) -> None:
+def _floats_packed(obj: Any, out: Sink, tag: bytes) -> None:
     packed = array("d", obj)
-    if _NATIVE_BIG_ENDIAN:
+    if NATIVE_BIG_ENDIAN:
         packed.byteswap()
-    out += tag + _varint(len(obj))
-    _write_buffer(b"", memoryview(packed).cast("B"), out)
+    out += tag + varint(len(obj))
+    write_buffer(b"", memoryview(packed).cast("B"), out)
 
 
-def _enc_items(obj: Any, out: _Sink) -> None:
+def _enc_items(obj: Any, out: Sink) -> None:
     get = _ENC.get
-    small_ints = _SMALL_INTS
-    str_hdr = _STR_HDR
+    small_ints = SMALL_INTS
+    str_hdr = STR_HDR
     x = None
     try:
         for x in obj:
@@ -221,40 +221,40 @@ def _enc_items(obj: Any, out: _Sink) -> None:
                     out += str_hdr[len(b)]
                     out += b
                 else:
-                    _enc_str(x, out)
+                    enc_str(x, out)
             elif t is int:
                 b = small_ints.get(x)
-                out += b if b is not None else _int_bytes(x)
+                out += b if b is not None else int_bytes(x)
             elif t is float:
-                out += _pack_float(T_FLOAT, x)
+                out += pack_float(T_FLOAT, x)
             else:
                 f = get(t)
                 if f is None:
                     f = _resolve(t)
                 f(x, out)
-    except _Fail as e:
+    except Unencodable as e:
         i = next((j for j, y in enumerate(obj) if y is x), "?")
         e.path.append(f"[{i}]")
         raise
 
 
 def _packable(obj: Any, t: type) -> bool:
-    return len(obj) >= _PACK_MIN and type(obj[0]) is t and _count_of(map(type, obj), t) == len(obj)
+    return len(obj) >= PACK_MIN and type(obj[0]) is t and _count_of(map(type, obj), t) == len(obj)
 
 
 def _ints_packable(obj: Any) -> bool:
-    return _packable(obj, int) and min(obj) >= _I64_MIN and max(obj) <= _I64_MAX
+    return _packable(obj, int) and min(obj) >= I64_MIN and max(obj) <= I64_MAX
 
 
-def _ints_packed(obj: Any, out: _Sink, tag: bytes) -> None:
+def _ints_packed(obj: Any, out: Sink, tag: bytes) -> None:
     packed = array("q", obj)
-    if _NATIVE_BIG_ENDIAN:
+    if NATIVE_BIG_ENDIAN:
         packed.byteswap()
-    out += tag + _varint(len(obj))
-    _write_buffer(b"", memoryview(packed).cast("B"), out)
+    out += tag + varint(len(obj))
+    write_buffer(b"", memoryview(packed).cast("B"), out)
 
 
-def _enc_list(obj: list, out: _Sink) -> None:
+def enc_list(obj: list, out: Sink) -> None:
     if _packable(obj, float):
         _floats_packed(obj, out, T_FLOATS_LIST)
         return
@@ -265,33 +265,33 @@ def _enc_list(obj: list, out: _Sink) -> None:
     stack = out.stack
     oid = id(obj)
     if oid in stack:
-        raise _Fail(list, "it contains itself (a reference cycle)")
+        raise Unencodable(list, "it contains itself (a reference cycle)")
     stack.add(oid)
-    out += T_LIST + _varint(n)
+    out += T_LIST + varint(n)
     _enc_items(obj, out)
     stack.discard(oid)
 
 
-def _enc_tuple(obj: tuple, out: _Sink) -> None:
+def enc_tuple(obj: tuple, out: Sink) -> None:
     if _packable(obj, float):
         _floats_packed(obj, out, T_FLOATS_TUPLE)
         return
     if _ints_packable(obj):
         _ints_packed(obj, out, T_INTS_TUPLE)
         return
-    out += T_TUPLE + _varint(len(obj))
+    out += T_TUPLE + varint(len(obj))
     _enc_items(obj, out)
 
 
-def _enc_mapping_items(items: Any, n: int, out: _Sink) -> None:
+def _enc_mapping_items(items: Any, n: int, out: Sink) -> None:
     """Canonical order: by key when all keys are str, else by key encoding."""
-    out += _varint(n)
+    out += varint(n)
     if _only((k for k, _ in items), str):
         for k, v in sorted(items, key=_first):
-            _enc_str(k, out)
+            enc_str(k, out)
             try:
-                _enc(v, out)
-            except _Fail as e:
+                encode(v, out)
+            except Unencodable as e:
                 e.path.append(f"[{k!r}]")
                 raise
         return
@@ -299,15 +299,15 @@ def _enc_mapping_items(items: Any, n: int, out: _Sink) -> None:
     for k, v in items:
         try:
             encoded.append((_sub(k, out), k, v))
-        except _Fail as e:
+        except Unencodable as e:
             e.path.append(f" (key {k!r})")
             raise
     encoded.sort(key=_first)
     for kb, k, v in encoded:
         out += kb
         try:
-            _enc(v, out)
-        except _Fail as e:
+            encode(v, out)
+        except Unencodable as e:
             e.path.append(f"[{k!r}]")
             raise
 
@@ -316,47 +316,46 @@ def _first(pair: tuple) -> Any:
     return pair[0]
 
 
-def _enc_dict(obj: dict, out: _Sink) -> None:
+def enc_dict(obj: dict, out: Sink) -> None:
     stack = out.stack
     oid = id(obj)
     if oid in stack:
-        raise _Fail(dict, "it contains itself (a reference cycle)")
+        raise Unencodable(dict, "it contains itself (a reference cycle)")
     stack.add(oid)
     out += T_DICT
     _enc_mapping_items(list(dict.items(obj)), len(obj), out)
     stack.discard(oid)
 
 
-def _enc_set_like(tag: bytes, obj: Any, out: _Sink) -> None:
-    out += tag + _varint(len(obj))
+def _enc_set_like(tag: bytes, obj: Any, out: Sink) -> None:
+    out += tag + varint(len(obj))
     if _only(obj, str):
         for s in sorted(obj):
-            _enc_str(s, out)
+            enc_str(s, out)
         return
     try:
         parts = sorted(_sub(x, out) for x in obj)
-    except _Fail as e:
+    except Unencodable as e:
         e.path.append(" (an element)")
         raise
     for p in parts:
         out += p
 
 
-def _enc_set(obj: set, out: _Sink) -> None:
+def _enc_set(obj: set, out: Sink) -> None:
     _enc_set_like(T_SET, obj, out)
 
 
-def _enc_frozenset(obj: frozenset, out: _Sink) -> None:
+def _enc_frozenset(obj: frozenset, out: Sink) -> None:
     _enc_set_like(T_FROZENSET, obj, out)
 
 
-def _enc_type(obj: type, out: _Sink) -> None:
-    out += T_TYPE + _type_name_bytes(obj)
+def _enc_type(obj: type, out: Sink) -> None:
+    out += T_TYPE + type_name_bytes(obj)
 
 
 # ---------------------------------------------------------------- class identity
 
-_HEAPTYPE = 1 << 9
 _NAMES: dict[type, bytes] = {}
 
 
@@ -370,7 +369,7 @@ def _class_identity_problem(t: type) -> str | None:
     replaced in its module. Static C types (not heap types) exist once per
     process under a fixed name and are taken as named.
     """
-    if not t.__flags__ & _HEAPTYPE:
+    if not t.__flags__ & HEAPTYPE:
         return None
     module_name = t.__dict__.get("__module__", getattr(t, "__module__", None))
     qualname = getattr(t, "__qualname__", None)
@@ -391,54 +390,54 @@ def _class_identity_problem(t: type) -> str | None:
     return None
 
 
-def _type_name_bytes(t: type) -> bytes:
-    """``t``'s verified ``module:qualname``, length-prefixed; raises ``_Fail`` if
+def type_name_bytes(t: type) -> bytes:
+    """``t``'s verified ``module:qualname``, length-prefixed; raises ``Unencodable`` if
     the name does not identify ``t`` (see :func:`_class_identity_problem`)."""
     b = _NAMES.get(t)
     if b is None:
         reason = _class_identity_problem(t)
         if reason is not None:
-            raise _Fail(t, reason)
+            raise Unencodable(t, reason)
         b = _NAMES[t] = _raw_name_bytes(t)
     return b
 
 
 def _raw_name_bytes(t: type) -> bytes:
-    b = _type_name(t).encode("utf-8", "surrogatepass")
-    return _varint(len(b)) + b
+    b = type_name(t).encode("utf-8", "surrogatepass")
+    return varint(len(b)) + b
 
 
-def _tagged(tag: bytes, t: type) -> bytes:
-    """``tag`` then ``t``'s verified name (raises ``_Fail`` for an unidentifiable class)."""
-    return tag + _type_name_bytes(t)
+def tagged(tag: bytes, t: type) -> bytes:
+    """``tag`` then ``t``'s verified name (raises ``Unencodable`` for an unidentifiable class)."""
+    return tag + type_name_bytes(t)
 
 
-def _enc_range(obj: range, out: _Sink) -> None:
+def _enc_range(obj: range, out: Sink) -> None:
     out += T_RANGE
-    _enc_int(obj.start, out)
-    _enc_int(obj.stop, out)
-    _enc_int(obj.step, out)
+    enc_int(obj.start, out)
+    enc_int(obj.stop, out)
+    enc_int(obj.step, out)
 
 
-def _enc_slice(obj: slice, out: _Sink) -> None:
+def _enc_slice(obj: slice, out: Sink) -> None:
     out += T_SLICE
-    _enc(obj.start, out)
-    _enc(obj.stop, out)
-    _enc(obj.step, out)
+    encode(obj.start, out)
+    encode(obj.stop, out)
+    encode(obj.step, out)
 
 
-def _enc_ellipsis(obj: Any, out: _Sink) -> None:
+def _enc_ellipsis(obj: Any, out: Sink) -> None:
     out += T_ELLIPSIS
 
 
-def _enc_offset(off: _dt.timedelta | None, out: _Sink) -> None:
+def _enc_offset(off: _dt.timedelta | None, out: Sink) -> None:
     if off is None:
         out += T_NONE
     else:
         _enc_timedelta(off, out)
 
 
-def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
+def enc_tzinfo(tz: _dt.tzinfo | None, out: Sink) -> None:
     """The zone itself, not only today's offset: Europe/London in winter is not UTC.
 
     ``datetime.timezone`` by offset and name; named zones (zoneinfo, pytz,
@@ -458,8 +457,8 @@ def _enc_tzinfo(tz: _dt.tzinfo | None, out: _Sink) -> None:
     if f is None:
         try:
             f = _tz_encoder(t)
-        except _Fail as e:
-            f = _unhashable(e.type_, e.reason)
+        except Unencodable as e:
+            f = unhashable(e.type_, e.reason)
         _TZ_ENC[t] = f
     f(tz, out)
 
@@ -494,26 +493,26 @@ def _tz_encoder(t: type) -> Encoder:
     """Per tzinfo type: by zone name for the zone libraries (pytz makes one class
     per zone at run time, so the library stands for the class; a subclass made
     outside the library adds its verified name), else by whole object state."""
-    by_state = T_TZINFO + _TZ_BY_STATE
+    by_state = T_TZINFO + TZ_BY_STATE
     named = _tz_name_getter(t)
     if named is None:
         state = _tz_state_encoder(t)
 
-        def enc_state(tz: Any, out: _Sink) -> None:
+        def enc_state(tz: Any, out: Sink) -> None:
             out += by_state
             state(tz, out)
         return enc_state
     library, get_name = named
     module = t.__dict__.get("__module__", getattr(t, "__module__", ""))
     own = isinstance(module, str) and module.partition(".")[0] == library
-    by_name = (T_TZINFO + _TZ_BY_NAME + _raw_name_bytes_of(library)
-               + (_varint(0) if own else _type_name_bytes(t)))
+    by_name = (T_TZINFO + TZ_BY_NAME + _raw_name_bytes_of(library)
+               + (varint(0) if own else type_name_bytes(t)))
 
-    def enc_named(tz: Any, out: _Sink) -> None:
+    def enc_named(tz: Any, out: Sink) -> None:
         name = get_name(tz)
         if isinstance(name, str) and name:
             out += by_name
-            _enc_str(name, out)
+            enc_str(name, out)
         else:  # a named zone type without a name (pytz.FixedOffset, ZoneInfo.from_file)
             out += by_state
             _tz_state_encoder(t)(tz, out)
@@ -522,7 +521,7 @@ def _tz_encoder(t: type) -> Encoder:
 
 def _raw_name_bytes_of(name: str) -> bytes:
     b = name.encode("utf-8")
-    return _varint(len(b)) + b
+    return varint(len(b)) + b
 
 
 def _tz_state_encoder(t: type) -> Encoder:
@@ -531,54 +530,54 @@ def _tz_state_encoder(t: type) -> Encoder:
     if f is None:
         try:
             f = next(f for b in (*_OBJECT_RULES, *_OBJECT_FALLBACK) if (f := b(t)) is not None)
-        except _Fail as e:
-            f = _unhashable(e.type_, e.reason)
+        except Unencodable as e:
+            f = unhashable(e.type_, e.reason)
         _TZ_STATE[t] = f
     return f
 
 
-def _enc_datetime(obj: _dt.datetime, out: _Sink) -> None:
-    out += _pack_date(T_DATETIME, obj.year, obj.month, obj.day)
-    out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
+def _enc_datetime(obj: _dt.datetime, out: Sink) -> None:
+    out += pack_date(T_DATETIME, obj.year, obj.month, obj.day)
+    out += pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
     _enc_offset(obj.utcoffset(), out)
-    _enc_tzinfo(obj.tzinfo, out)
+    enc_tzinfo(obj.tzinfo, out)
 
 
-def _enc_date(obj: _dt.date, out: _Sink) -> None:
-    out += _pack_date(T_DATE, obj.year, obj.month, obj.day)
+def _enc_date(obj: _dt.date, out: Sink) -> None:
+    out += pack_date(T_DATE, obj.year, obj.month, obj.day)
 
 
-def _enc_time(obj: _dt.time, out: _Sink) -> None:
+def _enc_time(obj: _dt.time, out: Sink) -> None:
     out += T_TIME
-    out += _pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
+    out += pack_clock(obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold)
     _enc_offset(obj.utcoffset(), out)
-    _enc_tzinfo(obj.tzinfo, out)
+    enc_tzinfo(obj.tzinfo, out)
 
 
-def _enc_timedelta(obj: _dt.timedelta, out: _Sink) -> None:
-    out += _pack_timedelta(T_TIMEDELTA, obj.days, obj.seconds, obj.microseconds)
+def _enc_timedelta(obj: _dt.timedelta, out: Sink) -> None:
+    out += pack_timedelta(T_TIMEDELTA, obj.days, obj.seconds, obj.microseconds)
 
 
-def _enc_timezone(obj: _dt.timezone, out: _Sink) -> None:
+def _enc_timezone(obj: _dt.timezone, out: Sink) -> None:
     out += T_TIMEZONE
     _enc_timedelta(obj.utcoffset(None), out)
-    _enc_str(obj.tzname(None), out)
+    enc_str(obj.tzname(None), out)
 
 
 _ENC: dict[type, Encoder] = {
     type(None): _enc_none,
-    bool: _enc_bool,
-    int: _enc_int,
+    bool: enc_bool,
+    int: enc_int,
     float: _enc_float,
     complex: _enc_complex,
-    str: _enc_str,
-    bytes: _enc_bytes,
+    str: enc_str,
+    bytes: enc_bytes,
     bytearray: _enc_bytearray,
     memoryview: _enc_memoryview,
-    array: _enc_pyarray,
-    list: _enc_list,
-    tuple: _enc_tuple,
-    dict: _enc_dict,
+    array: enc_pyarray,
+    list: enc_list,
+    tuple: enc_tuple,
+    dict: enc_dict,
     set: _enc_set,
     frozenset: _enc_frozenset,
     type: _enc_type,
@@ -591,7 +590,7 @@ _ENC: dict[type, Encoder] = {
     _dt.timedelta: _enc_timedelta,
     _dt.timezone: _enc_timezone,
 }
-_CORE = dict(_ENC)
+CORE = dict(_ENC)
 _REGISTRY: dict[type, Callable[[Any], Any]] = {}
 _TZ_ENC: dict[type, Encoder] = {}
 _TZ_STATE: dict[type, Encoder] = {}
@@ -599,9 +598,9 @@ _TZ_STATE: dict[type, Encoder] = {}
 
 # ---------------------------------------------------------------- resolution
 
-def _unhashable(t: type, reason: str) -> Encoder:
-    def enc(obj: Any, out: _Sink) -> None:
-        raise _Fail(t, reason)
+def unhashable(t: type, reason: str) -> Encoder:
+    def enc(obj: Any, out: Sink) -> None:
+        raise Unencodable(t, reason)
     return enc
 
 
@@ -652,7 +651,7 @@ def register_adapter(builder: Builder) -> Builder:
     return builder
 
 
-def _set_object_rules(rules: list[Builder], fallback: Builder) -> None:
+def set_object_rules(rules: list[Builder], fallback: Builder) -> None:
     """Installs the object rules of :mod:`.objects` (called once, at its import)."""
     _OBJECT_RULES[:] = rules
     _OBJECT_FALLBACK[:] = [fallback]
@@ -660,7 +659,7 @@ def _set_object_rules(rules: list[Builder], fallback: Builder) -> None:
 
 
 def _forget_resolved() -> None:
-    for t in [t for t in _ENC if t not in _CORE]:
+    for t in [t for t in _ENC if t not in CORE]:
         _ENC.pop(t, None)
     _TZ_ENC.clear()
     _TZ_STATE.clear()
@@ -683,7 +682,7 @@ def _rule(t: type) -> tuple[str, Encoder]:
     The name serves the golden-key table's coverage check: every builder must
     key at least one value of the table.
     """
-    core = _CORE.get(t)
+    core = CORE.get(t)
     if core is not None:
         return "core", core
     for c in t.__mro__:
@@ -691,24 +690,24 @@ def _rule(t: type) -> tuple[str, Encoder]:
         if fn is not None:
             try:
                 return "registered", _registered_encoder(t, fn, c)
-            except _Fail as e:
-                return "refused", _unhashable(
+            except Unencodable as e:
+                return "refused", unhashable(
                     t, e.reason + f"; register_hasher({t.__qualname__}, fn) to key it")
     if issubclass(t, type):
         return "type", _enc_type
     reason = _explicitly_unhashable(t)
     if reason is not None:
-        return "refused", _unhashable(t, reason)
+        return "refused", unhashable(t, reason)
     if issubclass(t, _dt.tzinfo):
-        return "tzinfo", _enc_tzinfo
+        return "tzinfo", enc_tzinfo
     for builder in (*_ADAPTERS, *_OBJECT_RULES, *_OBJECT_FALLBACK):
         try:
             f = builder(t)
-        except _Fail as e:  # the builder's type, found unidentifiable or unreadable
-            return "refused", _unhashable(e.type_, e.reason)
+        except Unencodable as e:  # the builder's type, found unidentifiable or unreadable
+            return "refused", unhashable(e.type_, e.reason)
         if f is not None:
             return _builder_name(builder), f
-    return "refused", _unhashable(t, "no encoder knows this type")
+    return "refused", unhashable(t, "no encoder knows this type")
 
 
 def _builder_name(builder: Builder) -> str:
@@ -724,11 +723,11 @@ def _registered_encoder(t: type, fn: Callable[[Any], Any], registered: type) -> 
     """``fn``'s content tagged with ``t``'s name. A type registered itself is named
     as it is (its registration vouches for it); a subclass inheriting the
     registration must be identifiable by name."""
-    head = T_REGISTERED + (_raw_name_bytes(t) if t is registered else _type_name_bytes(t))
+    head = T_REGISTERED + (_raw_name_bytes(t) if t is registered else type_name_bytes(t))
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += head
-        _enc(fn(obj), out)
+        encode(fn(obj), out)
     return enc
 
 
@@ -747,7 +746,7 @@ def register_hasher(type_: type, fn: Callable[[Any], Any]) -> None:
         raise TypeError(f"register_hasher needs a type, got {type_!r}")
     if not callable(fn):
         raise TypeError(f"register_hasher needs a callable, got {fn!r}")
-    if type_ in _CORE:
+    if type_ in CORE:
         raise TypeError(f"the encoding of built-in type {type_.__qualname__} cannot be overridden")
     _REGISTRY[type_] = fn
     _forget_resolved()

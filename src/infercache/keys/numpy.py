@@ -9,29 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 from ..libraries import module, module_for
-
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_list,
-    _enc_str,
-    _enc_tuple,
-    _Fail,
-    _tagged,
+    Unencodable,
+    enc_list,
+    enc_str,
+    enc_tuple,
+    encode,
     register_adapter,
+    tagged,
 )
-from .objects import _extra_state_writer
+from .objects import extra_state_writer
 from .wire import (
-    _BIG,
+    BIG,
     T_NDARRAY,
     T_NDARRAY_SUB,
     T_NONE,
     T_NPBUSDAYCAL,
     T_NPDTYPE,
     T_NPSCALAR,
-    _Sink,
-    _varint,
-    _write_buffer,
+    Sink,
+    varint,
+    write_buffer,
 )
 
 
@@ -41,19 +40,19 @@ def _numpy_builder(t: type) -> Encoder | None:
     if np is None:
         return None
     if t is np.ndarray:
-        return _enc_ndarray
+        return enc_ndarray
     if issubclass(t, np.ndarray):
-        head = _tagged(T_NDARRAY_SUB, t)
+        head = tagged(T_NDARRAY_SUB, t)
         ma = getattr(np, "ma", None)
         masked = ma is not None and issubclass(t, ma.MaskedArray)
         # A subclass from outside numpy (astropy's Quantity and its unit, ...) adds state.
-        extra = _extra_state_writer(t, "numpy")
+        extra = extra_state_writer(t, "numpy")
 
-        def enc_sub(obj: Any, out: _Sink) -> None:
+        def enc_sub(obj: Any, out: Sink) -> None:
             out += head
-            _enc_ndarray(np.asarray(obj).view(np.ndarray), out)
+            enc_ndarray(np.asarray(obj).view(np.ndarray), out)
             if masked:
-                _enc_ndarray(np.ma.getmaskarray(obj), out)
+                enc_ndarray(np.ma.getmaskarray(obj), out)
             if extra is not None:
                 extra(obj, out)
         return enc_sub
@@ -66,18 +65,18 @@ def _numpy_builder(t: type) -> Encoder | None:
     return None
 
 
-def _write_dtype(dt: Any, out: _Sink) -> None:
+def _write_dtype(dt: Any, out: Sink) -> None:
     """``dt.str`` (kind, item size, byte order, datetime unit), then the fields
     of structured and sub-array dtypes; for ``StringDType`` its missing-value
     object (by content) and coercion."""
     if dt.kind == "T":  # StringDType: its .str is its repr, which may show an address
-        _enc_str("StringDType", out)
+        enc_str("StringDType", out)
         na = getattr(dt, "na_object", _NO_NA)
-        _enc((na is not _NO_NA, None if na is _NO_NA else na, bool(getattr(dt, "coerce", True))), out)
+        encode((na is not _NO_NA, None if na is _NO_NA else na, bool(getattr(dt, "coerce", True))), out)
         return
-    _enc_str(dt.str, out)
+    enc_str(dt.str, out)
     if dt.names is not None or dt.subdtype is not None:
-        _enc(dt.descr, out)
+        encode(dt.descr, out)
     else:
         out += T_NONE
 
@@ -85,7 +84,7 @@ def _write_dtype(dt: Any, out: _Sink) -> None:
 _NO_NA = object()
 
 
-def _enc_npdtype(obj: Any, out: _Sink) -> None:
+def _enc_npdtype(obj: Any, out: Sink) -> None:
     out += T_NPDTYPE
     _write_dtype(obj, out)
 
@@ -94,47 +93,47 @@ def _by_elements(dt: Any) -> bool:
     return dt.hasobject or dt.kind == "T"
 
 
-def _enc_ndarray(a: Any, out: _Sink) -> None:
+def enc_ndarray(a: Any, out: Sink) -> None:
     dt = a.dtype
     out += T_NDARRAY
     _write_dtype(dt, out)
-    _enc_tuple(a.shape, out)
+    enc_tuple(a.shape, out)
     if _by_elements(dt):
         stack = out.stack
         oid = id(a)
         if oid in stack:
-            raise _Fail(type(a), "it contains itself (a reference cycle)")
+            raise Unencodable(type(a), "it contains itself (a reference cycle)")
         stack.add(oid)
-        _enc_list(a.ravel().tolist(), out)
+        enc_list(a.ravel().tolist(), out)
         stack.discard(oid)
         return
     if not a.flags.c_contiguous:
         a = a.copy(order="C")
     n = a.nbytes
-    if n <= _BIG:
-        out += _varint(n)
+    if n <= BIG:
+        out += varint(n)
         out += a.tobytes()
     else:
         np = module("numpy")
-        _write_buffer(b"", memoryview(a.reshape(-1).view(np.uint8)), out)
+        write_buffer(b"", memoryview(a.reshape(-1).view(np.uint8)), out)
 
 
-def _enc_npscalar(x: Any, out: _Sink) -> None:
+def _enc_npscalar(x: Any, out: Sink) -> None:
     dt = x.dtype
     out += T_NPSCALAR
     _write_dtype(dt, out)
     if _by_elements(dt):
-        _enc(x.item(), out)
+        encode(x.item(), out)
     else:
         b = x.tobytes()
-        out += _varint(len(b))
+        out += varint(len(b))
         out += b
 
 
 
-def _enc_busdaycalendar(cal: Any, out: _Sink) -> None:
+def _enc_busdaycalendar(cal: Any, out: Sink) -> None:
     """A business-day calendar by its week mask and holidays (pandas' custom
     business-day offsets hold one)."""
     out += T_NPBUSDAYCAL
-    _enc_ndarray(cal.weekmask, out)
-    _enc_ndarray(cal.holidays, out)
+    enc_ndarray(cal.weekmask, out)
+    enc_ndarray(cal.holidays, out)

@@ -33,22 +33,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ..libraries import loaded, module_for
-
+from ..reflect import own_slot_names, package_of
 from .encoder import (
-    _CORE,
-    _HEAPTYPE,
+    CORE,
     Encoder,
-    _enc,
-    _enc_dict,
-    _enc_list,
-    _enc_pyarray,
-    _enc_str,
-    _enc_tuple,
-    _Fail,
-    _first,
-    _set_object_rules,
-    _tagged,
-    _unhashable,
+    Unencodable,
+    enc_dict,
+    enc_list,
+    enc_pyarray,
+    enc_str,
+    enc_tuple,
+    encode,
+    set_object_rules,
+    tagged,
+    unhashable,
 )
 from .wire import (
     T_DATACLASS,
@@ -64,36 +62,18 @@ from .wire import (
     T_STRUCTSEQ,
     T_SUBCLASS,
     T_UUID,
-    _Sink,
-    _type_name,
-    _varint,
+    Sink,
+    type_name,
+    varint,
 )
 
 _PTR = struct.calcsize("P")
 # Where CPython keeps an instance's __dict__ / weakref list outside the basic size.
 _MANAGED_DICT = 1 << 4 if sys.version_info >= (3, 11) else 0
 _MANAGED_WEAKREF = 1 << 3 if sys.version_info >= (3, 12) else 0
-_SPECIAL_SLOTS = ("__dict__", "__weakref__")
 
 
 # ---------------------------------------------------------------- the C-state rule
-
-def _own_slot_names(c: type) -> tuple[str, ...]:
-    """Attribute names of the slots class ``c`` itself declares (mangled as Python does)."""
-    if not c.__flags__ & _HEAPTYPE:
-        return ()
-    names = c.__dict__.get("__slots__", ())
-    if isinstance(names, str):
-        names = (names,)
-    out = []
-    for name in names:
-        if not isinstance(name, str) or name in _SPECIAL_SLOTS:
-            continue
-        if name.startswith("__") and not name.endswith("__") and c.__name__.lstrip("_"):
-            name = f"_{c.__name__.lstrip('_')}{name}"
-        out.append(name)
-    return tuple(out)
-
 
 def _hidden_state(t: type, root: type = object) -> str | None:
     """Why instances of ``t`` may hold state that neither ``__dict__`` nor
@@ -116,40 +96,34 @@ def _hidden_state(t: type, root: type = object) -> str | None:
         if base is None:
             break
         delta = c.__basicsize__ - base.__basicsize__
-        explained = _PTR * len(_own_slot_names(c))
+        explained = _PTR * len(own_slot_names(c))
         if c.__dictoffset__ and not base.__dictoffset__ and not c.__flags__ & _MANAGED_DICT:
             explained += _PTR
         if c.__weakrefoffset__ and not base.__weakrefoffset__ and not c.__flags__ & _MANAGED_WEAKREF:
             explained += _PTR
         if delta != explained or c.__itemsize__ != base.__itemsize__:
-            return (f"its state lives in the C type {_type_name(c)!r} (an extension type whose "
+            return (f"its state lives in the C type {type_name(c)!r} (an extension type whose "
                     f"instances hold data that no __dict__ or __slots__ shows), which infercache "
                     f"cannot read")
         c = base
     return None
 
 
-def _family(c: type) -> str:
-    """The top-level package a class comes from (``pathlib`` for ``pathlib._local.Path``)."""
-    module = c.__dict__.get("__module__", getattr(c, "__module__", ""))
-    return module.partition(".")[0] if isinstance(module, str) else ""
-
-
-def _state_encoder(t: type, classes: tuple[type, ...] | None = None) -> Callable[[Any, _Sink], bool]:
+def _state_encoder(t: type, classes: tuple[type, ...] | None = None) -> Callable[[Any, Sink], bool]:
     """Writes an instance's ``__dict__`` and the slots declared by ``classes``
     (default: every class of ``t``); returns False if it has neither."""
     slots: list[tuple[str, Any]] = []
     for c in reversed(t.__mro__ if classes is None else classes):
-        for attr in _own_slot_names(c):
+        for attr in own_slot_names(c):
             desc = c.__dict__.get(attr)
             if desc is not None and hasattr(desc, "__get__"):
                 slots.append((attr, desc))
-    slots.sort(key=_first)
-    slot_names = tuple((n, _varint(len(n.encode())) + n.encode()) for n, _ in slots)
+    slots.sort(key=lambda slot: slot[0])
+    slot_names = tuple((n, varint(len(n.encode())) + n.encode()) for n, _ in slots)
     descs = tuple(d for _, d in slots)
-    count = _varint(len(slots))
+    count = varint(len(slots))
 
-    def write_state(obj: Any, out: _Sink) -> bool:
+    def write_state(obj: Any, out: Sink) -> bool:
         try:
             d = object.__getattribute__(obj, "__dict__")
         except AttributeError:
@@ -159,7 +133,7 @@ def _state_encoder(t: type, classes: tuple[type, ...] | None = None) -> Callable
         if d is None:
             out += T_NONE
         else:
-            _enc_dict(dict(d), out)
+            enc_dict(dict(d), out)
         out += count
         for (name, name_b), desc in zip(slot_names, descs):
             out += name_b
@@ -169,15 +143,15 @@ def _state_encoder(t: type, classes: tuple[type, ...] | None = None) -> Callable
                 out += T_MISSING
                 continue
             try:
-                _enc(v, out)
-            except _Fail as e:
+                encode(v, out)
+            except Unencodable as e:
                 e.path.append(f".{name}")
                 raise
         return True
     return write_state
 
 
-def _object_path_fix(e: _Fail) -> None:
+def _object_path_fix(e: Unencodable) -> None:
     if e.path and e.path[-1].startswith("['"):
         e.path[-1] = "." + e.path[-1][2:-2]
 
@@ -187,44 +161,44 @@ def _whole_state_encoder(tag: bytes, t: type) -> Encoder:
     or a refusal when some of the state is out of reach."""
     reason = _hidden_state(t)
     if reason is not None:
-        return _unhashable(t, reason)
-    head = _tagged(tag, t)
+        return unhashable(t, reason)
+    head = tagged(tag, t)
     write_state = _state_encoder(t)
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         stack = out.stack
         oid = id(obj)
         if oid in stack:
-            raise _Fail(t, "it contains itself (a reference cycle)")
+            raise Unencodable(t, "it contains itself (a reference cycle)")
         stack.add(oid)
         out += head
         try:
             ok = write_state(obj, out)
-        except _Fail as e:
+        except Unencodable as e:
             _object_path_fix(e)
             raise
         if not ok:
-            raise _Fail(t, "it has no state (no __dict__ or __slots__) to identify its content")
+            raise Unencodable(t, "it has no state (no __dict__ or __slots__) to identify its content")
         stack.discard(oid)
     return enc
 
 
-def _extra_state_writer(t: type, family: str) -> Callable[[Any, _Sink], None] | None:
+def extra_state_writer(t: type, family: str) -> Callable[[Any, Sink], None] | None:
     """For a subclass of a library's type, a writer of the state its non-library
     classes add (``__dict__`` and their slots), or None if they add none.
 
     Used by adapters: the adapter reads the library's own state, this the rest.
-    Raises ``_Fail`` if one of those classes keeps state in C.
+    Raises ``Unencodable`` if one of those classes keeps state in C.
     """
-    extra = tuple(c for c in t.__mro__ if c is not object and _family(c) != family)
+    extra = tuple(c for c in t.__mro__ if c is not object and package_of(c) != family)
     if not extra:
         return None
-    reason = _hidden_state(t, next(c for c in t.__mro__ if _family(c) == family))
+    reason = _hidden_state(t, next(c for c in t.__mro__ if package_of(c) == family))
     if reason is not None:
-        raise _Fail(t, reason)
+        raise Unencodable(t, reason)
     write_state = _state_encoder(t, extra)
 
-    def write(obj: Any, out: _Sink) -> None:
+    def write(obj: Any, out: Sink) -> None:
         if not write_state(obj, out):
             out += T_NONE
     return write
@@ -236,11 +210,11 @@ def _enum_builder(t: type) -> Encoder | None:
     enum = module_for(t, "enum")
     if enum is None or not issubclass(t, enum.Enum):
         return None
-    head = _tagged(T_ENUM, t)
+    head = tagged(T_ENUM, t)
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += head
-        _enc(obj._value_, out)
+        encode(obj._value_, out)
     return enc
 
 
@@ -280,46 +254,46 @@ def _value_bases() -> list[tuple[type, bytes, Encoder]]:
     """(base, tag, content writer) for the value types whose subclasses are keyed
     by their base value plus their own state; the first matching base wins."""
     found: list[tuple[type, bytes, Encoder]] = []
-    od_content = _content(_enc_list, _ordered_items)  # dict order is the content
+    od_content = _content(enc_list, _ordered_items)  # dict order is the content
     found.append((OrderedDict, T_SUBCLASS, od_content))
     found.append((defaultdict, T_DEFAULTDICT, _enc_defaultdict))
     found.append((deque, T_DEQUE, _enc_deque))
     decimal = loaded("decimal")
     if decimal is not None:
-        found.append((decimal.Decimal, T_DECIMAL, _content(_enc_str, decimal.Decimal.__str__)))
+        found.append((decimal.Decimal, T_DECIMAL, _content(enc_str, decimal.Decimal.__str__)))
     uuid = loaded("uuid")
     if uuid is not None:
         found.append((uuid.UUID, T_UUID, _content(_enc_raw, uuid.UUID.bytes.fget)))
     pathlib = loaded("pathlib")
     if pathlib is not None:
-        found.append((pathlib.PurePath, T_PATH, _content(_enc_str, pathlib.PurePath.__str__)))
-    found.append((array, T_SUBCLASS, _enc_pyarray))
+        found.append((pathlib.PurePath, T_PATH, _content(enc_str, pathlib.PurePath.__str__)))
+    found.append((array, T_SUBCLASS, enc_pyarray))
     for base, convert in _BUILTIN_BASES:
-        found.append((base, T_SUBCLASS, _content(_CORE[base], convert)))
+        found.append((base, T_SUBCLASS, _content(CORE[base], convert)))
     return found
 
 
 def _content(write: Encoder, convert: Callable[[Any], Any]) -> Encoder:
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         write(convert(obj), out)
     return enc
 
 
-def _enc_defaultdict(obj: Any, out: _Sink) -> None:
+def _enc_defaultdict(obj: Any, out: Sink) -> None:
     try:
-        _enc(defaultdict.default_factory.__get__(obj), out)
-    except _Fail as e:
+        encode(defaultdict.default_factory.__get__(obj), out)
+    except Unencodable as e:
         e.path.append(".default_factory")
         raise
-    _enc_dict(dict(dict.items(obj)), out)
+    enc_dict(dict(dict.items(obj)), out)
 
 
-def _enc_deque(obj: Any, out: _Sink) -> None:
-    _enc(deque.maxlen.__get__(obj), out)
-    _enc_list(list(deque.__iter__(obj)), out)
+def _enc_deque(obj: Any, out: Sink) -> None:
+    encode(deque.maxlen.__get__(obj), out)
+    enc_list(list(deque.__iter__(obj)), out)
 
 
-def _enc_raw(b: bytes, out: _Sink) -> None:
+def _enc_raw(b: bytes, out: Sink) -> None:
     out += b
 
 
@@ -358,18 +332,18 @@ def _value_builder(t: type) -> Encoder | None:
         return None
     reason = _hidden_state(t, base)
     if reason is not None:
-        return _unhashable(t, reason)
-    head = _tagged(tag, t)
-    family = _family(base)
-    extra = tuple(c for c in t.__mro__ if c not in base.__mro__ and _family(c) != family)
+        return unhashable(t, reason)
+    head = tagged(tag, t)
+    family = package_of(base)
+    extra = tuple(c for c in t.__mro__ if c not in base.__mro__ and package_of(c) != family)
     if tag is not T_SUBCLASS and not extra:
-        def enc_value(obj: Any, out: _Sink) -> None:
+        def enc_value(obj: Any, out: Sink) -> None:
             out += head
             content(obj, out)
         return enc_value
     write_state = _state_encoder(t, extra)
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += head
         content(obj, out)
         if not write_state(obj, out):
@@ -383,13 +357,13 @@ def _structseq_builder(t: type) -> Encoder | None:
     if not (issubclass(t, tuple) and isinstance(getattr(t, "n_sequence_fields", None), int)
             and isinstance(getattr(t, "n_fields", None), int)):
         return None
-    head = _tagged(T_STRUCTSEQ, t)
+    head = tagged(T_STRUCTSEQ, t)
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += head
-        _enc_tuple(tuple(tuple.__iter__(obj)), out)
+        enc_tuple(tuple(tuple.__iter__(obj)), out)
         hidden = obj.__reduce__()[1][1]  # the fields beyond the tuple, by name
-        _enc_dict(dict(hidden), out)
+        enc_dict(dict(hidden), out)
     return enc
 
 
@@ -397,7 +371,7 @@ def _generic_object_encoder(t: type) -> Encoder:
     return _whole_state_encoder(T_OBJECT, t)
 
 
-_set_object_rules(
+set_object_rules(
     [_enum_builder, _pydantic_builder, _structseq_builder, _value_builder, _dataclass_builder],
     _generic_object_encoder,
 )

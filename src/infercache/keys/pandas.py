@@ -30,21 +30,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ..libraries import module, module_for
-
+from ..reflect import own_slot_names, package_of
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_bool,
-    _enc_dict,
-    _enc_int,
-    _enc_str,
-    _enc_tzinfo,
-    _Fail,
-    _type_name_bytes,
+    Unencodable,
+    enc_bool,
+    enc_dict,
+    enc_int,
+    enc_str,
+    enc_tzinfo,
+    encode,
     register_adapter,
+    type_name_bytes,
 )
-from .numpy import _enc_ndarray
-from .objects import _family, _own_slot_names
+from .numpy import enc_ndarray
 from .wire import (
     T_NONE,
     T_PD_COLUMN,
@@ -59,8 +58,8 @@ from .wire import (
     T_PD_SERIES,
     T_PD_TIMEDELTA,
     T_PD_TIMESTAMP,
-    _Sink,
-    _varint,
+    Sink,
+    varint,
 )
 
 # Instance attributes pandas itself keeps (content, caches, references); any
@@ -106,7 +105,7 @@ def _pandas_builder(t: type) -> Encoder | None:
 
 
 def _fixed(tag: bytes) -> Encoder:
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += tag
     return enc
 
@@ -114,82 +113,82 @@ def _fixed(tag: bytes) -> Encoder:
 def _class_marker(t: type) -> bytes:
     """Empty for pandas' own classes (their kind is in the content), the verified
     name of a subclass made outside pandas (which may behave differently)."""
-    if _family(t) == "pandas":
-        return _varint(0)
+    if package_of(t) == "pandas":
+        return varint(0)
     for c in t.__mro__:
-        if _family(c) != "pandas" and _own_slot_names(c):
-            raise _Fail(t, f"its class {c.__qualname__} adds __slots__ to a pandas type")
-    return _type_name_bytes(t)
+        if package_of(c) != "pandas" and own_slot_names(c):
+            raise Unencodable(t, f"its class {c.__qualname__} adds __slots__ to a pandas type")
+    return type_name_bytes(t)
 
 
-def _with_head(tag: bytes, t: type, body: Callable[[Any, _Sink], None]) -> Encoder:
+def _with_head(tag: bytes, t: type, body: Callable[[Any, Sink], None]) -> Encoder:
     head = tag + _class_marker(t)
 
-    def enc(obj: Any, out: _Sink) -> None:
+    def enc(obj: Any, out: Sink) -> None:
         out += head
         body(obj, out)
     return enc
 
 
-def _write_user_attrs(obj: Any, out: _Sink) -> None:
+def _write_user_attrs(obj: Any, out: Sink) -> None:
     d = getattr(obj, "__dict__", None) or {}
-    _enc_dict({k: v for k, v in d.items() if k not in _PD_INTERNAL}, out)
+    enc_dict({k: v for k, v in d.items() if k not in _PD_INTERNAL}, out)
 
 
 # ---------------------------------------------------------------- containers
 
-def _write_frame(df: Any, out: _Sink) -> None:
+def _write_frame(df: Any, out: Sink) -> None:
     _enc_index(df.columns, out)
     _enc_index(df.index, out)
-    out += _varint(df.shape[1])
+    out += varint(df.shape[1])
     for name, col in df.items():
         try:
             _write_array(col.array, out)
-        except _Fail as e:
+        except Unencodable as e:
             e.path.append(f"[{name!r}]")
             raise
     _write_meta(df, out)
 
 
-def _write_series(s: Any, out: _Sink) -> None:
-    _enc(s.name, out)
+def _write_series(s: Any, out: Sink) -> None:
+    encode(s.name, out)
     _enc_index(s.index, out)
     _write_array(s.array, out)
     _write_meta(s, out)
 
 
-def _write_meta(obj: Any, out: _Sink) -> None:
-    _enc_dict(dict(obj.attrs), out)
-    _enc_bool(bool(obj.flags.allows_duplicate_labels), out)
+def _write_meta(obj: Any, out: Sink) -> None:
+    enc_dict(dict(obj.attrs), out)
+    enc_bool(bool(obj.flags.allows_duplicate_labels), out)
     _write_user_attrs(obj, out)
 
 
-def _enc_index(idx: Any, out: _Sink) -> None:
+def _enc_index(idx: Any, out: Sink) -> None:
     out += T_PD_INDEX + _class_marker(type(idx))
     _write_index(idx, out)
 
 
-def _write_index(idx: Any, out: _Sink) -> None:
+def _write_index(idx: Any, out: Sink) -> None:
     pd = module("pandas")
     if isinstance(idx, pd.RangeIndex):
         out += b"r"
-        _enc(idx.name, out)
-        _enc_int(idx.start, out)
-        _enc_int(idx.stop, out)
-        _enc_int(idx.step, out)
+        encode(idx.name, out)
+        enc_int(idx.start, out)
+        enc_int(idx.stop, out)
+        enc_int(idx.step, out)
     elif isinstance(idx, pd.MultiIndex):
         out += b"M"
-        _enc(list(idx.names), out)
-        _enc(idx.sortorder, out)
-        out += _varint(idx.nlevels)
+        encode(list(idx.names), out)
+        encode(idx.sortorder, out)
+        out += varint(idx.nlevels)
         for level, codes in zip(idx.levels, idx.codes):
             _enc_index(level, out)
-            _enc_ndarray(codes, out)
+            enc_ndarray(codes, out)
     elif isinstance(idx, (pd.DatetimeIndex, pd.TimedeltaIndex)):
         # freq lives on the index (pandas 3) or on its array too (pandas 2): written
         # once, in the array's place, so both give one key.
         out += b"i"
-        _enc(idx.name, out)
+        encode(idx.name, out)
         out += T_PD_COLUMN
         if isinstance(idx, pd.DatetimeIndex):
             out += b"d"
@@ -199,23 +198,23 @@ def _write_index(idx: Any, out: _Sink) -> None:
             _write_timedelta_values(idx.array, idx.freq, out)
     else:
         out += b"i"
-        _enc(idx.name, out)
+        encode(idx.name, out)
         _write_array(idx.array, out)
     _write_user_attrs(idx, out)
 
 
 # ---------------------------------------------------------------- arrays
 
-_ARRAY_WRITERS: dict[type, Callable[[Any, _Sink], None]] = {}
+_ARRAY_WRITERS: dict[type, Callable[[Any, Sink], None]] = {}
 
 
-def _write_array(arr: Any, out: _Sink) -> None:
+def _write_array(arr: Any, out: Sink) -> None:
     """``T_PD_COLUMN``, the kind of array, its dtype parameters and its content."""
     out += T_PD_COLUMN
     _write_array_body(arr, out)
 
 
-def _write_array_body(arr: Any, out: _Sink) -> None:
+def _write_array_body(arr: Any, out: Sink) -> None:
     t = type(arr)
     w = _ARRAY_WRITERS.get(t)
     if w is None:
@@ -223,16 +222,16 @@ def _write_array_body(arr: Any, out: _Sink) -> None:
     w(arr, out)
 
 
-def _array_writer(t: type) -> Callable[[Any, _Sink], None]:
+def _array_writer(t: type) -> Callable[[Any, Sink], None]:
     np = module("numpy")
     pd = module("pandas")
     arrays = pd.arrays
     string_types = tuple(c for c in (getattr(arrays, "StringArray", None),
                                      getattr(arrays, "ArrowStringArray", None)) if c is not None)
     if issubclass(t, np.ndarray):
-        return _kind(b"n", lambda a, out: _enc_ndarray(a, out))
+        return _kind(b"n", lambda a, out: enc_ndarray(a, out))
     if issubclass(t, arrays.NumpyExtensionArray):
-        return _kind(b"n", lambda a, out: _enc_ndarray(np.asarray(a), out))
+        return _kind(b"n", lambda a, out: enc_ndarray(np.asarray(a), out))
     if issubclass(t, string_types):
         return _kind(b"s", _write_strings)
     if issubclass(t, pd.Categorical):
@@ -254,139 +253,139 @@ def _array_writer(t: type) -> Callable[[Any, _Sink], None]:
     reason = (f"it is a pandas extension array of a dtype infercache has no adapter for "
               f"({t.__module__}.{t.__qualname__})")
 
-    def refuse(arr: Any, out: _Sink) -> None:
-        raise _Fail(t, reason)
+    def refuse(arr: Any, out: Sink) -> None:
+        raise Unencodable(t, reason)
     return refuse
 
 
-def _kind(kind: bytes, write: Callable[[Any, _Sink], None]) -> Callable[[Any, _Sink], None]:
-    def w(arr: Any, out: _Sink) -> None:
+def _kind(kind: bytes, write: Callable[[Any, Sink], None]) -> Callable[[Any, Sink], None]:
+    def w(arr: Any, out: Sink) -> None:
         out += kind
         write(arr, out)
     return w
 
 
-def _write_strings(arr: Any, out: _Sink) -> None:
+def _write_strings(arr: Any, out: Sink) -> None:
     np = module("numpy")
     dtype = arr.dtype
-    _enc_str(dtype.storage, out)
-    _enc(dtype.na_value, out)
-    _enc_ndarray(np.asarray(arr.to_numpy(dtype=object), dtype=object), out)
+    enc_str(dtype.storage, out)
+    encode(dtype.na_value, out)
+    enc_ndarray(np.asarray(arr.to_numpy(dtype=object), dtype=object), out)
 
 
-def _write_categorical(arr: Any, out: _Sink) -> None:
-    _enc_bool(bool(arr.ordered), out)
+def _write_categorical(arr: Any, out: Sink) -> None:
+    enc_bool(bool(arr.ordered), out)
     _enc_index(arr.categories, out)
-    _enc_ndarray(arr.codes, out)
+    enc_ndarray(arr.codes, out)
 
 
-def _write_datetimes(arr: Any, out: _Sink) -> None:
+def _write_datetimes(arr: Any, out: Sink) -> None:
     _write_datetime_values(arr, getattr(arr, "freq", None), out)
 
 
-def _write_datetime_values(arr: Any, freq: Any, out: _Sink) -> None:
-    _enc_ndarray(arr._ndarray, out)  # M8[unit] values (UTC when tz-aware)
-    _enc_tzinfo(arr.tz, out)
+def _write_datetime_values(arr: Any, freq: Any, out: Sink) -> None:
+    enc_ndarray(arr._ndarray, out)  # M8[unit] values (UTC when tz-aware)
+    enc_tzinfo(arr.tz, out)
     _enc_freq(freq, out)
 
 
-def _write_timedeltas(arr: Any, out: _Sink) -> None:
+def _write_timedeltas(arr: Any, out: Sink) -> None:
     _write_timedelta_values(arr, getattr(arr, "freq", None), out)
 
 
-def _write_timedelta_values(arr: Any, freq: Any, out: _Sink) -> None:
-    _enc_ndarray(arr._ndarray, out)  # m8[unit] values
+def _write_timedelta_values(arr: Any, freq: Any, out: Sink) -> None:
+    enc_ndarray(arr._ndarray, out)  # m8[unit] values
     _enc_freq(freq, out)
 
 
-def _write_periods(arr: Any, out: _Sink) -> None:
+def _write_periods(arr: Any, out: Sink) -> None:
     _write_offset_value(arr.freq, out)
-    _enc_ndarray(arr.asi8, out)
+    enc_ndarray(arr.asi8, out)
 
 
-def _write_intervals(arr: Any, out: _Sink) -> None:
-    _enc_str(arr.closed, out)
+def _write_intervals(arr: Any, out: Sink) -> None:
+    enc_str(arr.closed, out)
     _write_array(arr.left.array, out)
     _write_array(arr.right.array, out)
 
 
-def _write_masked(arr: Any, out: _Sink) -> None:
+def _write_masked(arr: Any, out: Sink) -> None:
     data, mask = arr._data, arr._mask
     if mask.any():  # values under the mask are arbitrary: equal arrays must key equal
         data = data.copy()
         data[mask] = 0
-    _enc_ndarray(data, out)
-    _enc_ndarray(mask, out)
+    enc_ndarray(data, out)
+    enc_ndarray(mask, out)
 
 
-def _write_sparse(arr: Any, out: _Sink) -> None:
-    _enc(arr.fill_value, out)
-    _enc_str(arr.kind, out)
+def _write_sparse(arr: Any, out: Sink) -> None:
+    encode(arr.fill_value, out)
+    enc_str(arr.kind, out)
     index = arr.sp_index.to_int_index()
-    out += _varint(index.length)
-    _enc_ndarray(index.indices, out)
-    _enc_ndarray(arr.sp_values, out)
+    out += varint(index.length)
+    enc_ndarray(index.indices, out)
+    enc_ndarray(arr.sp_values, out)
 
 
-def _write_arrow(arr: Any, out: _Sink) -> None:
-    _enc(arr.__arrow_array__(), out)  # a pyarrow ChunkedArray: the pyarrow adapter keys it
+def _write_arrow(arr: Any, out: Sink) -> None:
+    encode(arr.__arrow_array__(), out)  # a pyarrow ChunkedArray: the pyarrow adapter keys it
 
 
 # ---------------------------------------------------------------- dtypes and scalars
 
-def _write_dtype(dtype: Any, out: _Sink) -> None:
+def _write_dtype(dtype: Any, out: Sink) -> None:
     """An extension dtype: its class and an empty array of it (which carries
     every dtype parameter: categories, zone, unit, freq, storage, ...)."""
     pd = module("pandas")
-    _enc_str(_pandas_class_name(type(dtype)), out)
+    enc_str(_pandas_class_name(type(dtype)), out)
     if isinstance(dtype, pd.CategoricalDtype):
-        _enc_bool(dtype.categories is None, out)
+        enc_bool(dtype.categories is None, out)
     _write_array(pd.array([], dtype=dtype), out)
 
 
 def _pandas_class_name(t: type) -> str:
-    return next(c.__name__ for c in t.__mro__ if _family(c) == "pandas")
+    return next(c.__name__ for c in t.__mro__ if package_of(c) == "pandas")
 
 
-def _write_timestamp(ts: Any, out: _Sink) -> None:
-    _enc_int(ts._value, out)  # in the Timestamp's own unit
-    _enc_str(ts.unit, out)
-    _enc_tzinfo(ts.tzinfo, out)
+def _write_timestamp(ts: Any, out: Sink) -> None:
+    enc_int(ts._value, out)  # in the Timestamp's own unit
+    enc_str(ts.unit, out)
+    enc_tzinfo(ts.tzinfo, out)
     _write_user_attrs(ts, out)
 
 
-def _write_timedelta(td: Any, out: _Sink) -> None:
-    _enc_int(td._value, out)
-    _enc_str(td.unit, out)
+def _write_timedelta(td: Any, out: Sink) -> None:
+    enc_int(td._value, out)
+    enc_str(td.unit, out)
     _write_user_attrs(td, out)
 
 
-def _write_period(p: Any, out: _Sink) -> None:
-    _enc_int(p.ordinal, out)
+def _write_period(p: Any, out: Sink) -> None:
+    enc_int(p.ordinal, out)
     _write_offset_value(p.freq, out)
     _write_user_attrs(p, out)
 
 
-def _write_interval(iv: Any, out: _Sink) -> None:
-    _enc_str(iv.closed, out)
-    _enc(iv.left, out)
-    _enc(iv.right, out)
+def _write_interval(iv: Any, out: Sink) -> None:
+    enc_str(iv.closed, out)
+    encode(iv.left, out)
+    encode(iv.right, out)
 
 
-def _write_offset(off: Any, out: _Sink) -> None:
+def _write_offset(off: Any, out: Sink) -> None:
     _write_offset_value(off, out)
 
 
-def _write_offset_value(off: Any, out: _Sink) -> None:
+def _write_offset_value(off: Any, out: Sink) -> None:
     """A date offset by its pandas class, ``n``, ``normalize`` and parameters
     (``kwds``: weekday, months, holidays and calendar, ...)."""
-    _enc_str(_pandas_class_name(type(off)), out)
-    _enc_int(off.n, out)
-    _enc_bool(bool(off.normalize), out)
-    _enc_dict(dict(off.kwds), out)
+    enc_str(_pandas_class_name(type(off)), out)
+    enc_int(off.n, out)
+    enc_bool(bool(off.normalize), out)
+    enc_dict(dict(off.kwds), out)
 
 
-def _enc_freq(freq: Any, out: _Sink) -> None:
+def _enc_freq(freq: Any, out: Sink) -> None:
     if freq is None:
         out += T_NONE
     else:

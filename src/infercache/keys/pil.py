@@ -12,19 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..libraries import module_for
-
+from ..reflect import package_of
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_bytes,
-    _enc_dict,
-    _enc_str,
-    _enc_tuple,
-    _unhashable,
+    enc_bytes,
+    enc_dict,
+    enc_str,
+    enc_tuple,
+    encode,
     register_adapter,
+    unhashable,
 )
-from .objects import _family
-from .wire import T_BYTES, T_NONE, T_PIL, _Sink, _varint, _write_buffer
+from .wire import T_BYTES, T_NONE, T_PIL, Sink, varint, write_buffer
 
 
 @register_adapter
@@ -32,18 +31,18 @@ def _pil_builder(t: type) -> Encoder | None:
     image = module_for(t, "PIL.Image")
     if image is None or not issubclass(t, image.Image):
         return None
-    outside = next((c for c in t.__mro__ if c is not object and _family(c) != "PIL"), None)
+    outside = next((c for c in t.__mro__ if c is not object and package_of(c) != "PIL"), None)
     if outside is not None:
-        return _unhashable(t, f"its class {outside.__qualname__} extends a PIL image outside PIL, "
+        return unhashable(t, f"its class {outside.__qualname__} extends a PIL image outside PIL, "
                               f"and its attributes cannot be told apart from PIL's")
     return _enc_pil
 
 
-def _enc_pil(im: Any, out: _Sink) -> None:
+def _enc_pil(im: Any, out: Sink) -> None:
     out += T_PIL
-    _enc(im.format, out)
+    encode(im.format, out)
     n = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
-    out += _varint(n)
+    out += varint(n)
     if n == 1:
         _write_frame(im, out)
         return
@@ -56,15 +55,15 @@ def _enc_pil(im: Any, out: _Sink) -> None:
         im.seek(current)
 
 
-def _write_frame(im: Any, out: _Sink) -> None:
+def _write_frame(im: Any, out: Sink) -> None:
     im.load()
-    _enc_str(im.mode, out)
-    _enc_tuple(tuple(im.size), out)
+    enc_str(im.mode, out)
+    enc_tuple(tuple(im.size), out)
     if im.palette is not None:
-        _enc_str(im.palette.mode, out)
+        enc_str(im.palette.mode, out)
         pal = im.getpalette(None)
-        _enc_bytes(bytes(pal or ()), out)
+        enc_bytes(bytes(pal or ()), out)
     else:
         out += T_NONE
-    _enc_dict(dict(im.info), out)
-    _write_buffer(T_BYTES, memoryview(im.tobytes()), out)
+    enc_dict(dict(im.info), out)
+    write_buffer(T_BYTES, memoryview(im.tobytes()), out)

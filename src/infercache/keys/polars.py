@@ -29,19 +29,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..libraries import module, module_for
-
-from .arrow import _structured, _write_column, _write_type
+from .arrow import structured, write_column, write_type
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_int,
-    _enc_list,
-    _enc_str,
-    _Fail,
-    _unhashable,
+    Unencodable,
+    enc_int,
+    enc_list,
+    enc_str,
+    encode,
     register_adapter,
+    unhashable,
 )
-from .wire import T_PL_DTYPE, T_PL_FRAME, T_PL_SERIES, _Sink, _varint
+from .wire import T_PL_DTYPE, T_PL_FRAME, T_PL_SERIES, Sink, varint
 
 _LAZY_REASON = (
     "it is a query, not data: what it returns depends on the files or other sources "
@@ -67,38 +66,38 @@ def _polars_builder(t: type) -> Encoder | None:
     if issubclass(t, pl.Series):
         return _enc_series
     if issubclass(t, pl.LazyFrame):
-        return _unhashable(t, _LAZY_REASON)
+        return unhashable(t, _LAZY_REASON)
     if issubclass(t, pl.Expr):
-        return _unhashable(t, _EXPR_REASON)
+        return unhashable(t, _EXPR_REASON)
     if issubclass(t, pl.DataType):
         return _enc_dtype
     return None
 
 
-def _enc_series(s: Any, out: _Sink) -> None:
+def _enc_series(s: Any, out: Sink) -> None:
     out += T_PL_SERIES
     _write_series(s, out)
 
 
-def _enc_frame(df: Any, out: _Sink) -> None:
+def _enc_frame(df: Any, out: Sink) -> None:
     out += T_PL_FRAME
-    out += _varint(df.height)
-    out += _varint(df.width)
+    out += varint(df.height)
+    out += varint(df.width)
     for s in df.get_columns():
         try:
             _write_series(s, out)
-        except _Fail as e:
+        except Unencodable as e:
             e.path.append(f"[{s.name!r}]")
             raise
 
 
-def _enc_dtype(d: Any, out: _Sink) -> None:
+def _enc_dtype(d: Any, out: Sink) -> None:
     out += T_PL_DTYPE
     _write_dtype(d, out)
 
 
-def _write_series(s: Any, out: _Sink) -> None:
-    _enc_str(s.name, out)
+def _write_series(s: Any, out: Sink) -> None:
+    enc_str(s.name, out)
     _write_dtype(s.dtype, out)
     pl = module("polars")
     chunks = None
@@ -112,11 +111,11 @@ def _write_series(s: Any, out: _Sink) -> None:
     if chunks:
         out += _VIA_ARROW
         t = chunks[0].type
-        _write_type(t, out)
-        _write_column(chunks, t, type(s), out)
+        write_type(t, out)
+        write_column(chunks, t, type(s), out)
     else:
         out += _VIA_VALUES
-        _enc_list(s.to_list(), out)
+        enc_list(s.to_list(), out)
 
 
 def _compat(pl: Any) -> dict[str, Any]:
@@ -126,44 +125,44 @@ def _compat(pl: Any) -> dict[str, Any]:
     return {"compat_level": level.oldest()} if level is not None else {}
 
 
-def _write_dtype(d: Any, out: _Sink) -> None:
+def _write_dtype(d: Any, out: Sink) -> None:
     """A polars data type with every parameter; a plain one by its repr."""
     pl = module("polars")
     if isinstance(d, pl.Datetime):
-        _structured("Datetime", out)
-        _enc_str(d.time_unit, out)
-        _enc(d.time_zone, out)
+        structured("Datetime", out)
+        enc_str(d.time_unit, out)
+        encode(d.time_zone, out)
     elif isinstance(d, pl.Duration):
-        _structured("Duration", out)
-        _enc_str(d.time_unit, out)
+        structured("Duration", out)
+        enc_str(d.time_unit, out)
     elif isinstance(d, pl.Decimal):
-        _structured("Decimal", out)
-        _enc(d.precision, out)
-        _enc_int(d.scale, out)
+        structured("Decimal", out)
+        encode(d.precision, out)
+        enc_int(d.scale, out)
     elif isinstance(d, pl.List):
-        _structured("List", out)
+        structured("List", out)
         _write_dtype(d.inner, out)
     elif isinstance(d, pl.Array):
-        _structured("Array", out)
-        _enc_int(d.size, out)
+        structured("Array", out)
+        enc_int(d.size, out)
         _write_dtype(d.inner, out)
     elif isinstance(d, pl.Struct):
-        _structured("Struct", out)
-        out += _varint(len(d.fields))
+        structured("Struct", out)
+        out += varint(len(d.fields))
         for f in d.fields:
-            _enc_str(f.name, out)
+            enc_str(f.name, out)
             _write_dtype(f.dtype, out)
     elif isinstance(d, pl.Enum):
-        _structured("Enum", out)
-        _enc_list(d.categories.to_list(), out)
+        structured("Enum", out)
+        enc_list(d.categories.to_list(), out)
     elif isinstance(d, pl.Categorical):
-        _structured("Categorical", out)
+        structured("Categorical", out)
         cats = getattr(d, "categories", None)
         if cats is None:  # polars before categories objects: the repr holds the ordering
-            _enc_str(repr(d), out)
+            enc_str(repr(d), out)
         else:
-            _enc_str(cats.name(), out)
-            _enc_str(cats.namespace(), out)
-            _enc_str(repr(cats.physical()), out)
+            enc_str(cats.name(), out)
+            enc_str(cats.namespace(), out)
+            enc_str(repr(cats.physical()), out)
     else:
-        _enc_str(repr(d), out)
+        enc_str(repr(d), out)

@@ -11,17 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..libraries import module, module_for
-
 from .encoder import (
     Encoder,
-    _enc,
-    _enc_bool,
-    _enc_dict,
-    _enc_str,
-    _enc_tuple,
-    _Fail,
-    _type_name_bytes,
+    Unencodable,
+    enc_bool,
+    enc_dict,
+    enc_str,
+    enc_tuple,
+    encode,
     register_adapter,
+    type_name_bytes,
 )
 from .wire import (
     T_DICT,
@@ -29,10 +28,10 @@ from .wire import (
     T_TENSOR,
     T_TORCH_DEVICE,
     T_TORCH_DTYPE,
-    _new_sink,
-    _Sink,
-    _varint,
-    _write_buffer,
+    Sink,
+    new_sink,
+    varint,
+    write_buffer,
 )
 
 
@@ -42,9 +41,9 @@ def _torch_builder(t: type) -> Encoder | None:
     if torch is None:
         return None
     if issubclass(t, torch.Tensor):
-        head = T_TENSOR + _type_name_bytes(t)
+        head = T_TENSOR + type_name_bytes(t)
 
-        def enc_tensor(x: Any, out: _Sink) -> None:
+        def enc_tensor(x: Any, out: Sink) -> None:
             _write_tensor(head, x, out)
         return enc_tensor
     if t is torch.dtype:
@@ -54,17 +53,17 @@ def _torch_builder(t: type) -> Encoder | None:
     return None
 
 
-def _enc_torch_dtype(obj: Any, out: _Sink) -> None:
+def _enc_torch_dtype(obj: Any, out: Sink) -> None:
     out += T_TORCH_DTYPE
-    _enc_str(str(obj), out)  # "torch.float32": the dtype's canonical name
+    enc_str(str(obj), out)  # "torch.float32": the dtype's canonical name
 
 
-def _enc_torch_device(obj: Any, out: _Sink) -> None:
+def _enc_torch_device(obj: Any, out: Sink) -> None:
     out += T_TORCH_DEVICE
-    _enc_str(str(obj), out)  # "cuda:0": type and index
+    enc_str(str(obj), out)  # "cuda:0": type and index
 
 
-_NO_ATTRS = T_DICT + _varint(0)  # what _enc_dict writes for {}
+_NO_ATTRS = T_DICT + varint(0)  # what enc_dict writes for {}
 # (dtype, device, layout, requires_grad) -> their encoding, built once per combination.
 _META: dict[tuple, bytes] = {}
 
@@ -73,16 +72,16 @@ def _meta(x: Any) -> bytes:
     k = (x.dtype, x.device, x.layout, x.requires_grad)
     b = _META.get(k)
     if b is None:
-        out = _new_sink("blake3")
-        _enc_str(str(x.dtype), out)
-        _enc_str(str(x.device), out)
-        _enc_str(str(x.layout), out)
-        _enc_bool(bool(x.requires_grad), out)
+        out = new_sink("blake3")
+        enc_str(str(x.dtype), out)
+        enc_str(str(x.device), out)
+        enc_str(str(x.layout), out)
+        enc_bool(bool(x.requires_grad), out)
         b = _META[k] = bytes(out)
     return b
 
 
-def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
+def _write_tensor(head: bytes, x: Any, out: Sink) -> None:
     torch = module("torch")
     t = type(x)
     meta = _meta(x)
@@ -97,16 +96,16 @@ def _write_tensor(head: bytes, x: Any, out: _Sink) -> None:
         x = x.resolve_conj().resolve_neg().cpu().contiguous()
         flat = x.reshape(-1).view(torch.uint8).numpy()
     except (RuntimeError, TypeError, NotImplementedError) as err:
-        raise _Fail(t, f"its data cannot be read as bytes ({err})") from None
+        raise Unencodable(t, f"its data cannot be read as bytes ({err})") from None
     out += head
     out += meta
-    _enc_tuple(tuple(x.shape), out)
+    enc_tuple(tuple(x.shape), out)
     if names is None:
         out += T_NONE
     else:
-        _enc(names, out)
+        encode(names, out)
     if attrs:
-        _enc_dict(dict(attrs), out)
+        enc_dict(dict(attrs), out)
     else:
         out += _NO_ATTRS
-    _write_buffer(b"", memoryview(flat), out)
+    write_buffer(b"", memoryview(flat), out)

@@ -7,12 +7,12 @@ a new :data:`KEY_FORMAT_VERSION` and a regenerated golden-key table.
 * A value's *encoding* is a sequence of pieces, each starting with a one-byte
   type tag (``T_*`` below; :data:`TAGS` maps their names to bytes).
 * Variable-length pieces are prefixed by their length as an unsigned LEB128
-  varint (:func:`_varint`), so encodings are prefix-free.
+  varint (:func:`varint`), so encodings are prefix-free.
 * The store key is ``b"\\x00" + encoding`` when the encoding is at most
-  :data:`_SHORT_MAX` bytes, else ``b"\\x01"`` + BLAKE3-256 or ``b"\\x02"`` +
+  :data:`SHORT_MAX` bytes, else ``b"\\x01"`` + BLAKE3-256 or ``b"\\x02"`` +
   XXH3-128 of the encoding.
-* Buffers larger than :data:`_BIG` bytes are streamed into the hasher instead
-  of being copied into the encoding (:func:`_feed`).
+* Buffers larger than :data:`BIG` bytes are streamed into the hasher instead
+  of being copied into the encoding (:func:`feed`).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ golden-key table in the tests records the version it was written for)."""
 
 ALGORITHMS = ("blake3", "xxh3")
 
-_SHORT_MAX = 64
-_BIG = 4096
-_PACK_MIN = 16
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63 - 1
+SHORT_MAX = 64
+BIG = 4096
+PACK_MIN = 16
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
 
-_KEY_TAG = {"blake3": b"\x01", "xxh3": b"\x02"}
+KEY_TAG = {"blake3": b"\x01", "xxh3": b"\x02"}
 
 
-class _Sink(bytearray):
+class Sink(bytearray):
     """The encoding being built: bytes so far, plus the hasher once a large
     buffer was streamed (``hasher``), the digest algorithm (``alg``) and the
     ids of containers being encoded (``stack``, to refuse reference cycles)."""
@@ -50,15 +50,15 @@ class _Sink(bytearray):
     stack: set[int]
 
 
-def _new_sink(alg: str, stack: set | None = None) -> _Sink:
-    out = _Sink()
+def new_sink(alg: str, stack: set | None = None) -> Sink:
+    out = Sink()
     out.alg = alg
     out.hasher = None
     out.stack = set() if stack is None else stack
     return out
 
 
-def _new_hasher(alg: str) -> Any:
+def new_hasher(alg: str) -> Any:
     # Only inputs holding a large buffer (> 4 KiB) stream into a hasher. BLAKE3 may
     # spread those over the cores: 1.5x faster on a 1080p image with 2 idle cores
     # here, about 10% slower when the other core is busy.
@@ -67,18 +67,18 @@ def _new_hasher(alg: str) -> Any:
     return _xxhash.xxh3_128()
 
 
-def _feed(out: _Sink, buf: Any) -> None:
+def feed(out: Sink, buf: Any) -> None:
     """Streams the bytes gathered so far and then ``buf`` into the hasher."""
     h = out.hasher
     if h is None:
-        h = out.hasher = _new_hasher(out.alg)
+        h = out.hasher = new_hasher(out.alg)
     if out:
         h.update(out)
         del out[:]
     h.update(buf)
 
 
-def _digest_sink(out: _Sink) -> bytes:
+def digest_sink(out: Sink) -> bytes:
     h = out.hasher
     if h is None:
         if out.alg == "blake3":
@@ -88,14 +88,14 @@ def _digest_sink(out: _Sink) -> bytes:
     return h.digest()
 
 
-def _write_buffer(tag: bytes, mv: memoryview, out: _Sink) -> None:
+def write_buffer(tag: bytes, mv: memoryview, out: Sink) -> None:
     """``tag``, the length, then the raw bytes (streamed when large)."""
     n = mv.nbytes
-    out += tag + _varint(n)
-    if n <= _BIG:
+    out += tag + varint(n)
+    if n <= BIG:
         out += mv
     else:
-        _feed(out, mv)
+        feed(out, mv)
 
 
 # ---------------------------------------------------------------- tags
@@ -180,18 +180,18 @@ T_PL_DTYPE = b"\xb2"
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
 
 # Second byte after T_TZINFO: a zone keyed by its name, or by its object state.
-_TZ_BY_NAME = b"n"
-_TZ_BY_STATE = b"s"
+TZ_BY_NAME = b"n"
+TZ_BY_STATE = b"s"
 
 
 # ---------------------------------------------------------------- primitives
 
-_VARINT_SMALL = tuple(bytes((i,)) for i in range(128))
+VARINT_SMALL = tuple(bytes((i,)) for i in range(128))
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     if n < 128:
-        return _VARINT_SMALL[n]
+        return VARINT_SMALL[n]
     parts = bytearray()
     while n >= 128:
         parts.append((n & 0x7F) | 0x80)
@@ -200,21 +200,21 @@ def _varint(n: int) -> bytes:
     return bytes(parts)
 
 
-def _int_bytes(v: int) -> bytes:
+def int_bytes(v: int) -> bytes:
     length = (v.bit_length() + 8) >> 3
-    return T_INT + _varint(length) + v.to_bytes(length, "little", signed=True)
+    return T_INT + varint(length) + v.to_bytes(length, "little", signed=True)
 
 
-_SMALL_INTS = {i: _int_bytes(i) for i in range(-256, 1025)}
-_STR_HDR = tuple(T_STR + b for b in _VARINT_SMALL)
-_pack_float = struct.Struct("<cd").pack
-_pack_complex = struct.Struct("<cdd").pack
-_pack_date = struct.Struct("<cHBB").pack
-_pack_clock = struct.Struct("<BBBIB").pack
-_pack_timedelta = struct.Struct("<ciII").pack
-_NATIVE_BIG_ENDIAN = sys.byteorder == "big"
+SMALL_INTS = {i: int_bytes(i) for i in range(-256, 1025)}
+STR_HDR = tuple(T_STR + b for b in VARINT_SMALL)
+pack_float = struct.Struct("<cd").pack
+pack_complex = struct.Struct("<cdd").pack
+pack_date = struct.Struct("<cHBB").pack
+pack_clock = struct.Struct("<BBBIB").pack
+pack_timedelta = struct.Struct("<ciII").pack
+NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 
 
-def _type_name(t: type) -> str:
+def type_name(t: type) -> str:
     return f"{t.__module__}:{t.__qualname__}"
