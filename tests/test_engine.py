@@ -23,8 +23,9 @@ from infercache.tiers import MemoryTier, Tier
 SECRET = b"k" * 32
 
 
-def tiered(tier: Tier | None = None, **kw: object) -> Engine:
-    return Engine(Settings.of(**kw), "tests.engine.f", tiers=[tier if tier is not None else MemoryTier()], codec=Codec(SECRET))  # type: ignore[arg-type]
+def tiered(tier: Tier | None = None) -> Engine:
+    tiers = [tier if tier is not None else MemoryTier()]
+    return Engine(Settings.of(), "tests.engine.f", tiers=tiers, codec=Codec(SECRET))
 
 
 def compute_through(engine: Engine, key: bytes, value: object) -> object:
@@ -32,7 +33,7 @@ def compute_through(engine: Engine, key: bytes, value: object) -> object:
     entry = engine.lookup(full)
     if entry is not None:
         return engine.serve(entry)
-    return engine.call(full, lambda: value, ())
+    return engine.call(full, lambda: value, (), {}, ())
 
 
 kept_values = st.one_of(
@@ -188,3 +189,40 @@ def test_clear_session_reaches_per_session_caches_through_the_registry() -> None
     assert ic.clear_session("A") == 1
     assert len(f.cache) == 0
     assert shared.get("k") == {"v": 1}  # not per-session: untouched
+
+
+def test_registering_while_the_collector_frees_another_cache_does_not_deadlock() -> None:
+    """The collector may free a cache inside Registry.add, on the thread holding its lock."""
+    import threading
+
+    from infercache.registry import Registry
+
+    class Item:
+        pass
+
+    class CollectingName(str):
+        """A name whose hashing runs the cyclic collector: inside add(), under its lock."""
+
+        __slots__ = ()
+
+        def __hash__(self) -> int:
+            gc.collect()
+            return str.__hash__(self)
+
+    registry: Registry[Item] = Registry()
+    doomed = Item()
+    registry.add(doomed, "doomed")
+    cycle: list[object] = [doomed]
+    cycle.append(cycle)  # only the cyclic collector can free it now
+    del doomed, cycle
+    done = threading.Event()
+
+    def register() -> None:
+        registry.add(Item(), CollectingName("new"))
+        done.set()
+
+    worker = threading.Thread(target=register, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done.is_set(), "Registry.add deadlocked while the collector freed another object"
+    assert [name for name, _ in registry.items()] == []  # "new" was collected too; "doomed" is gone

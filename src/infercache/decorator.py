@@ -61,7 +61,7 @@ class CacheHandle:
         self.engine.clear()
 
     def clear_session(self, session_id: str) -> int:
-        """Drop one session's entries and in-flight results (other sessions' are untouched); returns how many entries."""
+        """Drop one session's entries and in-flight results (others' are untouched); how many entries left."""
         return self.engine.clear_session(session_id)
 
     def stats(self) -> CacheStats:
@@ -283,7 +283,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
             if entry is not None:
                 return engine.serve(entry)
             probe_miss(integrations)
-            return await engine.acall(full, lambda: func(*args, **kwargs), integrations)
+            return await engine.acall(full, func, args, kwargs, integrations)
 
         wrapper = async_wrapper
 
@@ -315,7 +315,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                     return release(kept)
                 return deliver(kept)
             probe_miss(registered)
-            return engine.call(full, lambda: func(*args, **kwargs), registered)
+            return engine.call(full, func, args, kwargs, registered)
 
         wrapper = sync_wrapper
 

@@ -171,7 +171,9 @@ class Engine:
         return entry
 
     def _from_tiers(self, full: Full) -> Entry | None:
-        assert self.codec is not None  # checked in __init__
+        codec = self.codec
+        if codec is None:  # never with tiers (checked in __init__)
+            return None
         name = self.keyspace.name(full[0], _key_bytes(full[1]))
         for tier in self.tiers:
             try:
@@ -182,7 +184,7 @@ class Engine:
             if record is None:
                 continue
             try:
-                kept = self.codec.loads(name, record)
+                kept = codec.loads(name, record)
             except CorruptEntry as exc:
                 logger.warning("infercache: dropped a %s entry of %r: %s", tier.name, self.label, exc)
                 self._tier_call(tier, "delete", name)
@@ -228,10 +230,12 @@ class Engine:
         return stored
 
     def _write_through(self, full: Full, kept: Any) -> None:
-        assert self.codec is not None  # checked in __init__
+        codec = self.codec
+        if codec is None:  # never with tiers (checked in __init__)
+            return
         name = self.keyspace.name(full[0], _key_bytes(full[1]))
         try:
-            record = self.codec.dumps(name, kept)
+            record = codec.dumps(name, kept)
         except Exception as exc:  # noqa: BLE001 - what cannot be encoded stays in memory only
             logger.info("infercache: an entry of %r stays in memory only (%s: %s)", self.label, type(exc).__name__, exc)
             return
@@ -249,35 +253,81 @@ class Engine:
                     self.store.uncount_miss()
                 raise integration.miss_error()
 
-    def call(self, full: Full, compute: Callable[[], Any], integrations: Sequence[hooks.Integration]) -> Any:
+    def call(
+        self,
+        full: Full,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        integrations: Sequence[hooks.Integration],
+    ) -> Any:
         """What happens on a miss of a plain function: lead the computation or wait for its leader.
 
-        The leader computes (:meth:`_lead`); a follower receives the leader's
-        result (or its exception); a follower whose leader was abandoned
-        (cancelled, interrupted) looks up again and may lead itself.
+        The first caller of a missing key leads: it takes the store's ticket
+        (the single-flight call object) and computes ``func(*args, **kwargs)``
+        inside it (so a recursive call is recognised), then settles
+        (:meth:`_settle`). Identical callers that arrive meanwhile follow: they
+        receive the leader's kept result (or its exception); a follower whose
+        leader was abandoned (cancelled, interrupted) looks up again and may
+        lead itself.
         """
         while True:
-            joined, leader = self.flights.join(full)
+            call, leader = self.flights.join(full)
             if leader:
-                return self._lead(full, joined, compute, integrations)
+                break
             self.store.count_join()
-            served = self._followed(full, self.flights.wait(joined))
+            served = self._followed(full, self.flights.wait(call))
             if served is not _RETRY:
                 return served
+        entry = self.store.claim(full, call)  # else the call is now the ticket of the result
+        if entry is not None:  # a leader finished between our lookup and our turn
+            self.flights.finish(full, call, value=entry.value)
+            return self.serve(entry)
+        start = _perf()
+        token = current_work.set((call, current_work.get()))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._abandon(full, call, exc)
+            raise
+        finally:
+            current_work.reset(token)
+        self._settle(full, call, result, start, integrations)
+        return result
 
     async def acall(
-        self, full: Full, compute: Callable[[], Awaitable[Any]], integrations: Sequence[hooks.Integration]
+        self,
+        full: Full,
+        func: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        integrations: Sequence[hooks.Integration],
     ) -> Any:
         """:meth:`call` for async functions."""
-        # The twin of call(): the same steps, awaiting where call() blocks.
+        # The twin of call(): the same steps, awaiting where call() blocks or computes.
         while True:
-            joined, leader = self.flights.join(full, in_task=True)
+            call, leader = self.flights.join(full, in_task=True)
             if leader:
-                return await self._alead(full, joined, compute, integrations)
+                break
             self.store.count_join()
-            served = self._followed(full, await self.flights.await_(joined))
+            served = self._followed(full, await self.flights.await_(call))
             if served is not _RETRY:
                 return served
+        entry = self.store.claim(full, call)
+        if entry is not None:
+            self.flights.finish(full, call, value=entry.value)
+            return self.serve(entry)
+        start = _perf()
+        token = current_work.set((call, current_work.get()))
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            self._abandon(full, call, exc)
+            raise
+        finally:
+            current_work.reset(token)
+        self._settle(full, call, result, start, integrations)
+        return result
 
     def _followed(self, full: Full, outcome: Any) -> Any:
         """A follower's answer once its leader settled; ``_RETRY`` if the leader left nothing."""
@@ -287,49 +337,6 @@ class Engine:
         if entry is not None:
             return self.serve(entry)
         return _RETRY
-
-    def _lead(
-        self, full: Full, call: Call, compute: Callable[[], Any], integrations: Sequence[hooks.Integration]
-    ) -> Any:
-        entry = self.store.claim(full, call)  # else the call is now the ticket of the result
-        if entry is not None:  # a leader finished between our lookup and our turn
-            self.flights.finish(full, call, value=entry.value)
-            return self.serve(entry)
-        start = _perf()
-        token = current_work.set((call, current_work.get()))
-        try:
-            result = compute()
-        except BaseException as exc:
-            self._abandon(full, call, exc)
-            raise
-        finally:
-            current_work.reset(token)
-        self._settle(full, call, result, start, integrations)
-        return result
-
-    async def _alead(
-        self,
-        full: Full,
-        call: Call,
-        compute: Callable[[], Awaitable[Any]],
-        integrations: Sequence[hooks.Integration],
-    ) -> Any:
-        # The twin of _lead(): the same steps, awaiting the computation.
-        entry = self.store.claim(full, call)
-        if entry is not None:
-            self.flights.finish(full, call, value=entry.value)
-            return self.serve(entry)
-        start = _perf()
-        token = current_work.set((call, current_work.get()))
-        try:
-            result = await compute()
-        except BaseException as exc:
-            self._abandon(full, call, exc)
-            raise
-        finally:
-            current_work.reset(token)
-        self._settle(full, call, result, start, integrations)
-        return result
 
     def _abandon(self, full: Full, call: Call, error: BaseException) -> None:
         """A leader's computation raised: followers get an ``Exception``; anything else abandons the call."""

@@ -25,28 +25,40 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A thread-safe, weak, name-unique collection of live objects."""
+    """A thread-safe, weak, name-unique collection of live objects.
+
+    A collected object's name is freed lazily: its weak reference's callback
+    only notes the name (a list append, safe wherever the garbage collector
+    runs it), and the next locked operation removes it. The callback must not
+    take the lock: the collector can run it inside :meth:`add` on the thread
+    that already holds it.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[str, weakref.ref[T]] = {}
+        self._dead: list[str] = []
 
     def add(self, item: T, name: str) -> str:
         """Register ``item`` under ``name`` (made unique); returns the name it got."""
+        dead = self._dead
         with self._lock:
+            self._purge()
             unique, n = name, 1
             while unique in self._items and self._items[unique]() is not None:
                 n += 1
                 unique = f"{name}#{n}"
 
-            def forget(_: weakref.ref[T], key: str = unique) -> None:
-                self._drop(key)
+            def note_dead(_: weakref.ref[T], key: str = unique) -> None:
+                dead.append(key)
 
-            self._items[unique] = weakref.ref(item, forget)
+            self._items[unique] = weakref.ref(item, note_dead)
             return unique
 
-    def _drop(self, name: str) -> None:
-        with self._lock:
+    def _purge(self) -> None:
+        # Lock held.
+        while self._dead:
+            name = self._dead.pop()
             ref = self._items.get(name)
             if ref is not None and ref() is None:
                 del self._items[name]
@@ -54,12 +66,14 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T | None:
         """The live object registered as ``name``, or None."""
         with self._lock:
+            self._purge()
             ref = self._items.get(name)
         return None if ref is None else ref()
 
     def items(self) -> list[tuple[str, T]]:
         """``(name, object)`` pairs of every live object, in registration order."""
         with self._lock:
+            self._purge()
             refs = list(self._items.items())
         return [(name, obj) for name, ref in refs if (obj := ref()) is not None]
 
