@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infercache.tiers import MemoryTier, Tier
+from infercache.tiers import DiskTier, MemoryTier, Tier
 
 
 class FakeClock:
@@ -20,9 +21,14 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["memory"])
-def tier(request: pytest.FixtureRequest) -> Iterator[Tier]:
-    t = MemoryTier()
+@pytest.fixture(params=["memory", "disk", "disk-files"])
+def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tier]:
+    # "disk-files": every record above inline_max=0 goes to a file of its own.
+    t: Tier
+    if request.param == "memory":
+        t = MemoryTier()
+    else:
+        t = DiskTier(tmp_path / "tier", inline_max=0 if request.param == "disk-files" else 64 * 1024)
     yield t
     t.close()
 
