@@ -51,7 +51,12 @@ Failures (an unreadable or corrupt database, a full disk) raise
 :class:`~infercache.errors.TierError` or ``OSError`` from the verbs; the
 engine treats them as a miss. A directory or database deleted while the
 tier is open is noticed on the next verb (one ``stat`` of the database per
-verb) and recreated empty.
+verb) and recreated empty; what other processes still had open on the
+deleted database is lost, but no entry is ever half there.
+
+A database that exists but is not readable as one (overwritten, truncated)
+is not repaired: every verb raises TierError until it is deleted, after
+which it is recreated.
 """
 
 from __future__ import annotations
@@ -177,6 +182,11 @@ class DiskTier(Tier):
     def _open(self) -> None:
         """Create the directory and schema if missing; note the database's identity."""
         self._data.mkdir(parents=True, exist_ok=True)
+        if not self._db.exists():
+            # A log left by a deleted database would be replayed into the new one.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._db.with_name(_DB + suffix))
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
