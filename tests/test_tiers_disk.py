@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,3 +248,27 @@ def test_sweep_removes_files_left_by_crashed_writers(path: Path, tier: DiskTier)
     assert len(left) == 2
     assert "89ab.tmp" in left
     assert tier.get(b"kept") == b"k" * BIG
+
+
+def test_threads_share_one_tier(path: Path) -> None:
+    tier = DiskTier(path, max_bytes=2_000_000, inline_max=1000)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                record = bytes([n]) * (100 + 50 * i)
+                tier.set(f"t{n}/{i}".encode(), record)
+                assert tier.get(f"t{n}/{i}".encode()) == record
+        except (AssertionError, TierError, OSError) as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(tier) == 160
+    assert tier.clear(b"t1/") == 40
+    tier.close()
