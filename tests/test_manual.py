@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import nullcontext
 from typing import Any
@@ -82,6 +83,54 @@ def test_bounds_evict_least_recently_used() -> None:
     assert len(m) == 4
 
 
+def test_max_memory_counts_the_keys_of_set() -> None:
+    c = ic.Cache(max_memory="100kb", max_size=0)
+    for i in range(50):
+        c.set("k" * 30_000 + str(i), v=1)
+        assert c.stats().memory <= 100_000
+    assert 1 <= len(c) <= 3
+
+
+def test_data_too_big_for_max_memory_is_logged_and_drops_the_older_data(caplog: pytest.LogCaptureFixture) -> None:
+    c = ic.Cache(max_memory=1000)
+    c.set("a", v=1)
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        c.set("a", v=np.zeros(10_000))
+    assert any("larger than max_memory" in r.getMessage() for r in caplog.records)
+    assert c.get("a") is None and len(c) == 0
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (no sleeping, no timing)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_entries_are_gone_from_every_lookup() -> None:
+    clock = FakeClock()
+    c = ic.Cache(ttl=10)
+    c.engine.store._clock = clock
+    c.set("hello", v=1)
+    clock.now = 10.0
+    assert c.get("hello") is None
+    assert c.longest_prefix("hello world") is None
+    assert "hello" not in c and c.keys() == [] and len(c) == 0
+
+
+def test_mutating_a_list_key_after_set_or_from_keys_changes_no_key() -> None:
+    c = ic.Cache()
+    key = [1, 2]
+    c.set(key, v=[1])
+    key.append(3)
+    assert c.keys() == [[1, 2]] and c.get([1, 2]) == {"v": [1]}
+    c.keys()[0].append(4)
+    assert c.keys() == [[1, 2]]
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         ic.Cache(max_memory="2 bananas")
@@ -120,43 +169,17 @@ def test_per_session_isolation_and_clear_session() -> None:
         assert c.get("prompt") == {"kv": "bob-state"}
 
 
-def test_sessions_follow_threads_and_tasks() -> None:
-    import asyncio
-
-    c = ic.Cache(per_session=True)
-
-    async def user(name):
-        with ic.session(name):
-            c.set("k", who=name)
-            await asyncio.sleep(0)
-            return c.get("k")["who"]
-
-    async def main():
-        return await asyncio.gather(*(user(f"u{i}") for i in range(10)))
-
-    assert asyncio.run(main()) == [f"u{i}" for i in range(10)]
-    with pytest.raises(ValueError), ic.session(""):
-        pass
-
-
-def test_decorator_per_session() -> None:
-    runs = []
-
-    @ic.cache(per_session=True)
-    def gen(prompt):
-        runs.append(ic.current_session())
-        return prompt
-
+def test_per_session_bounds_are_shared_by_all_sessions() -> None:
+    c = ic.Cache(max_size=3, per_session=True)
+    for sid in "abcd":
+        with ic.session(sid):
+            c.set("x", v=sid)
+    assert len(c) == 3
     with ic.session("a"):
-        gen("x")
-        gen("x")
-    with ic.session("b"):
-        gen("x")
-    assert runs == ["a", "b"]
-    ic.clear_session("a")
-    with ic.session("a"):
-        gen("x")
-    assert runs == ["a", "b", "a"]
+        assert c.get("x") is None
+    with ic.session("d"):
+        assert c.get("x") == {"v": "d"} and c.keys() == ["x"]
+    assert c.keys() == []  # the anonymous namespace holds nothing
 
 
 def test_longest_prefix_kinds_and_strict() -> None:
@@ -197,6 +220,17 @@ def test_longest_prefix_counts_as_a_hit_and_refreshes_lru() -> None:
     c.set("third", v=3)  # evicts "other", not the just-used "sys"
     assert "sys" in c and "other" not in c
     assert c.stats().hits == 1
+
+
+def test_longest_prefix_keeps_a_list_key_when_the_equal_tuple_key_is_deleted() -> None:
+    """A list and a tuple are two keys but one token sequence in the prefix index."""
+    c = ic.Cache()
+    c.set([1, 2], a=1)
+    c.set((1, 2), b=2)
+    c.delete((1, 2))
+    assert [1, 2] in c
+    hit = c.longest_prefix([1, 2, 3])
+    assert hit is not None and hit[1] == {"a": 1}
 
 
 @settings(max_examples=60, deadline=None)

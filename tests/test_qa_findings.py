@@ -191,16 +191,6 @@ def test_cached_array_cannot_be_made_writeable_through_its_base() -> None:
 # --- Cache.longest_prefix: aliased keys -------------------------------------------------
 
 
-def test_longest_prefix_survives_deleting_an_aliased_key() -> None:
-    c = ic.Cache()
-    c.set([1, 2], a=1)
-    c.set((1, 2), b=2)
-    c.delete((1, 2))
-    assert [1, 2] in c
-    hit = c.longest_prefix([1, 2, 3])
-    assert hit is not None and hit[1] == {"a": 1}
-
-
 # =========================================================================== verified
 
 
@@ -241,79 +231,5 @@ def test_interleaved_consumers_of_one_generator_in_one_thread() -> None:
     a.close()  # one consumer leaves early; the other finishes the shared run
     assert list(b) == [1, 2, 3, 4]
     assert list(gen(5)) == [0, 1, 2, 3, 4] and runs == [3, 5]
-
-
-def test_cache_set_counts_large_keys_against_max_memory() -> None:
-    c = ic.Cache(max_memory="100kb", max_size=0)
-    for i in range(50):
-        c.set("k" * 30_000 + str(i), v=1)
-        assert c.stats().memory <= 100_000
-    assert 1 <= len(c) <= 3
-
-
-def test_an_entry_too_big_for_the_bound_replaces_nothing_stale(caplog: pytest.LogCaptureFixture) -> None:
-    c = ic.Cache(max_memory=1000)
-    c.set("a", v=1)
-    with caplog.at_level(logging.WARNING, logger="infercache"):
-        c.set("a", v=np.zeros(10_000))
-    assert any("larger than max_memory" in r.getMessage() for r in caplog.records)
-    assert c.get("a") is None and len(c) == 0
-
-
-def test_ttl_never_serves_stale_values() -> None:
-    clock = FakeClock()
-    calls = []
-
-    @ic.cache(ttl=10)
-    def f(x):
-        calls.append(x)
-        return x
-
-    @ic.cache(ttl=10)
-    def g(x):
-        calls.append(("g", x))
-        yield x
-
-    f.cache.engine.store._clock = clock
-    g.cache.engine.store._clock = clock
-    f(1), list(g(1))
-    clock.now = 9.9
-    f(1), list(g(1))
-    assert calls == [1, ("g", 1)]
-    clock.now = 10.0
-    f(1), list(g(1))
-    assert calls == [1, ("g", 1), 1, ("g", 1)]
-
-    c = ic.Cache(ttl=10)
-    c._entries._clock = clock
-    clock.now = 0.0
-    c.set("hello", v=1)
-    clock.now = 10.0
-    assert c.get("hello") is None
-    assert c.longest_prefix("hello world") is None
-    assert "hello" not in c and c.keys() == [] and len(c) == 0
-
-
-def test_per_session_bound_is_shared_by_all_sessions() -> None:
-    c = ic.Cache(max_size=3, per_session=True)
-    for sid in "abcd":
-        with ic.session(sid):
-            c.set("x", v=sid)
-    assert len(c) == 3
-    with ic.session("a"):
-        assert c.get("x") is None
-    with ic.session("d"):
-        assert c.get("x") == {"v": "d"} and c.keys() == ["x"]
-    assert c.keys() == []  # the anonymous namespace holds nothing
-
-
-def test_mutating_a_list_key_after_set_does_not_corrupt_keys() -> None:
-    c = ic.Cache()
-    key = [1, 2]
-    c.set(key, v=[1])
-    key.append(3)
-    assert c.keys() == [[1, 2]] and c.get([1, 2]) == {"v": [1]}
-    c.keys()[0].append(4)
-    assert c.keys() == [[1, 2]]
 
 

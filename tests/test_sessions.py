@@ -1,4 +1,9 @@
-"""Sessions: clearing one session touches that session only, computations in flight included."""
+"""Sessions: the current session follows threads and tasks; per-session entries
+are private to their session; clearing one session touches that session only,
+computations in flight included.
+
+``Cache(per_session=True)`` has its own tests in ``test_manual.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,45 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import infercache as ic
 from infercache.safety import release
+
+
+def test_sessions_follow_threads_and_tasks() -> None:
+    import asyncio
+
+    c = ic.Cache(per_session=True)
+
+    async def user(name):
+        with ic.session(name):
+            c.set("k", who=name)
+            await asyncio.sleep(0)
+            return c.get("k")["who"]
+
+    async def main():
+        return await asyncio.gather(*(user(f"u{i}") for i in range(10)))
+
+    assert asyncio.run(main()) == [f"u{i}" for i in range(10)]
+    with pytest.raises(ValueError), ic.session(""):
+        pass
+
+
+def test_per_session_function_results_are_private_and_cleared_per_session() -> None:
+    runs = []
+
+    @ic.cache(per_session=True)
+    def gen(prompt):
+        runs.append(ic.current_session())
+        return prompt
+
+    with ic.session("a"):
+        gen("x")
+        gen("x")
+    with ic.session("b"):
+        gen("x")
+    assert runs == ["a", "b"]
+    ic.clear_session("a")
+    with ic.session("a"):
+        gen("x")
+    assert runs == ["a", "b", "a"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
