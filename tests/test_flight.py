@@ -1,4 +1,11 @@
-"""Single-flight under threads and asyncio, leaders that fail or vanish, generator fan-out."""
+"""Single-flight: one computation per key under threads and asyncio.
+
+Leaders that fail or vanish, generator fan-out (late joiners, consumers that
+leave, items that cannot be kept, runs shared across event loops), recursion
+(a call reaching itself is an error, never a deadlock), invalidation while
+computations are in flight, and ``Run``, ``AsyncRun`` and the single-flight
+table ``Flights`` on their own.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,12 @@ import asyncio
 import logging
 import random
 import threading
+import typing
 import warnings
 from collections import Counter
 
 import pytest
-from flight_fixtures import KINDS, Caller, call, gated
+from flight_fixtures import KINDS, Caller, call, gated, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,16 +32,6 @@ from infercache.flight import (
     Unkept,
     current_work,
 )
-
-
-def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
-    """Synchronise with other threads (not a timing assertion: fails only on a hang)."""
-    done = threading.Event()
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        done.wait(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def async_wait_until(predicate, what: str, timeout: float = 10.0) -> None:
@@ -234,6 +232,73 @@ def test_recursive_call_with_same_arguments_is_an_error_not_a_deadlock() -> None
         loop(1)
 
 
+def run_in_thread(fn: typing.Callable[[], object]) -> tuple[bool, dict]:
+    """Run ``fn`` in a daemon thread; (still running after a generous wait, outcome)."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            out["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(10)  # a deadlock guard, not a timing assertion
+    return th.is_alive(), out
+
+
+def test_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_deadlock() -> None:
+    @ic.cache
+    def again(n):
+        yield 1
+        yield from again(n)
+
+    hung, out = run_in_thread(lambda: list(again(1)))
+    assert not hung, "deadlocked"
+    assert isinstance(out.get("error"), RecursionError)
+
+
+def test_async_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_deadlock() -> None:
+    @ic.cache
+    async def again(n):
+        yield 1
+        async for x in again(n):
+            yield x
+
+    async def consume():
+        return [x async for x in again(1)]
+
+    async def guarded():
+        return await asyncio.wait_for(consume(), 10)  # a hang guard, not a timing assertion
+
+    hung, out = run_in_thread(lambda: asyncio.run(guarded()))
+    assert not hung
+    assert isinstance(out.get("error"), RecursionError)
+
+
+def test_recursive_calls_with_different_arguments_work() -> None:
+    @ic.cache(max_size=0)
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    @ic.cache(max_size=0)
+    async def afib(n):
+        return n if n < 2 else await afib(n - 1) + await afib(n - 2)
+
+    assert fib(40) == 102334155
+    assert asyncio.run(afib(30)) == 832040
+
+    @ic.cache
+    def countdown(n):
+        if n:
+            yield from countdown(n - 1)
+        yield n
+
+    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
+    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
+
+
 def test_thread_stress_each_key_computed_once() -> None:
     runs: Counter = Counter()
     lock = threading.Lock()
@@ -359,6 +424,23 @@ def test_generator_closed_when_every_consumer_leaves() -> None:
     g.close()
     assert closed == ["a"]
     assert len(stream.cache) == 0
+
+
+def test_interleaved_consumers_of_one_generator_in_one_thread_share_one_run() -> None:
+    runs = []
+
+    @ic.cache
+    def gen(n):
+        runs.append(n)
+        yield from range(n)
+
+    assert list(zip(gen(3), gen(3))) == [(0, 0), (1, 1), (2, 2)]
+    assert runs == [3]
+    a, b = gen(5), gen(5)
+    next(a), next(b)
+    a.close()  # one consumer leaves early; the other finishes the shared run
+    assert list(b) == [1, 2, 3, 4]
+    assert list(gen(5)) == [0, 1, 2, 3, 4] and runs == [3, 5]
 
 
 def test_concurrent_generator_error_reaches_every_consumer() -> None:
@@ -516,7 +598,9 @@ def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(caplo
         assert len(copy_warnings(caplog)) == 1  # once per cached function
 
 
-def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(caplog: pytest.LogCaptureFixture) -> None:
+def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     runs = []
 
     @ic.cache
@@ -717,9 +801,9 @@ def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loo
             async def next_item():
                 return await agen.__anext__()
 
-            asyncio.ensure_future(next_item())  # this loop steps item 1
+            tasks = [asyncio.ensure_future(next_item())]  # this loop steps item 1
             await asyncio.to_thread(let_go.wait, 10)
-            asyncio.ensure_future(sentinel())
+            tasks.append(asyncio.ensure_future(sentinel()))
             await asyncio.sleep(0)
 
         asyncio.run(main())

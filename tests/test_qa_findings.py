@@ -101,51 +101,6 @@ def test_pydantic_excluded_field_is_part_of_the_key() -> None:
 # --- single-flight: a generator calling itself with the same arguments ----------------
 
 
-def _run_in_thread(fn: typing.Callable[[], object]) -> tuple[bool, dict]:
-    """Run ``fn`` in a daemon thread; (still running after a generous wait, outcome)."""
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-            out["error"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    th.join(10)  # a deadlock guard, not a timing assertion
-    return th.is_alive(), out
-
-
-def test_generator_recursion_with_same_arguments_is_an_error() -> None:
-    @ic.cache
-    def again(n):
-        yield 1
-        yield from again(n)
-
-    hung, out = _run_in_thread(lambda: list(again(1)))
-    assert not hung, "deadlocked"
-    assert isinstance(out.get("error"), RecursionError)
-
-
-def test_async_generator_recursion_with_same_arguments_is_an_error() -> None:
-    @ic.cache
-    async def again(n):
-        yield 1
-        async for x in again(n):
-            yield x
-
-    async def consume():
-        return [x async for x in again(1)]
-
-    async def guarded():
-        return await asyncio.wait_for(consume(), 10)  # a hang guard, not a timing assertion
-
-    hung, out = _run_in_thread(lambda: asyncio.run(guarded()))
-    assert not hung
-    assert isinstance(out.get("error"), RecursionError)
-
-
 # --- mutation safety: pandas extension arrays -------------------------------------------
 
 
@@ -192,44 +147,5 @@ def test_cached_array_cannot_be_made_writeable_through_its_base() -> None:
 
 
 # =========================================================================== verified
-
-
-def test_recursive_calls_with_different_arguments_work() -> None:
-    @ic.cache(max_size=0)
-    def fib(n):
-        return n if n < 2 else fib(n - 1) + fib(n - 2)
-
-    @ic.cache(max_size=0)
-    async def afib(n):
-        return n if n < 2 else await afib(n - 1) + await afib(n - 2)
-
-    assert fib(40) == 102334155
-    assert asyncio.run(afib(30)) == 832040
-
-    @ic.cache
-    def countdown(n):
-        if n:
-            yield from countdown(n - 1)
-        yield n
-
-    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
-    assert list(countdown(5)) == [0, 1, 2, 3, 4, 5]
-
-
-def test_interleaved_consumers_of_one_generator_in_one_thread() -> None:
-    runs = []
-
-    @ic.cache
-    def gen(n):
-        runs.append(n)
-        yield from range(n)
-
-    assert list(zip(gen(3), gen(3))) == [(0, 0), (1, 1), (2, 2)]
-    assert runs == [3]
-    a, b = gen(5), gen(5)
-    next(a), next(b)
-    a.close()  # one consumer leaves early; the other finishes the shared run
-    assert list(b) == [1, 2, 3, 4]
-    assert list(gen(5)) == [0, 1, 2, 3, 4] and runs == [3, 5]
 
 
