@@ -151,7 +151,7 @@ def test_closing_one_tab_drops_only_its_session_entries(monkeypatch: pytest.Monk
         assert len(private.cache) == 2 and len(note_cache) == 2
         # The same input in tab two is a miss: tab one's entry is not visible there.
         _submit(two, "alpha")
-        wait_until(lambda: "alpha (computation #3)" == two.get_by_label("Output").input_value(),
+        wait_until(lambda: two.get_by_label("Output").input_value() == "alpha (computation #3)",
                    what="tab two's own computation of alpha")
         assert len(private.cache) == 3
         two.screenshot(path=str(artifact_path("tabs-before-close.png")), full_page=True)

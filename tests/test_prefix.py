@@ -361,7 +361,7 @@ def test_long_token_sequence_no_recursion_limit() -> None:
     seq = tuple(i % 7 for i in range(50_000))
     for cut in (10, 1000, 20_000, 50_000):
         idx.add(seq[:cut], cut)
-    assert idx.longest_prefix(seq + (1,)) == (seq, 50_000)
+    assert idx.longest_prefix((*seq, 1)) == (seq, 50_000)
     assert idx.longest_prefix(seq[:30_000])[1] == 20_000  # type: ignore[index]
     for cut in (10, 1000, 20_000, 50_000):
         assert idx.remove(seq[:cut])

@@ -9,7 +9,7 @@ from infercache.reflect import own_slot_names, package_of, slot_names
 
 
 class Base:
-    __slots__ = ("a", "__hidden", "__weakref__")
+    __slots__ = ("__hidden", "__weakref__", "a")
 
 
 class Child(Base):
@@ -20,18 +20,18 @@ class Both(Child):
     __slots__ = ("__dict__", "c")
 
 
-class ___:  # noqa: N801 - a name of underscores only: Python does not mangle in it
+class ___:  # a name of underscores only: Python does not mangle in it
     __slots__ = ("__x",)
 
 
 def test_slot_names_are_mangled_as_python_does() -> None:
-    assert own_slot_names(Base) == ("a", "_Base__hidden")
+    assert own_slot_names(Base) == ("_Base__hidden", "a")
     assert own_slot_names(___) == ("__x",)
     assert "__x" in vars(___)  # the descriptor Python made for the slot
 
 
 def test_slot_names_cover_the_whole_mro_without_dict_and_weakref() -> None:
-    assert slot_names(Both) == ("c", "b", "a", "_Base__hidden")
+    assert slot_names(Both) == ("c", "b", "_Base__hidden", "a")
     assert slot_names(Both) is slot_names(Both)  # cached per type
 
 

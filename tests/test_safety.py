@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import array
 import collections
 import copy
@@ -13,6 +11,7 @@ import decimal
 import enum
 import fractions
 import io
+import logging
 import mmap
 import pathlib
 import sys
@@ -529,7 +528,7 @@ def test_array_array_and_bytearray_are_per_caller():
 )
 def test_values_that_cannot_be_replayed_are_refused(make):
     value = make()
-    with pytest.raises(TypeError, match="cannot be replayed|lifecycle"):
+    with pytest.raises(TypeError, match=r"cannot be replayed|lifecycle"):
         protect(value)
 
 
@@ -990,7 +989,8 @@ def _frame(cells: list) -> Any:
     column = np.empty(len(cells), dtype=object)
     for i, cell in enumerate(cells):
         column[i] = cell
-    return pd.DataFrame({"n": np.arange(len(cells), dtype=np.int64), "o": column}, index=[f"r{i}" for i in range(len(cells))])
+    index = [f"r{i}" for i in range(len(cells))]
+    return pd.DataFrame({"n": np.arange(len(cells), dtype=np.int64), "o": column}, index=index)
 
 
 def _object_array(items: list) -> Any:

@@ -43,7 +43,7 @@ def test_object_cells_are_copied_per_caller(pd):
     again = release(kept)
     assert again.loc["a", "o"] == [1, 2] and again.loc["b", "o"] == {"k": [3]}
     assert again.loc["a", "v"].shape == (10,)
-    assert list(again.columns) == ["n", "o", "v"] and again.dtypes["o"] == object
+    assert list(again.columns) == ["n", "o", "v"] and again.dtypes["o"] == np.dtype(object)
     # the producer's objects are not the kept ones either
     value.loc["a", "o"].append(-1)
     assert release(kept).loc["a", "o"] == [1, 2]

@@ -11,6 +11,8 @@ import textwrap
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infercache.sizes import sizeof
 
@@ -708,8 +710,6 @@ def test_decorated_max_memory_bounds_frames_with_object_cells():
 # Values are generated as recipes and built inside the traced region, so every
 # object in them is new and tracemalloc sees exactly what they hold.
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 _DTYPES = ("f8", "i4", "u1", "c16")
 

@@ -37,14 +37,14 @@ caller (``Cache`` holds its lock around every call).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from .libraries import loaded
 
 __all__ = ["PrefixIndex", "PrefixKey"]
 
 #: A key as stored and returned by :class:`PrefixIndex`.
-PrefixKey = Union[str, bytes, tuple[int, ...]]
+PrefixKey: TypeAlias = str | bytes | tuple[int, ...]
 
 _ABSENT: Any = object()  # marks a node that stores no key
 
@@ -52,7 +52,7 @@ _ABSENT: Any = object()  # marks a node that stores no key
 class _Node:
     """One tree node: the run on the edge into it, its children, its token."""
 
-    __slots__ = ("label", "children", "token")
+    __slots__ = ("children", "label", "token")
 
     def __init__(self, label: PrefixKey, token: Any = _ABSENT) -> None:
         self.label = label
@@ -114,6 +114,17 @@ def _matches_at(key: PrefixKey, label: PrefixKey, i: int) -> bool:
     if isinstance(key, tuple):
         return key[i : i + len(label)] == label
     return key.startswith(label, i)  # type: ignore[arg-type]
+
+
+def _concat(a: PrefixKey, b: PrefixKey) -> PrefixKey:
+    """``a + b`` for two runs of one tree, which are always of one kind."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return a + b
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return a + b
+    raise TypeError(f"runs of two kinds: {type(a).__name__} and {type(b).__name__}")
 
 
 def _common_prefix_len(label: PrefixKey, key: PrefixKey, start: int) -> int:
@@ -260,7 +271,7 @@ class PrefixIndex:
     def _merge_into_child(parent: _Node, node: _Node) -> None:
         """Replace keyless ``node`` (one child) by its child under ``parent``."""
         (child,) = node.children.values()
-        child.label = node.label + child.label
+        child.label = _concat(node.label, child.label)
         parent.children[node.label[0]] = child
 
     def clear(self) -> None:
@@ -350,7 +361,7 @@ class PrefixIndex:
                 if node.token is not _ABSENT:
                     yield prefix, node.token
                 for child in node.children.values():
-                    stack.append((child, prefix + child.label))
+                    stack.append((child, _concat(prefix, child.label)))
 
     def __repr__(self) -> str:
         return f"PrefixIndex({self._len} keys)"
@@ -368,22 +379,26 @@ class PrefixIndex:
         return count
 
     def _check_invariants(self) -> None:
-        """Raise AssertionError if the tree's structure is inconsistent."""
+        """Raise AssertionError if the tree's structure is inconsistent (also under ``python -O``)."""
+
+        def require(ok: object, message: str) -> None:
+            if not ok:
+                raise AssertionError(message)
+
         stored = 0
         for kind, root in self._roots.items():
-            assert len(root.label) == 0, "root label must be empty"
-            assert root.children or root.token is not _ABSENT, f"empty {kind} root kept"
+            require(len(root.label) == 0, "root label must be empty")
+            require(root.children or root.token is not _ABSENT, f"empty {kind} root kept")
             stack = [root]
             while stack:
                 node = stack.pop()
                 if node.token is not _ABSENT:
                     stored += 1
                 if node is not root:
-                    assert len(node.label) > 0, "empty edge label"
-                    assert node.token is not _ABSENT or len(node.children) >= 2, (
-                        "keyless node with fewer than two children"
-                    )
+                    require(len(node.label) > 0, "empty edge label")
+                    require(node.token is not _ABSENT or len(node.children) >= 2,
+                            "keyless node with fewer than two children")
                 for first, child in node.children.items():
-                    assert child.label[0] == first, "child filed under wrong element"
+                    require(child.label[0] == first, "child filed under wrong element")
                     stack.append(child)
-        assert stored == self._len, f"len {self._len} but {stored} keys stored"
+        require(stored == self._len, f"len {self._len} but {stored} keys stored")

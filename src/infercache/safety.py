@@ -374,7 +374,9 @@ def _r_array_own_dtype(k: _Array) -> Any:
 def _r_memoryview(k: _MemoryView) -> memoryview:
     view = memoryview(k.v)
     if k.fmt is not None:
-        return view.cast(k.fmt, k.shape)  # type: ignore[call-overload]
+        # typeshed's cast() takes literal formats only; this is any format a memoryview had.
+        shaped: memoryview = view.cast(k.fmt, k.shape)  # type: ignore[call-overload]
+        return shaped
     return view
 
 
@@ -473,7 +475,7 @@ def _release_memo(kept: Any, memo: dict[int, Any]) -> Any:
 
 # --------------------------------------------------------------------------- classification
 
-_K_PASS = "pass"
+_K_PASS = "pass"  # noqa: S105 - a policy name, not a password
 _K_LIST = "list"
 _K_TUPLE = "tuple"
 _K_NAMEDTUPLE = "namedtuple"
@@ -716,7 +718,7 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
 
     memo[i] = None  # in progress
 
-    if kind == _K_LIST or kind == _K_TUPLE or kind == _K_NAMEDTUPLE:
+    if kind in (_K_LIST, _K_TUPLE, _K_NAMEDTUPLE):
         kept_items = [_protect(x, memo) for x in value]
         plain = []
         flat = True
@@ -759,7 +761,7 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
             out = _DictValues(tuple(zip(plain_keys, [kb for _, kb in pairs])))
         else:
             out = _DictDeep(tuple(pairs))
-    elif kind == _K_SET or kind == _K_FROZENSET:
+    elif kind in (_K_SET, _K_FROZENSET):
         kept_items = [_protect(x, memo) for x in value]
         plain = []
         flat = True
@@ -955,7 +957,7 @@ def _protect_memoryview(m: memoryview) -> Any:
     if m.ndim != 1 or m.format != "B":
         fmt = m.format
         try:
-            memoryview(data).cast(fmt, shape)  # type: ignore[call-overload]
+            memoryview(data).cast(fmt, shape)  # type: ignore[call-overload]  # any format, see _r_memoryview
         except (TypeError, ValueError):
             # memoryview.cast supports native single-character formats only:
             # others are handed out as flat bytes.
@@ -990,7 +992,7 @@ def _object_storage(obj: Any) -> Any:
     """The object ndarray behind an Index's elements, or None when not object dtype."""
     np = module("numpy")
     dtype = getattr(obj, "dtype", None)
-    if not isinstance(dtype, np.dtype) or dtype != object:
+    if not isinstance(dtype, np.dtype) or dtype.kind != "O":
         return None
     return obj.to_numpy(dtype=object)
 
@@ -1034,7 +1036,7 @@ def _protect_pandas(value: Any) -> Any:
         for j, dtype in enumerate(copied.dtypes):
             if isinstance(dtype, pd.CategoricalDtype):
                 _check_categories(dtype)
-            elif isinstance(dtype, np.dtype) and dtype == object:
+            elif isinstance(dtype, np.dtype) and dtype.kind == "O":
                 arr = copied.iloc[:, j].to_numpy(dtype=object)
                 if not _shared_elements(arr):
                     cells.append((j, protect(arr.tolist())))
@@ -1046,7 +1048,7 @@ def _protect_pandas(value: Any) -> Any:
     elif isinstance(copied, pd.Series):
         if isinstance(copied.dtype, pd.CategoricalDtype):
             _check_categories(copied.dtype)
-        elif isinstance(copied.dtype, np.dtype) and copied.dtype == object:
+        elif isinstance(copied.dtype, np.dtype) and copied.dtype.kind == "O":
             arr = copied.to_numpy(dtype=object)
             if not _shared_elements(arr):
                 cells.append(("values", protect(arr.tolist())))

@@ -331,13 +331,17 @@ def _h_tensor(obj: Any, w: _Walk) -> int:
         # Tensors without an accessible storage (nested, functorch wrappers,
         # ...): their logical size is the best estimate available.
         try:
-            return size + obj.nelement() * obj.element_size()
+            logical: int = obj.nelement() * obj.element_size()
         except (RuntimeError, NotImplementedError):
             return size
+        return size + logical
 
 
 def _h_pil(obj: Any, w: _Walk) -> int:
     size = _getsizeof(obj)
+    mode: str
+    width: int
+    height: int
     try:
         mode = obj.mode
         width, height = obj.size

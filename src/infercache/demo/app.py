@@ -31,7 +31,7 @@ import infercache as ic
 
 from . import models
 
-__all__ = ["build_demo", "CITIES", "stats_markdown"]
+__all__ = ["CITIES", "build_demo", "stats_markdown"]
 
 INTRO = """# infercache demo
 Each tab ports one demo of the caching guide to `import infercache as ic`.
@@ -154,7 +154,8 @@ def _sample_images(folder: Path) -> list[str]:
 def _tone(freq: float, seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     envelope = np.minimum(1.0, np.minimum(t, seconds - t) * 40)
-    return (0.3 * np.sin(2 * math.pi * freq * t) * envelope * 32767).astype(np.int16)
+    samples: np.ndarray = (0.3 * np.sin(2 * math.pi * freq * t) * envelope * 32767).astype(np.int16)
+    return samples
 
 
 def _note_of(ch: str) -> float:
@@ -212,7 +213,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         for token in re.findall(r"\S+\s*", reply):
             time.sleep(0.08)
             partial += token
-            yield history + [{"role": "assistant", "content": partial}]
+            yield [*history, {"role": "assistant", "content": partial}]
 
     # -- 4. generator: streaming audio ---------------------------------------------
     @ic.cache
@@ -260,7 +261,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
     saved_manual = [0.0]
     saved_lock = threading.Lock()
 
-    def lookup_city(city: str, c: ic.Cache = ic.Cache(max_size=64)) -> str:
+    def lookup_city(city: str, c: ic.Cache = ic.Cache(max_size=64)) -> str:  # noqa: B008 - the guide's pattern
         """`c.get` / `c.set` under a normalized key: 'Paris', ' paris ' and 'PARIS' share one entry."""
         key = " ".join((city or "").split()).casefold()
         if not key:
@@ -269,7 +270,8 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         if hit is not None:
             with saved_lock:
                 saved_manual[0] += hit["seconds"]
-            return hit["text"] + f"\n\n_From `c.get({key!r})` — the lookup was skipped._"
+            text: str = hit["text"]
+            return text + f"\n\n_From `c.get({key!r})` — the lookup was skipped._"
         start = time.perf_counter()
         time.sleep(SIMULATED_SECONDS)  # a slow geocoding service
         info = CITIES.get(key)
@@ -291,7 +293,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
     def generate(
         prompt: str,
         max_new_tokens: float,
-        c: ic.Cache = ic.Cache(per_session=True, max_memory="512mb"),
+        c: ic.Cache = ic.Cache(per_session=True, max_memory="512mb"),  # noqa: B008 - the guide's pattern
     ) -> tuple[str, str]:
         """Reuse the KV state of the longest cached prompt prefix, then decode greedily."""
         if not prompt:
@@ -369,7 +371,9 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
     def panel(button: gr.Button, markdown: gr.Markdown, fn: Any) -> None:
         button.click(fn, None, markdown, queue=False, show_progress="hidden")
         stats_refreshers.append((markdown, fn))
-    with gr.Blocks(title="infercache demo") as demo:
+
+    demo = gr.Blocks(title="infercache demo")
+    with demo:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             with gr.Tab("Classifier (sync)", id="classify"):
@@ -526,6 +530,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
         demo.load(refresh_all, None, panels, queue=False, show_progress="hidden")
         demo.load(None, None, None, js=_AUTO_REFRESH_JS)
 
+    # The app's cached functions, for the tests to inspect (Blocks has no such attribute).
     demo.infercache_functions = {  # type: ignore[attr-defined]
         "classify": classify, "translate": translate, "chat": chat, "melody": melody,
         "summarize": summarize, "embed": embed, "retrieve": ic.cache(retrieve),

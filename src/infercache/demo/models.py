@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TinyLM", "get_lm", "get_embedder", "warm_up", "PrefillResult"]
+__all__ = ["PrefillResult", "TinyLM", "get_embedder", "get_lm", "warm_up"]
 
 _lock = threading.Lock()
 _lms: dict[str | None, TinyLM] = {}
@@ -80,7 +80,8 @@ class TinyLM:
         """Text of token ids."""
         if self.tokenizer is None:
             return bytes(ids).decode("utf-8", errors="replace")
-        return self.tokenizer.decode(ids)
+        text: str = self.tokenizer.decode(ids)
+        return text
 
     def _forward(self, ids: list[int] | tuple[int, ...], cache: Any) -> tuple[Any, Any]:
         torch = self.torch
@@ -144,5 +145,5 @@ def warm_up(kv_model: str | None = None) -> None:
     try:
         get_lm(kv_model)
         get_embedder()
-    except Exception as exc:  # warming up is best effort; the tab reports real errors
+    except Exception as exc:  # noqa: BLE001 - warming up is best effort; the tab reports real errors
         print(f"infercache demo: model warm-up failed: {exc!r}")

@@ -36,8 +36,8 @@ import stat as stat_mod
 import tempfile
 import threading
 import weakref
-from pathlib import Path, PurePath
 from collections.abc import Callable
+from pathlib import Path, PurePath
 from typing import Any
 
 import gradio.caching as gr_caching
@@ -61,7 +61,8 @@ from .. import hooks
 # Read by infercache:
 #: WeakSet of per-session stores; ``clear_session_caches(hash)`` calls
 #: ``clear_session(hash)`` on each when a page's heartbeat ends.
-_GR_PER_SESSION_STORES = gr_caching._per_session_stores
+#: Its members are duck-typed: Gradio calls only their ``clear_session(hash)``.
+_GR_PER_SESSION_STORES: weakref.WeakSet[Any] = gr_caching._per_session_stores
 #: ContextVar, true while the queue probes an event function for a hit.
 _GR_PROBE_MODE = gr_caching._probe_mode_active
 #: ContextVar holding the current event's ``{"used": bool}`` badge flag (None outside events).
@@ -72,11 +73,11 @@ _GR_MANUAL_CACHE_USED = gr_caching._manual_cache_used
 # the members of the WeakSet above (:class:`_SessionClearer`).
 
 __all__ = [
-    "GradioIntegration",
-    "GradioCacheMixin",
-    "KeptFile",
-    "MAX_KEPT_FILE_BYTES",
     "INTEGRATION",
+    "MAX_KEPT_FILE_BYTES",
+    "GradioCacheMixin",
+    "GradioIntegration",
+    "KeptFile",
 ]
 
 #: Files larger than this are not copied; their path is kept as-is.
@@ -189,7 +190,7 @@ class _Blob:
     gone (its cache entry was evicted, cleared or dropped with its session).
     """
 
-    __slots__ = ("path", "digest", "__weakref__")
+    __slots__ = ("__weakref__", "digest", "path")
 
     def __init__(self, path: str, digest: str) -> None:
         self.path = path
@@ -244,7 +245,7 @@ class KeptFile:
     type the function returned (``str`` or ``Path``).
     """
 
-    __slots__ = ("original", "_abs", "_fp", "_blob", "_lock")
+    __slots__ = ("_abs", "_blob", "_fp", "_lock", "original")
 
     def __init__(self, original: str | PurePath, abs_path: str, fp: tuple[int, ...], blob: _Blob):
         self.original = original
@@ -360,7 +361,7 @@ def _keep(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _rebuild(original: list | tuple, items: list[Any]) -> list | tuple:
+def _rebuild(original: list[Any] | tuple[Any, ...], items: list[Any]) -> list[Any] | tuple[Any, ...]:
     """A container like ``original`` (list, tuple or namedtuple) holding ``items``."""
     if isinstance(original, list):
         return items

@@ -98,7 +98,7 @@ _str_chunks: dict[str, bytes] = {}
 _STR_CHUNKS_MAX = 4096
 
 
-def make_call_key(values: tuple, names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
+def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
     """Key for one call's argument ``values`` in parameter order.
 
     Equal to ``make_key(tuple(values), algorithm=algorithm)``; ``names`` only

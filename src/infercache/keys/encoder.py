@@ -183,7 +183,7 @@ def _enc_memoryview(obj: memoryview, out: Sink) -> None:
     write_buffer(T_BYTES, mv, out)
 
 
-def enc_pyarray(obj: array, out: Sink) -> None:
+def enc_pyarray(obj: array[Any], out: Sink) -> None:
     out += T_PYARRAY
     enc_str(obj.typecode, out)
     if NATIVE_BIG_ENDIAN and obj.itemsize > 1:
@@ -254,7 +254,7 @@ def _ints_packed(obj: Any, out: Sink, tag: bytes) -> None:
     write_buffer(b"", memoryview(packed).cast("B"), out)
 
 
-def enc_list(obj: list, out: Sink) -> None:
+def enc_list(obj: list[Any], out: Sink) -> None:
     if _packable(obj, float):
         _floats_packed(obj, out, T_FLOATS_LIST)
         return
@@ -272,7 +272,7 @@ def enc_list(obj: list, out: Sink) -> None:
     stack.discard(oid)
 
 
-def enc_tuple(obj: tuple, out: Sink) -> None:
+def enc_tuple(obj: tuple[Any, ...], out: Sink) -> None:
     if _packable(obj, float):
         _floats_packed(obj, out, T_FLOATS_TUPLE)
         return
@@ -312,11 +312,11 @@ def _enc_mapping_items(items: Any, n: int, out: Sink) -> None:
             raise
 
 
-def _first(pair: tuple) -> Any:
+def _first(pair: tuple[Any, ...]) -> Any:
     return pair[0]
 
 
-def enc_dict(obj: dict, out: Sink) -> None:
+def enc_dict(obj: dict[Any, Any], out: Sink) -> None:
     stack = out.stack
     oid = id(obj)
     if oid in stack:
@@ -342,11 +342,11 @@ def _enc_set_like(tag: bytes, obj: Any, out: Sink) -> None:
         out += p
 
 
-def _enc_set(obj: set, out: Sink) -> None:
+def _enc_set(obj: set[Any], out: Sink) -> None:
     _enc_set_like(T_SET, obj, out)
 
 
-def _enc_frozenset(obj: frozenset, out: Sink) -> None:
+def _enc_frozenset(obj: frozenset[Any], out: Sink) -> None:
     _enc_set_like(T_FROZENSET, obj, out)
 
 

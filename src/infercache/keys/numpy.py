@@ -6,7 +6,7 @@ Arrays are keyed by dtype, shape and their C-order bytes; object and string
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..libraries import module, module_for
 from .encoder import (
@@ -32,6 +32,9 @@ from .wire import (
     varint,
     write_buffer,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @register_adapter
@@ -89,7 +92,7 @@ def _enc_npdtype(obj: Any, out: Sink) -> None:
     _write_dtype(obj, out)
 
 
-def _by_elements(dt: Any) -> bool:
+def _by_elements(dt: np.dtype[Any]) -> bool:
     return dt.hasobject or dt.kind == "T"
 
 

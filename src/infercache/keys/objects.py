@@ -246,7 +246,7 @@ def _same(obj: Any) -> Any:
     return obj
 
 
-def _ordered_items(obj: Any) -> list:
+def _ordered_items(obj: Any) -> list[tuple[Any, Any]]:
     return list(OrderedDict.items(obj))
 
 
@@ -279,9 +279,13 @@ def _content(write: Encoder, convert: Callable[[Any], Any]) -> Encoder:
     return enc
 
 
+# defaultdict's own slot, which a subclass's attribute of that name cannot hide.
+_DEFAULT_FACTORY: Any = vars(defaultdict)["default_factory"]
+
+
 def _enc_defaultdict(obj: Any, out: Sink) -> None:
     try:
-        encode(defaultdict.default_factory.__get__(obj), out)
+        encode(_DEFAULT_FACTORY.__get__(obj), out)
     except Unencodable as e:
         e.path.append(".default_factory")
         raise
@@ -325,11 +329,10 @@ def _value_builder(t: type) -> Encoder | None:
     A class between ``t`` and the base that keeps state in C (such as
     ``defaultdict`` for ``dict``, were it not listed) is refused.
     """
-    for base, tag, content in _value_bases():
-        if issubclass(t, base):
-            break
-    else:
+    found = next((rule for rule in _value_bases() if issubclass(t, rule[0])), None)
+    if found is None:
         return None
+    base, tag, content = found
     reason = _hidden_state(t, base)
     if reason is not None:
         return unhashable(t, reason)

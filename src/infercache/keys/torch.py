@@ -65,7 +65,7 @@ def _enc_torch_device(obj: Any, out: Sink) -> None:
 
 _NO_ATTRS = T_DICT + varint(0)  # what enc_dict writes for {}
 # (dtype, device, layout, requires_grad) -> their encoding, built once per combination.
-_META: dict[tuple, bytes] = {}
+_META: dict[tuple[Any, ...], bytes] = {}
 
 
 def _meta(x: Any) -> bytes:
