@@ -127,6 +127,21 @@ def test_array_hit_base_is_immutable_bytes():
         hit[0, 0] = 1.0
 
 
+def test_a_cached_array_cannot_be_made_writeable_through_its_base():
+    @ic.cache
+    def zeros(k):
+        return np.zeros(3)
+
+    zeros(1)
+    hit = zeros(1)
+    try:
+        hit.base.flags.writeable = True
+        hit.base[0] = 42.0
+    except (ValueError, AttributeError):
+        pass
+    assert zeros(1).tolist() == [0.0, 0.0, 0.0]
+
+
 def test_structured_dtype_field_names_are_per_caller():
     # A structured dtype's ``names`` can be reassigned in place: a shared dtype
     # object would rename the fields for every later caller.

@@ -29,6 +29,27 @@ def test_series_array_writes_do_not_reach_the_cache(pd):
     assert release(kept_df)[0].tolist() == [1.0, 2.0]
 
 
+def test_writing_to_a_nullable_series_hit_does_not_reach_the_cache(pd):
+    @ic.cache
+    def counts(k):
+        return pd.Series([1, 2], dtype="Int64")
+
+    counts(1)
+    hit = counts(1)
+    hit.values[0] = 99
+    assert counts(1).tolist() == [1, 2]
+
+
+def test_writing_to_a_nullable_frame_column_hit_does_not_reach_the_cache(pd):
+    @ic.cache
+    def frame(k):
+        return pd.DataFrame({"a": pd.array([1, 2], dtype="Int64")})
+
+    frame(1)
+    frame(1)["a"].values[0] = 99
+    assert frame(1)["a"].tolist() == [1, 2]
+
+
 def test_object_cells_are_copied_per_caller(pd):
     big = np.arange(100.0)
     value = pd.DataFrame(
