@@ -225,6 +225,38 @@ def test_pydantic_state_outside_the_fields_is_keyed() -> None:
     assert k(Model(x=1)) == k(Model(x=1))
 
 
+class InnerA(pydantic.BaseModel):
+    v: int
+
+
+class InnerB(pydantic.BaseModel):
+    v: int
+
+
+class Outer(pydantic.BaseModel):
+    inner: InnerA | InnerB
+
+
+class WithExcluded(pydantic.BaseModel):
+    prompt: str
+    temperature: float = pydantic.Field(default=1.0, exclude=True)
+
+
+def test_a_nested_pydantic_models_class_is_part_of_the_key() -> None:
+    @ic.cache
+    def kind(cfg):
+        return type(cfg.inner).__name__
+
+    assert kind(Outer(inner=InnerA(v=1))) == "InnerA"
+    assert kind(Outer(inner=InnerB(v=1))) == "InnerB"
+
+
+def test_a_pydantic_field_excluded_from_dumps_is_part_of_the_key() -> None:
+    a = WithExcluded(prompt="p", temperature=0.1)
+    b = WithExcluded(prompt="p", temperature=0.9)
+    assert make_key(a) != make_key(b)
+
+
 class PairWithNote(NamedTuple("PairBase", [("a", int), ("b", int)])):
     pass
 
@@ -414,6 +446,25 @@ def test_zoneinfo_without_a_key_is_refused() -> None:
     with open(path, "rb") as fh:
         zone = ZoneInfo.from_file(fh)
     assert refused(dt.datetime(2024, 1, 1, tzinfo=zone))
+
+
+def test_a_datetimes_zone_is_part_of_the_key() -> None:
+    from zoneinfo import ZoneInfo
+
+    @ic.cache
+    def half_year_later(when):
+        return (when + dt.timedelta(days=180)).isoformat()
+
+    utc = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)
+    london = dt.datetime(2024, 1, 1, 12, tzinfo=ZoneInfo("Europe/London"))
+    assert half_year_later(utc) == "2024-06-29T12:00:00+00:00"
+    assert half_year_later(london) == "2024-06-29T12:00:00+01:00"  # BST in June
+
+
+def test_an_aware_time_differs_from_the_naive_time() -> None:
+    from zoneinfo import ZoneInfo
+
+    assert make_key(dt.time(12, tzinfo=ZoneInfo("Europe/Paris"))) != make_key(dt.time(12))
 
 
 # ---------------------------------------------------------------- the rule, over generated classes
