@@ -93,7 +93,7 @@ def test_a_dataframe_passed_by_keyword_binds() -> None:
 
 def test_an_array_as_a_parameter_default_binds() -> None:
     @ic.cache
-    def masked(x, mask=np.ones(3)):  # noqa: B008 - the point of the test
+    def masked(x, mask=np.ones(3)):  # an array default: the point of the test
         return float((mask * x).sum())
 
     assert masked(2) == 6.0
@@ -104,7 +104,7 @@ def test_manual_cache_default_parameter_is_left_out_of_the_key() -> None:
     runs = []
 
     @ic.cache
-    def f(x, c=ic.Cache()):  # noqa: B008 - the guide's pattern
+    def f(x, c=ic.Cache()):  # a Cache() default: the guide's pattern
         runs.append(x)
         return x
 

@@ -55,7 +55,7 @@ def test_returned_data_can_be_mutated_freely() -> None:
 def test_works_as_a_default_parameter_shared_across_calls() -> None:
     computed = []
 
-    def lookup(city, c=ic.Cache()):  # noqa: B008 - the guide's pattern
+    def lookup(city, c=ic.Cache()):  # a Cache() default: the guide's pattern
         key = city.strip().lower()
         hit = c.get(key)
         if hit is not None:
