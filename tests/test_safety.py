@@ -583,6 +583,37 @@ def test_register_copier():
     assert len(calls) == 2
 
 
+def test_a_copier_covers_its_exact_type_in_rebuilt_containers_and_can_be_replaced() -> None:
+    class Cell:
+        def __init__(self, data: list[int]) -> None:
+            self.data = data
+
+    class SubCell(Cell):
+        pass
+
+    class Holder:
+        def __init__(self, cell: Cell) -> None:
+            self.cell = cell
+
+    used: list[str] = []
+
+    def first(k: tuple[int, ...]) -> Cell:
+        used.append("first")
+        return Cell(list(k))
+
+    register_copier(Cell, protect=lambda c: tuple(c.data), release=first)
+    release(protect({"a": (Cell([1]),)}))
+    assert used == ["first"]
+    sub = release(protect(SubCell([1])))  # a subclass: deep-copied, the copier is not used
+    held = release(protect(Holder(Cell([2]))))  # inside another object: deep-copied as a whole
+    assert used == ["first"]
+    assert type(sub) is SubCell and sub.data == [1]
+    assert type(held.cell) is Cell and held.cell.data == [2]
+
+    register_copier(Cell, protect=lambda c: tuple(c.data), release=lambda k: Cell([*k, 0]))
+    assert release(protect(Cell([1]))).data == [1, 0]
+
+
 # --------------------------------------------------------------------------- numpy
 
 

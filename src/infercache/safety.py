@@ -1177,11 +1177,23 @@ def register_copier(
     protect: Callable[[Any], Any],
     release: Callable[[Any], Any],
 ) -> None:
-    """Use ``protect(value)`` / ``release(kept)`` for values of exactly ``type_``.
+    """Keep values of exactly ``type_`` with your own copy functions
+    (``infercache.register_copier``, the companion of ``register_hasher``).
 
-    ``protect`` must return something sharing nothing mutable with its
-    argument; ``release`` must return something the caller may mutate.
-    Register ``release=lambda x: x`` for types you know to be immutable.
+    For a type the cache would otherwise deep-copy on the way in and on every
+    hit, or could not copy at all. ``protect(value)`` is called once, when a
+    value enters the cache, and must return a form sharing nothing mutable
+    with ``value`` (its producer may go on changing it). ``release(kept)`` is
+    called for every caller that receives the value (each hit, each caller
+    that joined a running computation) and must return an object that caller
+    may mutate without changing what later callers get. For a type whose
+    instances never change, ``protect=lambda v: v, release=lambda k: k``
+    shares one object with every caller.
+
+    The rule covers values of exactly ``type_`` (not its subclasses), alone
+    or inside the containers the cache rebuilds per caller (lists, tuples,
+    dicts, sets). Inside other objects, which are deep-copied as a whole,
+    ``copy.deepcopy`` copies them. Registering a type again replaces its rule.
     """
     _CUSTOM[type_] = (protect, release)
     _KIND[type_] = _K_CUSTOM
