@@ -8,6 +8,9 @@
   root (git-ignored) for screenshots.
 * :func:`wait_until` polls a condition (no timing assertions: a timeout only
   turns a hang into a clear failure).
+* :func:`client` opens a ``gradio_client`` client (each one a new Gradio
+  session); :func:`wait_started` waits for a slow call to block;
+  :func:`outputs` gives every output a submitted job streamed.
 * :func:`run_event` runs one event through the queue as the browser does and
   returns the server's messages, including the cache flag behind Gradio's
   ``from cache`` / ``used cache`` badges (``gradio_client`` drops it).
@@ -18,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +33,8 @@ from typing import Any
 
 import gradio as gr
 import httpx
+from gradio_client import Client
+from gradio_client.client import Job
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -86,6 +93,23 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def client(url: str) -> Client:
+    """A new client: a new Gradio session."""
+    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ic-client-"))
+
+
+def wait_started(event: threading.Event, job: Job) -> None:
+    """Wait until ``event`` is set, failing early if ``job`` ended instead."""
+    wait_until(lambda: event.is_set() or job.done(), what="the slow call to start")
+    assert event.is_set(), f"the slow call ended before blocking: {job.exception()!r}"
+
+
+def outputs(job: Job) -> list[Any]:
+    """Every output ``job`` produced (each yield of a generator), once it has finished."""
+    job.result()
+    return list(job.outputs())
 
 
 def artifact_path(name: str) -> Path:
