@@ -268,6 +268,20 @@ def test_numpy_token_inputs() -> None:
     assert (5, 6) not in idx
 
 
+def test_token_elements_are_ints_or_numpy_integers_never_bools() -> None:
+    import enum
+
+    class Token(enum.IntEnum):
+        BOS = 1
+
+    assert PrefixIndex.normalize([Token.BOS, 2]) == (1, 2)
+    assert PrefixIndex.kind([1, True]) is None
+    assert PrefixIndex.kind([1, 2.0]) is None
+    np = pytest.importorskip("numpy")
+    assert PrefixIndex.normalize((np.int8(3), 4, np.uint64(5))) == (3, 4, 5)
+    assert PrefixIndex.kind([np.int8(3), np.float32(4)]) is None
+
+
 def test_torch_token_inputs() -> None:
     torch = pytest.importorskip("torch")
     idx = PrefixIndex()

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
 
-from .libraries import loaded
+from .libraries import loaded, module_for
 
 __all__ = ["PrefixIndex", "PrefixKey"]
 
@@ -64,12 +64,23 @@ class _Node:
 
 def _int_element(x: Any) -> int | None:
     """Return ``x`` as a Python int if it is an integer token id, else None."""
-    if isinstance(x, int):
-        return None if isinstance(x, bool) else int(x)
-    np = loaded("numpy")
-    if np is not None and isinstance(x, np.integer):
-        return int(x)
-    return None
+    t = type(x)
+    ok = _TOKEN_TYPES.get(t)
+    if ok is None:
+        ok = _TOKEN_TYPES[t] = _is_token_type(t)
+    return int(x) if ok else None
+
+
+def _is_token_type(t: type) -> bool:
+    """Whether values of type ``t`` are integer token ids: ints (not bools) and numpy integers."""
+    if issubclass(t, int):
+        return not issubclass(t, bool)
+    np = module_for(t, "numpy")
+    return np is not None and issubclass(t, np.integer)
+
+
+# _is_token_type per element type, decided once per type.
+_TOKEN_TYPES: dict[type, bool] = {}
 
 
 def _normalize(key: Any) -> tuple[str, PrefixKey] | None:
