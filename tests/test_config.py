@@ -11,7 +11,14 @@ from infercache.errors import ConfigError, InfercacheError
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [(None, None), (1024, 1024), (2e9, 2_000_000_000), ("512mb", 512_000_000), ("1.5GiB", 1_610_612_736), ("10 KB", 10_000)],
+    [
+        (None, None),
+        (1024, 1024),
+        (2e9, 2_000_000_000),
+        ("512mb", 512_000_000),
+        ("1.5GiB", 1_610_612_736),
+        ("10 KB", 10_000),
+    ],
 )
 def test_memory_bounds_parse(given: object, expected: int | None) -> None:
     assert Settings.of(max_memory=given).max_memory == expected  # type: ignore[arg-type]
@@ -62,7 +69,9 @@ def test_parse_memory(text: object, expected: int | None) -> None:
     assert parse_memory(text) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["lots", "12 parsecs", "mb", "-5mb", 0, -1, "0gb", True, 0.5, float("nan"), float("inf"), "nan gb", "infgb"])
+@pytest.mark.parametrize(
+    "bad", ["lots", "12 parsecs", "mb", "-5mb", 0, -1, "0gb", True, 0.5, float("nan"), float("inf"), "nan gb", "infgb"]
+)
 def test_parse_memory_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_memory(bad)  # type: ignore[arg-type]

@@ -82,7 +82,7 @@ def test_3_max_memory_holds_for_objects_holding_arrays(lib) -> None:
         kv = KV(1_000_000)  # 4 MB
         c.set(f"p{i}", kv=kv)
         kept.append(kv)
-    held = sum(c.get(k)["kv"].k.nbytes for k in c.keys())
+    held = sum(c.get(k)["kv"].k.nbytes for k in c.keys())  # noqa: SIM118 - the guide's Cache.keys(), not a dict
     assert held <= 10_000_000
 
 

@@ -148,7 +148,7 @@ def test_injected_values_are_left_out_of_keys(framework) -> None:
         return x
 
     @ic.cache
-    def h(history: list[dict[str, int]], request: "Injected | None" = None, n: int | None = None):
+    def h(history: list[dict[str, int]], request: Injected | None = None, n: int | None = None):
         runs.append(len(history))
         return history
 

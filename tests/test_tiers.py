@@ -81,7 +81,13 @@ def test_memory_tier_expires_records() -> None:
 
 
 @settings(max_examples=50)
-@given(st.lists(st.tuples(st.sampled_from(["set", "delete", "clear"]), st.sampled_from([b"a/1", b"a/2", b"b/1"]), st.binary(max_size=4))))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "delete", "clear"]), st.sampled_from([b"a/1", b"a/2", b"b/1"]), st.binary(max_size=4)
+        )
+    )
+)
 def test_a_tier_behaves_like_a_dict(ops: list[tuple[str, bytes, bytes]]) -> None:
     tier, model = MemoryTier(), {}
     for op, name, value in ops:

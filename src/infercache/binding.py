@@ -115,7 +115,7 @@ class Signature:
 
 
 def names_type(hint: Any, types: tuple[type, ...]) -> bool:
-    """True when the annotation ``hint`` names one of ``types`` (also inside ``Optional``, ``list[...]``, ``Annotated``)."""
+    """True when the annotation ``hint`` names one of ``types`` (also inside ``Optional``, ``list[...]`` ...)."""
     args = typing.get_args(hint)
     if args:  # Optional[X], X | None, list[X], Annotated[X, ...]
         return any(names_type(arg, types) for arg in args)

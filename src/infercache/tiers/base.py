@@ -51,7 +51,7 @@ class Tier(abc.ABC):
     def clear(self, prefix: bytes = b"") -> int:
         """Remove every record whose name starts with ``prefix``; how many."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most tiers hold nothing to release
         """Release connections or files (the tier is unusable afterwards)."""
 
     async def aget(self, name: bytes) -> bytes | None:
