@@ -84,7 +84,9 @@ def test_memory_tier_expires_records() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["set", "delete", "clear"]), st.sampled_from([b"a/1", b"a/2", b"b/1"]), st.binary(max_size=4)
+            st.sampled_from(["set", "delete", "clear"]),
+            st.sampled_from([b"a/1", b"a/2", b"b/1"]),
+            st.binary(max_size=4),
         )
     )
 )
