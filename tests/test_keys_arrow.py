@@ -16,20 +16,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keys_fixtures import all_distinct, k
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
 
 pa = pytest.importorskip("pyarrow")
-
-
-def k(obj: Any) -> bytes:
-    return make_key(obj)
-
-
-def all_distinct(values: list) -> bool:
-    keys = [k(v) for v in values]
-    return len(set(keys)) == len(keys)
 
 
 def exact(v: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Tests for infercache.keys.numpy beyond plain arrays: dtype parameters, array
+"""Tests for infercache.keys.numpy: arrays of any layout by dtype, shape and
+values; scalars, dtypes, object and masked arrays; dtype parameters, array
 subclasses made outside numpy, business-day calendars."""
 
 from __future__ import annotations
@@ -6,10 +7,88 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from keys_fixtures import all_distinct, k
 
-from infercache.keys import make_key
+from infercache.keys import UnhashableError, make_key
 
 np = pytest.importorskip("numpy")
+
+
+# ---------------------------------------------------------------- plain arrays, scalars and dtypes
+
+
+def test_arrays_are_keyed_by_dtype_shape_and_values() -> None:
+    a = np.arange(6, dtype=np.int64)
+    assert k(a) == k(np.arange(6, dtype=np.int64))
+    assert all_distinct([a, a.reshape(2, 3), a.reshape(3, 2), a.astype(np.int32),
+                         a.astype(np.float64), a + 1, a.tolist(), a[:5]])
+
+
+def test_a_non_contiguous_view_keys_like_its_copy() -> None:
+    base = np.arange(10_000, dtype=np.float32).reshape(100, 100)
+    view = base[::2, 1::3]
+    assert not view.flags.c_contiguous
+    assert k(view) == k(np.ascontiguousarray(view))
+    assert k(base.T) == k(base.T.copy())
+    assert k(base.T) != k(base)
+    big = np.arange(1_000_000, dtype=np.float64).reshape(1000, 1000)
+    assert k(big[:, ::2]) == k(big[:, ::2].copy())
+
+
+def test_one_changed_pixel_changes_an_images_key() -> None:
+    img = np.random.default_rng(1).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
+    copy = img.copy()
+    assert k(img) == k(copy)
+    copy[500, 500, 1] ^= 1
+    assert k(img) != k(copy)
+    assert k(img, algorithm="xxh3") != k(copy, algorithm="xxh3")
+    assert k(img)[:1] == b"\x01" and k(img, algorithm="xxh3")[:1] == b"\x02"
+
+
+class Req:
+    """A plain object for object arrays (module level: a local class cannot be keyed by content)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def test_object_arrays_are_keyed_by_content() -> None:
+    a = np.array([Req("a"), "x", 1], dtype=object)
+    b = np.array([Req("a"), "x", 1], dtype=object)
+    c = np.array([Req("b"), "x", 1], dtype=object)
+    assert k(a) == k(b)
+    assert k(a) != k(c)
+    with pytest.raises(UnhashableError):
+        make_key(np.array([object()], dtype=object))
+
+
+def test_scalars_are_tagged_by_dtype() -> None:
+    assert all_distinct([np.float64(1.0), 1.0, np.float32(1.0), np.int64(1), 1, np.int32(1),
+                         np.bool_(True), True, np.str_("a"), "a", np.array(1.0)])
+    assert k(np.float64(2.5)) == k(np.float64(2.5))
+
+
+def test_structured_and_datetime_dtypes_are_keyed() -> None:
+    dt1 = np.dtype([("a", "<i4"), ("b", "<f8")])
+    dt2 = np.dtype([("x", "<i4"), ("y", "<f8")])
+    a = np.array([(1, 2.0), (3, 4.0)], dtype=dt1)
+    b = np.array([(1, 2.0), (3, 4.0)], dtype=dt2)
+    assert k(a) == k(a.copy())
+    assert k(a) != k(b)
+    dates = np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]")
+    assert k(dates) == k(dates.copy())
+    assert k(dates) != k(dates.astype("datetime64[s]"))
+    assert all_distinct([np.dtype("float32"), np.dtype("float64"), dt1, dt2, np.float32])
+
+
+def test_masked_arrays_key_their_mask() -> None:
+    a = np.ma.array([1, 2, 3], mask=[0, 1, 0])
+    b = np.ma.array([1, 2, 3], mask=[0, 0, 0])
+    assert k(a) != k(b)
+    assert k(a) == k(np.ma.array([1, 2, 3], mask=[0, 1, 0]))
+
+
+# ---------------------------------------------------------------- subclasses, dtype parameters, calendars
 
 
 class Quantity(np.ndarray):

@@ -4,7 +4,9 @@ the object is refused.
 An object is keyed by its class's verified name and its whole Python-level
 state; a class that keeps state in C, or whose name does not lead back to it
 (local or factory-made), is refused unless an adapter or ``register_hasher``
-covers it. Time zones are keyed by name (zone libraries) or by state.
+covers it. Plain objects, slots, enums, dataclasses, subclasses of builtins
+and pydantic models are keyed by class and whole state, never by identity.
+Time zones are keyed by name (zone libraries) or by state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import gc
 import itertools
 import struct
 import sys
@@ -27,21 +30,153 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keys_fixtures import all_distinct, k, refused
 
 import infercache as ic
-from infercache.keys import UnhashableError, make_key, register_hasher
+from infercache.keys import UnhashableError, make_call_key, make_key, register_hasher
+
+# ---------------------------------------------------------------- plain objects and value types
 
 
-def k(obj: Any) -> bytes:
-    return make_key(obj)
+class Req:
+    """A plain request object (module level: a local class cannot be keyed by content)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-def refused(obj: Any) -> bool:
-    try:
-        make_key(obj)
-    except UnhashableError:
-        return True
-    return False
+class OtherReq:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class Slotted:
+    __slots__ = ("a", "__b")  # noqa: RUF023 (a mangled slot name, on purpose)
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a = a
+        self.__b = b
+
+
+class SlottedSubclass(Slotted):
+    __slots__ = ("c",)
+
+    def __init__(self, a: Any, b: Any, c: Any) -> None:
+        super().__init__(a, b)
+        self.c = c
+
+
+def test_plain_objects_are_keyed_by_content_not_identity() -> None:
+    texts = [f"prompt {i % 500}" for i in range(2000)]
+    by_text: dict[str, bytes] = {}
+    for text in texts:
+        req = Req(text)
+        key = make_call_key((req,), ("req",))
+        del req
+        gc.collect(0)
+        if text in by_text:
+            assert by_text[text] == key
+        by_text[text] = key
+    assert len(set(by_text.values())) == len(by_text) == 500
+
+
+def test_plain_objects_are_keyed_by_class_and_state() -> None:
+    assert k(Req("a")) == k(Req("a"))
+    assert all_distinct([Req("a"), Req("b"), OtherReq("a"), {"text": "a"}])
+    r = Req("a")
+    r.extra = [1, 2]
+    assert k(r) != k(Req("a"))
+
+
+def test_slotted_objects_key_every_slot() -> None:
+    assert k(Slotted(1, 2)) == k(Slotted(1, 2))
+    assert all_distinct([Slotted(1, 2), Slotted(2, 1), SlottedSubclass(1, 2, 3), SlottedSubclass(1, 2, 4)])
+    half = Slotted.__new__(Slotted)
+    half.a = 1
+    assert k(half) != k(Slotted(1, None))
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+
+
+def test_enums_are_keyed_by_class_and_value() -> None:
+    assert all_distinct([Color.RED, Color.BLUE, Size.SMALL, 1])
+    assert k(Color.RED) == k(Color(1))
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: Any = None
+
+
+@dataclasses.dataclass
+class OtherPoint:
+    x: int
+    y: Any = None
+
+
+def test_dataclasses_are_keyed_by_class_and_fields() -> None:
+    assert k(Point(1, 2)) == k(Point(1, 2))
+    assert all_distinct([Point(1, 2), Point(2, 1), OtherPoint(1, 2), (1, 2), {"x": 1, "y": 2}])
+    assert k(Point(1, [1, {"a": 2}])) == k(Point(1, [1, {"a": 2}]))
+
+
+@dataclasses.dataclass
+class Job:
+    name: str
+    result: object = dataclasses.field(init=False)
+
+
+def test_dataclass_with_an_unset_init_false_field() -> None:
+    unset = Job("a")
+    done = Job("a")
+    done.result = None
+    assert make_key(Job("a")) == make_key(unset)
+    assert make_key(unset) != make_key(done)
+
+
+class MyStr(str):
+    pass
+
+
+class MyList(list):
+    pass
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+def test_subclasses_of_builtins_key_apart_from_their_bases() -> None:
+    assert all_distinct(["ab", MyStr("ab"), [1], MyList([1]), (1, 2), Pair(1, 2)])
+    assert k(MyStr("ab")) == k(MyStr("ab"))
+    assert k(Pair(1, 2)) == k(Pair(1, 2))
+    assert k(collections.Counter("aab")) == k(collections.Counter("baa"))
+    assert k(collections.deque([1, 2])) != k(collections.deque([2, 1]))
+
+
+class Params(pydantic.BaseModel):
+    prompt: str
+    temperature: float = 0.7
+
+
+class Other(pydantic.BaseModel):
+    prompt: str
+    temperature: float = 0.7
+
+
+def test_pydantic_models_are_keyed_by_class_fields_and_which_were_set() -> None:
+    assert k(Params(prompt="a")) == k(Params(prompt="a"))
+    # Which fields were set is state (model_dump(exclude_unset=True) depends on it).
+    assert k(Params(prompt="a")) != k(Params(prompt="a", temperature=0.7))
+    assert all_distinct([Params(prompt="a"), Params(prompt="b"), Other(prompt="a"),
+                         {"prompt": "a", "temperature": 0.7}])
 
 
 # ---------------------------------------------------------------- state kept in C

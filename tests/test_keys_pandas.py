@@ -14,21 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keys_fixtures import all_distinct, k
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
 
 pd = pytest.importorskip("pandas")
 np = pytest.importorskip("numpy")
-
-
-def k(obj: Any) -> bytes:
-    return make_key(obj)
-
-
-def all_distinct(values: list) -> bool:
-    found = [k(v) for v in values]
-    return len(set(found)) == len(found)
 
 
 # ---------------------------------------------------------------- through the cache
@@ -268,6 +260,37 @@ def test_dtypes_as_values() -> None:
         pd.StringDtype("python"), pd.SparseDtype("int64", 0), pd.SparseDtype("int64", 1),
         np.dtype("int64"),
     ])
+
+
+
+
+def test_frames_key_values_labels_dtypes_and_zones() -> None:
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None], "c": [1.5, float("nan"), 2.0]})
+    assert k(df) == k(df.copy())
+    changed = df.copy()
+    changed.loc[1, "a"] = 5
+    renamed = df.rename(columns={"a": "z"})
+    reindexed = df.set_axis([10, 11, 12])
+    retyped = df.astype({"a": "int32"})
+    assert all_distinct([df, changed, renamed, reindexed, retyped, df[["b", "a", "c"]]])
+    cat = pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])})
+    cat2 = pd.DataFrame({"c": pd.Categorical(["a", "b", "b"])})
+    assert k(cat) == k(cat.copy()) and k(cat) != k(cat2)
+    nullable = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
+    assert k(nullable) == k(nullable.copy())
+    assert k(nullable) != k(pd.DataFrame({"n": pd.array([1, 2, 3], dtype="Int64")}))
+    tz = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")})
+    assert k(tz) == k(tz.copy())
+    assert k(tz) != k(pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="Europe/Paris")}))
+
+
+def test_series_and_indexes_key_name_values_and_labels() -> None:
+    s = pd.Series([1, 2, 3], name="s")
+    assert k(s) == k(s.copy())
+    assert all_distinct([s, s.rename("t"), s.astype(float), pd.Series([1, 2, 4], name="s"),
+                         s.set_axis(["a", "b", "c"]), pd.Index([1, 2, 3]), pd.Index([1, 2, 3], name="s")])
+    assert k(pd.Index(["a", "b"])) == k(pd.Index(["a", "b"]))
+    assert k(pd.Timestamp("2024-01-01")) != k(pd.Timestamp("2024-01-02"))
 
 
 # ---------------------------------------------------------------- a property over extension dtypes

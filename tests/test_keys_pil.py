@@ -1,10 +1,11 @@
-"""Tests for infercache.keys.pil: an image's whole state (info, every frame)."""
+"""Tests for infercache.keys.pil: an image's whole state (mode, size, pixels, palette, info, every frame)."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
+from keys_fixtures import all_distinct, k
 
 from infercache.keys import UnhashableError, make_key
 
@@ -43,3 +44,18 @@ def test_image_subclass_made_outside_pil_is_refused() -> None:
     im = Framed()
     with pytest.raises(UnhashableError, match="outside PIL"):
         make_key(im)
+
+
+def test_images_key_mode_size_pixels_and_palette() -> None:
+    a = Image.new("RGB", (10, 20), (1, 2, 3))
+    assert k(a) == k(Image.new("RGB", (10, 20), (1, 2, 3)))
+    b = a.copy()
+    b.putpixel((5, 5), (9, 9, 9))
+    assert all_distinct([a, b, Image.new("RGB", (20, 10), (1, 2, 3)), a.convert("RGBA"), a.convert("L")])
+    p1 = a.convert("P")
+    p2 = p1.copy()
+    palette = p2.getpalette()
+    palette[0] = (palette[0] + 1) % 256
+    p2.putpalette(palette)
+    assert k(p1) == k(p1.copy())
+    assert k(p1) != k(p2)

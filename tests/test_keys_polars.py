@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keys_fixtures import all_distinct, k
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
@@ -25,15 +26,6 @@ from infercache.keys import UnhashableError, make_key
 pl = pytest.importorskip("polars")
 pa = pytest.importorskip("pyarrow")
 parametric = pytest.importorskip("polars.testing.parametric")
-
-
-def k(obj: Any) -> bytes:
-    return make_key(obj)
-
-
-def all_distinct(values: list) -> bool:
-    keys = [k(v) for v in values]
-    return len(set(keys)) == len(keys)
 
 
 def exact(v: Any) -> Any:
