@@ -1,4 +1,10 @@
-"""``@cache``: function kinds, argument binding, bounds, errors, mutation safety."""
+"""``@cache``: function kinds, wrapping (callable objects, partials, methods,
+runtime wraps), key functions, settings, stats, bounds and ttl, errors, and
+mutation safety of results.
+
+Argument binding has its own tests in ``test_binding.py``; concurrency and
+invalidation in flight are in ``test_flight.py``.
+"""
 
 from __future__ import annotations
 
@@ -458,24 +464,6 @@ def test_dataclass_arguments() -> None:
     assert norm(Point(1, 2)) == norm(Point(1, 2)) == 3
     assert norm(Point(2, 1)) == 3
     assert len(runs) == 2
-
-
-def test_clear_during_a_computation_drops_its_result() -> None:
-    started, release = threading.Event(), threading.Event()
-
-    @ic.cache
-    def slow(x):
-        started.set()
-        release.wait(5)
-        return x
-
-    t = threading.Thread(target=slow, args=(1,))
-    t.start()
-    started.wait(5)
-    slow.cache.clear()  # e.g. the model was reloaded
-    release.set()
-    t.join()
-    assert len(slow.cache) == 0
 
 
 model_calls: list = []

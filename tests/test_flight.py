@@ -1112,6 +1112,24 @@ def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() 
 # -- invalidation while computations are in flight -----------------------------------
 
 
+def test_a_result_computed_across_a_clear_is_not_stored() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @ic.cache
+    def slow(x):
+        started.set()
+        release.wait(5)
+        return x
+
+    t = threading.Thread(target=slow, args=(1,))
+    t.start()
+    started.wait(5)
+    slow.cache.clear()  # e.g. the model was reloaded
+    release.set()
+    t.join()
+    assert len(slow.cache) == 0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_caller_arriving_after_clear_never_gets_a_result_computed_before_it(kind: str) -> None:
     """Callers used to join the computation that started before the clear and get its stale result."""

@@ -1,4 +1,5 @@
-"""``Cache``: get/set/keys/delete/clear, bounds, sessions, prefix lookups, thread safety."""
+"""``Cache``: get/set/keys/delete/clear, bounds and ttl, per-session entries,
+prefix lookups, thread safety, and a ``set`` in progress across invalidations."""
 
 from __future__ import annotations
 
