@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import threading
+import types
 import typing
 import warnings
 from collections import Counter
@@ -1107,6 +1108,101 @@ def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() 
     assert leader and fresh is not call
     flights.finish("k", call, value=1)  # the old leader finishing leaves the new call alone
     assert flights.in_flight() == 1
+
+
+def test_flights_keys_are_independent_and_an_uncontended_call_makes_no_future() -> None:
+    flights = Flights()
+    a, leads_a = flights.join("a")
+    b, leads_b = flights.join("b")
+    assert leads_a and leads_b and a is not b
+    assert a.future is None and b.future is None  # only a contended key pays for a future
+    assert flights.in_flight() == 2
+    flights.finish("a", a, value=1)
+    flights.finish("b", b, value=2)
+    assert flights.in_flight() == 0
+
+
+def test_flights_coroutines_on_the_leaders_thread_follow_instead_of_recursing() -> None:
+    """An event loop's thread runs unrelated tasks: only the context tells recursion apart."""
+    flights = Flights()
+    call, _ = flights.join("k", in_task=True)
+    future, leader = flights.join("k", in_task=True)
+    assert not leader and future is call.future
+    same_thread, leader = flights.join("k")  # a sync caller on the same thread, outside the call
+    assert not leader and same_thread is future
+    flights.finish("k", call, value="v")
+    assert Flights.wait(future) == "v"
+
+
+def test_flights_await_gets_the_value_and_a_cancelled_waiter_leaves_the_call_alone() -> None:
+    flights = Flights()
+    call, _ = flights.join("k")
+    future, _ = flights.join("k", in_task=True)
+
+    async def main():
+        cancelled = asyncio.ensure_future(Flights.await_(future))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert not future.cancelled()
+        waiter = asyncio.ensure_future(Flights.await_(future))
+        await asyncio.sleep(0)
+        settle = threading.Thread(target=flights.finish, args=("k", call), kwargs={"value": 7})
+        settle.start()
+        try:
+            return await asyncio.wait_for(waiter, 10)  # a hang guard, not a timing assertion
+        finally:
+            settle.join()
+
+    assert asyncio.run(main()) == 7
+
+
+def test_flights_join_run_shares_a_live_run_and_never_an_ended_or_stale_one() -> None:
+    flights = Flights()
+    ticket = types.SimpleNamespace(stale=False)
+
+    def make(key: str) -> Run:
+        made: list[Run] = []
+        rec = Recorder()
+        # As the engine does: a run leaves the table when it ends.
+        run = Run(lambda: iter(range(2)), **{**rec.kwargs(), "on_end": lambda: flights.end_run(key, made[0])},
+                  ticket=ticket)
+        made.append(run)
+        return run
+
+    first = flights.join_run("k", lambda: make("k"))
+    assert flights.join_run("k", lambda: make("k")) is first and first.consumers == 2
+    assert flights.join_run("other", lambda: make("other")) is not first  # keys are independent
+    while first.item(len(first.items))[0]:
+        pass
+    second = flights.join_run("k", lambda: make("k"))
+    assert second is not first  # the first run ended
+    flights.end_run("k", first)  # a late end of the old run leaves the new one in place
+    assert flights.join_run("k", lambda: make("k")) is second
+    ticket.stale = True  # what an invalidation of the key does
+    assert flights.join_run("k", lambda: make("k")) is not second
+    assert flights.in_flight() == 2
+
+
+def test_flights_join_run_from_inside_the_runs_own_step_is_recursion() -> None:
+    flights = Flights()
+    rec = Recorder()
+    errors: list = []
+
+    def body():
+        try:
+            flights.join_run("k", make)
+        except RecursionError as exc:
+            errors.append(exc)
+        yield 1
+
+    def make() -> Run:
+        return Run(body, **rec.kwargs())
+
+    run = flights.join_run("k", make)
+    assert run.item(0) == (True, ("kept", 1))
+    assert len(errors) == 1
 
 
 # -- invalidation while computations are in flight -----------------------------------
