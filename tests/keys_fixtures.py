@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from infercache.keys import UnhashableError, make_key
@@ -25,3 +29,12 @@ def refused(obj: Any) -> bool:
     except UnhashableError:
         return True
     return False
+
+
+def keys_in_process(code: str, seed: str) -> list[str]:
+    """The keys ``code`` prints (a JSON list of hex strings) in a fresh interpreter with ``PYTHONHASHSEED=seed``."""
+    env = dict(os.environ, PYTHONHASHSEED=seed)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120
+    )
+    return list(json.loads(result.stdout))

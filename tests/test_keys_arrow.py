@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keys_fixtures import all_distinct, k
+from keys_fixtures import all_distinct, k, keys_in_process
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
@@ -415,16 +414,9 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _run(code: str, seed: str) -> list[str]:
-    env = dict(os.environ, PYTHONHASHSEED=seed)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, check=True, timeout=120)
-    return json.loads(result.stdout)
-
-
 def test_keys_are_the_same_in_every_process() -> None:
-    a = _run(_SCRIPT, "1")
-    b = _run(_SCRIPT, "4242")
+    a = keys_in_process(_SCRIPT, "1")
+    b = keys_in_process(_SCRIPT, "4242")
     here: dict[str, Any] = {}
     exec(_SCRIPT.replace("print(", "result = ("), here)  # noqa: S102 - the same values here
     assert a == b == json.loads(here["result"])
