@@ -78,11 +78,19 @@ class Cache:
             digest=digest,
             name=name,
         )
-        self.per_session = settings.per_session
-        self.digest = settings.digest
         self.engine = Engine(settings, name or "infercache.Cache", label=name or "Cache")
         self._prefixes: dict[str, PrefixIndex] = {}
         self.engine.store.add_listener(self._forget_prefix)
+
+    @property
+    def per_session(self) -> bool:
+        """True when each user session has its own entries (Gradio reads this too)."""
+        return self.engine.settings.per_session
+
+    @property
+    def digest(self) -> str:
+        """The digest keys are made with (``"blake3"`` or ``"xxh3"``)."""
+        return self.engine.settings.digest
 
     @property
     def name(self) -> str:
