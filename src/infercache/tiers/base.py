@@ -11,6 +11,15 @@ store that always stays in front of it. Four verbs, each with an async form:
 - ``clear(prefix) -> int``: remove every record whose name starts with
   ``prefix`` (one function, one session, or all); how many were removed.
 
+Two optional capabilities, with defaults that are correct for any tier:
+
+- ``lease(name, ttl) -> Lease | None``: take the right to compute ``name``
+  across processes (None: another process holds it). The default grants
+  every request (no coordination beyond the process); the disk tier uses an
+  OS file lock, the Redis tier a key with expiry renewed while computing;
+- ``entries(prefix)``: iterate ``(name, size)`` of stored records, for the
+  ``infercache ls|stats`` command (the default lists nothing).
+
 A tier may raise :class:`~infercache.errors.TierError` (or any ``OSError``)
 when its backend fails; the engine catches it, counts it, logs it and goes on
 without the tier (fail open). It never sees Python objects and never decodes
@@ -25,8 +34,27 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Iterator
 
-__all__ = ["Tier"]
+__all__ = ["Lease", "Tier"]
+
+
+class Lease:
+    """The right to compute one entry, held by one process until released (or it dies).
+
+    The base class is the lease of a tier that does not coordinate processes:
+    always granted, nothing to release. A coordinating tier returns a
+    subclass whose :meth:`release` frees the entry for the next process, and
+    which stays held while the holder lives (renewed in the background, or an
+    OS lock), so a holder that dies frees it after at most the lease's expiry.
+    """
+
+    def release(self) -> None:  # noqa: B027 - the uncoordinated lease holds nothing
+        """Give the lease up (only its holder can; idempotent, never raises)."""
+
+    async def arelease(self) -> None:
+        """Async :meth:`release`."""
+        self.release()
 
 
 class Tier(abc.ABC):
@@ -50,6 +78,24 @@ class Tier(abc.ABC):
     @abc.abstractmethod
     def clear(self, prefix: bytes = b"") -> int:
         """Remove every record whose name starts with ``prefix``; how many."""
+
+    def lease(self, name: bytes, ttl: float) -> Lease | None:
+        """Take the lease on computing ``name`` for ``ttl`` seconds (renewed while held), or None if held.
+
+        The default grants every request: processes are not coordinated.
+        """
+        return Lease()
+
+    async def alease(self, name: bytes, ttl: float) -> Lease | None:
+        """Async :meth:`lease`."""
+        return await asyncio.to_thread(self.lease, name, ttl)
+
+    def entries(self, prefix: bytes = b"") -> Iterator[tuple[bytes, int]]:
+        """``(name, size in bytes)`` of each live record whose name starts with ``prefix``.
+
+        For tools (``infercache ls``); the order is unspecified. The default lists nothing.
+        """
+        return iter(())
 
     def close(self) -> None:  # noqa: B027 - optional hook: most tiers hold nothing to release
         """Release connections or files (the tier is unusable afterwards)."""
