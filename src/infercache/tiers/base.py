@@ -49,7 +49,7 @@ class Lease:
     OS lock), so a holder that dies frees it after at most the lease's expiry.
     """
 
-    def release(self) -> None:  # noqa: B027 - the uncoordinated lease holds nothing
+    def release(self) -> None:
         """Give the lease up (only its holder can; idempotent, never raises)."""
 
     async def arelease(self) -> None:
