@@ -21,6 +21,7 @@ from .manual import Cache
 from .safety import register_copier
 from .sessions import clear_session, current_session, session
 from .store import CacheStats
+from .tiers import DiskTier as DiskStore
 
 __all__ = [
     "Cache",
@@ -29,6 +30,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "ConfigError",
+    "DiskStore",
     "InfercacheError",
     "TierError",
     "UnhashableError",

@@ -24,6 +24,7 @@ __all__ = [
     "check_max_size",
     "check_name",
     "check_ttl",
+    "check_version",
     "parse_memory",
 ]
 
@@ -128,6 +129,15 @@ def check_name(name: str | None) -> str | None:
     return name
 
 
+def check_version(version: str | None) -> str | None:
+    """Validate an explicit code ``version`` (a non-empty string, or None to derive it from the code)."""
+    if version is None:
+        return None
+    if not isinstance(version, str) or not version.strip():
+        raise ConfigError(f"version must be a non-empty str (or None to derive it from the code), not {version!r}")
+    return version
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated settings of one cache; build it with :meth:`of`.
@@ -136,7 +146,9 @@ class Settings:
     :class:`infercache.Cache`: ``max_size`` (0 = unlimited), ``max_memory``
     (bytes or None), ``ttl`` (seconds or None), ``per_session``, ``digest``,
     ``name`` (None until the entry point supplies its default) and ``key``
-    (the ``key=`` function of ``@cache``, None for all arguments).
+    (the ``key=`` function of ``@cache``, None for all arguments), ``store``
+    (what ``store=`` named, resolved into a tier by :mod:`infercache.stores`
+    when the engine is built) and ``version`` (None: derived from the code).
     """
 
     max_size: int = 128
@@ -146,6 +158,8 @@ class Settings:
     digest: str = "blake3"
     name: str | None = None
     key: Callable[[dict[str, Any]], Any] | None = None
+    store: Any = None
+    version: str | None = None
 
     @classmethod
     def of(
@@ -158,6 +172,8 @@ class Settings:
         digest: str = "blake3",
         name: str | None = None,
         key: Callable[[dict[str, Any]], Any] | None = None,
+        store: Any = None,
+        version: str | None = None,
     ) -> Settings:
         """Validate raw keyword settings; raises :class:`ConfigError` naming the bad one."""
         if key is not None and not callable(key):
@@ -170,4 +186,6 @@ class Settings:
             digest=check_digest(digest),
             name=check_name(name),
             key=key,
+            store=store,
+            version=check_version(version),
         )

@@ -22,10 +22,13 @@ from . import hooks
 from .binding import Signature
 from .config import Settings
 from .engine import Engine, Framed, Full
-from .errors import CacheKeyError
+from .errors import CacheKeyError, UnhashableError
 from .keys import make_call_key, make_key
+from .log import logger
 from .safety import PASS_THROUGH, release
 from .store import CacheStats
+from .stores import FROM_ENV, StoreSpec, tiers_for
+from .version import captured_state, code_version
 
 __all__ = ["CacheHandle", "CachedFunction", "cache"]
 
@@ -105,6 +108,8 @@ def cache(
     ttl: float | None = None,
     digest: str = "blake3",
     name: str | None = None,
+    store: StoreSpec = FROM_ENV,
+    version: str | None = None,
 ) -> Callable[[Callable[P, R_co]], CachedFunction[P, R_co]]: ...
 
 
@@ -118,6 +123,8 @@ def cache(
     ttl: float | None = None,
     digest: str = "blake3",
     name: str | None = None,
+    store: StoreSpec = FROM_ENV,
+    version: str | None = None,
 ) -> Any:
     """Cache a function's results by the content of its arguments.
 
@@ -140,6 +147,16 @@ def cache(
             from untrusted users) or ``"xxh3"`` (faster, for trusted inputs).
         name: the cache's name in stats and metrics (default: the function's
             qualified name; made unique per process with a ``#2`` suffix).
+        store: where results also live beyond the process: None (memory
+            only), a directory or ``"disk"``, a ``redis://`` / ``rediss://`` /
+            ``unix://`` URL, or a store object (``DiskStore``, ``RedisStore``);
+            by default ``INFERCACHE_STORE``, else memory only. See
+            :mod:`infercache.stores`.
+        version: names the version of the function's results in a store;
+            by default derived from its code (not its line numbers or
+            docstring) and captured state, so an edited function stops
+            serving old results. Set it when results depend on what the code
+            cannot show (a helper, weights, a library version).
 
     Raises :class:`~infercache.errors.ConfigError` (a ``ValueError`` and a
     ``TypeError``) for an invalid setting. The wrapped function gains
@@ -153,6 +170,8 @@ def cache(
         ttl=ttl,
         digest=digest,
         name=name,
+        store=store,
+        version=version,
     )
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,9 +207,31 @@ def _names(func: Callable[..., Any]) -> tuple[str, str]:
     return f"{module}.{label}", label
 
 
-def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
+def _engine(func: Callable[..., Any], settings: Settings) -> Engine:
+    """The engine of a cached function, with the store ``store=`` names and the code version."""
     identity, label = _names(func)
-    engine = Engine(settings, identity, label=label)
+    tiers, codec = tiers_for(settings.store)
+    version = settings.version
+    if tiers and version is None:
+        version = code_version(func)
+        state = captured_state(func)
+        if state:
+            try:
+                version += "-" + make_key(state, algorithm="blake3", where="captured state").hex()[:16]
+            except UnhashableError as exc:
+                logger.warning(
+                    "infercache: %r keeps its results in memory only: what it captures (closure, partial "
+                    "arguments or self) cannot be keyed by content (%s); pass version= to share them",
+                    label,
+                    exc,
+                )
+                tiers, codec = (), None
+    return Engine(settings, identity, label=label, tiers=tiers, codec=codec, version=version or "")
+
+
+def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
+    engine = _engine(func, settings)
+    label = engine.label
     sig = Signature(func, _manual_cache_type())
     names = sig.names
     digest = settings.digest
@@ -201,6 +242,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
     registered = hooks.registered()
     modules = sys.modules
     lookup = engine.lookup if engine.tiers else engine.store.lookup
+    alookup = engine.alookup
     deliver = engine.deliver
     probe_miss = engine.probe_miss
 
@@ -279,7 +321,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integrations = active()
             full = key_or_miss(args, kwargs)
-            entry = lookup(full)
+            entry = await alookup(full) if engine.tiers else lookup(full)
             if entry is not None:
                 return engine.serve(entry)
             probe_miss(integrations)

@@ -28,6 +28,7 @@ as if the tier were not there.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -53,9 +54,9 @@ from .registry import caches
 from .safety import protect, release
 from .sizes import sizeof
 from .store import CacheStats, Entry, Store, Ticket
-from .tiers import Tier
+from .tiers import Lease, Tier
 
-__all__ = ["Engine", "Framed", "Full"]
+__all__ = ["LEASE_SECONDS", "SESSION_TTL", "Engine", "Framed", "Full"]
 
 Full = tuple[str, Hashable]
 """An entry's address in memory: ``(session namespace, key)``."""
@@ -64,6 +65,15 @@ RunT = TypeVar("RunT", Run, AsyncRun)
 
 _perf = time.perf_counter
 _RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
+_NOTHING: Any = object()  # "no tier holds a valid record"
+_POLL_FIRST = 0.005  # seconds between looks at the tiers while another process computes, doubling
+_POLL_MAX = 0.1
+
+LEASE_SECONDS = 15.0
+"""How long a process's claim on computing an entry lasts without renewal (a tier may set its own)."""
+
+SESSION_TTL = 24 * 3600.0
+"""Expiry of a per-session entry in the tiers when the cache has no ``ttl`` (a backstop for dead processes)."""
 
 
 class Framed:
@@ -86,6 +96,8 @@ class Engine:
         label: how messages name the cache (a function's qualified name).
         tiers: storage tiers behind the in-memory store, searched in order.
         codec: turns kept values into records for the tiers (required with tiers).
+        version: the code version that names the cache's entries in the tiers
+            (see :mod:`infercache.version`).
     """
 
     def __init__(
@@ -96,6 +108,7 @@ class Engine:
         label: str | None = None,
         tiers: Sequence[Tier] = (),
         codec: Codec | None = None,
+        version: str = "",
     ) -> None:
         if tiers and codec is None:
             raise ConfigError("a cache with storage tiers needs a codec to write them")
@@ -106,7 +119,7 @@ class Engine:
         self.flights = Flights()
         self.tiers = tuple(tiers)
         self.codec = codec
-        self.keyspace = Keyspace(identity, "", KEY_FORMAT_VERSION)
+        self.keyspace = Keyspace(identity, version, KEY_FORMAT_VERSION)
         self.name = caches.add(self, settings.name or self.label)
         self._reported_unkept = False
 
@@ -167,32 +180,55 @@ class Engine:
         """The live entry of ``full``: from memory, else from the first tier holding it (promoted)."""
         entry = self.store.lookup(full)
         if entry is None and self.tiers:
-            entry = self._from_tiers(full)
+            kept = self._fetch(self._name(full))
+            if kept is not _NOTHING:
+                return self._promote(full, kept)
         return entry
 
-    def _from_tiers(self, full: Full) -> Entry | None:
-        codec = self.codec
-        if codec is None:  # never with tiers (checked in __init__)
-            return None
-        name = self.keyspace.name(full[0], _key_bytes(full[1]))
+    async def alookup(self, full: Full) -> Entry | None:
+        """:meth:`lookup` for async callers: the tiers are read with their async verbs."""
+        entry = self.store.lookup(full)
+        if entry is None and self.tiers:
+            kept = await self._afetch(self._name(full))
+            if kept is not _NOTHING:
+                return self._promote(full, kept)
+        return entry
+
+    def _name(self, full: Full) -> bytes:
+        return self.keyspace.name(full[0], _key_bytes(full[1]))
+
+    def _fetch(self, name: bytes) -> Any:
+        """The kept value stored under ``name`` in the first tier holding a valid record, or ``_NOTHING``."""
         for tier in self.tiers:
-            try:
-                record = tier.get(name)
-            except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
-                logger.warning("infercache: %s tier failed on get (%s: %s)", tier.name, type(exc).__name__, exc)
-                continue
-            if record is None:
-                continue
-            try:
-                kept = codec.loads(name, record)
-            except CorruptEntry as exc:
-                logger.warning("infercache: dropped a %s entry of %r: %s", tier.name, self.label, exc)
-                self._tier_call(tier, "delete", name)
-                continue
-            ticket = self.store.begin(*full)
-            self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=ticket)
-            return self.store.touch(*full)
-        return None
+            kept = self._decode(tier, name, self._tier_call(tier, "get", name))
+            if kept is not _NOTHING:
+                return kept
+        return _NOTHING
+
+    async def _afetch(self, name: bytes) -> Any:
+        """:meth:`_fetch` with the tiers' async verbs."""
+        for tier in self.tiers:
+            kept = self._decode(tier, name, await self._atier_call(tier, "aget", name))
+            if kept is not _NOTHING:
+                return kept
+        return _NOTHING
+
+    def _decode(self, tier: Tier, name: bytes, record: bytes | None) -> Any:
+        """The value of a tier's record, or ``_NOTHING`` (absent, or dropped because it failed verification)."""
+        if record is None or self.codec is None:  # no codec only without tiers (checked in __init__)
+            return _NOTHING
+        try:
+            return self.codec.loads(name, record)
+        except CorruptEntry as exc:
+            logger.warning("infercache: dropped a %s entry of %r: %s", tier.name, self.label, exc)
+            self._tier_call(tier, "delete", name)
+            return _NOTHING
+
+    def _promote(self, full: Full, kept: Any) -> Entry | None:
+        """Store a value read from a tier in memory; its entry (None if memory refused it)."""
+        ticket = self.store.begin(*full)
+        self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=ticket)
+        return self.store.touch(*full)
 
     def _tier_call(self, tier: Tier, verb: str, *args: Any) -> Any:
         try:
@@ -200,6 +236,75 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
             logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
             return None
+
+    async def _atier_call(self, tier: Tier, verb: str, *args: Any) -> Any:
+        # The twin of _tier_call: the same guard around an awaited verb.
+        try:
+            return await getattr(tier, verb)(*args)
+        except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
+            logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
+            return None
+
+    # -- across processes ----------------------------------------------------------
+
+    def _lead_across(self, full: Full) -> tuple[Any, Lease | None]:
+        """Before computing a miss: ``(value, None)`` if another process stored it, else ``(_NOTHING, lease)``.
+
+        Takes the first tier's lease on the entry; while another process
+        holds it, waits (polling the tiers) until its value appears or its
+        lease is released or expires (the holder failed or died): then this
+        process takes the lease and computes. A tier that fails grants the
+        lease, so a backend that is down means computing locally.
+        """
+        name = self._name(full)
+        tier = self.tiers[0]
+        ttl = _lease_ttl(tier)
+        delay = _POLL_FIRST
+        while True:
+            lease = self._take_lease(tier, name, ttl)
+            found = self._fetch(name)  # also after taking it: the holder may have just finished
+            if found is not _NOTHING:
+                _release(lease)
+                return found, None
+            if lease is not None:
+                return _NOTHING, lease
+            time.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+    async def _alead_across(self, full: Full) -> tuple[Any, Lease | None]:
+        """:meth:`_lead_across` for async callers."""
+        # The twin of _lead_across: the same loop, awaiting the tiers and the pause.
+        name = self._name(full)
+        tier = self.tiers[0]
+        ttl = _lease_ttl(tier)
+        delay = _POLL_FIRST
+        while True:
+            try:
+                lease = await tier.alease(name, ttl)
+            except Exception:  # noqa: BLE001 - a failing tier grants the lease: compute locally
+                lease = Lease()
+            found = await self._afetch(name)
+            if found is not _NOTHING:
+                await _arelease(lease)
+                return found, None
+            if lease is not None:
+                return _NOTHING, lease
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+    @staticmethod
+    def _take_lease(tier: Tier, name: bytes, ttl: float) -> Lease | None:
+        try:
+            return tier.lease(name, ttl)
+        except Exception:  # noqa: BLE001 - a failing tier grants the lease: compute locally
+            return Lease()
+
+    def _adopt(self, full: Full, call: Call, kept: Any) -> Any:
+        """Another process computed the value this call leads for: store it, wake the followers, deliver it."""
+        self.store.count_join()
+        self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call)
+        self.flights.finish(full, call, value=kept)
+        return self.deliver(kept)
 
     # -- storing -----------------------------------------------------------------
 
@@ -213,34 +318,53 @@ class Engine:
         raw_key: Any = None,
         extra_size: int = 0,
         on_stored: Callable[[], None] | None = None,
+        through: bool = True,
     ) -> bool:
         """Size a kept value, store it under ``ticket`` and write it through to the tiers.
 
         The store refuses it (False) when an invalidation covered ``ticket``
         meanwhile or it is larger than ``max_memory``. ``on_stored`` runs
-        under the store's lock right after a successful store.
+        under the store's lock right after a successful store. With
+        ``through=False`` the caller writes the tiers itself (async callers,
+        with :meth:`_awrite_through`).
         """
         ns, key = full
         size = sizeof(kept) + sizeof(key) + extra_size
         stored = self.store.set(
             ns, key, kept, size, raw_key=raw_key, cost=cost, ticket=ticket, on_stored=on_stored
         )
-        if stored and self.tiers:
+        if stored and through and self.tiers:
             self._write_through(full, kept)
         return stored
 
-    def _write_through(self, full: Full, kept: Any) -> None:
+    def _record(self, full: Full, kept: Any) -> tuple[bytes, bytes, float | None] | None:
+        """``(name, record, ttl)`` to write for a kept value, or None when it cannot be encoded."""
         codec = self.codec
         if codec is None:  # never with tiers (checked in __init__)
-            return
-        name = self.keyspace.name(full[0], _key_bytes(full[1]))
+            return None
+        name = self._name(full)
         try:
             record = codec.dumps(name, kept)
         except Exception as exc:  # noqa: BLE001 - what cannot be encoded stays in memory only
             logger.info("infercache: an entry of %r stays in memory only (%s: %s)", self.label, type(exc).__name__, exc)
-            return
-        for tier in self.tiers:
-            self._tier_call(tier, "set", name, record, self.settings.ttl)
+            return None
+        ttl = self.settings.ttl
+        if ttl is None and full[0]:
+            ttl = SESSION_TTL  # a session's entries outlive a process that dies before the session closes
+        return name, record, ttl
+
+    def _write_through(self, full: Full, kept: Any) -> None:
+        made = self._record(full, kept)
+        if made is not None:
+            for tier in self.tiers:
+                self._tier_call(tier, "set", *made)
+
+    async def _awrite_through(self, full: Full, kept: Any) -> None:
+        """:meth:`_write_through` with the tiers' async verbs."""
+        made = self._record(full, kept)
+        if made is not None:
+            for tier in self.tiers:
+                await self._atier_call(tier, "aset", *made)
 
     # -- the miss path of functions ----------------------------------------------
 
@@ -283,16 +407,28 @@ class Engine:
         if entry is not None:  # a leader finished between our lookup and our turn
             self.flights.finish(full, call, value=entry.value)
             return self.serve(entry)
-        start = _perf()
-        token = current_work.set((call, current_work.get()))
+        lease = None
+        if self.tiers:
+            try:
+                found, lease = self._lead_across(full)
+            except BaseException as exc:  # interrupted while another process computed
+                self._abandon(full, call, exc)
+                raise
+            if found is not _NOTHING:
+                return self._adopt(full, call, found)
         try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._abandon(full, call, exc)
-            raise
+            start = _perf()
+            token = current_work.set((call, current_work.get()))
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                self._abandon(full, call, exc)
+                raise
+            finally:
+                current_work.reset(token)
+            self._settle(full, call, result, start, integrations)
         finally:
-            current_work.reset(token)
-        self._settle(full, call, result, start, integrations)
+            _release(lease)  # after the result was written through: waiting processes find it
         return result
 
     async def acall(
@@ -317,16 +453,30 @@ class Engine:
         if entry is not None:
             self.flights.finish(full, call, value=entry.value)
             return self.serve(entry)
-        start = _perf()
-        token = current_work.set((call, current_work.get()))
+        lease = None
+        if self.tiers:
+            try:
+                found, lease = await self._alead_across(full)
+            except BaseException as exc:
+                self._abandon(full, call, exc)
+                raise
+            if found is not _NOTHING:
+                return self._adopt(full, call, found)
         try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            self._abandon(full, call, exc)
-            raise
+            start = _perf()
+            token = current_work.set((call, current_work.get()))
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                self._abandon(full, call, exc)
+                raise
+            finally:
+                current_work.reset(token)
+            kept = self._settle(full, call, result, start, integrations, through=False)
+            if kept is not ABANDONED and self.tiers:
+                await self._awrite_through(full, kept)
         finally:
-            current_work.reset(token)
-        self._settle(full, call, result, start, integrations)
+            await _arelease(lease)
         return result
 
     def _followed(self, full: Full, outcome: Any) -> Any:
@@ -347,23 +497,36 @@ class Engine:
             self.flights.finish(full, call)
 
     def _settle(
-        self, full: Full, call: Call, result: Any, start: float, integrations: Sequence[hooks.Integration]
-    ) -> None:
-        """A leader's result: keep it (if it can be kept safely), store it, hand it to the followers."""
+        self,
+        full: Full,
+        call: Call,
+        result: Any,
+        start: float,
+        integrations: Sequence[hooks.Integration],
+        *,
+        through: bool = True,
+    ) -> Any:
+        """A leader's result: keep it (if it can be kept safely), store it, hand it to the followers.
+
+        Returns the kept value when it was stored (``ABANDONED`` otherwise), for
+        an async caller that writes the tiers itself (``through=False``).
+        """
         kept = ABANDONED
         saved = False
+        stored = False
         try:
             try:
                 kept = self.keep(result, integrations)
             except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
                 self.report_unkept(exc, "the result")
             if kept is not ABANDONED:
-                self.save(full, kept, call, cost=_perf() - start)
+                stored = self.save(full, kept, call, cost=_perf() - start, through=through)
                 saved = True  # the store consumed the ticket, stored or not
         finally:
             if not saved:
                 self.store.end(call)
             self.flights.finish(full, call, value=kept)
+        return kept if stored else ABANDONED
 
     # -- the miss path of generators ---------------------------------------------
 
@@ -483,6 +646,28 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<infercache.Engine {self.name!r} {len(self.store)} entries>"
+
+
+def _lease_ttl(tier: Tier) -> float:
+    ttl = getattr(tier, "lease_ttl", None)
+    return float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else LEASE_SECONDS
+
+
+def _release(lease: Lease | None) -> None:
+    if lease is not None:
+        try:
+            lease.release()
+        except Exception as exc:  # noqa: BLE001 - an unreleased lease expires by itself
+            logger.warning("infercache: a lease was not released (%s: %s)", type(exc).__name__, exc)
+
+
+async def _arelease(lease: Lease | None) -> None:
+    # The twin of _release, awaiting the tier's async release.
+    if lease is not None:
+        try:
+            await lease.arelease()
+        except Exception as exc:  # noqa: BLE001 - an unreleased lease expires by itself
+            logger.warning("infercache: a lease was not released (%s: %s)", type(exc).__name__, exc)
 
 
 def _key_bytes(key: Hashable) -> bytes:

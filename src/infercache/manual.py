@@ -11,6 +11,7 @@ time proportional to the prompt, not to the number of entries.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -22,6 +23,7 @@ from .prefix import PrefixIndex
 from .safety import protect, release
 from .sizes import sizeof
 from .store import CacheStats, Entry
+from .stores import FROM_ENV, StoreSpec, tiers_for
 
 __all__ = ["Cache"]
 
@@ -44,7 +46,13 @@ class Cache:
         digest: ``"blake3"`` (default, cryptographic) or ``"xxh3"`` (trusted
             inputs only).
         name: the cache's name in stats and metrics (default ``"Cache"``,
-            made unique per process with a ``#2`` suffix).
+            made unique per process with a ``#2`` suffix). In a store, caches
+            with the same name share entries; an unnamed cache is named there
+            by the module and line that created it.
+        store: where entries also live beyond the process (see
+            :func:`infercache.cache`); by default ``INFERCACHE_STORE``.
+        version: a version for the entries in a store (change it to stop
+            serving what older code stored).
 
     Raises :class:`~infercache.errors.ConfigError` for an invalid setting.
     """
@@ -69,6 +77,8 @@ class Cache:
         ttl: float | None = None,
         digest: str = "blake3",
         name: str | None = None,
+        store: StoreSpec = FROM_ENV,
+        version: str | None = None,
     ) -> None:
         settings = Settings.of(
             max_size=max_size,
@@ -77,8 +87,18 @@ class Cache:
             ttl=ttl,
             digest=digest,
             name=name,
+            store=store,
+            version=version,
         )
-        self.engine = Engine(settings, name or "infercache.Cache", label=name or "Cache")
+        tiers, codec = tiers_for(store)
+        self.engine = Engine(
+            settings,
+            name or _creation_site(),
+            label=name or "Cache",
+            tiers=tiers,
+            codec=codec,
+            version=version or "",
+        )
         self._prefixes: dict[str, PrefixIndex] = {}
         self.engine.store.add_listener(self._forget_prefix)
 
@@ -235,3 +255,18 @@ class Cache:
         s = self.engine.stats()
         mode = ", per_session" if self.per_session else ""
         return f"<infercache.Cache {s.size} entries, {s.memory} bytes{mode}>"
+
+
+def _creation_site() -> str:
+    """``module:line`` of the code that created a Cache: its identity in a store when it has no name.
+
+    The same source creates the same cache in every replica (a default
+    argument ``c=Cache()`` is evaluated once, at its ``def`` line), while two
+    unnamed caches created at different places never share entries.
+    """
+    frame = sys._getframe(1)
+    here = __name__
+    while frame.f_back is not None and frame.f_globals.get("__name__") == here:
+        frame = frame.f_back
+    module = frame.f_globals.get("__name__", "?")
+    return f"{module}:{frame.f_lineno}:Cache"

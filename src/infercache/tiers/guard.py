@@ -1,0 +1,184 @@
+"""A circuit breaker in front of a tier: a backend that is down never makes a call fail or wait.
+
+:class:`Guarded` wraps any :class:`~infercache.tiers.Tier` and has the same
+verbs. A verb that raises (a ``RedisError``, an ``OSError``, a
+:class:`~infercache.errors.TierError`) is answered as if the tier had nothing
+(``get`` -> None, ``set`` -> nothing stored, ``lease`` -> an uncoordinated
+lease, so the caller computes locally), and opens the breaker: for the next
+``cooldown`` seconds every verb skips the tier without touching it, so only
+one call in each window pays a timeout. After the window one call probes the
+tier; success closes the breaker, failure opens it again for twice as long
+(up to ``max_cooldown``). Writes made while the breaker is open are dropped,
+not queued: a cache may always lose entries, and the next miss writes again.
+
+One log line when the tier goes away and one when it comes back, never one
+per call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from ..log import logger
+from .base import Lease, Tier
+
+__all__ = ["Guarded"]
+
+T = TypeVar("T")
+
+
+class Guarded(Tier):
+    """``tier`` behind a circuit breaker (see the module docstring).
+
+    Args:
+        tier: the tier to guard.
+        cooldown: seconds the breaker stays open after the first failure.
+        max_cooldown: the longest window after repeated failures.
+        clock: monotonic seconds (a parameter for tests).
+    """
+
+    def __init__(
+        self,
+        tier: Tier,
+        *,
+        cooldown: float = 1.0,
+        max_cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tier = tier
+        self.name = tier.name
+        self.cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # the breaker is closed when this is in the past and not probing
+        self._window = cooldown
+        self._down = False
+        self._probing = False
+        #: Failed verbs since the tier was guarded (tier errors, for stats).
+        self.errors = 0
+
+    @property
+    def lease_ttl(self) -> float | None:
+        """The guarded tier's lease expiry, if it sets one."""
+        value = getattr(self.tier, "lease_ttl", None)
+        return value if isinstance(value, (int, float)) else None
+
+    @property
+    def available(self) -> bool:
+        """False while the breaker is open (the tier failed recently and is being skipped)."""
+        return not self._down
+
+    def _enter(self) -> bool:
+        """True if this call may use the tier (closed breaker, or the one probe of an open one)."""
+        if not self._down:
+            return True
+        with self._lock:
+            if not self._down:
+                return True
+            if self._probing or self._clock() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def _failed(self, verb: str, exc: BaseException) -> None:
+        with self._lock:
+            self.errors += 1
+            was_down = self._down
+            if was_down:
+                self._window = min(self._window * 2, self.max_cooldown)
+            else:
+                self._window = self.cooldown
+            self._down = True
+            self._probing = False
+            self._open_until = self._clock() + self._window
+        if not was_down:
+            logger.warning(
+                "infercache: %s tier unavailable (%s failed: %s: %s); going on without it, retrying in %.3gs",
+                self.name,
+                verb,
+                type(exc).__name__,
+                exc,
+                self._window,
+            )
+
+    def _succeeded(self) -> None:
+        if not self._down:
+            return
+        with self._lock:
+            if not self._down:
+                return
+            self._down = False
+            self._probing = False
+            self._window = self.cooldown
+        logger.warning("infercache: %s tier is back", self.name)
+
+    def _run(self, verb: str, fallback: T, call: Callable[[], T]) -> T:
+        if not self._enter():
+            return fallback
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
+            self._failed(verb, exc)
+            return fallback
+        self._succeeded()
+        return result
+
+    async def _arun(self, verb: str, fallback: T, call: Callable[[], Any]) -> T:
+        if not self._enter():
+            return fallback
+        try:
+            result: T = await call()
+        except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
+            self._failed(verb, exc)
+            return fallback
+        self._succeeded()
+        return result
+
+    # The sync and async verbs are twins: each forwards to the tier through _run / _arun.
+
+    def get(self, name: bytes) -> bytes | None:
+        return self._run("get", None, lambda: self.tier.get(name))
+
+    def set(self, name: bytes, record: bytes, ttl: float | None = None) -> None:
+        self._run("set", None, lambda: self.tier.set(name, record, ttl))
+
+    def delete(self, name: bytes) -> bool:
+        return self._run("delete", False, lambda: self.tier.delete(name))
+
+    def clear(self, prefix: bytes = b"") -> int:
+        return self._run("clear", 0, lambda: self.tier.clear(prefix))
+
+    def lease(self, name: bytes, ttl: float) -> Lease | None:
+        granted: Lease | None = Lease()  # a tier that is down coordinates nothing: compute locally
+        return self._run("lease", granted, lambda: self.tier.lease(name, ttl))
+
+    def entries(self, prefix: bytes = b"") -> Iterator[tuple[bytes, int]]:
+        none: list[tuple[bytes, int]] = []
+        return iter(self._run("entries", none, lambda: list(self.tier.entries(prefix))))
+
+    async def aget(self, name: bytes) -> bytes | None:
+        return await self._arun("get", None, lambda: self.tier.aget(name))
+
+    async def aset(self, name: bytes, record: bytes, ttl: float | None = None) -> None:
+        await self._arun("set", None, lambda: self.tier.aset(name, record, ttl))
+
+    async def adelete(self, name: bytes) -> bool:
+        return await self._arun("delete", False, lambda: self.tier.adelete(name))
+
+    async def aclear(self, prefix: bytes = b"") -> int:
+        return await self._arun("clear", 0, lambda: self.tier.aclear(prefix))
+
+    async def alease(self, name: bytes, ttl: float) -> Lease | None:
+        granted: Lease | None = Lease()
+        return await self._arun("lease", granted, lambda: self.tier.alease(name, ttl))
+
+    def close(self) -> None:
+        self.tier.close()
+
+    def __repr__(self) -> str:
+        state = "down" if self._down else "up"
+        return f"<infercache.tiers.Guarded {self.tier!r} {state}>"

@@ -1,0 +1,158 @@
+"""A cached function's code version: what changes when its code changes, and only then.
+
+Entries that outlive the process (a directory, a Redis server) are named with
+the version of the code that computed them (see
+:mod:`infercache.keyspace`), so editing a function stops its old results from
+being served, on every replica at once. :func:`code_version` derives it from
+what the function does:
+
+- its bytecode, constants (recursively into nested functions, lambdas and
+  comprehensions), the names and attributes it reads, its variable names and
+  argument layout;
+- not its line numbers, file name or docstring: moving a function in its
+  file, or reformatting comments around it, keeps its entries.
+
+Code is not all that decides what a function returns: a closure's captured
+values, a ``functools.partial``'s bound arguments, a bound method's ``self``
+and a callable object's own state do too, and two functions with the same
+code and name but different captured values must not share entries.
+:func:`captured_state` lists that state; the engine keys it by content into
+the version (or refuses a shared store for it, asking for ``version=``).
+
+What it cannot see: code the function calls (a helper edited elsewhere, a
+model's weights, a library upgrade). Pass ``version=`` to ``@cache`` to name
+the version yourself when those matter.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from collections.abc import Callable
+from typing import Any
+
+import blake3
+
+from .keys import KEY_FORMAT_VERSION
+
+__all__ = ["captured_state", "code_version"]
+
+_SEP = b"\x00"
+_DOCSTRING_FLAG = getattr(inspect, "CO_HAS_DOCSTRING", 0)  # Python 3.14+ flags functions with one
+
+
+def _code_of(func: Any) -> types.CodeType | None:
+    """The code object that runs when ``func`` is called (unwrapping partials, methods, callables)."""
+    seen = 0
+    while seen < 16:
+        seen += 1
+        if isinstance(func, types.CodeType):
+            return func
+        if isinstance(func, functools.partial):
+            func = func.func
+            continue
+        if isinstance(func, (types.MethodType, classmethod, staticmethod)):
+            func = func.__func__
+            continue
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            return code
+        call = None
+        for klass in type(func).__mro__:
+            if "__call__" in klass.__dict__:
+                call = klass.__dict__["__call__"]
+                break
+        if call is None or isinstance(call, (types.WrapperDescriptorType, types.MethodWrapperType)):
+            return None
+        func = call
+    return None
+
+
+def _feed(h: Any, code: types.CodeType, docstring: str | None) -> None:
+    h.update(code.co_code)
+    h.update(_SEP)
+    h.update(
+        repr(
+            (
+                code.co_argcount,
+                code.co_posonlyargcount,
+                code.co_kwonlyargcount,
+                code.co_flags & ~_DOCSTRING_FLAG,
+                code.co_names,
+                code.co_varnames,
+                code.co_freevars,
+                code.co_cellvars,
+            )
+        ).encode()
+    )
+    consts = code.co_consts
+    if docstring is not None and consts and consts[0] == docstring:
+        consts = (None, *consts[1:])  # what the same function without a docstring holds there
+    for const in consts:
+        h.update(_SEP)
+        if isinstance(const, types.CodeType):
+            h.update(b"code:")
+            _feed(h, const, None)
+        else:
+            h.update(f"{type(const).__qualname__}:{const!r}".encode())
+
+
+def code_version(func: Callable[..., Any]) -> str:
+    """A short hex version of ``func``'s code (see the module docstring); ``""`` when it has none.
+
+    A callable without Python code (a builtin, a C extension function) has
+    no derivable version: ``""``, and its entries are kept across edits of
+    anything; name a version with ``version=`` for those.
+    """
+    code = _code_of(func)
+    if code is None:
+        return ""
+    h = blake3.blake3()
+    h.update(f"infercache code version 1, key format {KEY_FORMAT_VERSION}".encode())
+    doc = getattr(func, "__doc__", None)
+    _feed(h, code, doc if isinstance(doc, str) else None)
+    return h.hexdigest()[:16]
+
+
+def captured_state(func: Any) -> tuple[Any, ...]:
+    """The state besides arguments and code that ``func``'s results depend on.
+
+    Closure cell contents, partial arguments and keywords, a bound method's
+    ``self`` and a callable object itself (its attributes), gathered through
+    the same unwrapping as :func:`code_version`. Empty for a plain
+    module-level function.
+    """
+    state: list[Any] = []
+    seen = 0
+    while seen < 16:
+        seen += 1
+        if isinstance(func, functools.partial):
+            state.append(("partial", func.args, dict(func.keywords)))
+            func = func.func
+            continue
+        if isinstance(func, types.MethodType):
+            state.append(("self", func.__self__))
+            func = func.__func__
+            continue
+        if isinstance(func, (classmethod, staticmethod)):
+            func = func.__func__
+            continue
+        if isinstance(func, (types.FunctionType, types.BuiltinFunctionType)):
+            cells = getattr(func, "__closure__", None) or ()
+            # A cell may be empty (a name assigned after the closure was made).
+            state.extend(("cell", c.cell_contents if _filled(c) else None) for c in cells)
+            return tuple(state)
+        if getattr(func, "__code__", None) is not None:
+            return tuple(state)
+        state.append(("object", func))
+        return tuple(state)
+    return tuple(state)
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - reading it is the test
+    except ValueError:
+        return False
+    return True
