@@ -23,14 +23,19 @@ patching Gradio:
   parameters and connects the heartbeat for per-session ones.
 * **Files.** Outputs naming files (paths, ``FileData``) are kept by content in
   infercache's own temporary directory, so a hit still serves the right bytes
-  after the original temporary file was deleted, cleaned or overwritten.
+  after the original temporary file was deleted, cleaned or overwritten. In a
+  persistent or shared tier they are stored by content (the bytes travel in
+  the record) and rematerialized on a hit, after a restart or on another
+  replica.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
+import operator
 import os
+import pickle
 import shutil
 import stat as stat_mod
 import tempfile
@@ -38,7 +43,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, SupportsIndex
 
 import gradio.caching as gr_caching
 from gradio.context import LocalContext
@@ -164,9 +169,16 @@ _files_lock = threading.Lock()
 _files_root: Path | None = None
 _blobs: weakref.WeakValueDictionary[tuple[str, str], _Blob] = weakref.WeakValueDictionary()
 
+#: Longest file name (in bytes) a kept copy may have: the usual file-system limit.
+_MAX_NAME_BYTES = 255
+
 
 def _root() -> Path:
-    """infercache's own directory for kept file copies (created on first use)."""
+    """infercache's own directory for kept file copies (created on first use).
+
+    It is under :func:`tempfile.gettempdir`, which Gradio allows an app to
+    serve files from, and it is removed when the process exits.
+    """
     global _files_root
     with _files_lock:
         if _files_root is None or not _files_root.is_dir():
@@ -202,9 +214,22 @@ def _fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+def _hasher() -> Any:
+    """The content digest naming kept copies (one per distinct content and name)."""
+    return hashlib.blake2b(digest_size=20)
+
+
+def _file_digest(path: str) -> str:
+    h = _hasher()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return str(h.hexdigest())
+
+
 def _copy_and_hash(src: str, dst_dir: Path) -> tuple[str, str]:
     """Copy ``src`` into ``dst_dir`` under a temporary name; return (digest, staging path)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = _hasher()
     fd, staging = tempfile.mkstemp(dir=dst_dir, prefix="staging-")
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
@@ -214,25 +239,92 @@ def _copy_and_hash(src: str, dst_dir: Path) -> tuple[str, str]:
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
-    return h.hexdigest(), staging
+    return str(h.hexdigest()), staging
+
+
+def _write_staging(data: memoryview, dst_dir: Path) -> str:
+    """Write ``data`` into ``dst_dir`` under a temporary name; return that path."""
+    fd, staging = tempfile.mkstemp(dir=dst_dir, prefix="staging-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return staging
+
+
+def _live_blob(digest: str, name: str) -> _Blob | None:
+    """The kept copy of this content under this name, if this process still holds it (call under the lock)."""
+    blob = _blobs.get((digest, name))
+    return blob if blob is not None and os.path.isfile(blob.path) else None
+
+
+def _install(root: Path, staging: str, digest: str, name: str) -> _Blob:
+    """Move a staged copy to ``root/<digest>/<name>`` atomically; the existing blob if one is live."""
+    with _files_lock:
+        blob = _live_blob(digest, name)
+        if blob is not None:
+            os.unlink(staging)
+            return blob
+        target_dir = root / digest
+        target = str(target_dir / name)
+        for attempt in range(2):
+            target_dir.mkdir(exist_ok=True)
+            try:
+                os.replace(staging, target)
+                break
+            except FileNotFoundError:
+                # A finalized blob of the same content under another name may
+                # remove the (then empty) digest directory between the two calls.
+                if attempt:
+                    raise
+        blob = _Blob(target, digest)
+        _blobs[(digest, name)] = blob
+        return blob
 
 
 def _keep_blob(src: str) -> _Blob:
     root = _root()
     digest, staging = _copy_and_hash(src, root)
-    name = os.path.basename(src) or "file"
+    return _install(root, staging, digest, os.path.basename(src) or "file")
+
+
+def _safe_name(name: object) -> str:
+    """``name`` when it is a plain file name (no directory part, not ``.``/``..``); else ValueError.
+
+    Names of kept copies come from stored records; the record is
+    authenticated, but the name still must not lead out of the blob root.
+    """
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or os.path.basename(name) != name
+    ):
+        raise ValueError(f"a kept file's name must be a plain file name, not {name!r}")
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeError as exc:
+        raise ValueError(f"a kept file's name cannot be encoded: {name!r}") from exc
+    if size > _MAX_NAME_BYTES:
+        raise ValueError(f"a kept file's name is longer than {_MAX_NAME_BYTES} bytes")
+    return name
+
+
+def _blob_from_bytes(data: memoryview, name: str) -> _Blob:
+    """The kept copy holding ``data`` under ``name`` in this process's blob root (written if needed)."""
+    h = _hasher()
+    h.update(data)
+    digest = str(h.hexdigest())
     with _files_lock:
-        blob = _blobs.get((digest, name))
-        if blob is not None and os.path.isfile(blob.path):
-            os.unlink(staging)
-            return blob
-        target_dir = root / digest
-        target_dir.mkdir(exist_ok=True)
-        target = str(target_dir / name)
-        os.replace(staging, target)
-        blob = _Blob(target, digest)
-        _blobs[(digest, name)] = blob
+        blob = _live_blob(digest, name)
+    if blob is not None:
         return blob
+    root = _root()
+    return _install(root, _write_staging(data, root), digest, name)
 
 
 class KeptFile:
@@ -243,15 +335,36 @@ class KeptFile:
     example by Gradio's ``delete_cache``); and returns the private copy when
     the original path now holds other content. The returned value has the
     type the function returned (``str`` or ``Path``).
+
+    A kept file pickles **by content** (for the persistent and shared tiers):
+    the record carries the bytes, the original path and the file name, and
+    unpickling writes the bytes into this process's blob root (the same
+    content and name share one copy). Such a kept file was written by another
+    process (or an earlier run): its original path is returned only when it
+    holds the same bytes here, and is never created; otherwise the hit serves
+    the private copy, which Gradio serves like any file under the system's
+    temporary directory.
     """
 
-    __slots__ = ("_abs", "_blob", "_fp", "_lock", "original")
+    __slots__ = ("_abs", "_blob", "_fp", "_lock", "_owned", "original")
 
-    def __init__(self, original: str | PurePath, abs_path: str, fp: tuple[int, ...], blob: _Blob):
+    def __init__(
+        self,
+        original: str | PurePath,
+        abs_path: str,
+        fp: tuple[int, ...] | None,
+        blob: _Blob,
+        *,
+        owned: bool = True,
+    ) -> None:
         self.original = original
         self._abs = abs_path
+        #: Fingerprint of the original file when it holds the kept bytes;
+        #: None: not checked yet; (): checked, it does not.
         self._fp = fp
         self._blob = blob
+        #: True when this process's function wrote the original path (it may be re-created).
+        self._owned = owned
         self._lock = threading.Lock()
 
     @property
@@ -264,6 +377,15 @@ class KeptFile:
             return type(self.original)(path)
         return path
 
+    def _holds_kept_bytes(self, st: os.stat_result) -> bool:
+        """Whether the original path (stat ``st``) holds exactly the kept bytes."""
+        try:
+            if not stat_mod.S_ISREG(st.st_mode) or st.st_size != os.path.getsize(self._blob.path):
+                return False
+            return _file_digest(self._abs) == self._blob.digest
+        except OSError:
+            return False
+
     def materialize(self) -> str | PurePath:
         """The path a hit returns; it exists and holds the kept bytes."""
         with self._lock:
@@ -271,9 +393,12 @@ class KeptFile:
                 st = os.stat(self._abs)
             except OSError:
                 st = None
-            if st is not None and _fingerprint(st) == self._fp:
-                return self.original
-            if st is None:
+            if st is not None:
+                if self._fp is None:
+                    self._fp = _fingerprint(st) if self._holds_kept_bytes(st) else ()
+                if _fingerprint(st) == self._fp:
+                    return self.original
+            elif self._owned:
                 try:
                     parent = os.path.dirname(self._abs)
                     os.makedirs(parent, exist_ok=True)
@@ -287,6 +412,24 @@ class KeptFile:
                     pass
             return self._as_original_type(self._blob.path)
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """Pickle by content: the kept bytes (out of band from protocol 5), the original path, the name.
+
+        Raises :class:`pickle.PicklingError` when the private copy is gone
+        (the entry then stays in this process's memory only).
+        """
+        try:
+            with open(self._blob.path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise pickle.PicklingError(
+                f"the kept copy of the file output {self.original!r} is gone ({exc.strerror}); "
+                "it cannot be stored by content"
+            ) from exc
+        name = os.path.basename(self._blob.path)
+        payload: Any = pickle.PickleBuffer(data) if operator.index(protocol) >= 5 else data
+        return (_restore_kept_file, (payload, self.original, self._abs, name))
+
     # A kept file is immutable from the cache's point of view: copies share it.
     def __copy__(self) -> KeptFile:
         return self
@@ -296,6 +439,15 @@ class KeptFile:
 
     def __repr__(self) -> str:
         return f"KeptFile({self.original!r})"
+
+
+def _restore_kept_file(data: Any, original: Any, abs_path: Any, name: Any) -> KeptFile:
+    """Unpickle a :class:`KeptFile`: its bytes go into this process's blob root, and nowhere else."""
+    if not isinstance(original, (str, PurePath)) or not isinstance(abs_path, str) or not os.path.isabs(abs_path):
+        raise ValueError("a kept file's record does not name its original path")
+    with memoryview(data) as view, view.cast("B") as octets:
+        blob = _blob_from_bytes(octets, _safe_name(name))
+    return KeptFile(original, abs_path, None, blob, owned=False)
 
 
 def _as_file(value: Any) -> tuple[str, os.stat_result] | None:
@@ -401,6 +553,9 @@ class _WithFiles:
     this marker tells :meth:`GradioIntegration.load_output` to walk the rest.
     The core deep-copies it (an unknown type), which copies every container
     and value inside while sharing the immutable :class:`KeptFile` leaves.
+    It pickles as a plain object; its :class:`KeptFile` leaves (also inside
+    ``FileData``) pickle by content, so the whole output reaches the
+    persistent and shared tiers.
     """
 
     def __init__(self, value: Any) -> None:
