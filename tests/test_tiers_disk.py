@@ -1,4 +1,5 @@
-"""The disk tier beyond the shared contract: restarts, processes, budget, crashes, damage, expiry."""
+"""The disk tier beyond the shared contract: restarts, processes, budget, crashes, damage, expiry,
+cross-process leases (OS file locks) and listing."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from infercache.errors import TierError
-from infercache.tiers import DiskTier
+from infercache.tiers import DiskTier, Lease
 
 BIG = 200 * 1024  # above the default inline_max: stored in a file
 
@@ -271,4 +272,195 @@ def test_threads_share_one_tier(path: Path) -> None:
     assert errors == []
     assert len(tier) == 160
     assert tier.clear(b"t1/") == 40
+    tier.close()
+
+
+# -- leases ------------------------------------------------------------------
+
+HOLD_LEASE = """
+    import sys
+    from infercache.tiers import DiskTier
+    t = DiskTier(sys.argv[1])
+    lease = t.lease(sys.argv[2].encode(), 30.0)
+    print("held" if lease is not None else "refused", flush=True)
+    sys.stdin.readline()  # until the parent says so (or kills this process)
+    if lease is not None:
+        lease.release()
+    print("released", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def hold_lease_in_child(path: Path, name: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_LEASE), str(path), name],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == "held\n"
+    return child
+
+
+def finish(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.communicate(timeout=30)
+
+
+def test_a_lease_held_by_another_process_is_refused_until_released(path: Path, tier: DiskTier) -> None:
+    child = hold_lease_in_child(path, "job")
+    try:
+        assert tier.lease(b"job", 30.0) is None
+        other = tier.lease(b"another job", 30.0)  # one lock per name
+        assert other is not None
+        other.release()
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "released\n"
+        mine = tier.lease(b"job", 30.0)
+        assert mine is not None
+        mine.release()
+    finally:
+        finish(child)
+
+
+def test_a_lease_is_freed_at_once_when_its_holder_is_killed(path: Path, tier: DiskTier) -> None:
+    child = hold_lease_in_child(path, "job")
+    try:
+        assert tier.lease(b"job", 3600.0) is None
+        child.kill()  # SIGKILL: no release, no cleanup; the ttl (an hour) is not waited for
+        child.wait(timeout=30)
+        mine = tier.lease(b"job", 3600.0)
+        assert mine is not None
+        mine.release()
+    finally:
+        finish(child)
+
+
+def test_a_released_lease_can_be_taken_again_and_release_is_idempotent(tier: DiskTier) -> None:
+    first = tier.lease(b"job", 30.0)
+    assert first is not None
+    assert tier.lease(b"job", 30.0) is None
+    first.release()
+    first.release()  # a second release does nothing (and never raises)
+    second = tier.lease(b"job", 30.0)
+    assert second is not None
+    first.release()  # the first lease's late release does not free the second one
+    assert tier.lease(b"job", 30.0) is None
+    second.release()
+
+
+def test_two_threads_asking_for_one_lease_get_it_once(tier: DiskTier) -> None:
+    barrier = threading.Barrier(2)
+    granted: list[Lease | None] = []
+
+    def ask() -> None:
+        barrier.wait()
+        granted.append(tier.lease(b"job", 30.0))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    held = [lease for lease in granted if lease is not None]
+    assert len(granted) == 2
+    assert len(held) == 1
+    held[0].release()
+
+
+def lock_files(path: Path) -> list[Path]:
+    return sorted((path / "locks").iterdir())
+
+
+def test_sweep_removes_old_unheld_lock_files_and_keeps_held_ones(path: Path, tier: DiskTier) -> None:
+    held = tier.lease(b"held", 30.0)
+    assert held is not None
+    done = tier.lease(b"done", 30.0)
+    assert done is not None
+    done.release()
+    old = time.time() - 7200
+    for file in lock_files(path):
+        os.utime(file, (old, old))
+    young = tier.lease(b"young", 30.0)  # its file is new
+    assert young is not None
+    young.release()
+    assert len(lock_files(path)) == 3
+    assert tier.sweep() == 1  # "done": old and free
+    assert len(lock_files(path)) == 2
+    assert tier.lease(b"held", 30.0) is None  # still excluded after the sweep
+    held.release()
+    assert tier.sweep(older_than=-60) == 2
+    assert lock_files(path) == []
+    again = tier.lease(b"done", 30.0)  # a swept name is simply created again
+    assert again is not None
+    assert tier.lease(b"done", 30.0) is None
+    again.release()
+
+
+def test_a_lease_taken_on_a_lock_file_unlinked_under_it_starts_over(path: Path, tier: DiskTier) -> None:
+    # The race sweep() opens: a process opens the lock file, sweep unlinks it (it was
+    # unheld), another process creates a new file at the path and locks it, then the
+    # first process locks the file it opened. That lock is on a file nobody else can
+    # find, so it must not count as the lease. A FIFO holds the first process in its
+    # open() while the rest happens (opening a FIFO to read waits for a writer).
+    taker = DiskTier(path)  # its own tier: as another process would
+    first = tier.lease(b"job", 30.0)
+    assert first is not None
+    first.release()
+    (lock_path,) = lock_files(path)
+    spare = path / "spare"
+    for _attempt in range(20):
+        lock_path.unlink()
+        os.mkfifo(lock_path)
+        os.link(lock_path, spare)  # a second name, to wake the opener after the first one is gone
+        result: list[object] = []
+        thread = threading.Thread(target=lambda out=result: out.append(taker.lease(b"job", 30.0)))
+        thread.start()
+        time.sleep(0.05)  # lets it reach open(); if it did not, this attempt is retried
+        lock_path.unlink()  # what sweep() does to an unheld lock file
+        holder = tier.lease(b"job", 30.0)  # another process takes the name on a new file
+        assert holder is not None
+        try:
+            writer = os.open(spare, os.O_WRONLY | os.O_NONBLOCK)  # wakes a reader blocked in open()
+        except OSError:  # no reader waiting yet: the taker opened the new file instead
+            writer = -1
+        thread.join(timeout=30)
+        if writer >= 0:
+            os.close(writer)
+        spare.unlink()
+        woken = writer >= 0
+        assert result == [None]  # excluded by the holder either way
+        holder.release()
+        if woken:
+            break
+    else:
+        pytest.fail("the taker never reached open() before the unlink")
+    taker.close()
+
+
+# -- listing -----------------------------------------------------------------
+
+
+def test_entries_lists_exactly_the_live_records_under_a_prefix_from_the_index(path: Path) -> None:
+    clock = FakeClock()
+    tier = DiskTier(path, inline_max=1000, clock=clock)
+    tier.set(b"f/a", b"a" * 10)
+    tier.set(b"f/big", b"b" * 5000)  # in a file
+    tier.set(b"f/short", b"s" * 20, ttl=5)
+    tier.set(b"f/long", b"l" * 30, ttl=50)
+    tier.set(b"g/other", b"o" * 40)
+    tier.set(b"f", b"not under f/")
+    for i in range(1100):  # more than one page of rows
+        tier.set(b"f/many/%04d" % i, b"m" * (i % 7))
+    for file in (path / "data").iterdir():
+        file.unlink()  # sizes come from the index: the records are never opened
+    clock.now += 10
+    listed = list(tier.entries(b"f/"))
+    expected = {b"f/a": 10, b"f/big": 5000, b"f/long": 30} | {b"f/many/%04d" % i: i % 7 for i in range(1100)}
+    assert len(listed) == len(expected)
+    assert dict(listed) == expected
+    assert sorted(name for name, _ in tier.entries()) == sorted([*expected, b"g/other", b"f"])
+    assert list(tier.entries(b"h/")) == []
     tier.close()

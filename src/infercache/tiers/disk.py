@@ -6,6 +6,7 @@ Layout of the directory::
     <path>/index.sqlite3-wal    SQLite's write-ahead log (and -shm, its index)
     <path>/data/<token>         one file per large record
     <path>/data/<token>.tmp     a large record being written (never read)
+    <path>/locks/<hash>         one lock file per entry being computed (see :meth:`DiskTier.lease`)
 
 Each row holds the entry's name, its size in bytes, its expiry and last
 access (seconds of ``clock``, the wall clock by default, since processes and
@@ -57,6 +58,12 @@ deleted database is lost, but no entry is ever half there.
 A database that exists but is not readable as one (overwritten, truncated)
 is not repaired: every verb raises TierError until it is deleted, after
 which it is recreated.
+
+Cross-process single-flight (:meth:`DiskTier.lease`) is an OS file lock
+(``flock``) on ``locks/<hash of the name>``: the kernel drops it when its
+holder exits or is killed, so a dead holder never blocks the others and no
+expiry is needed. Lock files are empty and may be left behind;
+:meth:`DiskTier.sweep` removes the old unlocked ones.
 """
 
 from __future__ import annotations
@@ -65,13 +72,19 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import blake3
+
 from ..errors import TierError
-from .base import Tier
+from .base import Lease, Tier
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = ["DiskTier"]
 
@@ -98,11 +111,27 @@ CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF size ON entries
 
 _DB = "index.sqlite3"
 _DATA = "data"
+_LOCKS = "locks"
 _TMP = ".tmp"
 _SELECT_FROM = "SELECT file FROM entries WHERE name >= ?"
 _DELETE_FROM = "DELETE FROM entries WHERE name >= ?"
 _SELECT_RANGE = "SELECT file FROM entries WHERE name >= ? AND name < ?"
 _DELETE_RANGE = "DELETE FROM entries WHERE name >= ? AND name < ?"
+#: (first page, next pages) of a listing of live rows, without and with an upper bound on the name.
+_LIST_FROM = (
+    "SELECT name, size FROM entries WHERE name >= ?"
+    " AND (expires IS NULL OR expires > ?) ORDER BY name LIMIT ?",
+    "SELECT name, size FROM entries WHERE name > ?"
+    " AND (expires IS NULL OR expires > ?) ORDER BY name LIMIT ?",
+)
+_LIST_RANGE = (
+    "SELECT name, size FROM entries WHERE name >= ? AND name < ?"
+    " AND (expires IS NULL OR expires > ?) ORDER BY name LIMIT ?",
+    "SELECT name, size FROM entries WHERE name > ? AND name < ?"
+    " AND (expires IS NULL OR expires > ?) ORDER BY name LIMIT ?",
+)
+#: Rows per query when listing entries (bounds memory; no read transaction spans the iteration).
+_LIST_BATCH = 512
 #: Rows evicted per query while over budget.
 _EVICT_BATCH = 64
 
@@ -113,6 +142,47 @@ def _after(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _lock_file_name(name: bytes) -> str:
+    """The lock file of entry ``name``: 128 bits of its BLAKE3 hash in hex (names may be long or hold any byte)."""
+    return blake3.blake3(name).hexdigest()[:32]
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (it may have been unlinked, or unlinked and recreated)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+
+class _FileLease(Lease):
+    """A held ``flock`` on one lock file; :meth:`release` unlocks and closes it.
+
+    Dropping the object without releasing it releases it too (the lock
+    belongs to the open file description, which dies with the descriptor).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._mutex = threading.Lock()
+
+    def release(self) -> None:
+        with self._mutex:
+            fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        if sys.platform != "win32":
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
 
 
 class _Local(threading.local):
@@ -160,6 +230,7 @@ class DiskTier(Tier):
         self._clock = clock
         self._db = self.path / _DB
         self._data = self.path / _DATA
+        self._locks = self.path / _LOCKS
         self._local = _Local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -182,6 +253,7 @@ class DiskTier(Tier):
     def _open(self) -> None:
         """Create the directory and schema if missing; note the database's identity."""
         self._data.mkdir(parents=True, exist_ok=True)
+        self._locks.mkdir(exist_ok=True)
         if not self._db.exists():
             # A log left by a deleted database would be replayed into the new one.
             for suffix in ("-wal", "-shm"):
@@ -439,13 +511,126 @@ class DiskTier(Tier):
         self._unlink([file for (file,) in rows if file is not None])
         return len(rows)
 
+    def entries(self, prefix: bytes = b"") -> Iterator[tuple[bytes, int]]:
+        """``(name, size)`` of each unexpired record whose name starts with ``prefix``, in name order.
+
+        Read from the index alone: no record is opened. Rows come in pages,
+        each its own query, so a long listing keeps no read transaction open
+        (one would stop SQLite from checkpointing its log while the caller
+        works) and holds at most one page in memory; a page sees what other
+        processes wrote before it was read.
+        """
+        upper = _after(prefix)
+        sql, sql_next = _LIST_FROM if upper is None else _LIST_RANGE
+        lower = prefix
+        now = self._clock()
+        while True:
+            params: tuple[bytes | float | int, ...] = (lower,) if upper is None else (lower, upper)
+            with self._errors():
+                rows = self._conn().execute(sql, (*params, now, _LIST_BATCH)).fetchall()
+            for name, size in rows:
+                yield bytes(name), int(size)
+            if len(rows) < _LIST_BATCH:
+                return
+            sql, lower = sql_next, bytes(rows[-1][0])
+
+    # -- cross-process leases ------------------------------------------------
+
+    def lease(self, name: bytes, ttl: float) -> Lease | None:
+        """Take the right to compute ``name`` across processes: an exclusive OS file lock, or None if held.
+
+        The lock is ``flock(LOCK_EX | LOCK_NB)`` on ``locks/<hash of name>``
+        (created if missing). It never waits: a refused caller waits for the
+        entry itself. It belongs to the open file, so another thread of this
+        process asking for the same name is refused too, and the OS drops it
+        when its holder's process ends in any way (SIGKILL included), so
+        ``ttl`` is not needed and not used: nothing expires, a dead holder
+        frees the name at once.
+
+        Limits: on Windows (no ``flock``) the base :class:`Lease` is returned,
+        always granted (processes are not coordinated; each computes). On
+        NFS, Linux emulates ``flock`` with POSIX record locks, which belong
+        to a process: threads of one process are then not excluded. A child
+        forked (not exec'd) while a lease is held shares it until both
+        release or exit.
+        """
+        if sys.platform == "win32":
+            return Lease()
+        if self._closed:
+            raise TierError(f"disk tier at {self.path} is closed")
+        path = self._locks / _lock_file_name(name)
+        while True:
+            fd = self._open_lock_file(path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                live = _same_file(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            if live:
+                return _FileLease(fd)
+            # sweep() unlinked the file between our open and our lock: this lock is on a
+            # file no other process can find any more, so it excludes nobody. Start over.
+            os.close(fd)
+
+    def _open_lock_file(self, path: Path) -> int:
+        flags = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            return os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the directory was deleted under the tier
+            self._locks.mkdir(parents=True, exist_ok=True)
+            return os.open(path, flags, 0o600)
+
+    def _sweep_locks(self, cutoff: float) -> int:
+        """Unlink lock files older than ``cutoff`` that no process holds; how many."""
+        if sys.platform == "win32":
+            return 0
+        removed = 0
+        try:
+            listing = os.scandir(self._locks)
+        except FileNotFoundError:
+            return 0
+        with listing:
+            for entry in listing:
+                try:
+                    if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= cutoff:
+                        continue
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except FileNotFoundError:
+                    continue
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # its holder is computing
+                    # Locked, and the path still names this file: nobody holds it, and whoever
+                    # opened it before the unlink finds the path changed after locking and
+                    # starts over (see lease). Unlinked while locked, closed after.
+                    if _same_file(fd, Path(entry.path)):
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                finally:
+                    os.close(fd)
+        return removed
+
     # -- upkeep --------------------------------------------------------------
 
     def sweep(self, older_than: float = 3600.0) -> int:
-        """Remove files no row points at (left by crashes) older than ``older_than`` seconds; how many.
+        """Remove leftover files older than ``older_than`` seconds; how many.
 
-        The age guard keeps a file another process is writing, or has
-        written but not yet committed, from being removed under it.
+        Two kinds: record files no row points at (left by crashes), where the
+        age guard keeps a file another process is writing, or has written but
+        not yet committed, from being removed under it; and lock files no
+        process holds (leases leave them behind; a held one is never removed).
         """
         with self._errors():
             conn = self._conn()
@@ -462,7 +647,7 @@ class DiskTier(Tier):
                     removed += 1
             except FileNotFoundError:
                 continue
-        return removed
+        return removed + self._sweep_locks(cutoff)
 
     def size(self) -> int:
         """Sum of the stored records' sizes, in bytes (expired ones not yet removed included)."""
