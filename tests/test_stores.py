@@ -1,0 +1,204 @@
+"""store=, INFERCACHE_STORE and INFERCACHE_SECRET: what each form opens, and what it refuses."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import infercache as ic
+from infercache import stores
+from infercache.codec import Codec, CorruptEntry
+from infercache.errors import ConfigError
+from infercache.tiers import DiskTier, MemoryTier
+from infercache.tiers.guard import Guarded
+
+SECRET = "s" * 32
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(stores.ENV_STORE, raising=False)
+    monkeypatch.delenv(stores.ENV_SECRET, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _inner(tier: object) -> object:
+    assert isinstance(tier, Guarded)
+    return tier.tier
+
+
+def test_no_store_and_no_environment_means_memory_only() -> None:
+    @ic.cache
+    def f(x: int) -> int:
+        return x
+
+    assert f.cache.engine.tiers == ()
+    assert stores.resolve(None) is None
+
+
+def test_a_directory_opens_a_disk_store_shared_by_every_cache_using_it(tmp_path: Path) -> None:
+    a = stores.open_store(str(tmp_path / "s"))
+    b = stores.open_store(tmp_path / "s")
+    assert a is b
+    inner = _inner(a)
+    assert isinstance(inner, DiskTier)
+    assert inner.max_bytes == stores.DEFAULT_DISK_BYTES
+
+
+def test_disk_names_the_user_cache_directory(tmp_path: Path) -> None:
+    inner = _inner(stores.open_store("disk"))
+    assert isinstance(inner, DiskTier)
+    assert Path(inner.path).is_relative_to(tmp_path / "cache")
+
+
+def test_a_store_object_is_guarded_once(tmp_path: Path) -> None:
+    tier = MemoryTier()
+    assert stores.open_store(tier) is stores.open_store(tier)
+    assert _inner(stores.open_store(tier)) is tier
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["", "   ", "ftp://host/x", "http://127.0.0.1:6379", 42, 1.5, b"dir", ["a"]],
+)
+def test_a_spec_that_names_no_store_is_a_config_error(spec: object) -> None:
+    with pytest.raises(ConfigError):
+        stores.open_store(spec)  # type: ignore[arg-type]
+
+
+def test_the_environment_gives_the_default_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(stores.ENV_STORE, str(tmp_path / "env-store"))
+
+    @ic.cache
+    def f(x: int) -> int:
+        return x
+
+    @ic.cache(store=None)
+    def g(x: int) -> int:
+        return x
+
+    assert len(f.cache.engine.tiers) == 1
+    assert isinstance(_inner(f.cache.engine.tiers[0]), DiskTier)
+    assert g.cache.engine.tiers == ()  # an explicit None wins over the environment
+    assert ic.Cache().engine.tiers == f.cache.engine.tiers
+
+
+@pytest.mark.parametrize("value", ["", "memory", "MEMORY", "none", "  "])
+def test_memory_in_the_environment_means_no_store(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(stores.ENV_STORE, value)
+    assert stores.resolve(stores.FROM_ENV) is None
+
+
+def test_a_redis_store_without_a_secret_is_refused_naming_the_variable() -> None:
+    tier = stores.open_store("redis://127.0.0.1:1/0")  # never contacted
+    assert tier is not None
+    with pytest.raises(ConfigError, match="INFERCACHE_SECRET"):
+        stores.codec_for(tier)
+
+
+def test_a_short_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stores.ENV_SECRET, "short")
+    with pytest.raises(ConfigError, match="16"):
+        stores.codec_for(MemoryTier())
+
+
+def test_the_secret_from_the_environment_signs_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stores.ENV_SECRET, SECRET)
+    record = stores.codec_for(MemoryTier()).dumps(b"n", [1, 2])
+    assert Codec(SECRET.encode()).loads(b"n", record) == [1, 2]
+    with pytest.raises(CorruptEntry):
+        Codec(b"t" * 32).loads(b"n", record)
+
+
+def test_a_disk_store_without_a_secret_generates_one_private_key(tmp_path: Path) -> None:
+    codec = stores.codec_for(DiskTier(tmp_path / "d"))
+    key_file = tmp_path / "config" / "infercache" / "secret.key"
+    assert key_file.is_file()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not key_file.is_relative_to(tmp_path / "d")  # outside the cache directory
+    record = codec.dumps(b"n", "v")
+    # The same key every time (another process reads the same file).
+    assert stores.codec_for(DiskTier(tmp_path / "e")).loads(b"n", record) == "v"
+    assert Codec(key_file.read_text().strip().encode()).loads(b"n", record) == "v"
+
+
+def test_processes_racing_to_create_the_key_agree_on_one(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "race")}
+    script = "from infercache import stores; print(stores.local_secret().decode())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(outs) == 1
+    assert len(outs.pop()) == 64
+
+
+def test_threads_racing_to_create_the_key_agree_on_one() -> None:
+    got: list[bytes] = []
+    threads = [threading.Thread(target=lambda: got.append(stores.local_secret())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1
+
+
+def test_store_and_version_settings_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        ic.cache(version="")
+    with pytest.raises(ConfigError):
+        ic.Cache(version=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        ic.cache(store="nope://x")(lambda x: x)
+
+
+def test_a_cache_with_a_store_serves_what_another_cache_of_the_same_function_stored(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    first = ic.cache(store=tmp_path / "s", max_size=64)(square)
+    assert first(7) == 49
+    # A fresh in-memory store in front of the same directory: a new process, in effect.
+    second = ic.cache(store=tmp_path / "s", max_size=65)(square)
+    assert second(7) == 49
+    assert calls == [7]
+
+
+def test_unnamed_manual_caches_made_at_different_places_do_not_share_a_store(tmp_path: Path) -> None:
+    a = ic.Cache(store=tmp_path / "m")
+    b = ic.Cache(store=tmp_path / "m")
+    a.set("k", v=1)
+    assert b.get("k") is None
+    assert a.engine.identity != b.engine.identity
+    assert __name__ in a.engine.identity
+
+
+def test_named_manual_caches_share_a_store(tmp_path: Path) -> None:
+    a = ic.Cache(store=tmp_path / "m", name="embeddings")
+    b = ic.Cache(store=tmp_path / "m", name="embeddings")
+    a.set("k", v=[1.0, 2.0])
+    assert b.get("k") == {"v": [1.0, 2.0]}
+
+
+def test_a_closure_that_cannot_be_keyed_stays_in_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lock = threading.Lock()  # refused as key material
+
+    def f(x: int) -> int:
+        with lock:
+            return x
+
+    cached = ic.cache(store=tmp_path / "c")(f)
+    assert cached.cache.engine.tiers == ()
+    assert "memory only" in caplog.text
+    assert ic.cache(store=tmp_path / "c", version="v1")(f).cache.engine.tiers != ()
