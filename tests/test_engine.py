@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,9 +18,10 @@ import infercache as ic
 from infercache.codec import Codec
 from infercache.config import Settings
 from infercache.engine import Engine
+from infercache.keyspace import Keyspace
 from infercache.registry import caches
 from infercache.safety import protect, release
-from infercache.tiers import MemoryTier, Tier
+from infercache.tiers import DiskTier, MemoryTier, Tier
 
 SECRET = b"k" * 32
 
@@ -226,3 +229,126 @@ def test_registering_while_the_collector_frees_another_cache_does_not_deadlock()
     worker.join(30)
     assert done.is_set(), "Registry.add deadlocked while the collector freed another object"
     assert [name for name, _ in registry.items()] == []  # "new" was collected too; "doomed" is gone
+
+
+# -- tiers: sessions, leases, async ------------------------------------------------
+
+
+class RecordingTier(MemoryTier):
+    """The reference tier, remembering the expiry each record was written with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ttls: dict[bytes, float | None] = {}
+
+    def set(self, name: bytes, record: bytes, ttl: float | None = None) -> None:
+        self.ttls[name] = ttl
+        super().set(name, record, ttl)
+
+
+def test_session_entries_reach_the_tier_under_their_session_with_a_backstop_expiry() -> None:
+    from infercache.engine import SESSION_TTL
+
+    tier = RecordingTier()
+    engine = Engine(Settings.of(per_session=True), "tests.engine.s", tiers=[tier], codec=Codec(SECRET))
+    shared = tiered(tier)
+    for sid in ("alice", "bob"):
+        with ic.session(sid):
+            engine.call(engine.address("q", where="test"), lambda s=sid: f"for {s}", (), {}, ())
+    compute_through(shared, b"k", "shared")
+    by_session = {Keyspace.parse(n).namespace: ttl for n, ttl in tier.ttls.items()}
+    assert by_session == {"alice": SESSION_TTL, "bob": SESSION_TTL, "": None}
+    engine.clear_session("alice")  # what a closed Gradio session does
+    assert sorted(Keyspace.parse(n).namespace for n in tier._records) == ["", "bob"]  # reads the reference dict
+
+
+def test_a_cache_ttl_is_the_tier_expiry_of_every_entry() -> None:
+    tier = RecordingTier()
+    engine = Engine(Settings.of(ttl=30, per_session=True), "tests.engine.t", tiers=[tier], codec=Codec(SECRET))
+    with ic.session("s"):
+        engine.call(engine.address("q", where="test"), lambda: 1, (), {}, ())
+    assert list(tier.ttls.values()) == [30.0]
+
+
+def _two_processes(tmp_path: Path) -> tuple[Engine, Engine]:
+    """Two engines of one function over one directory: two processes, as far as the tier can tell."""
+    tier = DiskTier(tmp_path / "d")
+    return tiered(tier), tiered(DiskTier(tmp_path / "d"))
+
+
+def test_a_miss_waits_for_the_process_computing_it_instead_of_computing_again(tmp_path: Path) -> None:
+    first, second = _two_processes(tmp_path)
+    started, release_it = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> str:
+        calls.append("first")
+        started.set()
+        release_it.wait(30)
+        return "computed once"
+
+    def never() -> str:
+        calls.append("second")
+        return "computed twice"
+
+    holder = threading.Thread(target=first.call, args=(("", b"k"), slow, (), {}, ()))
+    holder.start()
+    assert started.wait(30)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(second.call(("", b"k"), never, (), {}, ())))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # waiting on the lease, not computing
+    release_it.set()
+    holder.join(30)
+    waiter.join(30)
+    assert got == ["computed once"]
+    assert calls == ["first"]
+    assert second.store.peek("", b"k") is not None  # adopted into its memory
+
+
+def test_a_waiter_computes_when_the_holder_fails(tmp_path: Path) -> None:
+    first, second = _two_processes(tmp_path)
+    started, fail_now = threading.Event(), threading.Event()
+
+    def failing() -> str:
+        started.set()
+        fail_now.wait(30)
+        raise RuntimeError("model crashed")
+
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            first.call(("", b"k"), failing, (), {}, ())
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert started.wait(30)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(second.call(("", b"k"), lambda: "second try", (), {}, ())))
+    waiter.start()
+    fail_now.set()
+    holder.join(30)
+    waiter.join(30)
+    assert len(errors) == 1
+    assert got == ["second try"]
+
+
+async def test_async_calls_read_and_write_the_tier_with_its_async_verbs(tmp_path: Path) -> None:
+    first, second = _two_processes(tmp_path)
+
+    async def compute() -> dict[str, int]:
+        return {"answer": 42}
+
+    assert await first.acall(("", b"a"), compute, (), {}, ()) == {"answer": 42}
+    entry = await second.alookup(("", b"a"))
+    assert entry is not None and release(entry.value) == {"answer": 42}
+
+    async def never() -> dict[str, int]:
+        raise AssertionError("served from the tier, not computed")
+
+    third = tiered(DiskTier(tmp_path / "d"))
+    assert await third.acall(("", b"a"), never, (), {}, ()) == {"answer": 42}
