@@ -237,7 +237,9 @@ class DiskTier(Tier):
         self._generation = 0
         self._identity: tuple[int, int] | None = None
         self._closed = False
-        with self._errors():
+        # A directory that cannot be opened now (unwritable, a corrupt database) is not an error
+        # here: every verb retries and raises until it can, so a cache using it fails open.
+        with contextlib.suppress(TierError, OSError), self._errors():
             self._open()
 
     # -- connections ---------------------------------------------------------
