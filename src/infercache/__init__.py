@@ -22,6 +22,7 @@ from .safety import register_copier
 from .sessions import clear_session, current_session, session
 from .store import CacheStats
 from .tiers import DiskTier as DiskStore
+from .tiers import RedisTier as RedisStore
 
 __all__ = [
     "Cache",
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DiskStore",
     "InfercacheError",
+    "RedisStore",
     "TierError",
     "UnhashableError",
     "cache",
