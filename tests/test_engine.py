@@ -6,6 +6,7 @@ import gc
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -352,3 +353,35 @@ async def test_async_calls_read_and_write_the_tier_with_its_async_verbs(tmp_path
 
     third = tiered(DiskTier(tmp_path / "d"))
     assert await third.acall(("", b"a"), never, (), {}, ()) == {"answer": 42}
+
+
+def test_a_finished_generator_run_is_replayed_from_the_tier_and_a_running_one_is_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    """Generators take no lease: another process computes too while a run is under way, and replays it after."""
+    first, second = _two_processes(tmp_path)
+    calls: list[str] = []
+    in_first = threading.Event()
+    go_on = threading.Event()
+
+    def numbers(who: str) -> Any:
+        calls.append(who)
+        yield 1
+        if who == "first":
+            in_first.set()
+            go_on.wait(30)
+        yield 2
+
+    full = ("", b"g")
+    done: list[list[int]] = []
+    runner = threading.Thread(target=lambda: done.append(list(first.stream(full, lambda: numbers("first"), ()))))
+    runner.start()
+    assert in_first.wait(30)
+    assert list(second.stream(full, lambda: numbers("second"), ())) == [1, 2]  # did not wait for the first
+    go_on.set()
+    runner.join(30)
+    assert done == [[1, 2]]
+    assert calls == ["first", "second"]
+    third = tiered(DiskTier(tmp_path / "d"))
+    assert list(third.stream(full, lambda: numbers("third"), ())) == [1, 2]
+    assert calls == ["first", "second"]  # replayed from the tier
