@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import pickle
+import secrets
+import subprocess
+import sys
 import tempfile
+import textwrap
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import gradio as gr  # noqa: F401 - loads the Gradio integration
 import pytest
 from gradio.data_classes import FileData
+from gradio_client import Client
+from gradio_fixtures import wait_until
+from redis_fixtures import redis_server, redis_url  # noqa: F401 - pytest fixtures
 
 from infercache.codec import Codec, CorruptEntry
 from infercache.config import Settings
@@ -84,17 +94,20 @@ def test_a_file_output_read_back_from_a_tier_is_rewritten_from_the_records_bytes
     assert not path.exists(), "a file read back from a tier is never created at its original path"
 
 
-def test_the_original_path_is_served_when_it_still_holds_the_same_bytes(tmp_path: Path) -> None:
+def test_a_file_read_back_from_a_tier_is_served_from_this_processs_copy_even_where_its_original_exists(
+    tmp_path: Path,
+) -> None:
+    # The original path belongs to the process that wrote the record (it may delete it
+    # at any time, and this app may not be allowed to serve it): it is neither served nor touched.
     path = write_file(tmp_path, "pic.png", b"\x89PNG same bytes")
     codec = Codec(SECRET)
     record = codec.dumps(NAME, kept_output(str(path)))
-    first = codec.loads(NAME, record)
-    assert engine().deliver(first) == str(path)
-    path.write_bytes(b"\x89PNG else bytes")  # the path now names a file of the same size, other bytes
-    second = codec.loads(NAME, record)
-    other = engine().deliver(second)
-    assert other != str(path) and in_root(other)
-    assert Path(other).read_bytes() == b"\x89PNG same bytes"
+    loaded = codec.loads(NAME, record)
+    served = engine().deliver(loaded)
+    assert served != str(path) and in_root(served) and Path(served).read_bytes() == b"\x89PNG same bytes"
+    path.write_bytes(b"\x89PNG else bytes")
+    assert engine().deliver(codec.loads(NAME, record)) == served, "the same content and name: one copy"
+    assert path.read_bytes() == b"\x89PNG else bytes"
 
 
 def test_the_same_content_and_name_share_one_kept_copy(tmp_path: Path) -> None:
@@ -144,7 +157,7 @@ class _Forged:
         self.name = name
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (integration._restore_kept_file, (b"payload", "/srv/out.wav", "/srv/out.wav", self.name))
+        return (integration._restore_kept_file, (b"payload", "out.wav", self.name))
 
 
 @pytest.mark.parametrize(
@@ -169,5 +182,186 @@ def test_a_record_with_a_plain_name_is_accepted() -> None:
     codec = Codec(SECRET)
     kept = codec.loads(NAME, codec.dumps(NAME, _Forged("out.wav")))
     assert isinstance(kept, integration.KeptFile)
-    served = kept.materialize()  # /srv/out.wav does not hold these bytes: the copy is served
+    served = kept.materialize()
     assert in_root(served) and Path(served).read_bytes() == b"payload"
+
+
+# --------------------------------------------------------------------- real servers in separate processes
+
+APP = textwrap.dedent(
+    """
+    import os
+    import socket
+    import sys
+    import wave
+
+    import gradio as gr
+
+    import infercache as ic
+
+    store, calls, out, url_file = sys.argv[1:5]
+
+
+    def called(name, text):
+        with open(os.path.join(calls, name), "a") as f:
+            f.write(text + "\\n")
+
+
+    @ic.cache(store=store)
+    def shout(text):
+        called("shout", text)
+        return text.upper() + "!"
+
+
+    @ic.cache(store=store)
+    def speak(text):
+        called("speak", text)
+        path = os.path.join(out, "speech-" + text + ".wav")
+        with wave.open(path, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(bytes((i * len(text)) % 251 for i in range(8000)) + text.encode())
+        return path, "said " + text
+
+
+    with gr.Blocks() as app:
+        text = gr.Textbox()
+        loud, audio, caption = gr.Textbox(), gr.Audio(type="filepath"), gr.Textbox()
+        gr.Button().click(shout, text, loud, api_name="shout")
+        gr.Button().click(speak, text, [audio, caption], api_name="speak")
+
+    for attempt in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            app.launch(
+                server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
+            )
+            break
+        except OSError:
+            if attempt == 4:
+                raise
+    with open(url_file + ".part", "w") as f:
+        f.write(f"http://127.0.0.1:{port}/")
+    os.replace(url_file + ".part", url_file)
+    app.block_thread()
+    """
+)
+
+
+#: INFERCACHE_SECRET of every app process: replicas sharing a store share it.
+SHARED_SECRET = secrets.token_hex(16)
+
+
+class AppProcess:
+    """The app above in a fresh Python process: its own calls log, output folder and Gradio temp dir."""
+
+    def __init__(self, folder: Path, store: str, secret: str) -> None:
+        self.folder = folder
+        self.calls = folder / "calls"
+        # Its temporary directory (where Gradio serves files from, and infercache keeps
+        # its copies) is inside the test's, so nothing outlives the test.
+        self.tmp = folder / "tmp"
+        self.out = self.tmp / "out"  # where its function writes files
+        for d in (self.calls, self.out):
+            d.mkdir(parents=True)
+        script = folder / "app.py"
+        script.write_text(APP)
+        self.url_file = folder / "url"
+        self.log = folder / "server.log"
+        env = {k: v for k, v in os.environ.items() if k != "INFERCACHE_STORE"}
+        env.update(
+            INFERCACHE_SECRET=secret,
+            GRADIO_ANALYTICS_ENABLED="False",
+            GRADIO_TEMP_DIR=str(folder / "gradio"),
+            TMPDIR=str(self.tmp),
+        )
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(script), store, str(self.calls), str(self.out), str(self.url_file)],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def client(self) -> Client:
+        """A new client (a new Gradio session) once the server answers; it downloads into the app's folder."""
+        wait_until(lambda: self.url_file.exists() or self.proc.poll() is not None, timeout=120, what="the app")
+        assert self.proc.poll() is None, f"the app exited:\n{self.log.read_text(errors='replace')[-3000:]}"
+        return Client(self.url_file.read_text(), verbose=False, download_files=str(self.folder / "downloads"))
+
+    def computed(self, name: str) -> list[str]:
+        """The inputs this process's function ``name`` was called with."""
+        path = self.calls / name
+        return path.read_text().split() if path.exists() else []
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def apps(tmp_path: Path, store: str, *tags: str) -> Iterator[list[AppProcess]]:
+    """Start one app process per tag (all at once), stop them all afterwards."""
+    with ExitStack() as stack:
+        started = []
+        for tag in tags:
+            app = AppProcess(tmp_path / tag, store, SHARED_SECRET)
+            stack.callback(app.stop)
+            started.append(app)
+        yield started
+
+
+def speak(c: Client, text: str) -> tuple[bytes, str]:
+    """The bytes of the audio file the client downloads for ``text``, and the caption."""
+    path, caption = c.predict(text, api_name="/speak")
+    return Path(path).read_bytes(), caption
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_a_file_output_in_a_disk_store_survives_a_restart(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    with apps(tmp_path, store, "first") as (first,):
+        c = first.client()
+        assert c.predict("hello", api_name="/shout") == "HELLO!"
+        audio, caption = speak(c, "hello")
+        written = first.out / "speech-hello.wav"
+        assert audio == written.read_bytes() and caption == "said hello"
+        assert first.computed("speak") == first.computed("shout") == ["hello"]
+    written.unlink()  # the first process's files are gone with it
+
+    with apps(tmp_path, store, "second") as (second,):
+        c = second.client()
+        assert c.predict("hello", api_name="/shout") == "HELLO!"
+        assert speak(c, "hello") == (audio, caption)
+        assert second.computed("speak") == second.computed("shout") == [], "answered from the store"
+        assert not written.exists(), "the bytes came back in the second process's own directory"
+        assert c.predict("other", api_name="/shout") == "OTHER!"
+        assert second.computed("shout") == ["other"], "a new input is computed"
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_two_gradio_servers_sharing_one_redis_server_compute_an_input_once(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    with apps(tmp_path, redis_url, "first", "second") as (first, second):
+        a, b = first.client(), second.client()
+        assert a.predict("hello", api_name="/shout") == "HELLO!"
+        audio, caption = speak(a, "hello")
+        assert audio == (first.out / "speech-hello.wav").read_bytes()
+        # The second server's first requests: answered from Redis, its functions never called.
+        assert b.predict("hello", api_name="/shout") == "HELLO!"
+        assert speak(b, "hello") == (audio, caption)
+        assert second.computed("shout") == second.computed("speak") == []
+        # And the other way round.
+        fresh = speak(b, "fresh")
+        assert speak(a, "fresh") == fresh
+        assert first.computed("speak") == ["hello"] and second.computed("speak") == ["fresh"]

@@ -219,14 +219,6 @@ def _hasher() -> Any:
     return hashlib.blake2b(digest_size=20)
 
 
-def _file_digest(path: str) -> str:
-    h = _hasher()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return str(h.hexdigest())
-
-
 def _copy_and_hash(src: str, dst_dir: Path) -> tuple[str, str]:
     """Copy ``src`` into ``dst_dir`` under a temporary name; return (digest, staging path)."""
     h = _hasher()
@@ -339,11 +331,12 @@ class KeptFile:
     A kept file pickles **by content** (for the persistent and shared tiers):
     the record carries the bytes, the original path and the file name, and
     unpickling writes the bytes into this process's blob root (the same
-    content and name share one copy). Such a kept file was written by another
-    process (or an earlier run): its original path is returned only when it
-    holds the same bytes here, and is never created; otherwise the hit serves
-    the private copy, which Gradio serves like any file under the system's
-    temporary directory.
+    content and name share one copy). Such a kept file came from another
+    process (a replica, or an earlier run): its original path belonged to that
+    process, which may delete it at any time, and may lie outside what this
+    app may serve, so it is neither returned nor created. A hit serves the
+    private copy (same name, same bytes, the type the function returned),
+    which Gradio serves like any file under the system's temporary directory.
     """
 
     __slots__ = ("_abs", "_blob", "_fp", "_lock", "_owned", "original")
@@ -352,18 +345,16 @@ class KeptFile:
         self,
         original: str | PurePath,
         abs_path: str,
-        fp: tuple[int, ...] | None,
+        fp: tuple[int, ...],
         blob: _Blob,
         *,
         owned: bool = True,
     ) -> None:
         self.original = original
         self._abs = abs_path
-        #: Fingerprint of the original file when it holds the kept bytes;
-        #: None: not checked yet; (): checked, it does not.
         self._fp = fp
         self._blob = blob
-        #: True when this process's function wrote the original path (it may be re-created).
+        #: False when read from a tier: the original path is another process's (see the class docstring).
         self._owned = owned
         self._lock = threading.Lock()
 
@@ -377,28 +368,18 @@ class KeptFile:
             return type(self.original)(path)
         return path
 
-    def _holds_kept_bytes(self, st: os.stat_result) -> bool:
-        """Whether the original path (stat ``st``) holds exactly the kept bytes."""
-        try:
-            if not stat_mod.S_ISREG(st.st_mode) or st.st_size != os.path.getsize(self._blob.path):
-                return False
-            return _file_digest(self._abs) == self._blob.digest
-        except OSError:
-            return False
-
     def materialize(self) -> str | PurePath:
         """The path a hit returns; it exists and holds the kept bytes."""
+        if not self._owned:
+            return self._as_original_type(self._blob.path)
         with self._lock:
             try:
                 st = os.stat(self._abs)
             except OSError:
                 st = None
-            if st is not None:
-                if self._fp is None:
-                    self._fp = _fingerprint(st) if self._holds_kept_bytes(st) else ()
-                if _fingerprint(st) == self._fp:
-                    return self.original
-            elif self._owned:
+            if st is not None and _fingerprint(st) == self._fp:
+                return self.original
+            if st is None:
                 try:
                     parent = os.path.dirname(self._abs)
                     os.makedirs(parent, exist_ok=True)
@@ -413,7 +394,7 @@ class KeptFile:
             return self._as_original_type(self._blob.path)
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        """Pickle by content: the kept bytes (out of band from protocol 5), the original path, the name.
+        """Pickle by content: the kept bytes (out of band from protocol 5), the original path and the name.
 
         Raises :class:`pickle.PicklingError` when the private copy is gone
         (the entry then stays in this process's memory only).
@@ -428,7 +409,7 @@ class KeptFile:
             ) from exc
         name = os.path.basename(self._blob.path)
         payload: Any = pickle.PickleBuffer(data) if operator.index(protocol) >= 5 else data
-        return (_restore_kept_file, (payload, self.original, self._abs, name))
+        return (_restore_kept_file, (payload, self.original, name))
 
     # A kept file is immutable from the cache's point of view: copies share it.
     def __copy__(self) -> KeptFile:
@@ -441,13 +422,13 @@ class KeptFile:
         return f"KeptFile({self.original!r})"
 
 
-def _restore_kept_file(data: Any, original: Any, abs_path: Any, name: Any) -> KeptFile:
+def _restore_kept_file(data: Any, original: Any, name: Any) -> KeptFile:
     """Unpickle a :class:`KeptFile`: its bytes go into this process's blob root, and nowhere else."""
-    if not isinstance(original, (str, PurePath)) or not isinstance(abs_path, str) or not os.path.isabs(abs_path):
-        raise ValueError("a kept file's record does not name its original path")
+    if not isinstance(original, (str, PurePath)):
+        raise ValueError(f"a kept file's original path must be a str or a path, not {type(original).__name__}")
     with memoryview(data) as view, view.cast("B") as octets:
         blob = _blob_from_bytes(octets, _safe_name(name))
-    return KeptFile(original, abs_path, None, blob, owned=False)
+    return KeptFile(original, "", (), blob, owned=False)
 
 
 def _as_file(value: Any) -> tuple[str, os.stat_result] | None:
