@@ -125,32 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
 def open_tier(spec: str) -> Tier:
     """The tier ``spec`` names, opened only to list and delete (no secret needed).
 
-    Unlike ``store=``, the tier is not put behind the circuit breaker (a
-    store that is down must be an error here, not an empty listing) nor
-    shared with the process's caches (the command closes it). A directory
-    must already hold a store: a mistyped path is reported instead of
-    becoming an empty store. Raises :class:`StoreError`.
+    Through :func:`infercache.stores.open_tier`: unlike ``store=``, the tier
+    is not behind the circuit breaker (a store that is down must be an error
+    here, not an empty listing) nor shared with the process's caches (the
+    command closes it). A directory must already hold a store: a mistyped
+    path is reported instead of becoming an empty store. Raises
+    :class:`StoreError`.
     """
     from . import stores
 
     text = spec.strip()
-    if "://" in text:
-        if not text.lower().startswith(stores._URL_SCHEMES):
-            raise StoreError(f"{spec!r}: unknown scheme; use a directory or a redis://, rediss:// or unix:// URL")
-        key = text
-    else:
+    if text and "://" not in text:
         try:
-            path = stores._disk_path(text)
-        except Exception as exc:  # e.g. 'disk' without platformdirs: a store that cannot be opened
+            path = stores._disk_path(text)  # the directory store= would use, "disk" included
+        except Exception as exc:  # e.g. 'disk' without platformdirs: a store that cannot be found
             raise StoreError(f"cannot find {spec!r}: {exc}") from exc
         if not (path / _DB).is_file():
             raise StoreError(f"no infercache store at {path} (it has no {_DB})")
-        key = str(path)
     try:
-        return stores._open(key)
+        return stores.open_tier(text)
     except ImportError as exc:
         raise StoreError(f"a Redis store needs the redis package ({exc})") from exc
-    except Exception as exc:  # a bad URL, an unreadable database: a store that cannot be opened
+    except Exception as exc:  # an unknown scheme, a bad URL, an unreadable database
         raise StoreError(f"cannot open {spec}: {exc}") from exc
 
 
@@ -273,7 +269,7 @@ def _store_command(args: argparse.Namespace) -> int:
             if not args.yes and not _confirm(args.store):
                 print("infercache clear: nothing removed", file=sys.stderr)
                 return 1
-            removed = tier.clear(ROOT_PREFIX)
+            listed: list[Listed] = []
         else:
             listed, unknown = scan(tier, args.function, args.session)
             if args.command == "ls":
@@ -282,9 +278,9 @@ def _store_command(args: argparse.Namespace) -> int:
             if args.command == "stats":
                 _stats(listed, out)
                 if unknown:
-                    out.write(f"({unknown} names under {ROOT}/ are not entry names)\n")
+                    out.write(f"(names under {ROOT}/ that are not entries: {unknown})\n")
                 return 0
-            removed = sum(tier.clear(p) for p in sorted(clear_prefixes(listed, args.function, args.session)))
+        removed = sum(tier.clear(p) for p in sorted(clear_prefixes(listed, args.function, args.session)))
         out.write(f"removed {removed} entr{'y' if removed == 1 else 'ies'}\n")
         return 0
     except Exception as exc:  # noqa: BLE001 - a backend failing mid-command is reported in one line
