@@ -55,8 +55,10 @@ clients the tier made. A client must not decode responses
 An asyncio client is bound to the event loop it first ran on, so the tier
 keeps one per running loop (a cache used from several loops -- tests,
 Gradio's worker threads -- works); a client passed in serves the first loop
-that uses the tier. Entries for loops that have closed are dropped when a
-new loop arrives.
+that uses the tier. A client the tier made for a loop is closed when that
+loop shuts down (``asyncio.run`` and the like close a loop's async
+generators first, and the tier leaves one there for this), and its entry is
+dropped when a new loop arrives.
 
 Errors are not caught here: a verb raises ``redis.RedisError`` (connection
 refused, timeout, a cluster without its slots) or ``OSError`` and the engine
@@ -74,7 +76,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -295,6 +297,27 @@ class _AsyncSide:
     client: Any
     release: Any
     owned: bool
+    closed: bool = False
+    #: Closes the client when the loop shuts down (see :func:`_close_at_loop_shutdown`).
+    closer: AsyncGenerator[None, None] | None = None
+
+
+async def _close_at_loop_shutdown(side: _AsyncSide) -> AsyncGenerator[None, None]:
+    """An async generator left suspended in the loop: the loop's shutdown closes it, and with it the client.
+
+    ``asyncio.run`` (and ``asyncio.Runner``, uvicorn, pytest-asyncio) close
+    every live async generator of a loop before closing it; a client left
+    open past that would hold sockets the closed loop can never close.
+    """
+    try:
+        yield
+    finally:
+        if not side.closed:
+            side.closed = True
+            try:
+                await side.client.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort: the server drops the connections
+                logger.debug("redis tier: closing an async client at loop shutdown failed: %s", exc)
 
 
 class RedisTier(Tier):
@@ -462,6 +485,14 @@ class RedisTier(Tier):
                 else:
                     client, owned = self._make_async(), True
                 side = _AsyncSide(client, client.register_script(_RELEASE), owned)
+                if owned:
+                    side.closer = _close_at_loop_shutdown(side)
+                    # Run it to its yield now, in this loop: its first step registers it with the loop.
+                    step: Any = side.closer.asend(None)
+                    try:
+                        step.send(None)
+                    except StopIteration:
+                        pass
                 self._asides[loop] = side
         return side
 
@@ -596,7 +627,8 @@ class RedisTier(Tier):
             sides = list(self._asides.items())
             self._asides.clear()
         for loop, side in sides:
-            if side.owned:
+            if side.owned and not side.closed:
+                side.closed = True
                 _close_on(loop, side.client)
 
     async def aclose(self) -> None:
@@ -604,7 +636,8 @@ class RedisTier(Tier):
         loop = asyncio.get_running_loop()
         with self._lock:
             side = self._asides.pop(loop, None)
-        if side is not None and side.owned:
+        if side is not None and side.owned and not side.closed:
+            side.closed = True
             await side.client.aclose()
         self.close()
 
