@@ -7,10 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis_fixtures
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infercache.tiers import DiskTier, MemoryTier, Tier
+from infercache.tiers import DiskTier, MemoryTier, RedisTier, Tier
+
+# The real-server fixtures the redis params use (see redis_fixtures.py).
+redis_server, redis_url = redis_fixtures.redis_server, redis_fixtures.redis_url
+redis_cluster, redis_cluster_url = redis_fixtures.redis_cluster, redis_fixtures.redis_cluster_url
 
 
 class FakeClock:
@@ -21,12 +26,16 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "disk", "disk-files"])
+@pytest.fixture(params=["memory", "disk", "disk-files", "redis", "redis-cluster"])
 def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tier]:
     # "disk-files": every record above inline_max=0 goes to a file of its own.
     t: Tier
     if request.param == "memory":
         t = MemoryTier()
+    elif request.param == "redis":
+        t = RedisTier(request.getfixturevalue("redis_url"))
+    elif request.param == "redis-cluster":
+        t = RedisTier(request.getfixturevalue("redis_cluster_url"), cluster=True)
     else:
         t = DiskTier(tmp_path / "tier", inline_max=0 if request.param == "disk-files" else 64 * 1024)
     yield t
