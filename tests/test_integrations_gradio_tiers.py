@@ -3,7 +3,8 @@
 A file output is kept as a :class:`~infercache.integrations.gradio.KeptFile`
 (original path + private content-addressed copy). In a tier it is stored by
 content: the record carries the bytes, and reading it back writes them into
-this process's own directory of kept copies, never anywhere else. The first
+this process's own directory of kept copies, never anywhere else, and a hit
+serves that copy (same name, same bytes, the type returned). The first
 half checks that through the codec in this process; the second half runs real
 Gradio servers in separate processes, driven by ``gradio_client``: a disk
 store that survives a restart, and two servers sharing one ``redis-server``.
@@ -148,6 +149,14 @@ def test_a_kept_file_whose_copy_vanished_stays_in_memory_only(
     assert any("memory only" in r.getMessage() for r in caplog.records)
     assert e.lookup(full) is not None, "the entry is kept in memory"
     assert not list(e.tiers[0].entries()) and e.tiers[0].get(e.keyspace.name("", full[1])) is None
+
+
+def test_a_file_whose_name_another_process_would_refuse_is_kept_under_a_plain_name(tmp_path: Path) -> None:
+    path = write_file(tmp_path, "back\\slash.wav", b"odd name")
+    loaded = through_a_tier(kept_output(str(path)))
+    path.unlink()
+    served = engine().deliver(loaded)
+    assert Path(served).name == "file" and Path(served).read_bytes() == b"odd name"
 
 
 class _Forged:

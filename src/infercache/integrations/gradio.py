@@ -279,7 +279,12 @@ def _install(root: Path, staging: str, digest: str, name: str) -> _Blob:
 def _keep_blob(src: str) -> _Blob:
     root = _root()
     digest, staging = _copy_and_hash(src, root)
-    return _install(root, staging, digest, os.path.basename(src) or "file")
+    name = os.path.basename(src)
+    try:
+        _safe_name(name)
+    except ValueError:  # e.g. a backslash in a POSIX name: another process would refuse it
+        name = "file"
+    return _install(root, staging, digest, name)
 
 
 def _safe_name(name: object) -> str:
