@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)  # Gradio's streaming audio needs it
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # the Redis tier's tests start their own servers
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
