@@ -7,6 +7,7 @@ port (``redis_fixtures``); the cluster tests against three real masters.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -206,6 +207,23 @@ def test_the_renewal_thread_is_a_daemon_started_by_a_lease_and_ended_when_none_i
     assert tier._renewer.running
     b.release()
     wait_until(lambda: not tier._renewer.running)
+
+
+def test_a_forked_child_renews_its_own_leases(tier: RedisTier, raw: redis.Redis) -> None:
+    parents = tier.lease(b"parent", 30)  # the parent's renewal thread runs when it forks
+    assert parents is not None
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status only, skipping pytest's teardown
+        ok = False
+        try:
+            lease = tier.lease(b"child", 0.6)
+            time.sleep(2.0)  # past three times its ttl
+            ok = lease is not None and not lease.lost and raw.pttl(LEASE_PREFIX + b"child") > 0
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    parents.release()
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 HOLDER = """

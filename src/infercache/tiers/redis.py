@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
 import threading
 import time
@@ -195,12 +196,19 @@ class _Renewer:
 
     def __init__(self, renew: Callable[[RedisLease], bool]) -> None:
         self._renew = renew
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._pid = os.getpid()
         self._cond = threading.Condition()
         self._leases: set[RedisLease] = set()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
     def add(self, lease: RedisLease) -> None:
+        if self._pid != os.getpid():
+            # A forked child has no renewal thread (nor the parent's leases), whatever the copied state says.
+            self._fresh()
         with self._cond:
             if self._stopped:
                 return
