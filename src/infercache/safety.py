@@ -35,7 +35,8 @@ callers. Everything else is handed out as an object of the caller's own:
   ``bytes`` object; ``release`` builds a *new* read-only array over it for
   each caller (a few hundred nanoseconds, no data copied). The data cannot
   be written (``ValueError: assignment destination is read-only``; call
-  ``.copy()``) nor made writeable again (its ``.base`` is ``bytes``), and ``shape``,
+  ``.copy()``) nor made writeable again (its ``.base`` is ``bytes``, or a
+  read-only view of the record's bytes for a value read from a tier), and ``shape``,
   ``dtype``, ``strides`` and ``flags`` belong to the caller's array alone.
   A structured dtype (whose ``names`` can be reassigned) or one carrying
   ``metadata`` is copied per caller too. Object arrays and ndarray
@@ -106,11 +107,14 @@ import copy
 import datetime
 import decimal
 import fractions
+import importlib
+import operator
+import pickle
 import types
 import uuid
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, SupportsIndex
 
 from .libraries import loaded, module, module_for
 from .reflect import package_of, slot_names
@@ -251,6 +255,9 @@ class _ByteArray(_Kept):
 
     __slots__ = ()
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return _load_bytearray, (_out_of_band(self.v, protocol),)
+
 
 class _MappingProxy(_Kept):
     """A ``MappingProxyType``: the kept form of a private copy of its mapping."""
@@ -259,25 +266,37 @@ class _MappingProxy(_Kept):
 
 
 class _MemoryView(_Kept):
-    """A memoryview: its bytes (``v``), and the format and shape to cast each new view to."""
+    """A memoryview: its bytes (``v``), and the format and shape to cast each new view to.
+
+    ``v`` is ``bytes``, or a read-only view of ``bytes`` when read from a tier.
+    """
 
     __slots__ = ("fmt", "shape")
 
-    def __init__(self, v: bytes, fmt: str | None, shape: tuple[int, ...]) -> None:
+    def __init__(self, v: bytes | memoryview, fmt: str | None, shape: tuple[int, ...]) -> None:
         self.v = v
         self.fmt = fmt
         self.shape = shape
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return _load_memoryview, (_out_of_band(self.v, protocol), self.fmt, self.shape)
+
 
 class _Array(_Kept):
-    """A numpy array: its C-ordered data (``v``, immutable bytes), shape and dtype."""
+    """A numpy array: its C-ordered data (``v``, immutable bytes), shape and dtype.
+
+    ``v`` is ``bytes``, or a read-only view of ``bytes`` when read from a tier.
+    """
 
     __slots__ = ("dtype", "shape")
 
-    def __init__(self, v: bytes, shape: tuple[int, ...], dtype: Any) -> None:
+    def __init__(self, v: bytes | memoryview, shape: tuple[int, ...], dtype: Any) -> None:
         self.v = v
         self.shape = shape
         self.dtype = dtype
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return _load_array, (type(self), _out_of_band(self.v, protocol), self.shape, self.dtype)
 
 
 class _ArrayOwnDtype(_Array):
@@ -289,15 +308,35 @@ class _ArrayOwnDtype(_Array):
 class _Tensor(_Kept):
     __slots__ = ()
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        t = self.v
+        if operator.index(protocol) < 5 or loaded("numpy") is None or not _plain_tensor(t):
+            return object.__reduce_ex__(self, protocol)  # torch's own pickling (any device, layout, subclass)
+        torch = module("torch")
+        flat = t.resolve_conj().resolve_neg().reshape(-1)
+        if flat.stride() != (1,):  # a size-1 view counts as contiguous whatever its stride
+            flat = flat.clone(memory_format=torch.contiguous_format)
+        raw = flat.view(torch.uint8).numpy() if flat.numel() else b""
+        return _load_tensor, (pickle.PickleBuffer(raw), tuple(t.shape), t.dtype)
+
 
 class _Image(_Kept):
     __slots__ = ()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        if operator.index(protocol) < 5:
+            return object.__reduce_ex__(self, protocol)
+        # Pillow's own state (info, mode, size, palette, pixels), the pixels out of band.
+        *state, data = self.v.__getstate__()
+        return _load_image, (type(self), state, pickle.PickleBuffer(data))
 
 
 class _ImageInfo(_Kept):
     """A PIL image whose ``info`` dict holds mutable values."""
 
     __slots__ = ()
+
+    __reduce_ex__ = _Image.__reduce_ex__
 
 
 class _Pandas(_Kept):
@@ -357,6 +396,83 @@ class _Custom(_Kept):
     def __init__(self, v: Any, release: Callable[[Any], Any]) -> None:
         self.v = v
         self.release = release
+
+
+# --------------------------------------------------------------------------- pickling of kept forms
+#
+# Tiers store kept forms pickled (protocol 5, by infercache.codec). The data
+# of arrays, memoryviews, bytearrays, tensors and images goes out of band as
+# a PickleBuffer, so the codec frames it once instead of pickle copying it
+# into the stream, and comes back as a read-only view over the record when
+# the record is immutable bytes (no copy at all for arrays).
+
+
+def _out_of_band(data: Any, protocol: SupportsIndex) -> Any:
+    """``data`` for a pickle stream: a PickleBuffer (out of band) from protocol 5, else bytes."""
+    if operator.index(protocol) >= 5:
+        return pickle.PickleBuffer(data)
+    return data if type(data) is bytes else bytes(data)
+
+
+def _frozen_bytes(data: Any) -> bytes | memoryview:
+    """Unpickled data as something no one can write: ``data`` itself when it is, else a copy.
+
+    Out-of-band data is a view of the buffer the unpickler was given: kept
+    as is over immutable ``bytes`` (a record read from a tier), copied when
+    the buffer could change under it (a bytearray, an mmap).
+    """
+    if type(data) is bytes:
+        return data
+    view = memoryview(data)
+    if view.readonly and type(view.obj) is bytes and view.c_contiguous:
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    return view.tobytes()
+
+
+def _load_array(cls: type[_Array], data: Any, shape: tuple[int, ...], dtype: Any) -> _Array:
+    global _NDARRAY
+    if _NDARRAY is None:  # a process whose first array is one read from a tier
+        _NDARRAY = importlib.import_module("numpy").ndarray
+    return cls(_frozen_bytes(data), shape, dtype)
+
+
+def _load_memoryview(data: Any, fmt: str | None, shape: tuple[int, ...]) -> _MemoryView:
+    return _MemoryView(_frozen_bytes(data), fmt, shape)
+
+
+def _load_bytearray(data: Any) -> _ByteArray:
+    return _ByteArray(_frozen_bytes(data))
+
+
+def _plain_tensor(t: Any) -> bool:
+    """True for a tensor fully described by its dtype, shape and bytes (CPU, dense, no names or grad)."""
+    torch = module("torch")
+    return (
+        type(t) is torch.Tensor
+        and t.device.type == "cpu"
+        and t.layout == torch.strided
+        and not t.is_quantized
+        and not t.requires_grad
+        and not any(getattr(t, "names", None) or ())  # named tensors (gone from recent torch)
+    )
+
+
+def _load_tensor(data: Any, shape: tuple[int, ...], dtype: Any) -> _Tensor:
+    # Copied once into memory torch owns: a tensor over the record's bytes would be
+    # writable through torch (it has no read-only tensors).
+    np = importlib.import_module("numpy")
+    torch = importlib.import_module("torch")
+    out = torch.empty(shape, dtype=dtype)
+    if out.numel():
+        out.reshape(-1).view(torch.uint8).numpy()[:] = np.frombuffer(data, dtype=np.uint8)
+    return _Tensor(out)
+
+
+def _load_image(cls: type[_Kept], state: list[Any], data: Any) -> _Kept:
+    pil = importlib.import_module("PIL.Image")
+    im = pil.Image.__new__(pil.Image)
+    im.__setstate__([*state, data])  # frombytes copies the pixels into Pillow's memory
+    return cls(im)
 
 
 # The exact numpy.ndarray type and its constructor, once numpy has been seen.
