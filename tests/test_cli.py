@@ -10,7 +10,9 @@ with what was written; each ``clear`` must remove exactly its selection.
 from __future__ import annotations
 
 import io
+import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -288,3 +290,88 @@ def test_names_under_infercache_that_are_not_entry_names_are_counted_apart(disk_
     status, out, _ = run("stats", disk_store.spec)
     assert status == 0
     assert out.splitlines()[-1] == "(names under infercache/ that are not entries: 1)"
+
+
+# -- the demo and INFERCACHE_STORE ------------------------------------------------------
+
+DEMO_SECRET = secrets.token_hex(32)  # what every replica of a deployment shares
+
+DEMO_RUN = """
+import asyncio, json, sys
+from infercache.demo import build_demo
+
+fns = build_demo().infercache_functions
+melody = list(fns["melody"]("ab"))
+translation = asyncio.run(fns["translate"]("hello my friend", "French"))
+wav = open(melody[-1][1], "rb").read()
+print(json.dumps({
+    "translation": translation,
+    "wav": len(wav), "wav_head": wav[:64].hex(),
+    "hits": {name: fns[name].cache.stats().hits for name in ("melody", "translate")},
+}))
+"""
+
+
+def demo_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("INFERCACHE_SECRET", "INFERCACHE_STORE")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_the_demo_in_a_second_process_is_answered_from_the_store_the_first_filled(tmp_path: Path) -> None:
+    env = demo_env(INFERCACHE_STORE=str(tmp_path / "store"), INFERCACHE_SECRET=DEMO_SECRET)
+
+    def demo_process() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", DEMO_RUN], capture_output=True, text=True, timeout=120, env=env, check=True
+        )
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+    first, second = demo_process(), demo_process()
+    assert first["hits"] == {"melody": 0, "translate": 0}
+    assert second["hits"] == {"melody": 1, "translate": 1}  # a closure per process would miss here
+    assert {k: second[k] for k in ("translation", "wav", "wav_head")} == {
+        k: first[k] for k in ("translation", "wav", "wav_head")
+    }
+
+
+def test_the_demo_says_which_store_it_uses_and_hides_its_password() -> None:
+    url = f"redis://:hunter2-password@127.0.0.1:{free_port()}/0"
+    env = demo_env(INFERCACHE_STORE=url, INFERCACHE_SECRET=DEMO_SECRET)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infercache.cli", "demo", "--port", str(free_port()), "--no-warmup"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines[0].startswith("infercache demo on http://127.0.0.1:")
+    assert lines[1].strip() == f"results: in memory, then in {url.replace('hunter2-password', '***')} " \
+        "(from INFERCACHE_STORE), shared with every process using it"
+
+
+def test_the_demo_without_a_store_says_it_keeps_results_in_memory_only() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infercache.cli", "demo", "--port", str(free_port()), "--no-warmup"],
+        env=demo_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines[1].startswith("results: in memory only (set INFERCACHE_STORE")
+
+
+def test_the_demo_on_a_redis_store_without_a_secret_stops_with_one_line_naming_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "infercache.cli", "demo", "--port", str(free_port()), "--no-warmup"],
+        env=demo_env(INFERCACHE_STORE=f"redis://127.0.0.1:{free_port()}/0"),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert len(done.stderr.splitlines()) == 1 and "INFERCACHE_SECRET" in done.stderr

@@ -26,12 +26,13 @@ not be opened or failed (with a one-line message on stderr).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .keyspace import ROOT, EntryName, Keyspace
 from .tiers import Tier
@@ -290,6 +291,26 @@ def _store_command(args: argparse.Namespace) -> int:
         tier.close()
 
 
+def _redacted(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _demo_store_line(demo: object) -> str:
+    """Where the demo's caches keep their results, as its caches were actually built."""
+    from .stores import ENV_STORE
+
+    classify = getattr(demo, "infercache_functions", {}).get("classify")
+    if classify is None or not classify.cache.engine.tiers:
+        return f"results: in memory only (set {ENV_STORE} to a directory or a redis:// URL to keep and share them)"
+    spec = os.environ.get(ENV_STORE, "").strip()
+    return f"results: in memory, then in {_redacted(spec)} (from {ENV_STORE}), shared with every process using it"
+
+
 # -- entry point -------------------------------------------------------------------
 
 
@@ -320,10 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    demo = build_demo(kv_model=args.kv_model)
+    from .errors import ConfigError
+
+    try:
+        demo = build_demo(kv_model=args.kv_model)
+    except ConfigError as exc:  # a bad INFERCACHE_STORE, or a Redis store without INFERCACHE_SECRET
+        print(f"infercache demo: {exc}", file=sys.stderr)
+        return 1
     if not args.no_warmup:
         threading.Thread(target=warm_up, args=(args.kv_model,), daemon=True).start()
     print(f"infercache demo on http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    print(_demo_store_line(demo))
     demo.launch(server_name=args.host, server_port=args.port)
     return 0
 

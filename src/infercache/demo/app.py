@@ -162,6 +162,22 @@ def _note_of(ch: str) -> float:
     return 220.0 * 2 ** ((ord(ch.lower()) % 24) / 12)
 
 
+_output_dirs: list[Path] = []
+
+
+def _output_dir() -> Path:
+    """This process's folder for the files the demo's functions write (made on first use).
+
+    A module-level function rather than a folder captured by the cached
+    function: a closure's captured values are part of its code version in a
+    store, and a folder named per process would keep every process (every
+    replica, every restart) from sharing the function's entries.
+    """
+    if not _output_dirs:
+        _output_dirs.append(Path(tempfile.mkdtemp(prefix="infercache-demo-out-")))
+    return _output_dirs[0]
+
+
 # ------------------------------------------------------------------ the app
 
 
@@ -226,7 +242,7 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
             chunk = _tone(_note_of(ch), 0.25, rate)
             chunks.append(chunk)
             yield (rate, chunk), None
-        path = files / f"melody-{abs(hash(text)) % 10**8}.wav"
+        path = _output_dir() / f"melody-{abs(hash(text)) % 10**8}.wav"
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
