@@ -10,9 +10,11 @@ These are benchmarks, not tests: nothing here asserts on a timing.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +44,11 @@ except ImportError:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
 HERE = Path(__file__).resolve().parent
+
+# Caches here choose their store themselves (store= on the tier rows): none reads the
+# environment's, and records are signed with this run's own secret unless one is set.
+os.environ.pop("INFERCACHE_STORE", None)
+os.environ.setdefault("INFERCACHE_SECRET", secrets.token_hex(16))
 
 
 def tag(request: pytest.FixtureRequest, benchmark: Any = None, **info: Any) -> None:
@@ -339,34 +346,108 @@ def test_memory_accounting(request: pytest.FixtureRequest, case: str) -> None:
         request.node.user_properties.append((key, result[key]))
 
 
-# --------------------------------------------------------------------------- tiers not yet built
+# --------------------------------------------------------------------------- persistent tiers
 
 
-FUTURE = {
-    "disk tier hit (1080p image)": "infercache disk tier not available yet",
-    "redis tier hit (1080p image)": "infercache Redis tier not available yet",
-}
-
-
-def _tier_available(name: str) -> bool:
+@functools.lru_cache(maxsize=None)
+def _redis_server() -> Any:
+    """One real redis-server on a free 127.0.0.1 port for the whole run (stopped at exit)."""
     try:
-        ic = cases.infercache_module()
-    except Unavailable:
-        return False
-    if name.startswith("disk"):
-        return any(hasattr(ic, n) for n in ("DiskTier", "DiskStore", "disk"))
-    if name.startswith("redis"):
-        return any(hasattr(ic, n) for n in ("RedisTier", "RedisStore", "redis"))
-    return False
+        import redis  # noqa: F401 - redis_fixtures needs redis-py
+    except ImportError:
+        na("redis-py not installed")
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from redis_fixtures import RedisServer  # the test suite's server: skips (n/a here) without redis-server
+
+    server = RedisServer()
+    atexit.register(server.stop)
+    return server
 
 
-@pytest.mark.parametrize("name", list(FUTURE))
-def test_future_tiers(request: pytest.FixtureRequest, name: str) -> None:
-    """Placeholders that show as n/a until the tiers and the integration land."""
-    tag(request, None, section="tiers", case=name, label=name, peer="infercache")
-    if not _tier_available(name):
-        na(FUTURE[name])
-    na(f"{name}: available in infercache but not benchmarked yet")
+def _tier_store(peer: str, tmp: Path) -> str:
+    """The ``store=`` of an infercache tier row (or of the row whose floor this is)."""
+    if peer in (cases.TIER_DISK, cases.FLOOR_DISK):
+        return str(tmp / "store")
+    server = _redis_server()
+    server.flush()  # one entry per case: the floors read it back by listing the store
+    return str(server.url)
+
+
+@pytest.mark.parametrize("peer", cases.TIER_PEERS)
+@pytest.mark.parametrize("case", [c.name for c in cases.TIER_CASES])
+def test_tier_hit(benchmark: Any, request: pytest.FixtureRequest, case: str, peer: str, tmp_path: Path) -> None:
+    """Hit latency from a persistent tier, the in-memory store emptied (untimed) before every round.
+
+    infercache rows read the record back from disk or Redis, verify and
+    decode it; joblib.Memory and diskcache.memoize read their own files; the
+    floors do the least any such hit must: hash the argument's key, read the
+    same record's bytes (a file, a raw redis-py GET) and view them as an array.
+    """
+    spec = cases.TIER_CASES_BY_NAME[case]
+    tag(request, benchmark, section="tiers", case=case, label=spec.label, peer=peer)
+    try:
+        args = spec.args()
+    except ImportError as exc:
+        na(f"input needs {exc.name}")
+    counter = Counter()
+    fn = spec.function(counter)
+    try:
+        w = cases.ic_tier(fn, _tier_store(peer, tmp_path)) if peer in cases.IC_TIER_ROWS else wrap(peer, fn, tmp_path)
+    except Unavailable as exc:
+        na(str(exc))
+    try:
+        prime(w, *args)
+        call: Callable[..., Any] = w.fn
+        empty: Callable[[], None] = _nothing
+        if peer in cases.FLOOR_OF:
+            empty = w.fn.cache.engine.store.clear  # every round reads the tier, not memory
+        elif peer in cases.IC_TIER_ROWS:
+            call = _floor(request, benchmark, peer, w, args, tmp_path)
+
+        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            empty()
+            return args, {}
+
+        start = counter.n
+        quick_rounds, full_rounds = (3, 200) if case == "small_value" else (2, 40)
+        benchmark.pedantic(
+            call,
+            setup=setup,
+            rounds=quick_rounds if cases.QUICK else full_rounds,
+            iterations=1,
+            warmup_rounds=0 if cases.QUICK else 3,
+        )
+        benchmark.extra_info["computations_during_hits"] = counter.n - start
+    finally:
+        w.close()
+
+
+def _floor(
+    request: pytest.FixtureRequest, benchmark: Any, peer: str, w: Wrapped, args: tuple[Any, ...], tmp: Path
+) -> Callable[..., Any]:
+    """The floor ``peer`` over the record infercache stored for ``args`` (called with ``args``, ignored)."""
+    try:
+        name, record = cases.stored_record(w)
+    except Unavailable as exc:
+        na(str(exc))
+    benchmark.extra_info["record_bytes"] = len(record)
+    if peer == cases.FLOOR_DISK:
+        path = tmp / "record"
+        path.write_bytes(record)
+        floor = cases.floor_disk(path, args)
+    else:
+        client = _redis_server().client()
+        request.addfinalizer(client.close)
+        floor = cases.floor_redis(client, name, args)
+
+    def call(*_: Any) -> Any:
+        return floor()
+
+    return call
+
+
+def _nothing() -> None:
+    """Setup of the rows that have no in-memory store to empty."""
 
 
 # --------------------------------------------------------------------------- Gradio end to end

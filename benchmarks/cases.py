@@ -424,6 +424,118 @@ VALUE_PEERS: tuple[str, ...] = SMALL_ARG_PEERS
 CONCURRENCY_PEERS: tuple[str, ...] = tuple(p.name for p in PEERS if p.tier != "none")
 
 
+# --------------------------------------------------------------------------- persistent tiers
+
+
+#: infercache with a persistent tier, and the floors it is measured against.
+TIER_DISK = "infercache disk tier"
+TIER_REDIS = "infercache Redis tier"
+FLOOR_DISK = "floor: file read + frombuffer + key hash"
+FLOOR_REDIS = "floor: redis-py GET + frombuffer + key hash"
+#: the floor each infercache tier row is compared with.
+FLOOR_OF = {TIER_DISK: FLOOR_DISK, TIER_REDIS: FLOOR_REDIS}
+#: the disk caches people use instead, from :data:`PEERS`.
+DISK_PEERS: tuple[str, ...] = tuple(p.name for p in PEERS if p.tier == "disk")
+#: rows made over an infercache cache with a tier (the floors read back its record).
+IC_TIER_ROWS: tuple[str, ...] = (TIER_DISK, TIER_REDIS, FLOOR_DISK, FLOOR_REDIS)
+#: rows of the tier section.
+TIER_PEERS: tuple[str, ...] = (TIER_DISK, TIER_REDIS, *DISK_PEERS, FLOOR_DISK, FLOOR_REDIS)
+
+
+@dataclass(frozen=True)
+class TierCase:
+    """A function and its arguments whose hit is read back from a persistent tier."""
+
+    name: str
+    label: str
+    args: Callable[[], tuple[Any, ...]]
+    #: the function, given the counter of its real runs.
+    function: Callable[[Counter], Callable[..., Any]]
+
+
+def _small_function(counter: Counter) -> Callable[..., Any]:
+    def infer(prompt: str, temperature: float = 0.7) -> str:
+        counter.bump()
+        return prompt.upper()
+
+    return infer
+
+
+def _image_function(counter: Counter) -> Callable[..., Any]:
+    def enhance(image: Any) -> Any:
+        counter.bump()
+        return 255 - image  # a new image of the same size: 6.2 MB stored and read back
+
+    return enhance
+
+
+TIER_CASES: tuple[TierCase, ...] = (
+    TierCase("small_value", 'f("hello world", 0.7) -> str', lambda: ("hello world", 0.7), _small_function),
+    TierCase(
+        "image_1080p",
+        f"numpy uint8 {'x'.join(map(str, SIZES.image_1080p))} in and out ({_mb(SIZES.image_1080p)})",
+        lambda: (VALUE_CASES_BY_NAME["image_1080p"].build(),),
+        _image_function,
+    ),
+)
+TIER_CASES_BY_NAME: dict[str, TierCase] = {c.name: c for c in TIER_CASES}
+
+
+def ic_tier(fn: Callable[..., Any], store: str) -> Wrapped:
+    """``fn`` cached by infercache with ``store=`` (a directory or a redis:// URL).
+
+    ``version=`` is explicit: the benchmark's functions capture their run
+    counter, which has no content key, so no code version is derived for them.
+    """
+    w = ic_decorate(fn, IC_DIGESTS[0], store=store, version="benchmark")
+    return Wrapped(w, _clear_attr(w))
+
+
+def stored_record(w: Wrapped) -> tuple[bytes, bytes]:
+    """``(name, record)`` of the one entry an infercache tier holds after the first call."""
+    engine = w.fn.cache.engine
+    if not engine.tiers:
+        raise Unavailable("the cache has no persistent tier")
+    tier = engine.tiers[0]
+    names = [name for name, _ in tier.entries(b"")]
+    if len(names) != 1:
+        raise Unavailable(f"expected one stored entry, found {len(names)}")
+    record = tier.get(names[0])
+    if record is None:
+        raise Unavailable("the stored entry could not be read back")
+    return names[0], record
+
+
+def floor_disk(path: Path, args: tuple[Any, ...]) -> Callable[[], Any]:
+    """Hash the arguments' key, read the record's file, view it as an array: a disk hit's least work."""
+    import numpy as np
+
+    hash_key = ic_hash_function(IC_DIGESTS[0])
+    key_of = args[0] if len(args) == 1 else args
+
+    def floor() -> Any:
+        hash_key(key_of)
+        with open(path, "rb") as f:
+            data = f.read()
+        return np.frombuffer(data, dtype=np.uint8)
+
+    return floor
+
+
+def floor_redis(client: Any, name: bytes, args: tuple[Any, ...]) -> Callable[[], Any]:
+    """Hash the arguments' key, GET the record, view it as an array: a Redis hit's least work."""
+    import numpy as np
+
+    hash_key = ic_hash_function(IC_DIGESTS[0])
+    key_of = args[0] if len(args) == 1 else args
+
+    def floor() -> Any:
+        hash_key(key_of)
+        return np.frombuffer(client.get(name), dtype=np.uint8)
+
+    return floor
+
+
 # --------------------------------------------------------------------------- hashing throughput
 
 
