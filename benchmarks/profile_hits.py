@@ -6,9 +6,16 @@ Usage (from the repository root)::
     python benchmarks/profile_hits.py image_1080p --digest xxh3
     python benchmarks/profile_hits.py small_args --lines     # line_profiler on the hot path
     python benchmarks/profile_hits.py small_args --no-gradio # a plain-Python program
+    python benchmarks/profile_hits.py image_1080p --store /tmp/ic  # hits read from a tier
+    python benchmarks/profile_hits.py small_value --store redis://127.0.0.1:6379/0
 
 By default gradio is imported first, as in a Gradio app, so the framework
 integration is active on every call exactly as in the benchmark suite.
+
+With ``--store`` (a directory or a redis:// URL) the case is one of the
+suite's tier cases (``small_value``, ``image_1080p``) and the in-memory store
+is emptied before every hit, so each hit reads, verifies and decodes the
+record from that tier. Without ``INFERCACHE_SECRET`` a random one is used.
 """
 
 from __future__ import annotations
@@ -36,6 +43,24 @@ def _call(case: str) -> tuple[tuple[Any, ...], int]:
         return ("hello world", 0.7), 100_000
     value = cases.VALUE_CASES_BY_NAME[case].build()
     return (value,), 50
+
+
+def _tier_call(case: str, store: str) -> tuple[Callable[..., Any], tuple[Any, ...], int]:
+    """A tier case's cached function, emptying its in-memory store before each call; its arguments; hits."""
+    import secrets
+
+    import cases
+
+    os.environ.setdefault("INFERCACHE_SECRET", secrets.token_hex(16))
+    spec = cases.TIER_CASES_BY_NAME[case]
+    cached = cases.ic_tier(spec.function(cases.Counter()), store).fn
+    clear = cached.cache.engine.store.clear
+
+    def from_tier(*args: Any) -> Any:
+        clear()
+        return cached(*args)
+
+    return from_tier, spec.args(), 2000 if case == "small_value" else 50
 
 
 def _hot_functions() -> list[Callable[..., Any]]:
@@ -67,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", action="store_true", help="line-by-line profile (needs line_profiler)")
     parser.add_argument("--no-gradio", action="store_true", help="do not import gradio first")
     parser.add_argument("-n", type=int, default=None, help="number of hits")
+    parser.add_argument("--store", default=None, help="a directory or redis:// URL: hits read from that tier")
     args = parser.parse_args(argv)
 
     if not args.no_gradio:
@@ -74,16 +100,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import cases
 
-    args_tuple, n = _call(args.case)
+    if args.store:
+        fn, args_tuple, n = _tier_call(args.case, args.store)
+    else:
+        args_tuple, n = _call(args.case)
+
+        def infer(prompt: str, temperature: float = 0.7) -> str:  # same shape as the suite's
+            return prompt
+
+        def classify(x: Any) -> int:
+            return 1
+
+        fn = cases.ic_decorate(infer if args.case == "small_args" else classify, args.digest)
     n = args.n or n
-
-    def infer(prompt: str, temperature: float = 0.7) -> str:  # same shape as the suite's
-        return prompt
-
-    def classify(x: Any) -> int:
-        return 1
-
-    fn = cases.ic_decorate(infer if args.case == "small_args" else classify, args.digest)
     fn(*args_tuple)
     t0 = time.perf_counter()
     for _ in range(n):
