@@ -8,13 +8,17 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import infercache as ic
 from infercache import stores
 from infercache.codec import Codec, CorruptEntry
 from infercache.errors import ConfigError
+from infercache.keys import hash_key
 from infercache.tiers import DiskTier, MemoryTier
 from infercache.tiers.guard import Guarded
 
@@ -160,19 +164,37 @@ def test_store_and_version_settings_are_checked() -> None:
         ic.cache(store="nope://x")(lambda x: x)
 
 
+SQUARED: list[int] = []
+
+
+def square(x: int) -> int:
+    SQUARED.append(x)
+    return x * x
+
+
 def test_a_cache_with_a_store_serves_what_another_cache_of_the_same_function_stored(tmp_path: Path) -> None:
-    calls: list[int] = []
-
-    def square(x: int) -> int:
-        calls.append(x)
-        return x * x
-
+    SQUARED.clear()
     first = ic.cache(store=tmp_path / "s", max_size=64)(square)
     assert first(7) == 49
     # A fresh in-memory store in front of the same directory: a new process, in effect.
     second = ic.cache(store=tmp_path / "s", max_size=65)(square)
     assert second(7) == 49
-    assert calls == [7]
+    assert SQUARED == [7]
+
+
+@given(st.lists(st.one_of(st.integers(), st.text(max_size=3), st.floats(allow_nan=False)), min_size=2, max_size=4))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_closures_over_different_values_never_share_entries(tmp_path: Path, factors: list[object]) -> None:
+    """Same code, same name, different captured values: each closure gets its own results."""
+
+    def make(k: object) -> Any:
+        return ic.cache(store=tmp_path / "closures")(lambda x: [x, k])
+
+    made = [make(k) for k in factors]
+    for k, f in zip(factors, made):
+        assert f(10) == [10, k]
+    distinct = {hash_key(k) for k in factors}
+    assert len({f.cache.engine.keyspace.version for f in made}) == len(distinct)
 
 
 def test_unnamed_manual_caches_made_at_different_places_do_not_share_a_store(tmp_path: Path) -> None:

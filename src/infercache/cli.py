@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from .keyspace import ROOT, EntryName, Keyspace
 from .tiers import Tier
-from .tiers.disk import _DB
+from .tiers.disk import INDEX_FILE
 
 __all__ = ["Listed", "build_parser", "clear_prefixes", "main", "open_tier", "scan"]
 
@@ -138,11 +138,11 @@ def open_tier(spec: str) -> Tier:
     text = spec.strip()
     if text and "://" not in text:
         try:
-            path = stores._disk_path(text)  # the directory store= would use, "disk" included
+            path = stores.disk_path(text)  # the directory store= would use, "disk" included
         except Exception as exc:  # e.g. 'disk' without platformdirs: a store that cannot be found
             raise StoreError(f"cannot find {spec!r}: {exc}") from exc
-        if not (path / _DB).is_file():
-            raise StoreError(f"no infercache store at {path} (it has no {_DB})")
+        if not (path / INDEX_FILE).is_file():
+            raise StoreError(f"no infercache store at {path} (it has no {INDEX_FILE})")
     try:
         return stores.open_tier(text)
     except ImportError as exc:

@@ -23,7 +23,7 @@ from .binding import Signature
 from .config import Settings
 from .engine import Engine, Framed, Full
 from .errors import CacheKeyError, UnhashableError
-from .keys import make_call_key, make_key
+from .keys import hash_key, make_call_key, make_key
 from .log import logger
 from .safety import PASS_THROUGH, release
 from .store import CacheStats
@@ -217,7 +217,7 @@ def _engine(func: Callable[..., Any], settings: Settings) -> Engine:
         state = captured_state(func)
         if state:
             try:
-                version += "-" + make_key(state, algorithm="blake3", where="captured state").hex()[:16]
+                version += "-" + hash_key(state)[:16]
             except UnhashableError as exc:
                 logger.warning(
                     "infercache: %r keeps its results in memory only: what it captures (closure, partial "

@@ -52,6 +52,7 @@ __all__ = [
     "FROM_ENV",
     "StoreSpec",
     "codec_for",
+    "disk_path",
     "open_store",
     "open_tier",
     "resolve",
@@ -157,7 +158,7 @@ def _normalize(spec: object) -> str:
         return text
     if "://" in text:
         raise ConfigError(f"store= {spec!r}: unknown scheme; use a directory or a redis://, rediss:// or unix:// URL")
-    return str(_disk_path(text))
+    return str(disk_path(text))
 
 
 def tiers_for(store: StoreSpec) -> tuple[tuple[Tier, ...], Codec | None]:
@@ -168,7 +169,8 @@ def tiers_for(store: StoreSpec) -> tuple[tuple[Tier, ...], Codec | None]:
     return (tier,), codec_for(tier)
 
 
-def _disk_path(text: str) -> Path:
+def disk_path(text: str) -> Path:
+    """The directory a disk store spec names: ``"disk"`` is the user cache directory's ``store``."""
     if text.lower() == "disk":
         import platformdirs
 

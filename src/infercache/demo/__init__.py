@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ def build_demo(kv_model: str | None = None) -> gr.Blocks:
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from . import app
-
-        return app
+        # import_module, not "from . import app": that would look the name up here again first.
+        return importlib.import_module(f"{__name__}.app")
     raise AttributeError(name)

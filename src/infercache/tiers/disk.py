@@ -86,7 +86,7 @@ from .base import Lease, Tier
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["DiskTier"]
+__all__ = ["INDEX_FILE", "DiskTier"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -109,7 +109,8 @@ CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF size ON entries
     BEGIN UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 0; END;
 """
 
-_DB = "index.sqlite3"
+INDEX_FILE = "index.sqlite3"
+"""The index database's file name inside a disk tier's directory (tools look for it)."""
 _DATA = "data"
 _LOCKS = "locks"
 _TMP = ".tmp"
@@ -228,7 +229,7 @@ class DiskTier(Tier):
         self.touch_every = touch_every
         self.busy_timeout = busy_timeout
         self._clock = clock
-        self._db = self.path / _DB
+        self._db = self.path / INDEX_FILE
         self._data = self.path / _DATA
         self._locks = self.path / _LOCKS
         self._local = _Local()
@@ -260,7 +261,7 @@ class DiskTier(Tier):
             # A log left by a deleted database would be replayed into the new one.
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._db.with_name(_DB + suffix))
+                    os.unlink(self._db.with_name(INDEX_FILE + suffix))
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
