@@ -184,3 +184,46 @@ def test_across_restarts_an_edited_function_misses_and_a_moved_one_hits(tmp_path
     pinned = MODULE.replace("store=os.environ", 'version="v1", store=os.environ')
     assert _run(tmp_path, pinned) == 1
     assert _run(tmp_path, pinned.replace("x * 2", "2 * x")) == 0  # an explicit version is the user's word
+
+
+HELPERS = """
+THRESHOLD = 0.5
+LABELS = ("cat", "dog")
+UNRELATED = 1
+
+def helper(v):
+    return v * 2
+
+def f(x):
+    return LABELS[helper(x) > THRESHOLD]
+"""
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        HELPERS.replace("THRESHOLD = 0.5", "THRESHOLD = 0.6"),
+        HELPERS.replace('("cat", "dog")', '("dog", "cat")'),
+        HELPERS.replace("v * 2", "v * 3"),  # a helper defined beside it
+    ],
+)
+def test_module_constants_and_helpers_it_reads_are_part_of_the_version(edited: str) -> None:
+    assert code_version(_define(edited)) != code_version(_define(HELPERS))
+
+
+def test_globals_it_does_not_read_are_not_part_of_the_version() -> None:
+    assert code_version(_define(HELPERS.replace("UNRELATED = 1", "UNRELATED = 2"))) == code_version(_define(HELPERS))
+
+
+def test_recursive_helpers_terminate() -> None:
+    source = """
+def even(n):
+    return True if n == 0 else odd(n - 1)
+
+def odd(n):
+    return False if n == 0 else even(n - 1)
+
+def f(x):
+    return even(x)
+"""
+    assert code_version(_define(source)) != code_version(_define(source.replace("n - 1", "n - 2")))

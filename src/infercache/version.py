@@ -19,7 +19,12 @@ code and name but different captured values must not share entries.
 :func:`captured_state` lists that state; the engine keys it by content into
 the version (or refuses a shared store for it, asking for ``version=``).
 
-What it cannot see: code the function calls (a helper edited elsewhere, a
+Also folded in: the module globals the function reads that are plain
+constants (``THRESHOLD = 0.5``, a model name string) by value, and the
+functions defined in the same module that it calls, by their code (and
+theirs, recursively).
+
+What it cannot see: code in other modules, classes and objects it uses (a
 model's weights, a library upgrade). Pass ``version=`` to ``@cache`` to name
 the version yourself when those matter.
 """
@@ -44,29 +49,10 @@ _DOCSTRING_FLAG = getattr(inspect, "CO_HAS_DOCSTRING", 0)  # Python 3.14+ flags 
 
 def _code_of(func: Any) -> types.CodeType | None:
     """The code object that runs when ``func`` is called (unwrapping partials, methods, callables)."""
-    seen = 0
-    while seen < 16:
-        seen += 1
-        if isinstance(func, types.CodeType):
-            return func
-        if isinstance(func, functools.partial):
-            func = func.func
-            continue
-        if isinstance(func, (types.MethodType, classmethod, staticmethod)):
-            func = func.__func__
-            continue
-        code = getattr(func, "__code__", None)
-        if isinstance(code, types.CodeType):
-            return code
-        call = None
-        for klass in type(func).__mro__:
-            if "__call__" in klass.__dict__:
-                call = klass.__dict__["__call__"]
-                break
-        if call is None or isinstance(call, (types.WrapperDescriptorType, types.MethodWrapperType)):
-            return None
-        func = call
-    return None
+    if isinstance(func, types.CodeType):
+        return func
+    holder = _holder_of(func)
+    return None if holder is None else holder.__code__
 
 
 def _feed(h: Any, code: types.CodeType, docstring: str | None) -> None:
@@ -109,10 +95,74 @@ def code_version(func: Callable[..., Any]) -> str:
     if code is None:
         return ""
     h = blake3.blake3()
-    h.update(f"infercache code version 1, key format {KEY_FORMAT_VERSION}".encode())
+    h.update(f"infercache code version 2, key format {KEY_FORMAT_VERSION}".encode())
     doc = getattr(func, "__doc__", None)
     _feed(h, code, doc if isinstance(doc, str) else None)
+    namespace = getattr(_holder_of(func), "__globals__", None)
+    if isinstance(namespace, dict):
+        _feed_globals(h, code, namespace, {code})
     return h.hexdigest()[:16]
+
+
+def _holder_of(func: Any) -> Any:
+    """The function object holding the code that runs when ``func`` is called, or None."""
+    for _ in range(16):
+        if isinstance(func, functools.partial):
+            func = func.func
+            continue
+        if isinstance(func, (types.MethodType, classmethod, staticmethod)):
+            func = func.__func__
+            continue
+        if isinstance(getattr(func, "__code__", None), types.CodeType):
+            return func
+        call = None
+        for klass in type(func).__mro__:
+            if "__call__" in klass.__dict__:
+                call = klass.__dict__["__call__"]
+                break
+        if call is None or isinstance(call, (types.WrapperDescriptorType, types.MethodWrapperType)):
+            return None
+        func = call
+    return None
+
+
+def _names_in(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_in(const)
+    return names
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """True for a constant whose repr is its content (numbers, text, None, and tuples/frozensets of them)."""
+    if type(value) in (int, float, complex, bool, str, bytes, type(None)):
+        return True
+    if type(value) in (tuple, frozenset) and depth < 4:
+        return all(_plain(v, depth + 1) for v in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _feed_globals(h: Any, code: types.CodeType, namespace: dict[str, Any], seen: set[types.CodeType]) -> None:
+    """Fold in the module globals ``code`` reads: plain constants by value, same-module functions by code.
+
+    So changing ``THRESHOLD = 0.5`` or editing a helper defined beside the
+    cached function changes its version. Modules, classes, models and other
+    objects are not folded in (they are not content a version can see).
+    """
+    module = namespace.get("__name__")
+    for name in sorted(_names_in(code)):
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        if _plain(value):
+            h.update(_SEP + f"global {name}={type(value).__qualname__}:{value!r}".encode())
+        elif isinstance(value, types.FunctionType) and value.__module__ == module and value.__code__ not in seen:
+            seen.add(value.__code__)
+            h.update(_SEP + f"helper {name}:".encode())
+            doc = value.__doc__
+            _feed(h, value.__code__, doc if isinstance(doc, str) else None)
+            _feed_globals(h, value.__code__, namespace, seen)
 
 
 def captured_state(func: Any) -> tuple[Any, ...]:
