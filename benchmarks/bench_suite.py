@@ -409,7 +409,7 @@ def test_tier_hit(benchmark: Any, request: pytest.FixtureRequest, case: str, pee
             return args, {}
 
         start = counter.n
-        quick_rounds, full_rounds = (3, 200) if case == "small_value" else (2, 40)
+        quick_rounds, full_rounds = (3, 500) if case == "small_value" else (2, 60)
         benchmark.pedantic(
             call,
             setup=setup,
