@@ -38,7 +38,7 @@ import redis_fixtures
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_fixtures import RedisServer, free_port
-from tier_procs import SECRET, Barrier, Workers, expected, wait_for
+from tier_procs import SECRET, Barrier, Result, Workers, expected, wait_for
 
 import infercache as ic
 
@@ -278,19 +278,38 @@ def test_a_record_signed_with_another_secret_is_a_miss_and_is_replaced(
 # -- one computation across processes ---------------------------------------------
 
 
+# A command slower than the store's 0.25 s timeout (a loaded machine) opens the circuit breaker, and
+# the process then computes on its own: failing open by design, but a second computation here.
+PATIENT = {"socket_timeout": 5.0, "connect_timeout": 5.0}
+
+
+def redis_options(kind: str, **options: Any) -> dict[str, Any] | None:
+    """``ic.RedisStore`` keyword arguments for the workers of the single-computation tests (None for disk)."""
+    if kind == "disk":
+        return None
+    return {**PATIENT, "cluster": kind == "cluster", **options}
+
+
+def report(workers: Workers, results: list[Result]) -> str:
+    """The computations and the workers' logs, for a failed assertion."""
+    return f"computed by (pid, x): {workers.calls()}\n" + "\n".join(r.stderr for r in results)
+
+
 @pytest.mark.parametrize(
     ("kind", "mode"), [("disk", "sync"), ("redis", "sync"), ("cluster", "sync"), ("disk", "async"), ("redis", "async")]
 )
 def test_four_processes_asking_for_one_new_input_compute_it_once(
     kind: str, mode: str, workers: Workers, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    store = store_of(kind, request, tmp_path)
+    store = store_of(kind, request, tmp_path).removesuffix("?cluster=1")
     barrier = Barrier(tmp_path)
-    procs = [workers.start(store, [(7, LARGE)], mode=mode, sleep=1.0, barrier=barrier) for _ in range(4)]
+    procs = [
+        workers.start(store, [(7, LARGE)], mode=mode, sleep=1.0, barrier=barrier, redis=redis_options(kind))
+        for _ in range(4)
+    ]
     barrier.go(4)
-    for proc in procs:
-        proc.check()
-    assert workers.computed() == [7]
+    results = [proc.check() for proc in procs]
+    assert workers.computed() == [7], report(workers, results)
 
 
 @pytest.mark.parametrize("kind", ["disk", "redis"])
@@ -299,22 +318,19 @@ def test_a_holder_killed_mid_computation_does_not_block_the_others(
 ) -> None:
     store = store_of(kind, request, tmp_path)
     # Redis: a short lease, so the dead holder's expires soon; the disk's OS lock is freed at once.
-    lease_ttl = 1.0 if kind == "redis" else None
+    options = redis_options(kind, lease_ttl=1.0)
     started = tmp_path / "started"
-    holder = workers.start(store, [(9, SMALL)], sleep=300.0, started=started, lease_ttl=lease_ttl)
+    holder = workers.start(store, [(9, SMALL)], sleep=300.0, started=started, redis=options)
     wait_for(started.exists, "the holder to start computing")
     barrier = Barrier(tmp_path)
     # Computing takes longer than the lease: the new holder's renewals keep the other one waiting.
-    waiters = [
-        workers.start(store, [(9, SMALL)], sleep=1.5, barrier=barrier, lease_ttl=lease_ttl) for _ in range(2)
-    ]
+    waiters = [workers.start(store, [(9, SMALL)], sleep=1.5, barrier=barrier, redis=options) for _ in range(2)]
     barrier.go(2)
     time.sleep(0.3)  # let the waiters find the key held (the test passes either way, but tests less)
     holder.kill()
-    for waiter in waiters:
-        waiter.check()
+    results = [waiter.check() for waiter in waiters]
     calls = workers.calls()
-    assert [x for _, x in calls] == [9, 9]  # the killed holder's, and one waiter's
+    assert [x for _, x in calls] == [9, 9], report(workers, results)  # the killed holder's, and one waiter's
     assert calls[0][0] == holder.proc.pid
     assert calls[1][0] in {w.proc.pid for w in waiters}
 

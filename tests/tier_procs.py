@@ -77,8 +77,8 @@ async def acompute(x, size):
 
 
 store = cfg["store"]
-if cfg["lease_ttl"] is not None:
-    store = ic.RedisStore(store, cluster=cfg["cluster"], lease_ttl=cfg["lease_ttl"])
+if cfg["redis"] is not None:
+    store = ic.RedisStore(store, **cfg["redis"])
 fn = ic.cache(store=store)(acompute if cfg["mode"] == "async" else compute)
 
 if cfg["ready"]:
@@ -241,8 +241,7 @@ class Workers:
         sleep: float = 0.0,
         started: Path | None = None,
         barrier: Barrier | None = None,
-        lease_ttl: float | None = None,
-        cluster: bool = False,
+        redis: dict[str, Any] | None = None,
         linger: Path | None = None,
         full_disk: int | None = None,
         until_back: tuple[int, int] | None = None,
@@ -251,8 +250,8 @@ class Workers:
         """Start a worker calling the cached function on each ``(x, size)`` of ``inputs``.
 
         ``store`` is a directory or a URL (``store=`` as given); with
-        ``lease_ttl`` it is a Redis URL opened as ``ic.RedisStore(url,
-        lease_ttl=..., cluster=...)``. ``mode="async"`` calls the async twin.
+        ``redis`` (keyword arguments) it is a Redis URL opened as
+        ``ic.RedisStore(url, **redis)``. ``mode="async"`` calls the async twin.
         ``sleep`` is how long each computation takes. With ``linger`` the
         worker stays alive after its calls until that file exists.
         ``full_disk`` limits the size of any file the worker writes to that
@@ -270,8 +269,7 @@ class Workers:
             "started": str(started) if started else None,
             "ready": str(barrier.ready_file()) if barrier else None,
             "go": str(barrier.go_file) if barrier else None,
-            "lease_ttl": lease_ttl,
-            "cluster": cluster,
+            "redis": redis,
             "linger": str(linger) if linger else None,
             "full_disk": full_disk,
             "until_back": list(until_back) if until_back else None,
