@@ -278,7 +278,7 @@ def test_a_record_signed_with_another_secret_is_a_miss_and_is_replaced(
 # -- one computation across processes ---------------------------------------------
 
 
-# A command slower than the store's 0.25 s timeout (a loaded machine) opens the circuit breaker, and
+# A command slower than the store's 1 s timeout (a loaded machine) opens the circuit breaker, and
 # the process then computes on its own: failing open by design, but a second computation here.
 PATIENT = {"socket_timeout": 5.0, "connect_timeout": 5.0}
 

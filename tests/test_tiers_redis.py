@@ -379,7 +379,7 @@ def test_a_sync_client_is_derived_from_an_async_one_with_its_user_password_and_d
     tier = RedisTier(given)
     try:
         assert isinstance(tier.client, redis.Redis)
-        assert tier.client.connection_pool.connection_kwargs["socket_timeout"] == 0.25
+        assert tier.client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
         tier.set(b"a", b"from sync")
 
         async def main() -> bytes | None:

@@ -44,10 +44,13 @@ async one (native ``aget``/``aset``/``adelete``/``aclear``/``alease``):
   Not derived: its timeouts, retry policy, pool size and connection
   callbacks -- the derived client gets the tier's own short timeouts.
 
-Clients the tier makes have short socket and connect timeouts and retry a
-failed command once, immediately: a server that is down or slow costs a
-call at most twice the timeout, and the circuit breaker above the tier stops
-later calls from paying even that. A client passed in keeps its own
+Clients the tier makes have short socket and connect timeouts (1 s: short
+enough that a hung server costs little, long enough that a loaded machine
+does not mistake a slow reply for a dead server and open the breaker, which
+would make processes compute what another is computing) and retry a failed
+command once, immediately: a server that is down (connection refused) costs
+a call under a millisecond, one that hangs at most twice the timeout, and
+the circuit breaker above the tier stops later calls from paying even that. A client passed in keeps its own
 settings, and stays the caller's: :meth:`RedisTier.close` closes only the
 clients the tier made. A client must not decode responses
 (``decode_responses=True`` is refused): records are bytes.
@@ -353,8 +356,8 @@ class RedisTier(Tier):
         *,
         cluster: bool = False,
         default_ttl: float | None = DEFAULT_TTL,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 0.25,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 1.0,
         lease_ttl: float = 15.0,
     ) -> None:
         for label, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout),
