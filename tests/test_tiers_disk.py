@@ -174,6 +174,14 @@ def test_a_deleted_directory_is_recreated(path: Path, tier: DiskTier) -> None:
     again.close()
 
 
+def test_a_deleted_data_folder_is_recreated_by_the_next_large_write(path: Path, tier: DiskTier) -> None:
+    tier.set(b"big", b"b" * BIG)
+    shutil.rmtree(path / "data")
+    assert tier.get(b"big") is None  # its file is gone: a miss
+    tier.set(b"big", b"c" * BIG)
+    assert tier.get(b"big") == b"c" * BIG
+
+
 def index_files(path: Path) -> list[Path]:
     return [path / name for name in os.listdir(path) if name.startswith("index.sqlite3")]
 

@@ -329,7 +329,11 @@ class DiskTier(Tier):
         token = secrets.token_hex(16)
         final = self._data / token
         temp = self._data / (token + _TMP)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # data/ alone was deleted: the rows pointing into it are misses already
+            self._data.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(record)
