@@ -224,3 +224,16 @@ def test_a_closure_that_cannot_be_keyed_stays_in_memory(tmp_path: Path, caplog: 
     assert cached.cache.engine.tiers == ()
     assert "memory only" in caplog.text
     assert ic.cache(store=tmp_path / "c", version="v1")(f).cache.engine.tiers != ()
+
+
+def test_opening_a_store_object_does_not_keep_it_alive(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    tier = DiskTier(tmp_path / "gone")
+    alive = weakref.ref(tier)
+    guarded = stores.open_store(tier)
+    assert guarded is not None and guarded.get(b"x") is None
+    del tier, guarded
+    gc.collect()
+    assert alive() is None

@@ -85,7 +85,8 @@ StoreSpec = Union[str, "os.PathLike[str]", Tier, None, _FromEnv]
 
 _lock = threading.Lock()
 _by_spec: dict[str, Guarded] = {}
-_by_tier: weakref.WeakKeyDictionary[Tier, Guarded] = weakref.WeakKeyDictionary()
+# By id: the guard holds its tier, so a guard (and its tier) lives exactly as long as a cache uses it.
+_by_tier: weakref.WeakValueDictionary[int, Guarded] = weakref.WeakValueDictionary()
 _codecs: dict[tuple[str, bytes], Codec] = {}
 
 
@@ -112,9 +113,9 @@ def open_store(spec: str | os.PathLike[str] | Tier | None) -> Tier | None:
         return spec
     if isinstance(spec, Tier):
         with _lock:
-            guarded = _by_tier.get(spec)
-            if guarded is None:
-                guarded = _by_tier[spec] = Guarded(spec)
+            guarded = _by_tier.get(id(spec))
+            if guarded is None or guarded.tier is not spec:
+                guarded = _by_tier[id(spec)] = Guarded(spec)
             return guarded
     key = _normalize(spec)
     with _lock:
