@@ -461,23 +461,46 @@ def _small_function(counter: Counter) -> Callable[..., Any]:
     return infer
 
 
-def _image_function(counter: Counter) -> Callable[..., Any]:
+def _filter_function(counter: Counter) -> Callable[..., Any]:
     def enhance(image: Any) -> Any:
         counter.bump()
-        return 255 - image  # a new image of the same size: 6.2 MB stored and read back
+        return 255 - image  # a new image of the same size
 
     return enhance
 
 
+def _classify_function(counter: Counter) -> Callable[..., Any]:
+    def classify(image: Any) -> int:
+        counter.bump()
+        return 1
+
+    return classify
+
+
+@functools.lru_cache(maxsize=None)
+def _tier_image() -> Any:
+    return VALUE_CASES_BY_NAME["image_1080p"].build()
+
+
+def _render_function(counter: Counter) -> Callable[..., Any]:
+    def render(prompt: str) -> Any:
+        counter.bump()
+        return 255 - _tier_image()  # a new 1080p image for a short prompt
+
+    return render
+
+
+_IMAGE = f"{'x'.join(map(str, SIZES.image_1080p))} uint8 image ({_mb(SIZES.image_1080p)})"
+
+#: The 1080p cases differ in what is hashed (the argument's key) and what is read back (the record).
 TIER_CASES: tuple[TierCase, ...] = (
     TierCase("small_value", 'f("hello world", 0.7) -> str', lambda: ("hello world", 0.7), _small_function),
-    TierCase(
-        "image_1080p",
-        f"numpy uint8 {'x'.join(map(str, SIZES.image_1080p))} in and out ({_mb(SIZES.image_1080p)})",
-        lambda: (VALUE_CASES_BY_NAME["image_1080p"].build(),),
-        _image_function,
-    ),
+    TierCase("image_in_out", f"{_IMAGE} in, image out", lambda: (_tier_image(),), _filter_function),
+    TierCase("image_in", f"{_IMAGE} in, int out", lambda: (_tier_image(),), _classify_function),
+    TierCase("image_out", f"prompt in, {_IMAGE} out", lambda: ("a red bicycle",), _render_function),
 )
+#: the 1080p cases, for the targets.
+TIER_IMAGE_CASES: tuple[str, ...] = ("image_in_out", "image_in", "image_out")
 TIER_CASES_BY_NAME: dict[str, TierCase] = {c.name: c for c in TIER_CASES}
 
 

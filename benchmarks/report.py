@@ -464,13 +464,16 @@ def _tier_targets(rows: list[Row]) -> list[tuple[str, str, str, str]]:
         return "n/a" if ok is None else ("**met**" if ok else "**missed**")
 
     out: list[tuple[str, str, str, str]] = []
-    for peer in cases.DISK_PEERS:
-        r = _tier_ratio(rows, "image_1080p", peer, cases.TIER_DISK)
-        out.append((f"disk tier 1080p image hit vs {peer} (speed-up)", fmt_ratio(r), "≥ 3×",
-                    verdict(None if r is None else r >= 3)))
-    for case, what, goal in (("image_1080p", "1080p image", 2.5), ("small_value", "small-value", 1.5)):
+    labels = {r.case: r.label for r in rows if r.section == "tiers"}
+    for case in cases.TIER_IMAGE_CASES:
+        what = labels.get(case, case)
+        for peer in cases.DISK_PEERS:
+            r = _tier_ratio(rows, case, peer, cases.TIER_DISK)
+            out.append((f"disk tier hit vs {peer} (speed-up): {what}", fmt_ratio(r), "≥ 3×",
+                        verdict(None if r is None else r >= 3)))
+    for case, goal in [*((c, 2.5) for c in cases.TIER_IMAGE_CASES), ("small_value", 1.5)]:
         r = _tier_ratio(rows, case, cases.TIER_REDIS, cases.FLOOR_REDIS)
-        out.append((f"Redis tier {what} hit / its floor (GET + frombuffer + key hash)",
+        out.append((f"Redis tier hit / its floor (GET + frombuffer + key hash): {labels.get(case, case)}",
                     "n/a" if r is None else f"{r:.2f}× the floor time", f"≤ {goal}×",
                     verdict(None if r is None else r <= goal)))
     return out
