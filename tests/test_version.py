@@ -187,16 +187,37 @@ def test_across_restarts_an_edited_function_misses_and_a_moved_one_hits(tmp_path
 
 
 HELPERS = """
+import os
+import tempfile
+
 THRESHOLD = 0.5
 LABELS = ("cat", "dog")
 UNRELATED = 1
+OUT = tempfile.mkdtemp()  # configuration computed at import: differs per process
+STORE = os.environ.get("SOME_STORE", "a")
 
 def helper(v):
+    os.path.join(OUT, STORE)
     return v * 2
 
 def f(x):
     return LABELS[helper(x) > THRESHOLD]
 """
+
+
+def _load(tmp_path: Path, source: str, name: str = "f") -> Any:
+    """Write ``source`` as a module file and import it afresh; return its function ``name``."""
+    import importlib.util
+
+    folder = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    path = folder / "helpers_mod.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location("helpers_mod", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
 
 
 @pytest.mark.parametrize(
@@ -207,15 +228,26 @@ def f(x):
         HELPERS.replace("v * 2", "v * 3"),  # a helper defined beside it
     ],
 )
-def test_module_constants_and_helpers_it_reads_are_part_of_the_version(edited: str) -> None:
-    assert code_version(_define(edited)) != code_version(_define(HELPERS))
+def test_module_literals_and_helpers_it_reads_are_part_of_the_version(tmp_path: Path, edited: str) -> None:
+    assert code_version(_load(tmp_path, edited)) != code_version(_load(tmp_path, HELPERS))
 
 
-def test_globals_it_does_not_read_are_not_part_of_the_version() -> None:
-    assert code_version(_define(HELPERS.replace("UNRELATED = 1", "UNRELATED = 2"))) == code_version(_define(HELPERS))
+def test_globals_it_does_not_read_or_that_are_computed_at_import_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = code_version(_load(tmp_path, HELPERS))
+    assert code_version(_load(tmp_path, HELPERS.replace("UNRELATED = 1", "UNRELATED = 2"))) == base
+    monkeypatch.setenv("SOME_STORE", "b")
+    assert code_version(_load(tmp_path, HELPERS)) == base  # another OUT and STORE: same version
 
 
-def test_recursive_helpers_terminate() -> None:
+def test_a_name_assigned_twice_at_top_level_is_not_taken_for_a_literal(tmp_path: Path) -> None:
+    twice = HELPERS.replace("THRESHOLD = 0.5", "THRESHOLD = 0.5\nTHRESHOLD = float(os.environ.get('T', '0.5'))")
+    changed = twice.replace("THRESHOLD = 0.5\n", "THRESHOLD = 0.7\n")
+    assert code_version(_load(tmp_path, twice)) == code_version(_load(tmp_path, changed))
+
+
+def test_recursive_helpers_terminate(tmp_path: Path) -> None:
     source = """
 def even(n):
     return True if n == 0 else odd(n - 1)
@@ -226,4 +258,4 @@ def odd(n):
 def f(x):
     return even(x)
 """
-    assert code_version(_define(source)) != code_version(_define(source.replace("n - 1", "n - 2")))
+    assert code_version(_load(tmp_path, source)) != code_version(_load(tmp_path, source.replace("n - 1", "n - 2")))

@@ -19,10 +19,12 @@ code and name but different captured values must not share entries.
 :func:`captured_state` lists that state; the engine keys it by content into
 the version (or refuses a shared store for it, asking for ``version=``).
 
-Also folded in: the module globals the function reads that are plain
-constants (``THRESHOLD = 0.5``, a model name string) by value, and the
-functions defined in the same module that it calls, by their code (and
-theirs, recursively).
+Also folded in: the module globals the function reads that its source
+assigns once to a literal (``THRESHOLD = 0.5``, ``MODEL = "resnet50"``), and
+the functions defined in the same module that it calls, by their code (and
+theirs, recursively). Globals computed when the module runs (a temporary
+directory, a setting read from the environment) are configuration that may
+differ per process: they are left out, so replicas share entries.
 
 What it cannot see: code in other modules, classes and objects it uses (a
 model's weights, a library upgrade). Pass ``version=`` to ``@cache`` to name
@@ -31,8 +33,11 @@ the version yourself when those matter.
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import os
+import tokenize
 import types
 from collections.abc import Callable
 from typing import Any
@@ -134,35 +139,75 @@ def _names_in(code: types.CodeType) -> set[str]:
     return names
 
 
-def _plain(value: object, depth: int = 0) -> bool:
-    """True for a constant whose repr is its content (numbers, text, None, and tuples/frozensets of them)."""
-    if type(value) in (int, float, complex, bool, str, bytes, type(None)):
-        return True
-    if type(value) in (tuple, frozenset) and depth < 4:
-        return all(_plain(v, depth + 1) for v in value)  # type: ignore[attr-defined]
-    return False
-
-
 def _feed_globals(h: Any, code: types.CodeType, namespace: dict[str, Any], seen: set[types.CodeType]) -> None:
-    """Fold in the module globals ``code`` reads: plain constants by value, same-module functions by code.
+    """Fold in the module globals ``code`` reads: literal constants by their text, same-module functions by code.
 
     So changing ``THRESHOLD = 0.5`` or editing a helper defined beside the
-    cached function changes its version. Modules, classes, models and other
-    objects are not folded in (they are not content a version can see).
+    cached function changes its version. Values computed when the module
+    runs (paths, settings from the environment), modules, classes and models
+    are not folded in (see :func:`_literals`).
     """
     module = namespace.get("__name__")
+    literals = _literals(namespace)
     for name in sorted(_names_in(code)):
         if name not in namespace:
             continue
         value = namespace[name]
-        if _plain(value):
-            h.update(_SEP + f"global {name}={type(value).__qualname__}:{value!r}".encode())
+        if name in literals:
+            h.update(_SEP + f"global {name}={literals[name]}".encode())
         elif isinstance(value, types.FunctionType) and value.__module__ == module and value.__code__ not in seen:
             seen.add(value.__code__)
             h.update(_SEP + f"helper {name}:".encode())
             doc = value.__doc__
             _feed(h, value.__code__, doc if isinstance(doc, str) else None)
             _feed_globals(h, value.__code__, namespace, seen)
+
+
+def _literals(namespace: dict[str, Any]) -> dict[str, str]:
+    """Names the module's source assigns exactly once at top level, to a literal: name -> its text.
+
+    ``THRESHOLD = 0.5`` and ``MODEL = "resnet50"`` are code; ``OUT =
+    tempfile.mkdtemp()`` or ``STORE = sys.argv[1]`` are configuration that
+    may differ per process and must not split the replicas' entries, so only
+    literals written in the source count. Read once per source file.
+    """
+    path = namespace.get("__file__")
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return {}
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    return _literals_in(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _literals_in(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    try:
+        with tokenize.open(path) as source:
+            tree = ast.parse(source.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    assigned: dict[str, int] = {}
+    literal: dict[str, str] = {}
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    assigned[name.id] = assigned.get(name.id, 0) + 1
+        if len(targets) == 1 and isinstance(targets[0], ast.Name) and value is not None:
+            try:
+                ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            literal[targets[0].id] = ast.dump(value)
+    return {name: text for name, text in literal.items() if assigned.get(name) == 1}
 
 
 def captured_state(func: Any) -> tuple[Any, ...]:
