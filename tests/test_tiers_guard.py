@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,39 @@ def test_a_cache_keeps_answering_while_its_store_fails_and_uses_it_again_after(t
     double.cache.engine.store.clear()
     assert double(100) == 200
     assert calls.count(100) == 1  # written to the directory once it was back, read from it after
+
+
+class SlowReadTier(CountingDiskTier):
+    """A real disk tier whose read of one name waits until told (a reply still on its way)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reading = threading.Event()
+        self.answer = threading.Event()
+
+    def get(self, name: bytes) -> bytes | None:
+        if name == b"slow":
+            self.reading.set()
+            self.answer.wait(30)
+            return b"late reply"
+        return super().get(name)
+
+
+def test_a_reply_that_set_out_before_the_failure_does_not_close_the_breaker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "d"
+    tier = SlowReadTier(path)
+    guarded = Guarded(tier, clock=Clock())
+    got: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: got.append(guarded.get(b"slow")))
+    reader.start()
+    assert tier.reading.wait(30)
+    _break(path)
+    caplog.set_level(logging.WARNING, logger="infercache")
+    guarded.set(b"a", b"1")  # fails: the breaker opens
+    tier.answer.set()
+    reader.join(30)
+    assert got == [b"late reply"]
+    assert not guarded.available  # still open: that reply says nothing about the tier now
+    assert [r.getMessage() for r in caplog.records if "is back" in r.getMessage()] == []

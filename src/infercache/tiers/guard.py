@@ -12,7 +12,8 @@ tier; success closes the breaker, failure opens it again for twice as long
 not queued: a cache may always lose entries, and the next miss writes again.
 
 One log line when the tier goes away and one when it comes back, never one
-per call.
+per call. Every cache using a shared store holds its own :meth:`Guarded.view`
+of the store's guard: one breaker for all, an error count per cache.
 """
 
 from __future__ import annotations
@@ -50,16 +51,23 @@ class Guarded(Tier):
     ) -> None:
         self.tier = tier
         self.name = tier.name
-        self.cooldown = cooldown
-        self.max_cooldown = max_cooldown
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._open_until = 0.0  # the breaker is closed when this is in the past and not probing
-        self._window = cooldown
-        self._down = False
-        self._probing = False
-        #: Failed verbs since the tier was guarded (tier errors, for stats).
+        self._breaker = _Breaker(tier.name, cooldown, max_cooldown, clock)
+        #: Failed verbs through this guard (tier errors, for one cache's stats).
         self.errors = 0
+
+    def view(self) -> Guarded:
+        """Another guard of the same tier sharing this one's breaker, with its own error count.
+
+        Each cache using a shared store holds its own view, so its stats count
+        the failures of its own calls while one failure still opens the
+        breaker for every cache.
+        """
+        other = object.__new__(Guarded)
+        other.tier = self.tier
+        other.name = self.name
+        other._breaker = self._breaker
+        other.errors = 0
+        return other
 
     @property
     def lease_ttl(self) -> float | None:
@@ -70,72 +78,38 @@ class Guarded(Tier):
     @property
     def available(self) -> bool:
         """False while the breaker is open (the tier failed recently and is being skipped)."""
-        return not self._down
+        return not self._breaker.down
 
-    def _enter(self) -> bool:
-        """True if this call may use the tier (closed breaker, or the one probe of an open one)."""
-        if not self._down:
-            return True
-        with self._lock:
-            if not self._down:
-                return True
-            if self._probing or self._clock() < self._open_until:
-                return False
-            self._probing = True
-            return True
-
-    def _failed(self, verb: str, exc: BaseException) -> None:
-        with self._lock:
+    def _failed(self, verb: str, exc: BaseException, probe: bool) -> None:
+        with self._breaker.lock:
             self.errors += 1
-            was_down = self._down
-            if was_down:
-                self._window = min(self._window * 2, self.max_cooldown)
-            else:
-                self._window = self.cooldown
-            self._down = True
-            self._probing = False
-            self._open_until = self._clock() + self._window
-        if not was_down:
-            logger.warning(
-                "infercache: %s tier unavailable (%s failed: %s: %s); going on without it, retrying in %.3gs",
-                self.name,
-                verb,
-                type(exc).__name__,
-                exc,
-                self._window,
-            )
-
-    def _succeeded(self) -> None:
-        if not self._down:
-            return
-        with self._lock:
-            if not self._down:
-                return
-            self._down = False
-            self._probing = False
-            self._window = self.cooldown
-        logger.warning("infercache: %s tier is back", self.name)
+        self._breaker.failed(verb, exc, probe)
 
     def _run(self, verb: str, fallback: T, call: Callable[[], T]) -> T:
-        if not self._enter():
+        way = self._breaker.enter()
+        if way is _SKIP:
             return fallback
         try:
             result = call()
         except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
-            self._failed(verb, exc)
+            self._failed(verb, exc, way is _PROBE)
             return fallback
-        self._succeeded()
+        if way is _PROBE:
+            self._breaker.recovered()
         return result
 
     async def _arun(self, verb: str, fallback: T, call: Callable[[], Any]) -> T:
-        if not self._enter():
+        # The twin of _run, awaiting the verb.
+        way = self._breaker.enter()
+        if way is _SKIP:
             return fallback
         try:
             result: T = await call()
         except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
-            self._failed(verb, exc)
+            self._failed(verb, exc, way is _PROBE)
             return fallback
-        self._succeeded()
+        if way is _PROBE:
+            self._breaker.recovered()
         return result
 
     # The sync and async verbs are twins: each forwards to the tier through _run / _arun.
@@ -180,5 +154,70 @@ class Guarded(Tier):
         self.tier.close()
 
     def __repr__(self) -> str:
-        state = "down" if self._down else "up"
+        state = "down" if self._breaker.down else "up"
         return f"<infercache.tiers.Guarded {self.tier!r} {state}>"
+
+
+_PASS, _PROBE, _SKIP = "pass", "probe", "skip"
+
+
+class _Breaker:
+    """The state of one tier's circuit breaker, shared by every view of its guard."""
+
+    def __init__(self, name: str, cooldown: float, max_cooldown: float, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.open_until = 0.0
+        self.window = cooldown
+        self.down = False
+        self.probing = False
+
+    def enter(self) -> str:
+        """How a call may go: ``_PASS`` (closed), ``_PROBE`` (the one probe of an open breaker) or ``_SKIP``."""
+        if not self.down:
+            return _PASS
+        with self.lock:
+            if not self.down:
+                return _PASS
+            if self.probing or self.clock() < self.open_until:
+                return _SKIP
+            self.probing = True
+            return _PROBE
+
+    def failed(self, verb: str, exc: BaseException, probe: bool) -> None:
+        """A call failed: open the breaker (a failed probe doubles the window).
+
+        A call that entered before another one opened the breaker changes
+        nothing when it fails too: only the first failure and the probes count.
+        """
+        with self.lock:
+            was_down = self.down
+            if was_down and not probe:
+                return
+            self.window = min(self.window * 2, self.max_cooldown) if was_down else self.cooldown
+            self.down = True
+            self.probing = False
+            self.open_until = self.clock() + self.window
+        if not was_down:
+            logger.warning(
+                "infercache: %s tier unavailable (%s failed: %s: %s); going on without it, retrying in %.3gs",
+                self.name,
+                verb,
+                type(exc).__name__,
+                exc,
+                self.window,
+            )
+
+    def recovered(self) -> None:
+        """The probe succeeded: close the breaker (only a probe does: a call that entered
+        before the breaker opened says nothing about the tier now)."""
+        with self.lock:
+            if not self.down:
+                return
+            self.down = False
+            self.probing = False
+            self.window = self.cooldown
+        logger.warning("infercache: %s tier is back", self.name)
