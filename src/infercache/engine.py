@@ -29,6 +29,7 @@ as if the tier were not there.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -40,6 +41,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import hooks, sessions
@@ -55,17 +57,20 @@ from .safety import protect, release
 from .sizes import sizeof
 from .store import CacheStats, Entry, Store, Ticket
 from .tiers import Lease, Tier
+from .tiers.guard import Guarded
 
 __all__ = ["LEASE_SECONDS", "SESSION_TTL", "Engine", "Framed", "Full"]
 
 Full = tuple[str, Hashable]
 """An entry's address in memory: ``(session namespace, key)``."""
 
+Found = tuple[Any, float, str]
+"""What a tier held for an entry: ``(kept value, compute seconds, tier name)``."""
+
 RunT = TypeVar("RunT", Run, AsyncRun)
 
 _perf = time.perf_counter
 _RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
-_NOTHING: Any = object()  # "no tier holds a valid record"
 _POLL_FIRST = 0.005  # seconds between looks at the tiers while another process computes, doubling
 _POLL_MAX = 0.1
 
@@ -117,11 +122,21 @@ class Engine:
         self.label = label or identity
         self.store = Store(settings.max_size, settings.max_memory, settings.ttl)
         self.flights = Flights()
-        self.tiers = tuple(tiers)
+        # A guarded store is shared by caches; each cache gets its own view of it to count its errors.
+        self.tiers = tuple(t.view() if isinstance(t, Guarded) else t for t in tiers)
         self.codec = codec
         self.keyspace = Keyspace(identity, version, KEY_FORMAT_VERSION)
-        self.name = caches.add(self, settings.name or self.label)
         self._reported_unkept = False
+        # Counters beside the store's (the store counts memory hits, misses, joins and removals).
+        self._counts = threading.Lock()
+        self.tier_hits: dict[str, int] = {}
+        self.tier_saved = 0.0
+        self.remote_joins = 0
+        self.computations = 0
+        self.compute_seconds = 0.0
+        self.tier_errors = 0
+        self.verification_failures = 0
+        self.name = caches.add(self, settings.name or self.label)
 
     # -- addressing ------------------------------------------------------------
 
@@ -180,61 +195,75 @@ class Engine:
         """The live entry of ``full``: from memory, else from the first tier holding it (promoted)."""
         entry = self.store.lookup(full)
         if entry is None and self.tiers:
-            kept = self._fetch(self._name(full))
-            if kept is not _NOTHING:
-                return self._promote(full, kept)
+            found = self._fetch(self._name(full))
+            if found is not None:
+                return self._promote(full, found)
         return entry
 
     async def alookup(self, full: Full) -> Entry | None:
         """:meth:`lookup` for async callers: the tiers are read with their async verbs."""
         entry = self.store.lookup(full)
         if entry is None and self.tiers:
-            kept = await self._afetch(self._name(full))
-            if kept is not _NOTHING:
-                return self._promote(full, kept)
+            found = await self._afetch(self._name(full))
+            if found is not None:
+                return self._promote(full, found)
         return entry
 
     def _name(self, full: Full) -> bytes:
         return self.keyspace.name(full[0], _key_bytes(full[1]))
 
-    def _fetch(self, name: bytes) -> Any:
-        """The kept value stored under ``name`` in the first tier holding a valid record, or ``_NOTHING``."""
+    def _fetch(self, name: bytes) -> Found | None:
+        """What the first tier holding a valid record under ``name`` stored, or None."""
         for tier in self.tiers:
-            kept = self._decode(tier, name, self._tier_call(tier, "get", name))
-            if kept is not _NOTHING:
-                return kept
-        return _NOTHING
+            found = self._decode(tier, name, self._tier_call(tier, "get", name))
+            if found is not None:
+                return found
+        return None
 
-    async def _afetch(self, name: bytes) -> Any:
+    async def _afetch(self, name: bytes) -> Found | None:
         """:meth:`_fetch` with the tiers' async verbs."""
         for tier in self.tiers:
-            kept = self._decode(tier, name, await self._atier_call(tier, "aget", name))
-            if kept is not _NOTHING:
-                return kept
-        return _NOTHING
+            found = self._decode(tier, name, await self._atier_call(tier, "aget", name))
+            if found is not None:
+                return found
+        return None
 
-    def _decode(self, tier: Tier, name: bytes, record: bytes | None) -> Any:
-        """The value of a tier's record, or ``_NOTHING`` (absent, or dropped because it failed verification)."""
+    def _decode(self, tier: Tier, name: bytes, record: bytes | None) -> Found | None:
+        """``(kept value, compute seconds, tier name)`` of a tier's record, or None (absent or dropped)."""
         if record is None or self.codec is None:  # no codec only without tiers (checked in __init__)
-            return _NOTHING
+            return None
         try:
-            return self.codec.loads(name, record)
-        except CorruptEntry as exc:
+            kept, cost = self.codec.loads(name, record)
+        except (CorruptEntry, TypeError, ValueError) as exc:  # a signed record of another shape too
+            with self._counts:
+                self.verification_failures += 1
             logger.warning("infercache: dropped a %s entry of %r: %s", tier.name, self.label, exc)
             self._tier_call(tier, "delete", name)
-            return _NOTHING
+            return None
+        return kept, float(cost), tier.name
 
-    def _promote(self, full: Full, kept: Any) -> Entry | None:
-        """Store a value read from a tier in memory; its entry (None if memory refused it)."""
+    def _promote(self, full: Full, found: Found) -> Entry:
+        """A hit read from a tier: counted, stored in memory, returned as an entry.
+
+        The memory lookup before it counted a miss, which this takes back. A
+        value memory refuses (larger than ``max_memory``) is still served.
+        """
+        kept, cost, tier = found
+        size = sizeof(kept) + sizeof(full[1])
+        self.store.uncount_miss()
+        with self._counts:
+            self.tier_hits[tier] = self.tier_hits.get(tier, 0) + 1
+            self.tier_saved += cost
         ticket = self.store.begin(*full)
-        self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=ticket)
-        return self.store.touch(*full)
+        self.store.set(full[0], full[1], kept, size, ticket=ticket, cost=cost)
+        entry = self.store.peek(*full)
+        return entry if entry is not None else Entry(kept, size, None, None, cost)
 
     def _tier_call(self, tier: Tier, verb: str, *args: Any) -> Any:
         try:
             return getattr(tier, verb)(*args)
         except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
-            logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
+            self._tier_failed(tier, verb, exc)
             return None
 
     async def _atier_call(self, tier: Tier, verb: str, *args: Any) -> Any:
@@ -242,13 +271,19 @@ class Engine:
         try:
             return await getattr(tier, verb)(*args)
         except Exception as exc:  # noqa: BLE001 - a tier never makes a call fail
-            logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
+            self._tier_failed(tier, verb, exc)
             return None
+
+    def _tier_failed(self, tier: Tier, verb: str, exc: BaseException) -> None:
+        """A tier without a circuit breaker failed (a guarded one counts and logs its own failures)."""
+        with self._counts:
+            self.tier_errors += 1
+        logger.warning("infercache: %s tier failed on %s (%s: %s)", tier.name, verb, type(exc).__name__, exc)
 
     # -- across processes ----------------------------------------------------------
 
-    def _lead_across(self, full: Full) -> tuple[Any, Lease | None]:
-        """Before computing a miss: ``(value, None)`` if another process stored it, else ``(_NOTHING, lease)``.
+    def _lead_across(self, full: Full) -> tuple[Found | None, Lease | None]:
+        """Before computing a miss: ``(found, None)`` if another process stored it, else ``(None, lease)``.
 
         Takes the first tier's lease on the entry; while another process
         holds it, waits (polling the tiers) until its value appears or its
@@ -263,15 +298,15 @@ class Engine:
         while True:
             lease = self._take_lease(tier, name, ttl)
             found = self._fetch(name)  # also after taking it: the holder may have just finished
-            if found is not _NOTHING:
+            if found is not None:
                 _release(lease)
                 return found, None
             if lease is not None:
-                return _NOTHING, lease
+                return None, lease
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
-    async def _alead_across(self, full: Full) -> tuple[Any, Lease | None]:
+    async def _alead_across(self, full: Full) -> tuple[Found | None, Lease | None]:
         """:meth:`_lead_across` for async callers."""
         # The twin of _lead_across: the same loop, awaiting the tiers and the pause.
         name = self._name(full)
@@ -284,11 +319,11 @@ class Engine:
             except Exception:  # noqa: BLE001 - a failing tier grants the lease: compute locally
                 lease = Lease()
             found = await self._afetch(name)
-            if found is not _NOTHING:
+            if found is not None:
                 await _arelease(lease)
                 return found, None
             if lease is not None:
-                return _NOTHING, lease
+                return None, lease
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
@@ -299,10 +334,12 @@ class Engine:
         except Exception:  # noqa: BLE001 - a failing tier grants the lease: compute locally
             return Lease()
 
-    def _adopt(self, full: Full, call: Call, kept: Any) -> Any:
+    def _adopt(self, full: Full, call: Call, found: Found) -> Any:
         """Another process computed the value this call leads for: store it, wake the followers, deliver it."""
-        self.store.count_join()
-        self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call)
+        kept, cost, _ = found
+        with self._counts:
+            self.remote_joins += 1
+        self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call, cost=cost)
         self.flights.finish(full, call, value=kept)
         return self.deliver(kept)
 
@@ -334,17 +371,21 @@ class Engine:
             ns, key, kept, size, raw_key=raw_key, cost=cost, ticket=ticket, on_stored=on_stored
         )
         if stored and through and self.tiers:
-            self._write_through(full, kept)
+            self._write_through(full, kept, cost)
         return stored
 
-    def _record(self, full: Full, kept: Any) -> tuple[bytes, bytes, float | None] | None:
-        """``(name, record, ttl)`` to write for a kept value, or None when it cannot be encoded."""
+    def _record(self, full: Full, kept: Any, cost: float) -> tuple[bytes, bytes, float | None] | None:
+        """``(name, record, ttl)`` to write for a kept value, or None when it cannot be encoded.
+
+        The record holds the value and its compute time (a hit in another
+        process is credited with it, as a memory hit is).
+        """
         codec = self.codec
         if codec is None:  # never with tiers (checked in __init__)
             return None
         name = self._name(full)
         try:
-            record = codec.dumps(name, kept)
+            record = codec.dumps(name, (kept, cost))
         except Exception as exc:  # noqa: BLE001 - what cannot be encoded stays in memory only
             logger.info("infercache: an entry of %r stays in memory only (%s: %s)", self.label, type(exc).__name__, exc)
             return None
@@ -353,15 +394,15 @@ class Engine:
             ttl = SESSION_TTL  # a session's entries outlive a process that dies before the session closes
         return name, record, ttl
 
-    def _write_through(self, full: Full, kept: Any) -> None:
-        made = self._record(full, kept)
+    def _write_through(self, full: Full, kept: Any, cost: float) -> None:
+        made = self._record(full, kept, cost)
         if made is not None:
             for tier in self.tiers:
                 self._tier_call(tier, "set", *made)
 
-    async def _awrite_through(self, full: Full, kept: Any) -> None:
+    async def _awrite_through(self, full: Full, kept: Any, cost: float) -> None:
         """:meth:`_write_through` with the tiers' async verbs."""
-        made = self._record(full, kept)
+        made = self._record(full, kept, cost)
         if made is not None:
             for tier in self.tiers:
                 await self._atier_call(tier, "aset", *made)
@@ -414,7 +455,7 @@ class Engine:
             except BaseException as exc:  # interrupted while another process computed
                 self._abandon(full, call, exc)
                 raise
-            if found is not _NOTHING:
+            if found is not None:
                 return self._adopt(full, call, found)
         try:
             start = _perf()
@@ -422,11 +463,12 @@ class Engine:
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
+                self._computed(start)
                 self._abandon(full, call, exc)
                 raise
             finally:
                 current_work.reset(token)
-            self._settle(full, call, result, start, integrations)
+            self._settle(full, call, result, self._computed(start), integrations)
         finally:
             _release(lease)  # after the result was written through: waiting processes find it
         return result
@@ -460,7 +502,7 @@ class Engine:
             except BaseException as exc:
                 self._abandon(full, call, exc)
                 raise
-            if found is not _NOTHING:
+            if found is not None:
                 return self._adopt(full, call, found)
         try:
             start = _perf()
@@ -468,16 +510,26 @@ class Engine:
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
+                self._computed(start)
                 self._abandon(full, call, exc)
                 raise
             finally:
                 current_work.reset(token)
-            kept = self._settle(full, call, result, start, integrations, through=False)
+            cost = self._computed(start)
+            kept = self._settle(full, call, result, cost, integrations, through=False)
             if kept is not ABANDONED and self.tiers:
-                await self._awrite_through(full, kept)
+                await self._awrite_through(full, kept, cost)
         finally:
             await _arelease(lease)
         return result
+
+    def _computed(self, start: float) -> float:
+        """Count one computation that began at ``start``; its duration in seconds."""
+        seconds = _perf() - start
+        with self._counts:
+            self.computations += 1
+            self.compute_seconds += seconds
+        return seconds
 
     def _followed(self, full: Full, outcome: Any) -> Any:
         """A follower's answer once its leader settled; ``_RETRY`` if the leader left nothing."""
@@ -501,7 +553,7 @@ class Engine:
         full: Full,
         call: Call,
         result: Any,
-        start: float,
+        cost: float,
         integrations: Sequence[hooks.Integration],
         *,
         through: bool = True,
@@ -520,7 +572,7 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
                 self.report_unkept(exc, "the result")
             if kept is not ABANDONED:
-                stored = self.save(full, kept, call, cost=_perf() - start, through=through)
+                stored = self.save(full, kept, call, cost=cost, through=through)
                 saved = True  # the store consumed the ticket, stored or not
         finally:
             if not saved:
@@ -546,7 +598,7 @@ class Engine:
             self.store.end(ticket)
 
         def publish(items: list[Any]) -> None:
-            self.save(full, tuple(items), ticket, cost=_perf() - start)
+            self.save(full, tuple(items), ticket, cost=self._computed(start))
 
         run = kind(
             factory,
@@ -638,8 +690,23 @@ class Engine:
         return removed
 
     def stats(self) -> CacheStats:
-        """A snapshot of the counters of the in-memory store."""
-        return self.store.stats()
+        """A snapshot of every counter of this cache (memory, tiers, computations)."""
+        memory = self.store.stats()
+        with self._counts:
+            tier_hits = dict(self.tier_hits)
+            guarded = sum(t.errors for t in self.tiers if isinstance(t, Guarded))
+            return replace(
+                memory,
+                name=self.name,
+                hits=memory.hits + sum(tier_hits.values()),
+                hits_by_tier={**memory.hits_by_tier, **tier_hits},
+                saved_seconds=memory.saved_seconds + self.tier_saved,
+                remote_joins=self.remote_joins,
+                computations=self.computations,
+                compute_seconds=self.compute_seconds,
+                tier_errors=self.tier_errors + guarded,
+                verification_failures=self.verification_failures,
+            )
 
     def __len__(self) -> int:
         return len(self.store)

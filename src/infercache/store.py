@@ -40,22 +40,37 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import check_max_size, check_ttl
 from .log import logger
 
-__all__ = ["CacheStats", "Entry", "Store", "Ticket"]
+__all__ = ["EVICTION_REASONS", "CacheStats", "Entry", "Store", "Ticket"]
+
+EVICTION_REASONS = ("size", "memory", "ttl", "session", "cleared", "deleted", "oversized")
+"""Why entries leave a store: the ``max_size`` or ``max_memory`` bound, expiry, their
+session closing, a clear, a delete, or (``oversized``) a value refused for being
+larger than ``max_memory`` on its own."""
+
 
 @dataclass(frozen=True)
 class CacheStats:
-    """A snapshot of one cache's counters.
+    """A snapshot of one cache's counters (exact: every event is counted, none sampled).
 
-    ``hits`` are calls served from the store; ``misses`` are lookups that found
-    nothing (each computation is one miss; callers that waited for an identical
-    in-flight computation are counted in ``joins`` as well). ``saved_seconds``
-    adds, for every hit, how long the computation of that entry took.
+    ``hits`` are calls served from the cache, from memory or from a store
+    (``hits_by_tier``: ``"memory"``, ``"disk"``, ``"redis"``); ``misses`` are
+    lookups that found nothing anywhere (each computation is one miss;
+    callers that waited for an identical in-flight computation are counted in
+    ``joins``, or ``remote_joins`` when another process computed it).
+    ``saved_seconds`` adds, for every hit, how long the computation of that
+    entry took; ``compute_seconds`` is the time spent computing
+    (``computations`` runs). ``evicted`` counts entries that left by reason
+    (see :data:`EVICTION_REASONS`); ``evictions`` is the ``size`` and
+    ``memory`` part of it and ``expirations`` the ``ttl`` part.
+    ``tier_errors`` counts store operations that failed (the call went on
+    without the store); ``verification_failures`` records that were dropped
+    because they failed authentication or did not decode.
     """
 
     hits: int
@@ -68,12 +83,26 @@ class CacheStats:
     max_size: int
     max_memory: int | None
     saved_seconds: float
+    name: str = ""
+    hits_by_tier: dict[str, int] = field(default_factory=dict)
+    remote_joins: int = 0
+    evicted: dict[str, int] = field(default_factory=dict)
+    compute_seconds: float = 0.0
+    computations: int = 0
+    tier_errors: int = 0
+    verification_failures: int = 0
 
     @property
     def hit_ratio(self) -> float:
         """Hits over lookups, 0.0 before the first lookup."""
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as JSON-serializable data (what :func:`infercache.stats` returns per cache)."""
+        out = asdict(self)
+        out["hit_ratio"] = self.hit_ratio
+        return out
 
 
 class Entry:
@@ -150,6 +179,9 @@ class Store:
         self.evictions = 0
         self.expirations = 0
         self.saved_seconds = 0.0
+        # Entries gone by reason, besides the bounds (evictions) and expiry (expirations).
+        self.dropped = dict.fromkeys(("session", "cleared", "deleted", "oversized"), 0)
+        self._size_evictions = 0
 
     # -- lookups -------------------------------------------------------------
 
@@ -278,6 +310,7 @@ class Store:
             if old is not None:
                 self._remove(full, old)
             if self.max_memory is not None and size > self.max_memory:
+                self.dropped["oversized"] += 1
                 if not self._warned_too_big:
                     self._warned_too_big = True
                     logger.warning(
@@ -311,12 +344,18 @@ class Store:
                 return False
             live = entry.expires is None or entry.expires > self._clock()
             self._remove(full, entry)
+            if live:
+                self.dropped["deleted"] += 1
+            else:
+                self.expirations += 1
             return live
 
     def clear(self) -> None:
         """Remove every entry of every namespace and every value in flight (counters are kept)."""
         with self._lock:
             self._invalidate()
+            self._sweep_if_ttl()
+            self.dropped["cleared"] += len(self._data)
             for full, entry in list(self._data.items()):
                 self._remove(full, entry)
 
@@ -325,10 +364,12 @@ class Store:
         with self._lock:
             if self._inflight:
                 self._invalidate(namespace)
+            self._sweep_if_ttl()
             keys = list(self._by_namespace.get(namespace, ()))
             for key in keys:
                 full = (namespace, key)
                 self._remove(full, self._data[full])
+            self.dropped["session"] += len(keys)
             return len(keys)
 
     def search(
@@ -410,6 +451,13 @@ class Store:
                 max_size=self.max_size,
                 max_memory=self.max_memory,
                 saved_seconds=self.saved_seconds,
+                hits_by_tier={"memory": self.hits},
+                evicted={
+                    "size": self._size_evictions,
+                    "memory": self.evictions - self._size_evictions,
+                    "ttl": self.expirations,
+                    **self.dropped,
+                },
             )
 
     def uncount_miss(self) -> None:
@@ -439,6 +487,11 @@ class Store:
         self.expirations += dropped
         return dropped
 
+    def _sweep_if_ttl(self) -> None:
+        # Expired entries about to be removed for another reason are counted as expired.
+        if self.ttl is not None:
+            self._sweep()
+
     def _evict(self) -> None:
         data = self._data
         if self.ttl is not None and (
@@ -446,13 +499,19 @@ class Store:
             or (self.max_memory is not None and self._memory > self.max_memory)
         ):
             self._sweep()  # an expired entry goes before any live one
+        wave = 0
         while data and (
             (self.max_size and len(data) > self.max_size)
             or (self.max_memory is not None and self._memory > self.max_memory)
         ):
+            if self.max_size and len(data) > self.max_size:
+                self._size_evictions += 1
             full, entry = next(iter(data.items()))
             self._remove(full, entry)
             self.evictions += 1
+            wave += 1
+        if wave:
+            logger.debug("infercache: evicted %d entries to stay within the cache's bounds", wave)
 
     def _remove(self, full: tuple[str, Hashable], entry: Entry) -> None:
         del self._data[full]
