@@ -18,6 +18,7 @@ from .errors import (
 )
 from .keys import hash_key, register_hasher
 from .manual import Cache
+from .registry import stats
 from .safety import register_copier
 from .sessions import clear_session, current_session, session
 from .store import CacheStats
@@ -43,6 +44,7 @@ __all__ = [
     "register_copier",
     "register_hasher",
     "session",
+    "stats",
 ]
 
 __version__ = "0.1.0"

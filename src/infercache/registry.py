@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Registry", "caches"]
+__all__ = ["Registry", "caches", "stats"]
 
 T = TypeVar("T")
 
@@ -83,3 +83,21 @@ class Registry(Generic[T]):
 
 caches: Registry[Engine] = Registry()
 """Every live cache engine of the process (sessions, stats and exporters read it)."""
+
+
+def stats() -> dict[str, dict[str, Any]]:
+    """The counters of every live cache of the process, by name, as JSON-serializable data.
+
+    Each value is :meth:`infercache.CacheStats.as_dict` of that cache plus
+    ``"function"`` (what names its entries in a store: ``module.qualname``,
+    the ``name=``, or where an unnamed ``Cache`` was made) and ``"tiers"``
+    (the stores behind its memory, e.g. ``["redis"]``). Reading it takes each
+    cache's lock briefly; nothing is counted on a hit to make it possible.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, engine in caches.items():
+        data = engine.stats().as_dict()
+        data["function"] = engine.identity
+        data["tiers"] = [tier.name for tier in engine.tiers]
+        out[name] = data
+    return out
