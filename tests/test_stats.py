@@ -1,0 +1,191 @@
+"""Exact counters: a scripted sequence of calls, and every counter checked against what happened."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import infercache as ic
+from infercache.codec import Codec
+from infercache.config import Settings
+from infercache.engine import Engine
+from infercache.store import EVICTION_REASONS
+from infercache.tiers import DiskTier
+
+SECRET = b"s" * 32
+
+
+def only(**nonzero: int) -> dict[str, int]:
+    """Evictions by reason: the given ones, every other reason zero."""
+    return {reason: nonzero.get(reason, 0) for reason in EVICTION_REASONS}
+
+
+def test_hits_misses_computations_and_time_saved_add_up_exactly() -> None:
+    @ic.cache(max_size=2)
+    def square(x: int) -> int:
+        time.sleep(0.001)
+        return x * x
+
+    for x in (1, 1, 2, 1, 3, 3):  # miss, hit, miss, hit, miss (evicts 2), hit
+        square(x)
+    s = square.cache.stats()
+    assert (s.hits, s.misses, s.computations, s.size) == (3, 3, 3, 2)
+    assert s.hits_by_tier == {"memory": 3}
+    assert s.evicted == only(size=1)
+    assert s.evictions == 1
+    (_, one), (_, three) = square.cache.engine.store.entries()  # least recently used first: 1, then 3
+    assert s.saved_seconds == pytest.approx(2 * one.cost + three.cost, rel=1e-12)  # two hits of 1, one of 3
+    assert s.compute_seconds > one.cost + three.cost > 0  # and the evicted 2 took time too
+    assert s.hit_ratio == pytest.approx(0.5)
+
+
+def test_every_eviction_reason_is_counted_once_per_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = ic.Cache(max_memory=2000, name="by-memory")
+    for i in range(10):
+        memory.set(i, blob=bytes(600))  # each ~700 bytes: a third entry pushes the first out
+    oversized = ic.Cache(max_memory=1000, name="oversized")
+    oversized.set("big", blob=bytes(5000))
+    oversized.set("big", blob=bytes(6000))
+    sessions = ic.Cache(per_session=True, name="sessions")
+    for sid in ("a", "b"):
+        with ic.session(sid):
+            sessions.set("k1", v=1)
+            sessions.set("k2", v=2)
+    sessions.clear_session("a")
+    manual = ic.Cache(name="manual")
+    for k in "abc":
+        manual.set(k, v=k)
+    manual.delete("a")
+    manual.delete("zz")  # not there: nothing counted
+    manual.clear()
+    expiring = ic.Cache(ttl=0.05, name="expiring")
+    expiring.set("x", v=1)
+    expiring.set("y", v=2)
+    time.sleep(0.1)
+    assert expiring.get("x") is None  # met expired: dropped
+    assert len(expiring) == 0  # swept
+
+    m = memory.stats()
+    assert m.evicted == only(memory=m.evictions) and m.evictions == 10 - m.size > 0
+    assert oversized.stats().evicted == only(oversized=2)
+    assert sessions.stats().evicted == only(session=2)
+    assert manual.stats().evicted == only(deleted=1, cleared=2)
+    assert expiring.stats().evicted == only(ttl=2)
+    assert expiring.stats().expirations == 2
+
+
+def test_concurrent_identical_calls_count_one_computation_and_the_rest_as_joins() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    @ic.cache
+    def slow(x: int) -> int:
+        calls.append(x)
+        release.wait(30)
+        return x
+
+    threads = [threading.Thread(target=slow, args=(7,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while slow.cache.stats().joins < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for t in threads:
+        t.join(30)
+    s = slow.cache.stats()
+    assert calls == [7]
+    # Every caller missed; three of them were then served by the one computation.
+    assert (s.misses, s.joins, s.hits, s.computations) == (4, 3, 0, 1)
+
+
+def test_a_hit_read_from_a_store_counts_for_that_tier_and_credits_the_time_it_saved(tmp_path: Path) -> None:
+    def work(x: int) -> int:
+        time.sleep(0.01)
+        return x + 1
+
+    first = ic.cache(store=tmp_path / "s", max_size=10)(work)
+    first(1)
+    cost = next(e.cost for _, e in first.cache.engine.store.entries())
+    second = ic.cache(store=tmp_path / "s", max_size=11)(work)  # another process, in effect
+    assert second(1) == 2
+    assert second(1) == 2
+    s = second.cache.stats()
+    assert s.hits_by_tier == {"memory": 1, "disk": 1}
+    assert (s.hits, s.misses, s.computations) == (2, 0, 0)
+    assert s.saved_seconds == pytest.approx(2 * cost)
+    assert ic.stats()[second.cache.name]["tiers"] == ["disk"]
+
+
+def test_a_computation_in_another_process_counts_as_a_remote_join(tmp_path: Path) -> None:
+    first = Engine(Settings.of(), "tests.stats.f", tiers=[DiskTier(tmp_path / "d")], codec=Codec(SECRET))
+    second = Engine(Settings.of(), "tests.stats.f", tiers=[DiskTier(tmp_path / "d")], codec=Codec(SECRET))
+    started, go = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        go.wait(30)
+        return "once"
+
+    holder = threading.Thread(target=first.call, args=(("", b"k"), slow, (), {}, ()))
+    holder.start()
+    assert started.wait(30)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(second.call(("", b"k"), lambda: "twice", (), {}, ())))
+    waiter.start()
+    go.set()
+    holder.join(30)
+    waiter.join(30)
+    assert got == ["once"]
+    s = second.stats()
+    assert (s.remote_joins, s.computations, s.joins) == (1, 0, 0)
+    assert first.stats().computations == 1
+
+
+def test_tier_errors_and_verification_failures_are_counted_per_cache(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+
+    @ic.cache(store=path)
+    def f(x: int) -> int:
+        return x
+
+    @ic.cache(store=path)
+    def g(x: int) -> int:
+        return -x
+
+    f(1)
+    with sqlite3.connect(path / "index.sqlite3") as db:  # a stored record damaged in place
+        (record,) = db.execute("SELECT value FROM entries").fetchone()
+        db.execute("UPDATE entries SET value = ?", (bytes(record[:-1]) + bytes([record[-1] ^ 1]),))
+    f.cache.engine.store.clear()
+    assert f(1) == 1
+    assert f.cache.stats().verification_failures == 1
+    shutil.rmtree(path)
+    path.write_text("not a directory")  # every operation of the store fails from now on
+    assert g(5) == -5
+    assert g.cache.stats().tier_errors == 1  # the breaker then skips the store: one failure counted
+    assert f.cache.stats().tier_errors == 0  # the same store, another cache's calls
+
+
+def test_ic_stats_lists_every_live_cache_as_json() -> None:
+    @ic.cache(name="listed-one")
+    def one(x: int) -> int:
+        return x
+
+    listed = ic.Cache(name="listed-two")
+    one(1)
+    one(1)
+    listed.set("k", v=1)
+    data = ic.stats()
+    json.dumps(data)  # serializable as it is
+    assert data["listed-one"]["hits"] == 1 and data["listed-one"]["misses"] == 1
+    assert data["listed-one"]["function"].endswith("one")
+    assert data["listed-two"]["size"] == 1
+    assert set(data["listed-one"]["evicted"]) == set(EVICTION_REASONS)
