@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import threading
@@ -189,3 +190,29 @@ def test_ic_stats_lists_every_live_cache_as_json() -> None:
     assert data["listed-one"]["function"].endswith("one")
     assert data["listed-two"]["size"] == 1
     assert set(data["listed-one"]["evicted"]) == set(EVICTION_REASONS)
+
+
+def test_logging_says_what_happened_once_and_nothing_per_hit(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="infercache")
+
+    @ic.cache(max_size=1)
+    def ident(x: object) -> object:
+        return x
+
+    ident(1)
+    caplog.clear()
+    for _ in range(50):
+        ident(1)  # hits
+    assert caplog.records == []
+    ident(2)  # evicts 1: one line for the wave
+    waves = [r for r in caplog.records if "evicted" in r.getMessage()]
+    assert len(waves) == 1 and waves[0].levelno == logging.DEBUG
+
+    @ic.cache
+    def make_lock(x: int) -> Any:
+        return threading.Lock()
+
+    caplog.clear()
+    for x in range(3):
+        make_lock(x)  # a result that cannot be copied safely: not cached, said once
+    assert [r.levelno for r in caplog.records if "not cached" in r.getMessage()] == [logging.WARNING]
