@@ -9,6 +9,7 @@ with what was written; each ``clear`` must remove exactly its selection.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -375,3 +376,121 @@ def test_the_demo_on_a_redis_store_without_a_secret_stops_with_one_line_naming_i
     )
     assert (done.returncode, done.stdout) == (1, "")
     assert len(done.stderr.splitlines()) == 1 and "INFERCACHE_SECRET" in done.stderr
+
+
+# -- stats of a running app, from its /metrics page ------------------------------------------
+
+
+def live_row(name: str, data: dict[str, Any]) -> list[str]:
+    """The row ``stats URL`` must print for one cache, written from ``ic.stats()`` by hand."""
+    lookups = data["hits"] + data["misses"]
+    return [
+        name,
+        str(data["size"]),
+        str(data["memory"]),
+        str(data["hits"]),
+        str(data["misses"]),
+        str(data["joins"] + data["remote_joins"]),
+        str(sum(data["evicted"].values())),
+        str(data["tier_errors"] + data["verification_failures"]),
+        f"{100 * data['hits'] / lookups if lookups else 0.0:.1f}%",
+        f"{data['saved_seconds']:.3f}",
+        f"{data['compute_seconds']:.3f}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def live_app() -> Iterator[tuple[str, list[str], Any]]:
+    """A launched Gradio app with two caches and /metrics mounted: (metrics URL, cache names, an uppercase call)."""
+    import uuid
+
+    import gradio as gr
+    from gradio_fixtures import client, serve
+
+    import infercache as ic
+
+    names = [f"cli-upper-{uuid.uuid4().hex[:6]}", f"cli-count-{uuid.uuid4().hex[:6]}"]
+
+    @ic.cache(name=names[0], max_size=2)
+    def upper(text: str) -> str:
+        return text.upper()
+
+    @ic.cache(name=names[1])
+    def count(text: str) -> int:
+        return len(text)
+
+    with gr.Blocks() as demo:
+        box, out = gr.Textbox(), gr.Textbox()
+        gr.Button().click(upper, box, out, api_name="upper")
+    ic.metrics.mount(demo)
+    with serve(demo) as url:
+        app = client(url)
+        for text in ("a", "a", "b", "c", "a"):  # 4 misses, 1 hit, 2 entries evicted for size
+            app.predict(text, api_name="/upper")
+        for text in ("xy", "xy", "xy"):
+            count(text)
+        yield f"{url}metrics", names, upper
+
+
+def table(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines()]
+
+
+def test_stats_of_a_running_apps_metrics_prints_what_ic_stats_says(live_app: tuple[str, list[str], Any]) -> None:
+    import infercache as ic
+
+    url, names, _ = live_app
+    gc.collect()  # caches other tests left behind go now, not between the two reads
+    before = ic.stats()
+    status, out, err = run("stats", url)
+    assert ic.stats() == before  # nothing moved while the page was read
+    assert (status, err) == (0, "")
+    rows = table(out)
+    assert rows[0] == ["cache", "entries", "bytes", "hits", "misses", "joins", "evicted", "errors", "hit%",
+                       "saved_s", "compute_s"]
+    by_cache = {row[0]: row for row in rows[1:-1]}
+    for name in names:
+        assert by_cache[name] == live_row(name, before[name])
+    assert before[names[0]]["hits"] == 1 and before[names[0]]["evicted"]["size"] == 2
+    assert before[names[1]]["hits"] == 2 and before[names[1]]["misses"] == 1
+    # The totals cover every live cache of the app's process (this one's: other tests' too).
+    total = {key: sum(data[key] for data in before.values()) for key in ("size", "memory", "hits", "misses")}
+    assert rows[-1][:5] == ["total", str(total["size"]), str(total["memory"]), str(total["hits"]),
+                            str(total["misses"])]
+
+
+def test_stats_of_a_running_app_for_one_cache(live_app: tuple[str, list[str], Any]) -> None:
+    import infercache as ic
+
+    url, names, upper = live_app
+    upper("a")  # one more hit, seen by the next read
+    status, out, _ = run("stats", url, "--function", names[0])
+    rows = table(out)
+    assert status == 0 and [row[0] for row in rows] == ["cache", names[0], "total"]
+    assert rows[1] == live_row(names[0], ic.stats()[names[0]])
+    assert rows[2][1:] == rows[1][1:]
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["stats", "{url}", "--session", "s1"], 2, "session"),
+        (["ls", "{url}"], 2, "only 'stats'"),
+        (["clear", "{url}", "--yes"], 2, "only 'stats'"),
+        (["stats", "{base}nothing-here"], 1, "404"),
+        (["stats", "{base}config"], 1, "{base}config"),  # a page, but not Prometheus' text
+    ],
+)
+def test_stats_of_a_url_that_cannot_be_read_is_a_one_line_error(
+    live_app: tuple[str, list[str], Any], argv: list[str], status: int, message: str
+) -> None:
+    url = live_app[0]
+    base = url.removesuffix("metrics")
+    got, out, err = run(*(a.format(url=url, base=base) for a in argv))
+    assert (got, out) == (status, "")
+    assert len(err.splitlines()) == 1 and message.format(base=base) in err
+
+
+def test_stats_of_a_url_nothing_answers_is_a_one_line_error() -> None:
+    status, out, err = run("stats", f"http://127.0.0.1:{free_port()}/metrics")
+    assert (status, out) == (1, "") and len(err.splitlines()) == 1 and "URLError" in err

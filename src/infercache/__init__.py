@@ -8,6 +8,8 @@ signature including ``*args``/``**kwargs``. Works in plain Python and inside
 Gradio apps (queue bypass, ``from cache`` badges, per-session isolation).
 """
 
+from typing import TYPE_CHECKING
+
 from .decorator import CachedFunction, CacheHandle, cache
 from .errors import (
     CacheKeyError,
@@ -24,6 +26,9 @@ from .sessions import clear_session, current_session, session
 from .store import CacheStats
 from .tiers import DiskTier as DiskStore
 from .tiers import RedisTier as RedisStore
+
+if TYPE_CHECKING:  # at run time ic.metrics is loaded on first use (__getattr__ below)
+    from . import metrics as metrics
 
 __all__ = [
     "Cache",

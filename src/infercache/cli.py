@@ -21,6 +21,14 @@ a string: a directory, ``disk`` (the default directory), or a ``redis://``,
 These tools read entry names and sizes, never records, so they need no
 ``INFERCACHE_SECRET``. Exit status: 0 done, 2 bad usage, 1 the store could
 not be opened or failed (with a one-line message on stderr).
+
+``infercache stats http://HOST:PORT/metrics [--function NAME]`` reads a
+running app's counters instead, from the Prometheus page that
+``ic.metrics.mount(app)`` serves (needs the ``prometheus`` extra): per live
+cache (``--function`` picks one by its name), entries, bytes, hits, misses,
+joins (in-process and across processes), evicted entries (every reason),
+errors (tier errors and verification failures), hit ratio, seconds saved
+and seconds computing, then the totals.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .keyspace import ROOT, EntryName, Keyspace
@@ -44,6 +52,8 @@ __all__ = ["Listed", "build_parser", "clear_prefixes", "main", "open_tier", "sca
 ROOT_PREFIX = f"{ROOT}/".encode()
 #: Hex digits of a key shown by ``ls`` (keys are up to 64; these tell entries apart at a glance).
 _KEY_DIGITS = 16
+#: Seconds to wait for a running app's /metrics page.
+_HTTP_TIMEOUT = 10.0
 
 
 class StoreError(Exception):
@@ -103,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "store",
             metavar="STORE",
-            help="a directory, 'disk' (the default directory), or a redis://, rediss:// or unix:// URL",
+            help="a directory, 'disk' (the default directory), or a redis://, rediss:// or unix:// URL"
+            + (", or the http(s):// URL of a running app's /metrics" if command == "stats" else ""),
         )
         p.add_argument(
             "--function",
@@ -257,8 +268,88 @@ def _confirm(store: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _is_metrics_url(spec: str) -> bool:
+    return spec.strip().lower().startswith(("http://", "https://"))
+
+
+def _fetch_metrics(url: str) -> str:
+    """The Prometheus text page at ``url`` (an http or https URL)."""
+    from urllib.request import Request, urlopen
+
+    request = Request(url, headers={"Accept": "text/plain; version=0.0.4"})  # noqa: S310 - scheme checked
+    with urlopen(request, timeout=_HTTP_TIMEOUT) as response:  # noqa: S310 - scheme checked
+        body: bytes = response.read()
+    return body.decode("utf-8")
+
+
+def _live_stats(caches: dict[str, dict[str, Any]], out: TextIO) -> None:
+    """The table of a running app's caches (from its /metrics page), then the totals."""
+    keys = ("size", "memory", "hits", "misses", "joins", "remote_joins", "tier_errors", "verification_failures")
+    seconds = ("saved_seconds", "compute_seconds")
+
+    def row(label: str, data: dict[str, Any]) -> tuple[str, ...]:
+        hits, misses = data["hits"], data["misses"]
+        return (
+            label,
+            str(data["size"]),
+            str(data["memory"]),
+            str(hits),
+            str(misses),
+            str(data["joins"] + data["remote_joins"]),
+            str(sum(data["evicted"].values())),
+            str(data["tier_errors"] + data["verification_failures"]),
+            f"{hits / (hits + misses) if hits + misses else 0.0:.1%}",
+            f"{data['saved_seconds']:.3f}",
+            f"{data['compute_seconds']:.3f}",
+        )
+
+    def filled(data: dict[str, Any]) -> dict[str, Any]:
+        return {**dict.fromkeys(keys, 0), **dict.fromkeys(seconds, 0.0), **data}
+
+    per = {name: filled(data) for name, data in caches.items()}
+    total: dict[str, Any] = {key: sum(d[key] for d in per.values()) for key in (*keys, *seconds)}
+    total["evicted"] = {"all": sum(sum(d["evicted"].values()) for d in per.values())}
+    header = ("cache", "entries", "bytes", "hits", "misses", "joins", "evicted", "errors", "hit%", "saved_s",
+              "compute_s")
+    rows = [header, *(row(name, data) for name, data in sorted(per.items())), row("total", total)]
+    _table(rows, set(range(1, len(header))), out)
+
+
+def _metrics_command(args: argparse.Namespace) -> int:
+    """``stats`` of a running app, read from its /metrics page; the exit status."""
+    if args.command != "stats":
+        print(f"infercache {args.command}: an http(s) URL is a running app's /metrics: only 'stats' reads it",
+              file=sys.stderr)
+        return 2
+    if args.session is not None:
+        print("infercache stats: --session: a /metrics page counts per cache, never per session", file=sys.stderr)
+        return 2
+    try:
+        from .metrics.prometheus import parse
+    except ImportError as exc:
+        print(f'infercache stats: reading /metrics needs the prometheus extra ({exc}): '
+              'pip install "infercache[prometheus]"', file=sys.stderr)
+        return 1
+    try:
+        text = _fetch_metrics(args.store.strip())
+        caches = parse(text)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # unreachable, an HTTP error, not a Prometheus page
+        print(f"infercache stats: {args.store}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if not caches and "infercache_requests" not in text:
+        print(f"infercache stats: {args.store}: no infercache metrics on that page (is ic.metrics.mount(app) "
+              "called?)", file=sys.stderr)
+        return 1
+    if args.function is not None:
+        caches = {name: data for name, data in caches.items() if name == args.function}
+    _live_stats(caches, sys.stdout)
+    return 0
+
+
 def _store_command(args: argparse.Namespace) -> int:
     """Run ``ls``, ``stats`` or ``clear``; the exit status."""
+    if _is_metrics_url(args.store):
+        return _metrics_command(args)
     out = sys.stdout
     try:
         tier = open_tier(args.store)
