@@ -125,6 +125,51 @@ def test_miss_small_args(benchmark: Any, request: pytest.FixtureRequest, peer: s
         w.close()
 
 
+# --------------------------------------------------------------------------- metrics mounted
+
+METRICS_ROWS = ("without metrics", "metrics mounted")
+"""The small-argument hit timed twice in one run: before ``ic.metrics.mount`` and after (this order)."""
+
+
+def _mount_metrics() -> bool:
+    """``ic.metrics.mount`` on a FastAPI app (the collector goes into the default registry), scraped once.
+
+    True if the page carried the infercache families. The app is not kept
+    serving: what matters to a hit is what mounting leaves in the process.
+    """
+    try:
+        import prometheus_client  # noqa: F401 - the prometheus extra
+        from fastapi import FastAPI
+        from starlette.testclient import TestClient
+    except ImportError as exc:
+        na(f"needs {exc.name}")
+    import infercache as ic
+
+    app = FastAPI()
+    ic.metrics.mount(app)
+    with TestClient(app) as http:
+        page = http.get("/metrics")
+    return page.status_code == 200 and "infercache_requests_total{" in page.text
+
+
+@pytest.mark.parametrize("row", METRICS_ROWS)
+def test_hit_small_args_metrics(benchmark: Any, request: pytest.FixtureRequest, row: str, tmp_path: Path) -> None:
+    """Hit latency of ``f("hello world", 0.7)`` (default digest) with the Prometheus exporter mounted, and without."""
+    tag(request, benchmark, section="metrics", case="small_args", label='f("hello world", 0.7)', peer=row)
+
+    def infer(prompt: str, temperature: float = 0.7) -> str:
+        return prompt
+
+    w = wrap(cases.ic_peer_name(cases.IC_DIGESTS[0]), infer, tmp_path)
+    try:
+        prime(w, "hello world", 0.7)
+        if row == METRICS_ROWS[1]:
+            benchmark.extra_info["metrics_served"] = _mount_metrics()
+        benchmark(w.fn, "hello world", 0.7)
+    finally:
+        w.close()
+
+
 # --------------------------------------------------------------------------- big values
 
 

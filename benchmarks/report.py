@@ -234,7 +234,47 @@ def _target_rows(rows: list[Row]) -> list[tuple[str, str, str, str]]:
         out.append(("N concurrent identical calls compute once", "n/a", "1", "n/a"))
     if any(r.section == "tiers" for r in rows):
         out += _tier_targets(rows)
+    if any(r.section == "metrics" for r in rows):
+        m = metrics_ratio(rows)
+        out.append(("small-argument hit with metrics mounted / without",
+                    "n/a" if m is None else f"{m:.3f}× the time", "≤ 1.05×",
+                    verdict(None if m is None else m <= 1.05)))
     return out
+
+
+def metrics_ratio(rows: list[Row]) -> float | None:
+    """Median of the small-argument hit with ``ic.metrics`` mounted ÷ without, in this run."""
+    without = _find(rows, "metrics", "small_args", "without metrics")
+    mounted = _find(rows, "metrics", "small_args", "metrics mounted")
+    if not (_ok(without) and _ok(mounted)) or not without.median:  # type: ignore[union-attr]
+        return None
+    return mounted.median / without.median  # type: ignore[union-attr,operator]
+
+
+def section_metrics(rows: list[Row], notes: Notes) -> list[str]:
+    """The small-argument hit with the Prometheus exporter mounted, against the same hit before mounting."""
+    peers = _peers_in(rows, "metrics")
+    if not peers:
+        return []
+    lines = [
+        "## Metrics mounted (small-argument hit, median per call)",
+        "",
+        '`f("hello world", 0.7)` with the default digest, timed before and after `ic.metrics.mount` on a '
+        "FastAPI app (the collector in prometheus_client's default registry, the page scraped once). "
+        "The collector reads the counters at scrape time only, so a hit does the same work in both rows.",
+        "",
+        "| Row | Median | × the time without |",
+        "|---|---|---|",
+    ]
+    ratio = metrics_ratio(rows)
+    for p in peers:
+        r = _find(rows, "metrics", "small_args", p)
+        if not _ok(r):
+            lines.append(f"| {p} | {notes.cell(r)} | |")
+            continue
+        cell = "1" if p == "without metrics" else ("n/a" if ratio is None else f"{ratio:.3f}")
+        lines.append(f"| {p} | {fmt_time(r.median)} | {cell} |")  # type: ignore[union-attr]
+    return lines + [""]
 
 
 def section_targets(rows: list[Row]) -> list[str]:
@@ -669,6 +709,7 @@ def build(out: Path) -> list[Path]:
     body += section_targets(rows)
     body += section_hits(rows, notes)
     body += section_miss(rows, notes)
+    body += section_metrics(rows, notes)
     body += section_hash(rows, notes)
     body += section_memory(rows, notes)
     body += section_concurrency(rows, notes)
