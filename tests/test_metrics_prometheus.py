@@ -318,11 +318,14 @@ def test_a_disk_store_hit_is_exported_under_its_tier(tmp_path: Path, monkeypatch
     def f(x: int) -> int:
         return x + 1
 
-    f(1)
-    f.cache.engine.store.clear()  # memory only: the next call reads the disk tier
-    assert f(1) == 2
     registry = CollectorRegistry()
     ic.metrics.register(registry)
+    f(1)
+    text = generate_latest(registry).decode()
+    assert f'infercache_requests_total{{cache="{name}",result="hit",tier="disk"}} 0.0' in text  # before any
+    assert_page_equals_stats(text, [name], ic.stats())
+    f.cache.engine.store.clear()  # memory only: the next call reads the disk tier
+    assert f(1) == 2
     text = generate_latest(registry).decode()
     stats = ic.stats()
     assert stats[name]["hits_by_tier"]["disk"] == 1 and stats[name]["tiers"] == ["disk"]
