@@ -1,0 +1,202 @@
+"""The demo's "Cache stats" tab in a real browser: its table and plots show ``ic.stats()``.
+
+The real demo app (its models are built lazily, so it starts in about a
+second) is served on 127.0.0.1 in this process, so ``ic.stats()`` here is the
+server's. Runs go through ``gradio_client``; headless Chromium opens the tab;
+the table is read from the page and the plots from the SVG Vega renders
+(each mark carries its data in an ``aria-label``). The screenshot goes to
+``$INFERCACHE_TEST_ARTIFACTS`` (else pytest's ``tmp_path``) and is copied to
+``artifacts/`` at the repository root (git-ignored).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_fixtures import artifact_path, chromium, client, serve, wait_until
+
+import infercache as ic
+from infercache.demo.stats import REFRESH_SECONDS, TAB_LABEL
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.timeout(180)]
+
+# The rendered table: header titles, then each body row's cell texts (the body is an
+# ARIA grid of divs, virtual: rows past its height are not rendered; all fit here).
+_TABLE_JS = """() => {
+  const root = document.getElementById('ic-stats-table');
+  const heads = [...root.querySelectorAll('thead th')].map((th) => th.getAttribute('title'));
+  const rows = [...root.querySelectorAll('[role=grid] [role=row]')].map(
+    (row) => [...row.querySelectorAll('[role=gridcell]')].map((cell) => cell.innerText.trim()));
+  return {heads, rows: rows.filter((cells) => cells.some((text) => text))};
+}"""
+
+# The aria-labels of one kind of mark of a plot ("cache: city; memory (bytes): 618").
+_MARKS_JS = """([id, selector]) => [...document.querySelectorAll(`#${id} ${selector}`)]
+  .map((p) => p.getAttribute('aria-label')).filter((label) => label)"""
+
+# The vertices of each line of a line plot, by the cache its first point names.
+_LINES_JS = """(id) => [...document.querySelectorAll(`#${id} g.mark-line path`)].map((p) => [
+  p.getAttribute('aria-label'), ((p.getAttribute('d') || '').match(/[ML]/g) || []).length])"""
+
+
+def _fields(label: str) -> dict[str, str]:
+    """``"time: 20:03:13; hit ratio: 0.5; cache: city"`` as a dict."""
+    return dict(part.split(": ", 1) for part in label.split("; "))
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _artifact_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("INFERCACHE_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def demo_server() -> Iterator[tuple[Any, str]]:
+    from infercache.demo import build_demo
+
+    gc.collect()  # caches of earlier tests' apps leave ic.stats() now, not while this test reads it
+    app = build_demo()
+    with serve(app) as url:
+        yield app, url
+
+
+def _open_stats_tab(page: Any) -> None:
+    """Select the stats tab: in the tab bar if it fits, else in Gradio's "More tabs" menu."""
+    page.get_by_role("tab", name="Classifier (sync)").wait_for()
+    tab = page.get_by_role("tab", name=TAB_LABEL)
+    if tab.count() and tab.is_visible():
+        tab.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=TAB_LABEL).click()
+
+
+_COLUMNS = ("entries", "memory (bytes)", "hits", "memory hits", "misses", "joins", "evictions")
+
+
+def _expected_rows(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """What the table must show per cache (memory only: no store column in this app)."""
+    return {
+        name: {
+            "entries": str(d["size"]),
+            "memory (bytes)": str(d["memory"]),
+            "hits": str(d["hits"]),
+            "memory hits": str(d["hits_by_tier"].get("memory", 0)),
+            "misses": str(d["misses"]),
+            "joins": str(d["joins"]),
+            "evictions": str(sum(d["evicted"].values())),
+        }
+        for name, d in stats.items()
+    }
+
+
+def _shown_rows(page: Any, columns: tuple[str, ...] | None = None) -> dict[str, dict[str, str]]:
+    """The rendered table by cache name (only ``columns`` of each row when given)."""
+    table = page.evaluate(_TABLE_JS)
+    heads = table["heads"]
+    shown = {}
+    for cells in table["rows"]:
+        row = dict(zip(heads, cells))
+        name = row.pop("cache", "")
+        shown[name] = row if columns is None else {k: row.get(k, "(missing)") for k in columns}
+    return shown
+
+
+def test_stats_tab_shows_every_cache_and_plots_their_history(
+    demo_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    app, url = demo_server
+    names = {key: fn.cache.name for key, fn in app.infercache_functions.items() if hasattr(fn, "cache")}
+    city = app.infercache_functions["city_cache"].name
+    translate = names["translate"]
+
+    c = client(url)
+    assert c.predict("Paris", api_name="/lookup_city").startswith("**Paris**")  # a miss
+    assert "c.get('paris')" in c.predict("  PARIS ", api_name="/lookup_city")  # a hit
+    for _ in range(2):  # a miss, then a hit
+        assert c.predict("Hello my friend", "Spanish", api_name="/translate") == "Hola mi amigo"
+    assert c.predict("Hello my friend", "German", api_name="/translate") == "Hallo mein Freund"
+    stats = ic.stats()
+    assert (stats[city]["hits"], stats[city]["misses"]) == (1, 1)
+    assert (stats[translate]["hits"], stats[translate]["misses"]) == (1, 2)
+    used = {name for name, d in stats.items() if d["hits"] or d["misses"] or d["size"]}
+    assert used == {city, translate}
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        _open_stats_tab(page)
+
+        # Every live cache of the process, one row each, with the server's counters.
+        def table_matches() -> bool:
+            return _shown_rows(page, _COLUMNS) == _expected_rows(ic.stats())
+
+        try:
+            wait_until(table_matches, timeout=30, what="the table to show ic.stats()")
+        except AssertionError:  # show what differs
+            assert _shown_rows(page, _COLUMNS) == _expected_rows(ic.stats())
+            raise
+        shown = _shown_rows(page)
+        assert {names[k] for k in ("classify", "chat", "embed", "retrieve")} <= shown.keys()
+        assert (shown[translate]["hits"], shown[translate]["misses"]) == ("1", "2")
+        assert _number(shown[translate]["hit ratio"]) == pytest.approx(1 / 3, abs=1e-3)
+        assert _number(shown[translate]["time saved (s)"]) == pytest.approx(
+            stats[translate]["saved_seconds"], abs=1e-3)
+        assert "disk hits" not in _shown_rows(page)[city]  # no store behind these caches
+
+        # The line plots: one line per used cache, with at least two samples each.
+        history = app.infercache_stats.history
+        wait_until(lambda: len(history) >= 2, timeout=30, what="two timer samples")
+
+        def lines_drawn(plot_id: str) -> bool:
+            lines = {_fields(label)["cache"]: n for label, n in page.evaluate(_LINES_JS, plot_id)}
+            return lines.keys() == used and min(lines.values()) >= 2
+
+        for plot_id, column, field in (
+            ("ic-stats-hit-ratio", "hit ratio", "hit_ratio"),
+            ("ic-stats-saved", "time saved (s)", "saved_seconds"),
+        ):
+            wait_until(lambda p=plot_id: lines_drawn(p), timeout=30, what=f"two points per line in {plot_id}")
+            points = [_fields(label) for label in page.evaluate(_MARKS_JS, [plot_id, "g.mark-symbol path"])]
+            assert {p["cache"] for p in points} == used
+            # The runs ended before the tab opened: every sample holds the final counters.
+            for p in points:
+                assert _number(p[column]) == pytest.approx(stats[p["cache"]][field], abs=1e-6), p
+
+        # The bar plot: one bar per used cache, as tall as its bytes.
+        bars = {
+            (f := _fields(label))["cache"]: int(_number(f["memory (bytes)"]))
+            for label in page.evaluate(_MARKS_JS, ["ic-stats-memory", "g.mark-rect path"])
+        }
+        assert bars == {name: stats[name]["memory"] for name in used}
+        assert all(bars.values())
+
+        shot = _artifact_dir(tmp_path) / "demo-cache-stats.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shutil.copyfile(shot, artifact_path(shot.name))
+        print(f"screenshot: {shot}")
+
+        # Leaving the tab stops its timer (a tick would hide the other tabs' cache badges).
+        page.get_by_role("tab", name="Translation (async)").click()
+        page.get_by_label("English text").wait_for()
+        # A tick already on its way may still land: wait for a quiet window, not an instant.
+        wait_until(lambda: _no_sample_for(history, 3 * REFRESH_SECONDS), timeout=30,
+                   what="no sample for three tick intervals after leaving the tab")
+
+
+def _no_sample_for(history: Any, seconds: float) -> bool:
+    """Whether ``history`` gains no sample in the next ``seconds``."""
+    before = len(history)
+    time.sleep(seconds)
+    return len(history) == before
