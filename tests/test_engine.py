@@ -187,10 +187,11 @@ def test_clear_session_reaches_per_session_caches_through_the_registry() -> None
         return x
 
     shared = ic.Cache()
-    with ic.session("A"):
+    sid = f"engine-{id(shared)}"  # other tests' caches may still hold a session "A"
+    with ic.session(sid):
         f(1)
         shared.set("k", v=1)
-    assert ic.clear_session("A") == 1
+    assert ic.clear_session(sid) == 1
     assert len(f.cache) == 0
     assert shared.get("k") == {"v": 1}  # not per-session: untouched
 

@@ -103,8 +103,8 @@ def test_concurrent_identical_calls_count_one_computation_and_the_rest_as_joins(
         t.join(30)
     s = slow.cache.stats()
     assert calls == [7]
-    # Every caller missed; three of them were then served by the one computation.
-    assert (s.misses, s.joins, s.hits, s.computations) == (4, 3, 0, 1)
+    # One caller computed; three were served by its computation: each call counted once.
+    assert (s.misses, s.joins, s.hits, s.computations) == (1, 3, 0, 1)
 
 
 def test_a_hit_read_from_a_store_counts_for_that_tier_and_credits_the_time_it_saved(tmp_path: Path) -> None:
@@ -135,18 +135,23 @@ def test_a_computation_in_another_process_counts_as_a_remote_join(tmp_path: Path
         go.wait(30)
         return "once"
 
-    holder = threading.Thread(target=first.call, args=(("", b"k"), slow, (), {}, ()))
+    def through(engine: Engine, compute: Any) -> Any:
+        """What a cached function's wrapper does: look up (a miss here), then the miss path."""
+        assert engine.lookup(("", b"k")) is None
+        return engine.call(("", b"k"), compute, (), {}, ())
+
+    holder = threading.Thread(target=through, args=(first, slow))
     holder.start()
     assert started.wait(30)
     got: list[Any] = []
-    waiter = threading.Thread(target=lambda: got.append(second.call(("", b"k"), lambda: "twice", (), {}, ())))
+    waiter = threading.Thread(target=lambda: got.append(through(second, lambda: "twice")))
     waiter.start()
     go.set()
     holder.join(30)
     waiter.join(30)
     assert got == ["once"]
     s = second.stats()
-    assert (s.remote_joins, s.computations, s.joins) == (1, 0, 0)
+    assert (s.remote_joins, s.computations, s.joins, s.misses, s.hits) == (1, 0, 0, 0, 0)
     assert first.stats().computations == 1
 
 
@@ -216,3 +221,43 @@ def test_logging_says_what_happened_once_and_nothing_per_hit(caplog: pytest.LogC
     for x in range(3):
         make_lock(x)  # a result that cannot be copied safely: not cached, said once
     assert [r.levelno for r in caplog.records if "not cached" in r.getMessage()] == [logging.WARNING]
+
+
+class Interrupted(BaseException):
+    """Not an Exception: the leader's computation is abandoned, not failed."""
+
+
+def test_a_follower_whose_leader_was_abandoned_counts_as_the_miss_it_became() -> None:
+    entered, go = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    @ic.cache
+    def work(x: int) -> int:
+        runs.append(threading.current_thread().name)
+        if len(runs) == 1:
+            entered.set()
+            go.wait(30)
+            raise Interrupted
+        return x
+
+    def lead() -> None:
+        with pytest.raises(Interrupted):
+            work(1)
+
+    leader = threading.Thread(target=lead, name="leader")
+    leader.start()
+    assert entered.wait(30)
+    got: list[int] = []
+    follower = threading.Thread(target=lambda: got.append(work(1)), name="follower")
+    follower.start()
+    deadline = time.monotonic() + 30
+    while work.cache.stats().joins < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    go.set()
+    leader.join(30)
+    follower.join(30)
+    s = work.cache.stats()
+    assert got == [1] and runs == ["leader", "follower"]
+    assert (s.hits, s.misses, s.joins, s.remote_joins) == (0, 2, 0, 0)  # two calls, two computations
+    assert work(1) == 1
+    assert work.cache.stats().hit_ratio == pytest.approx(1 / 3)

@@ -337,6 +337,7 @@ class Engine:
     def _adopt(self, full: Full, call: Call, found: Found) -> Any:
         """Another process computed the value this call leads for: store it, wake the followers, deliver it."""
         kept, cost, _ = found
+        self.store.uncount_miss()  # a remote join instead
         with self._counts:
             self.remote_joins += 1
         self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call, cost=cost)
@@ -535,9 +536,11 @@ class Engine:
         """A follower's answer once its leader settled; ``_RETRY`` if the leader left nothing."""
         if outcome is not ABANDONED:
             return self.deliver(outcome)  # shared with a computation in flight: not a hit
-        entry = self.store.touch(*full)
+        entry = self.store.touch(*full)  # a hit
         if entry is not None:
+            self.store.uncount_join(as_miss=False)
             return self.serve(entry)
+        self.store.uncount_join(as_miss=True)  # it looks up again, and may compute
         return _RETRY
 
     def _abandon(self, full: Full, call: Call, error: BaseException) -> None:

@@ -58,11 +58,11 @@ larger than ``max_memory`` on its own."""
 class CacheStats:
     """A snapshot of one cache's counters (exact: every event is counted, none sampled).
 
-    ``hits`` are calls served from the cache, from memory or from a store
-    (``hits_by_tier``: ``"memory"``, ``"disk"``, ``"redis"``); ``misses`` are
-    lookups that found nothing anywhere (each computation is one miss;
-    callers that waited for an identical in-flight computation are counted in
-    ``joins``, or ``remote_joins`` when another process computed it).
+    Every call is counted once, as one of: ``hits`` (served from the cache,
+    from memory or from a store: ``hits_by_tier``, ``"memory"``, ``"disk"``,
+    ``"redis"``), ``misses`` (found nothing anywhere and computed), ``joins``
+    (waited for an identical computation in flight in this process) or
+    ``remote_joins`` (waited for another process's computation).
     ``saved_seconds`` adds, for every hit, how long the computation of that
     entry took; ``compute_seconds`` is the time spent computing
     (``computations`` runs). ``evicted`` counts entries that left by reason
@@ -94,8 +94,8 @@ class CacheStats:
 
     @property
     def hit_ratio(self) -> float:
-        """Hits over lookups, 0.0 before the first lookup."""
-        total = self.hits + self.misses
+        """Hits over calls (hits, misses and joins), 0.0 before the first call."""
+        total = self.hits + self.misses + self.joins + self.remote_joins
         return self.hits / total if total else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -466,9 +466,18 @@ class Store:
             self.misses -= 1
 
     def count_join(self) -> None:
-        """Record a caller that was served by an identical in-flight computation."""
+        """A caller that missed waits for an identical computation in flight: a join, not a miss."""
         with self._lock:
             self.joins += 1
+            self.misses -= 1
+
+    def uncount_join(self, *, as_miss: bool) -> None:
+        """Take a join back: the computation left nothing (``as_miss``: the caller computes) or the
+        caller was then served from the store (a hit, counted there)."""
+        with self._lock:
+            self.joins -= 1
+            if as_miss:
+                self.misses += 1
 
     # -- internals (lock held) -----------------------------------------------
 
