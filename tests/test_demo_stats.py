@@ -6,7 +6,8 @@ server's. Runs go through ``gradio_client``; headless Chromium opens the tab;
 the table is read from the page and the plots from the SVG Vega renders
 (each mark carries its data in an ``aria-label``). The screenshot goes to
 ``$INFERCACHE_TEST_ARTIFACTS`` (else pytest's ``tmp_path``) and is copied to
-``artifacts/`` at the repository root (git-ignored).
+``artifacts/`` at the repository root (git-ignored). The last tests check the
+history and the table builder directly.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import pytest
 from gradio_fixtures import artifact_path, chromium, client, serve, wait_until
 
 import infercache as ic
-from infercache.demo.stats import REFRESH_SECONDS, TAB_LABEL
-
-pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.timeout(180)]
+from infercache.demo.stats import REFRESH_SECONDS, TAB_LABEL, StatsHistory, table_frame
 
 # The rendered table: header titles, then each body row's cell texts (the body is an
 # ARIA grid of divs, virtual: rows past its height are not rendered; all fit here).
@@ -113,6 +112,9 @@ def _shown_rows(page: Any, columns: tuple[str, ...] | None = None) -> dict[str, 
     return shown
 
 
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.timeout(180)
 def test_stats_tab_shows_every_cache_and_plots_their_history(
     demo_server: tuple[Any, str], tmp_path: Path
 ) -> None:
@@ -200,3 +202,52 @@ def _no_sample_for(history: Any, seconds: float) -> bool:
     before = len(history)
     time.sleep(seconds)
     return len(history) == before
+
+
+# -- the pieces behind the tab, without a browser ------------------------------------------
+
+
+def test_history_keeps_one_sample_per_interval_however_many_pages_tick() -> None:
+    history = StatsHistory(min_interval=3600)
+    for _ in range(5):  # five pages ticking at once
+        history.sample()
+    assert len(history) == 1
+
+
+def test_history_keeps_only_the_last_samples() -> None:
+    @ic.cache
+    def double(x: int) -> int:
+        return 2 * x
+
+    history = StatsHistory(max_samples=3, min_interval=0)
+    for i in range(5):
+        double(i % 2)  # misses, then hits: the hit ratio moves with each sample
+        history.sample()
+    assert len(history) == 3
+    rows = history.frame()
+    mine = rows[rows["cache"] == double.cache.name]
+    ratios = [h / (h + 2) for h in (1, 2, 3)]  # the last three samples: 2 misses and 1, 2, 3 hits
+    assert mine["hit ratio"].tolist() == pytest.approx(ratios)
+
+
+def test_table_shows_store_columns_only_when_a_cache_has_a_store(tmp_path: Path) -> None:
+    @ic.cache
+    def in_memory(x: int) -> int:
+        return x
+
+    in_memory(1)
+    in_memory(1)
+    memory_only = table_frame({in_memory.cache.name: ic.stats()[in_memory.cache.name]})
+    assert "disk hits" not in memory_only.columns and "remote joins" not in memory_only.columns
+    assert memory_only.iloc[0]["memory hits"] == 1
+
+    @ic.cache(store=str(tmp_path / "store"))
+    def on_disk(x: int) -> int:
+        return x
+
+    on_disk(1)
+    stats = ic.stats()
+    both = table_frame({name: stats[name] for name in (in_memory.cache.name, on_disk.cache.name)})
+    assert {"memory hits", "disk hits", "remote joins"} <= set(both.columns)
+    assert "redis hits" not in both.columns
+    assert both["misses"].tolist() == [1, 1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -113,18 +112,15 @@ class StatsHistory:
         self,
         max_samples: int = MAX_SAMPLES,
         min_interval: float = REFRESH_SECONDS * 0.75,
-        *,
-        read: Callable[[], dict[str, dict[str, Any]]] = ic.stats,
     ) -> None:
         self.min_interval = min_interval
-        self._read = read
         self._samples: deque[_Sample] = deque(maxlen=max_samples)
         self._last = float("-inf")
         self._lock = threading.Lock()
 
     def sample(self) -> dict[str, dict[str, Any]]:
         """Read the counters of every live cache; record them if a sample is due; return them."""
-        stats = self._read()
+        stats = ic.stats()
         now = time.monotonic()
         with self._lock:
             if now - self._last >= self.min_interval:
