@@ -1,30 +1,35 @@
-"""The demo's "Cache stats" tab in a real browser: its table and plots show ``ic.stats()``.
+"""The demo's "Cache stats" tab in a real browser: its table and plots show the server's ``ic.stats()``.
 
-The real demo app (its models are built lazily, so it starts in about a
-second) is served on 127.0.0.1 in this process, so ``ic.stats()`` here is the
-server's. Runs go through ``gradio_client``; headless Chromium opens the tab;
-the table is read from the page and the plots from the SVG Vega renders
-(each mark carries its data in an ``aria-label``). The screenshot goes to
-``$INFERCACHE_TEST_ARTIFACTS`` (else pytest's ``tmp_path``) and is copied to
-``artifacts/`` at the repository root (git-ignored). The last tests check the
-history and the table builder directly.
+The real ``infercache demo`` command runs in a subprocess on 127.0.0.1 (its
+models are built lazily, so it starts in seconds), which keeps this test's
+process's own caches out of its table. Runs go through ``gradio_client``;
+the server's ``ic.stats()`` is read through the app's ``/cache_stats``
+endpoint; headless Chromium opens the tab; the table is read from the page
+and the plots from the SVG Vega renders (each mark carries its data in an
+``aria-label``). The screenshot goes to ``$INFERCACHE_TEST_ARTIFACTS`` (else
+pytest's ``tmp_path``) and is copied to ``artifacts/`` at the repository root
+(git-ignored). The last tests check the history and the table builder
+directly, in this process.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
-import time
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from gradio_fixtures import artifact_path, chromium, client, serve, wait_until
+from gradio_fixtures import artifact_path, chromium, client, free_port, wait_until
 
 import infercache as ic
 from infercache.demo.stats import REFRESH_SECONDS, TAB_LABEL, StatsHistory, table_frame
+
+DEMO_CACHES = {"classify", "translate", "chat", "melody", "summarize", "city", "kv_prefix", "embed", "retrieve"}
 
 # The rendered table: header titles, then each body row's cell texts (the body is an
 # ARIA grid of divs, virtual: rows past its height are not rendered; all fit here).
@@ -61,13 +66,35 @@ def _artifact_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def demo_server() -> Iterator[tuple[Any, str]]:
-    from infercache.demo import build_demo
+def demo_url(tmp_path: Path) -> Iterator[str]:
+    """The URL of ``infercache demo`` started in a subprocess (memory only, no warm-up)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("INFERCACHE_STORE", "INFERCACHE_SECRET")}
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infercache.cli", "demo", "--host", "127.0.0.1", "--port", str(port),
+             "--no-warmup"],
+            env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the demo exited:\n{log.read_text()}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/config", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
 
-    gc.collect()  # caches of earlier tests' apps leave ic.stats() now, not while this test reads it
-    app = build_demo()
-    with serve(app) as url:
-        yield app, url
+        wait_until(up, timeout=120, what="the demo server to answer")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _open_stats_tab(page: Any) -> None:
@@ -115,52 +142,50 @@ def _shown_rows(page: Any, columns: tuple[str, ...] | None = None) -> dict[str, 
 @pytest.mark.browser
 @pytest.mark.server
 @pytest.mark.timeout(180)
-def test_stats_tab_shows_every_cache_and_plots_their_history(
-    demo_server: tuple[Any, str], tmp_path: Path
-) -> None:
-    app, url = demo_server
-    names = {key: fn.cache.name for key, fn in app.infercache_functions.items() if hasattr(fn, "cache")}
-    city = app.infercache_functions["city_cache"].name
-    translate = names["translate"]
+def test_stats_tab_shows_every_cache_and_plots_their_history(demo_url: str, tmp_path: Path) -> None:
+    c = client(demo_url)
 
-    c = client(url)
+    def server_stats() -> dict[str, dict[str, Any]]:
+        stats: dict[str, dict[str, Any]] = c.predict(api_name="/cache_stats")
+        return stats
+
     assert c.predict("Paris", api_name="/lookup_city").startswith("**Paris**")  # a miss
     assert "c.get('paris')" in c.predict("  PARIS ", api_name="/lookup_city")  # a hit
     for _ in range(2):  # a miss, then a hit
         assert c.predict("Hello my friend", "Spanish", api_name="/translate") == "Hola mi amigo"
     assert c.predict("Hello my friend", "German", api_name="/translate") == "Hallo mein Freund"
-    stats = ic.stats()
-    assert (stats[city]["hits"], stats[city]["misses"]) == (1, 1)
-    assert (stats[translate]["hits"], stats[translate]["misses"]) == (1, 2)
+    stats = server_stats()
+    assert stats.keys() == DEMO_CACHES
+    assert (stats["city"]["hits"], stats["city"]["misses"]) == (1, 1)
+    assert (stats["translate"]["hits"], stats["translate"]["misses"]) == (1, 2)
     used = {name for name, d in stats.items() if d["hits"] or d["misses"] or d["size"]}
-    assert used == {city, translate}
+    assert used == {"city", "translate"}
 
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
+        posts: list[str] = []  # what the page asks of the server: a timer tick is one
+        page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+        page.goto(demo_url)
         _open_stats_tab(page)
 
-        # Every live cache of the process, one row each, with the server's counters.
+        # Every live cache of the server, one row each, with its counters.
         def table_matches() -> bool:
-            return _shown_rows(page, _COLUMNS) == _expected_rows(ic.stats())
+            return _shown_rows(page, _COLUMNS) == _expected_rows(server_stats())
 
         try:
-            wait_until(table_matches, timeout=30, what="the table to show ic.stats()")
+            wait_until(table_matches, timeout=30, what="the table to show the server's ic.stats()")
         except AssertionError:  # show what differs
-            assert _shown_rows(page, _COLUMNS) == _expected_rows(ic.stats())
+            assert _shown_rows(page, _COLUMNS) == _expected_rows(server_stats())
             raise
+        assert server_stats() == stats  # reading them counted nothing
         shown = _shown_rows(page)
-        assert {names[k] for k in ("classify", "chat", "embed", "retrieve")} <= shown.keys()
-        assert (shown[translate]["hits"], shown[translate]["misses"]) == ("1", "2")
-        assert _number(shown[translate]["hit ratio"]) == pytest.approx(1 / 3, abs=1e-3)
-        assert _number(shown[translate]["time saved (s)"]) == pytest.approx(
-            stats[translate]["saved_seconds"], abs=1e-3)
-        assert "disk hits" not in _shown_rows(page)[city]  # no store behind these caches
+        assert (shown["translate"]["hits"], shown["translate"]["misses"]) == ("1", "2")
+        assert _number(shown["translate"]["hit ratio"]) == pytest.approx(1 / 3, abs=1e-3)
+        assert _number(shown["translate"]["time saved (s)"]) == pytest.approx(
+            stats["translate"]["saved_seconds"], abs=1e-3)
+        assert "disk hits" not in shown["city"]  # no store behind these caches
 
-        # The line plots: one line per used cache, with at least two samples each.
-        history = app.infercache_stats.history
-        wait_until(lambda: len(history) >= 2, timeout=30, what="two timer samples")
-
+        # The line plots: one line per used cache, two timer samples at least.
         def lines_drawn(plot_id: str) -> bool:
             lines = {_fields(label)["cache"]: n for label, n in page.evaluate(_LINES_JS, plot_id)}
             return lines.keys() == used and min(lines.values()) >= 2
@@ -189,19 +214,25 @@ def test_stats_tab_shows_every_cache_and_plots_their_history(
         shutil.copyfile(shot, artifact_path(shot.name))
         print(f"screenshot: {shot}")
 
-        # Leaving the tab stops its timer (a tick would hide the other tabs' cache badges).
+        # Leaving the tab stops its timer (a tick would hide the other tabs' cache badges):
+        # the page sends nothing more. A tick already on its way may still go, so this
+        # waits for a quiet window rather than checking an instant.
+        assert posts, "the ticks were not seen as POST requests"
         page.get_by_role("tab", name="Translation (async)").click()
         page.get_by_label("English text").wait_for()
-        # A tick already on its way may still land: wait for a quiet window, not an instant.
-        wait_until(lambda: _no_sample_for(history, 3 * REFRESH_SECONDS), timeout=30,
-                   what="no sample for three tick intervals after leaving the tab")
+        wait_until(lambda: _quiet_for(page, posts, 3 * REFRESH_SECONDS), timeout=30,
+                   what="the page to send nothing for three tick intervals after leaving the tab")
 
 
-def _no_sample_for(history: Any, seconds: float) -> bool:
-    """Whether ``history`` gains no sample in the next ``seconds``."""
-    before = len(history)
-    time.sleep(seconds)
-    return len(history) == before
+def _quiet_for(page: Any, requests: list[str], seconds: float) -> bool:
+    """Whether the page adds no request to ``requests`` in the next ``seconds``.
+
+    It waits through Playwright: its sync API delivers page events only while
+    one of its calls runs (a ``time.sleep`` would see none).
+    """
+    before = len(requests)
+    page.wait_for_timeout(seconds * 1000)
+    return len(requests) == before
 
 
 # -- the pieces behind the tab, without a browser ------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed: frames are Any here
+from gradio.events import api as gradio_api
 
 import infercache as ic
 
@@ -33,6 +34,7 @@ __all__ = [
     "StatsHistory",
     "StatsTab",
     "build_stats_tab",
+    "cache_stats",
     "memory_frame",
     "table_frame",
 ]
@@ -188,7 +190,9 @@ def build_stats_tab(
     """Add the "Cache stats" tab to ``tabs`` (call it inside that ``gr.Tabs`` block).
 
     Its timer ticks only while the tab is selected (selecting it also
-    refreshes at once); ``history`` defaults to a new one for this app.
+    refreshes at once); ``history`` defaults to a new one for this app. The
+    app also answers ``/cache_stats`` (e.g. with ``gradio_client``) with
+    :func:`infercache.stats` of the server process.
     """
     if history is None:
         history = StatsHistory(min_interval=every * 0.75)
@@ -215,7 +219,9 @@ def build_stats_tab(
             x="cache", y="memory (bytes)", color="cache", title="Memory per cache",
             y_lim=[0, None], elem_id="ic-stats-memory",
         )
-    timer = gr.Timer(every, active=False)
+        timer = gr.Timer(every, active=False)
+        # gr.Tabs takes only tabs as children: the endpoint's component goes in this one.
+        gradio_api(cache_stats, api_name="cache_stats", queue=False)
     tab = StatsTab(timer, table, hit_ratio, saved, memory, history)
 
     def on_select(evt: gr.SelectData) -> Any:
@@ -223,6 +229,13 @@ def build_stats_tab(
         refreshed: tuple[Any, ...] = tab.refresh() if shown else tuple(gr.skip() for _ in tab.outputs)
         return (gr.Timer(active=shown), *refreshed)
 
-    tabs.select(on_select, None, [timer, *tab.outputs], queue=False, show_progress="hidden")
-    timer.tick(tab.refresh, None, tab.outputs, queue=False, show_progress="hidden")
+    tabs.select(on_select, None, [timer, *tab.outputs], queue=False, show_progress="hidden",
+                api_visibility="undocumented")
+    timer.tick(tab.refresh, None, tab.outputs, queue=False, show_progress="hidden",
+               api_visibility="undocumented")
     return tab
+
+
+def cache_stats() -> dict[str, dict[str, Any]]:
+    """``ic.stats()`` of the server: every live cache's counters by name (what the tab shows)."""
+    return ic.stats()
