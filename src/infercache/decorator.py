@@ -94,7 +94,19 @@ class CachedFunction(Protocol[P, R_co]):
 
 
 @overload
-def cache(fn: Callable[P, R_co]) -> CachedFunction[P, R_co]: ...
+def cache(
+    fn: Callable[P, R_co],
+    *,
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    max_size: int = 128,
+    max_memory: int | str | None = None,
+    per_session: bool = False,
+    ttl: float | None = None,
+    digest: str = "blake3",
+    name: str | None = None,
+    store: StoreSpec = FROM_ENV,
+    version: str | None = None,
+) -> CachedFunction[P, R_co]: ...
 
 
 @overload
