@@ -93,6 +93,7 @@ class CachedFunction(Protocol[P, R_co]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
 
+# The overloads repeat the settings because a type checker needs each form spelled out.
 @overload
 def cache(
     fn: Callable[P, R_co],
