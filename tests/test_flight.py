@@ -96,6 +96,33 @@ def test_followers_get_the_leaders_exception_and_nothing_is_cached() -> None:
     assert len(bad.cache) == 0
 
 
+def test_async_followers_get_the_leaders_exception_and_nothing_is_cached() -> None:
+    """The async twin: waiters share the leader's exception instead of each running the function again."""
+    gate = None
+    runs = []
+
+    @ic.cache
+    async def bad(x):
+        runs.append(x)
+        await gate.wait()
+        raise ValueError("model failed")
+
+    async def main():
+        nonlocal gate
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(bad(1)) for _ in range(5)]
+        await async_wait_until(lambda: bad.cache.stats().joins == 4, "4 followers")
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert [(type(e), str(e)) for e in outcomes] == [(ValueError, "model failed")] * 5
+    assert runs == [1]
+    assert len(bad.cache) == 0
+    s = bad.cache.stats()
+    assert (s.misses, s.joins, s.computations) == (1, 4, 1)
+
+
 class Killed(BaseException):
     """Stands for an interrupt of the leader's thread (not an Exception)."""
 
@@ -530,6 +557,46 @@ def test_async_generator_closed_when_every_consumer_leaves() -> None:
     asyncio.run(main())
     assert closed == ["z"]
     assert len(stream.cache) == 0
+
+
+def test_async_generator_step_under_way_is_cancelled_when_its_last_consumer_leaves() -> None:
+    """Leaving mid-step (not between yields): the step awaiting inside the generator is cancelled."""
+    events = []
+    release = None
+
+    @ic.cache
+    async def stream(p):
+        yield 0
+        events.append("step started")
+        try:
+            await release.wait()  # set only once the test is over
+        except asyncio.CancelledError:
+            events.append("step cancelled")
+            raise
+        yield 1
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+
+        async def consume():
+            async for x in stream("q"):
+                events.append(x)
+
+        consumer = asyncio.create_task(consume())
+        try:
+            await async_wait_until(lambda: events == [0, "step started"], "the second step running")
+            consumer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await consumer
+            await async_wait_until(lambda: "step cancelled" in events, "the running step cancelled")
+        finally:
+            release.set()  # a step that was not cancelled ends, so the loop can close
+
+    asyncio.run(main())
+    assert events == [0, "step started", "step cancelled"]
+    assert len(stream.cache) == 0
+    assert stream.cache.engine.flights.in_flight() == 0
 
 
 # -- items that cannot be kept -----------------------------------------------------
