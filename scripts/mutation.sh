@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Mutation testing of the engine's modules with mutmut (settings: [tool.mutmut]
+# in pyproject.toml; workflow: docs/testing.md).
+#
+#   bash scripts/mutation.sh [MODULE ...]
+#
+# MODULE is a module or package of src/infercache: store, flight, engine,
+# sessions, keys, safety, sizes (the default set), or manual, prefix, tiers.
+# Every mutant of the named modules is made and checked again on each run, in
+# parallel on the machine's cores (MUTATION_CHILDREN overrides), each by the
+# tests that called the function it changes. The run ends with the line
+#   mutation score: K killed of N (P%)
+# (a mutant that made its tests time out counts as killed) and writes each
+# mutant not killed, with its status and diff, to mutation-survivors.txt.
+# MUTATION_TIMEOUT (seconds) bounds the mutmut run; mutants it did not reach
+# count as not killed. Not part of the default test command: it takes minutes
+# per module.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+known=(store flight engine sessions keys safety sizes manual prefix tiers)
+modules=("$@")
+[ ${#modules[@]} -gt 0 ] || modules=(store flight engine sessions keys safety sizes)
+patterns=()
+for m in "${modules[@]}"; do
+  ok=0
+  for k in "${known[@]}"; do [ "$m" = "$k" ] && ok=1; done
+  if [ $ok -eq 0 ]; then
+    echo "mutation.sh: unknown module '$m' (one of: ${known[*]})" >&2
+    exit 2
+  fi
+  # The dot after the name keeps store from matching stores.
+  patterns+=("infercache.$m.*")
+done
+
+# What it needs: the project's environment with the test dependencies and mutmut 3.3 or later.
+install=0
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  install=1
+fi
+.venv/bin/python -c "import hypothesis, pytest, pytest_asyncio" 2>/dev/null || install=1
+.venv/bin/python - 2>/dev/null <<'EOF' || install=1
+from importlib.metadata import version
+
+raise SystemExit(tuple(map(int, version("mutmut").split(".")[:2])) < (3, 3))
+EOF
+[ $install -eq 0 ] || .venv/bin/python -m pip install -q -e ".[test,mutation]"
+
+children="${MUTATION_CHILDREN:-$(nproc 2>/dev/null || echo 2)}"
+limit=()
+[ -z "${MUTATION_TIMEOUT:-}" ] || limit=(timeout "$MUTATION_TIMEOUT")
+
+start=$(date +%s)
+status=0
+${limit[@]+"${limit[@]}"} .venv/bin/mutmut run --max-children "$children" "${patterns[@]}" || status=$?
+if [ $status -ne 0 ]; then
+  echo "mutation.sh: mutmut run ended with status $status (124: stopped by MUTATION_TIMEOUT)" >&2
+fi
+
+# The score and the survivors, from mutmut's saved results of the named modules.
+.venv/bin/mutmut results --all true >mutants/results.txt
+.venv/bin/python - "$(( $(date +%s) - start ))" "${patterns[@]}" <<'EOF'
+import fnmatch
+import subprocess
+import sys
+
+seconds, patterns = int(sys.argv[1]), sys.argv[2:]
+counted = {"killed", "timeout"}  # the tests failed, or hung: either way the change was seen
+status_of = {}
+with open("mutants/results.txt", encoding="utf-8") as f:
+    for line in f:
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and any(fnmatch.fnmatch(name, p) for p in patterns):
+            status_of[name] = status
+scored = {n: s for n, s in status_of.items() if s != "skipped"}
+killed = sum(s in counted for s in scored.values())
+left = sorted(n for n, s in scored.items() if s not in counted)
+by_status: dict[str, int] = {}
+for s in scored.values():
+    by_status[s] = by_status.get(s, 0) + 1
+with open("mutation-survivors.txt", "w", encoding="utf-8") as out:
+    out.write(f"# mutants not killed of {', '.join(patterns)}: {len(left)} of {len(scored)}\n")
+    out.write("# " + ", ".join(f"{s}: {c}" for s, c in sorted(by_status.items())) + "\n\n")
+    for name in left:
+        diff = subprocess.run(
+            [".venv/bin/mutmut", "show", name], capture_output=True, text=True, check=False
+        ).stdout
+        out.write(f"## {name} ({scored[name]})\n{diff.rstrip()}\n\n")
+print(", ".join(f"{s}: {c}" for s, c in sorted(by_status.items())) + f"; {seconds} s")
+print(f"{len(left)} mutants not killed written to mutation-survivors.txt")
+pct = 100.0 * killed / len(scored) if scored else 0.0
+print(f"mutation score: {killed} killed of {len(scored)} ({pct:.1f}%)")
+EOF
+exit $status
