@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import gc
 import logging
 import pickle
@@ -18,8 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from flight_fixtures import KINDS, call, gated
 
 import infercache as ic
+from infercache import engine as engine_module
+from infercache.store import Store
 
 
 def test_bare_and_parametrised_decorator_and_runtime_wrap() -> None:
@@ -262,6 +266,33 @@ def test_stats_and_handle() -> None:
     assert "entries" in repr(f.cache)
 
 
+def test_clear_session_of_one_cached_function_drops_that_session_only() -> None:
+    runs = []
+
+    @ic.cache(per_session=True)
+    def f(x):
+        runs.append(ic.current_session())
+        return x
+
+    @ic.cache(per_session=True)
+    def g(x):
+        runs.append(("g", ic.current_session()))
+        return x
+
+    for sid in ("alice", "bob"):
+        with ic.session(sid):
+            f(1), g(1)
+    f(1)  # outside any session: the anonymous namespace
+    assert f.cache.clear_session("alice") == 1
+    assert len(f.cache) == 2 and len(g.cache) == 2
+    for sid in ("alice", "bob"):
+        with ic.session(sid):
+            f(1), g(1)
+    f(1)
+    assert runs == ["alice", ("g", "alice"), "bob", ("g", "bob"), None, "alice"]
+    assert f.cache.clear_session("nobody") == 0
+
+
 def test_max_memory_bounds_objects_holding_arrays() -> None:
     """gr.cache measures such objects with getsizeof and holds 20x its bound."""
 
@@ -292,24 +323,6 @@ def test_max_memory_counts_every_yield_of_a_generator() -> None:
     assert 1 <= len(chunks.cache) <= 3
 
 
-def test_ttl_expires_entries() -> None:
-    import time
-
-    runs = []
-
-    @ic.cache(ttl=0.05)
-    def f(x):
-        runs.append(x)
-        return x
-
-    f(1)
-    f(1)
-    time.sleep(0.1)
-    f(1)
-    assert len(runs) == 2
-
-
-
 class FakeClock:
     """A monotonic clock the test moves by hand (no sleeping, no timing)."""
 
@@ -320,29 +333,32 @@ class FakeClock:
         return self.now
 
 
-def test_ttl_expires_results_and_generator_runs_exactly_at_ttl() -> None:
-    clock = FakeClock()
-    calls = []
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A fake clock read by the store of every cache made during the test.
 
-    @ic.cache(ttl=10)
-    def f(x):
-        calls.append(x)
-        return x
+    Each cache's engine builds its store as ``Store(max_size, max_memory, ttl)``;
+    here it is built with the store's own ``clock=`` parameter set to the fake.
+    """
+    fake = FakeClock()
+    monkeypatch.setattr(engine_module, "Store", functools.partial(Store, clock=fake))
+    return fake
 
-    @ic.cache(ttl=10)
-    def g(x):
-        calls.append(("g", x))
-        yield x
 
-    f.cache.engine.store._clock = clock
-    g.cache.engine.store._clock = clock
-    f(1), list(g(1))
+@pytest.mark.parametrize("kind", KINDS)
+def test_ttl_expires_results_of_every_function_kind_exactly_at_ttl(kind: str, clock: FakeClock) -> None:
+    gates = [threading.Event() for _ in range(2)]
+    for gate in gates:
+        gate.set()
+    started: list = []
+    f = gated(kind, gates, started, ttl=10)
+    assert call(kind, f, 1) == [1, 0]
     clock.now = 9.9
-    f(1), list(g(1))
-    assert calls == [1, ("g", 1)]
+    assert call(kind, f, 1) == [1, 0]  # a hit
     clock.now = 10.0
-    f(1), list(g(1))
-    assert calls == [1, ("g", 1), 1, ("g", 1)]
+    assert call(kind, f, 1) == [1, 1]  # expired: computed again
+    assert len(started) == 2
+    assert f.cache.stats().evicted["ttl"] == 1
 
 
 def test_generator_all_yields_replayed() -> None:

@@ -3,6 +3,7 @@ prefix lookups, thread safety, and a ``set`` in progress across invalidations.""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from contextlib import nullcontext
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import infercache as ic
+from infercache import engine as engine_module
+from infercache.store import Store
 
 
 def test_get_set_keys_delete_clear() -> None:
@@ -111,15 +114,38 @@ class FakeClock:
         return self.now
 
 
-def test_expired_entries_are_gone_from_every_lookup() -> None:
-    clock = FakeClock()
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A fake clock read by the store of every cache made during the test.
+
+    Each cache's engine builds its store as ``Store(max_size, max_memory, ttl)``;
+    here it is built with the store's own ``clock=`` parameter set to the fake.
+    """
+    fake = FakeClock()
+    monkeypatch.setattr(engine_module, "Store", functools.partial(Store, clock=fake))
+    return fake
+
+
+@pytest.mark.parametrize(
+    "gone",
+    [
+        lambda c: c.get("hello") is None,
+        lambda c: c.longest_prefix("hello world") is None,
+        lambda c: "hello" not in c,
+        lambda c: c.keys() == [],
+        lambda c: len(c) == 0,
+        lambda c: (c.stats().size, c.stats().memory, c.stats().evicted["ttl"]) == (0, 0, 1),
+    ],
+    ids=["get", "longest_prefix", "in", "keys", "len", "stats"],
+)
+def test_expired_entries_are_gone_from_every_lookup_and_view(gone: Any, clock: FakeClock) -> None:
+    """Each lookup or view on its own, first after expiry (each one alone must not see the entry)."""
     c = ic.Cache(ttl=10)
-    c.engine.store._clock = clock
     c.set("hello", v=1)
+    clock.now = 9.9
+    assert c.keys() == ["hello"] and len(c) == 1
     clock.now = 10.0
-    assert c.get("hello") is None
-    assert c.longest_prefix("hello world") is None
-    assert "hello" not in c and c.keys() == [] and len(c) == 0
+    assert gone(c)
 
 
 def test_mutating_a_list_key_after_set_or_from_keys_changes_no_key() -> None:
@@ -170,6 +196,26 @@ def test_per_session_isolation_and_clear_session() -> None:
         assert c.get("prompt") == {"kv": "bob-state"}
 
 
+def test_clear_session_of_one_cache_drops_that_session_only() -> None:
+    c = ic.Cache(per_session=True)
+    other = ic.Cache(per_session=True)
+    for sid in ("alice", "bob"):
+        with ic.session(sid):
+            c.set("p", v=sid)
+            c.set("q", v=sid)
+            other.set("p", v=sid)
+    c.set("p", v="anon")
+    assert c.clear_session("alice") == 2
+    assert len(c) == 3
+    with ic.session("alice"):
+        assert c.keys() == [] and c.get("p") is None
+        assert other.get("p") == {"v": "alice"}  # another cache's entries of that session stay
+    with ic.session("bob"):
+        assert c.keys() == ["p", "q"] and c.get("q") == {"v": "bob"}
+    assert c.get("p") == {"v": "anon"}
+    assert c.clear_session("nobody") == 0
+
+
 def test_per_session_bounds_are_shared_by_all_sessions() -> None:
     c = ic.Cache(max_size=3, per_session=True)
     for sid in "abcd":
@@ -209,7 +255,8 @@ def test_longest_prefix_respects_eviction_ttl_and_sessions() -> None:
         c.set("a", v=3)  # evicts s1's "ab" (the least recently used)
     with ic.session("s1"):
         assert c.longest_prefix("abcd")[0] == "abc"
-        assert c.longest_prefix("abcd", strict=True) is None or c.longest_prefix("abx") is None
+        assert c.longest_prefix("abcd", strict=True)[0] == "abc"
+        assert c.longest_prefix("abc", strict=True) is None  # "ab", its only shorter prefix, was evicted
         assert c.longest_prefix("abx") is None
 
 

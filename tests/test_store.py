@@ -75,6 +75,29 @@ def test_ttl_expiry() -> None:
     assert len(s) == 0
 
 
+@pytest.mark.parametrize(
+    "count",
+    [len, lambda s: len(s.entries()), lambda s: len(s.entries("u")), lambda s: len(s.values("u")),
+     lambda s: s.stats().size],
+    ids=["len", "entries", "entries-of-namespace", "values", "stats"],
+)
+def test_expired_entries_are_not_counted_by_any_view(count: Callable[[Store], int]) -> None:
+    """Each view on its own, first after expiry, with no lookup removing the entry before it."""
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("u", "a", 1, 5)
+    clock.now += 5
+    s.set("u", "b", 2, 7)
+    clock.now += 5  # "a" expires exactly now
+    assert count(s) == 1
+    assert s.memory == 7
+    assert s.stats().evicted["ttl"] == 1
+    clock.now += 5
+    assert count(s) == 0
+    assert s.memory == 0
+    assert s.stats().evicted["ttl"] == 2
+
+
 def test_expired_entries_are_evicted_before_live_ones() -> None:
     clock = FakeClock()
     s = Store(max_size=2, ttl=5, clock=clock)
@@ -185,7 +208,7 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule(full=keys, value=st.integers(), size=st.integers(0, 60))
     def set(self, full: tuple[str, int], value: int, size: int) -> None:
-        stored = self.store.set(full[0], full[1], value, size)
+        stored = self.store.set(full[0], full[1], value, size, raw_key=full)
         i = self._find(full)
         if i is not None:
             self.model.pop(i)
@@ -227,15 +250,20 @@ class StoreModel(RuleBasedStateMachine):
     @invariant()
     def bounds_hold(self) -> None:
         assert self.store.memory <= self.max_memory
-        assert len(self.store._data) <= self.max_size
-        assert self.store.memory == sum(e.size for e in self.store._data.values())
+        assert len(self.store) <= self.max_size
+        assert self.store.memory == sum(e.size for _, e in self.store.entries())
 
     @invariant()
     def same_live_entries_in_lru_order(self) -> None:
+        """Through the public views only: expired entries must be gone from every one of them."""
         self._expire()
-        assert [(ns, k) for (ns, k), e in self.store._data.items() if e.expires > self.clock.now] == [
-            m[0] for m in self.model
-        ]
+        live = [m[0] for m in self.model]
+        assert [e.raw_key for _, e in self.store.entries()] == live
+        assert len(self.store) == len(live)
+        stats = self.store.stats()
+        assert (stats.size, stats.memory) == (len(live), sum(m[2] for m in self.model))
+        for ns in ("", "s1", "s2"):
+            assert [k for k, _ in self.store.entries(ns)] == [full[1] for full in live if full[0] == ns]
 
 
 TestStoreModel = pytest.mark.filterwarnings("ignore:infercache.*larger than max_memory")(StoreModel.TestCase)
@@ -270,7 +298,7 @@ class InvalidationModel(RuleBasedStateMachine):
     def finish(self, t: tuple[int, tuple[str, bytes], Ticket]) -> None:
         serial, full, ticket = t
         expected = self.live.pop(serial, None) is not None
-        assert self.store.set(full[0], full[1], serial, 1, ticket=ticket) == expected
+        assert self.store.set(full[0], full[1], serial, 1, ticket=ticket, raw_key=full) == expected
         if expected:
             self.entries[full] = serial
 
@@ -297,7 +325,7 @@ class InvalidationModel(RuleBasedStateMachine):
 
     @invariant()
     def stored_values_match(self) -> None:
-        assert {f: e.value for f, e in self.store._data.items()} == self.entries
+        assert {e.raw_key: e.value for _, e in self.store.entries()} == self.entries
 
     @invariant()
     def tickets_in_flight_are_exactly_the_live_ones(self) -> None:
