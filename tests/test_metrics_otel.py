@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import View
 
 import infercache as ic
 from infercache.metrics import otel
@@ -69,7 +70,10 @@ def expected_points(name: str, data: dict[str, Any]) -> Points:
 @pytest.fixture
 def reader() -> InMemoryMetricReader:
     reader = InMemoryMetricReader()
-    otel.instrument(MeterProvider(metric_readers=[reader]))
+    # Earlier tests leave hundreds of live caches (7 eviction series each): past the SDK's default
+    # limit of 2000 series per instrument the rest would fold into one overflow series.
+    views = [View(instrument_name="infercache.*", aggregation_cardinality_limit=1_000_000)]
+    otel.instrument(MeterProvider(metric_readers=[reader], views=views))
     return reader
 
 
