@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k
 
@@ -472,12 +472,14 @@ scalars = (
 )
 hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=4),
                          max_leaves=8)
+names = st.text(max_size=12)  # dict keys as apps write them: parameter names, labels, prompts
 values = st.recursive(
     scalars,
     lambda inner: (
         st.lists(inner, max_size=6)
         | st.lists(inner, max_size=6).map(tuple)
         | st.dictionaries(hashables, inner, max_size=5)
+        | st.dictionaries(names, inner, min_size=2, max_size=5)
         | st.sets(hashables, max_size=5)
         | st.frozensets(hashables, max_size=5)
         | st.lists(st.floats(), min_size=14, max_size=20)
@@ -485,6 +487,39 @@ values = st.recursive(
     ),
     max_leaves=25,
 )
+
+# A leaf of two scalars of different types, and containers of different kinds holding such leaves:
+# every draw is a string-keyed dict of at least two entries whose values are mixed containers.
+mixed_leaf = st.tuples(
+    st.text(max_size=6),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.binary(max_size=6),
+)
+mixed_containers = st.one_of(
+    st.lists(mixed_leaf, min_size=1, max_size=3),
+    st.tuples(st.lists(st.integers(), max_size=3), st.frozensets(st.text(max_size=3), max_size=3)),
+    st.dictionaries(st.integers(-3, 3), mixed_leaf, min_size=1, max_size=3),
+    st.dictionaries(names, st.lists(st.floats(), max_size=3), min_size=2, max_size=3),
+    st.sets(mixed_leaf, min_size=1, max_size=3),
+)
+nested_records = st.dictionaries(names, mixed_containers, min_size=2, max_size=5)
+
+
+def str_keyed_dicts(v: Any) -> int:
+    """How many dicts inside ``v`` (itself included) have two or more keys, all of them str."""
+    found = 0
+    if isinstance(v, dict):
+        found += len(v) >= 2 and all(type(key) is str for key in v)
+        children: Any = [*v.keys(), *v.values()]
+    elif isinstance(v, (list, tuple, set, frozenset)):
+        children = v
+    else:
+        return 0
+    return found + sum(str_keyed_dicts(c) for c in children)
+
+
+def kinds(v: Any) -> str:
+    """The container kinds of ``v``'s values, as an event for ``--hypothesis-show-statistics``."""
+    return "values: " + ", ".join(sorted({type(x).__name__ for x in v.values()}))
 
 
 def same(a: Any, b: Any) -> bool:
@@ -545,6 +580,8 @@ PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 @PROPS
 @given(values)
 def test_prop_equal_values_equal_keys(v: Any) -> None:
+    found = ("none", "one", "two or more")[min(str_keyed_dicts(v), 2)]
+    event(f"string-keyed dicts of two or more keys inside: {found}")
     w = rebuilt(v)
     for algorithm in ALGORITHMS:
         assert make_key(v, algorithm=algorithm) == make_key(w, algorithm=algorithm)
@@ -594,6 +631,30 @@ def test_prop_dict_order_invariance(d: dict, rnd: Any) -> None:
     items = list(d.items())
     rnd.shuffle(items)
     assert make_key(dict(items)) == make_key(d)
+
+
+@settings(PROPS, max_examples=150)  # the case is certain in every draw
+@given(st.dictionaries(names, scalars | st.lists(scalars, max_size=3) | nested_records, min_size=2, max_size=8))
+def test_prop_string_keyed_dicts_key_alike_in_every_insertion_order(d: dict) -> None:
+    """The common case of real arguments (``{"prompt": ..., "temperature": ...}``), certain in every draw."""
+    backwards = dict(reversed(list(d.items())))
+    rotated = dict([*list(d.items())[1:], next(iter(d.items()))])
+    assert list(backwards) != list(d) and list(rotated) != list(d)
+    assert make_key(backwards) == make_key(d) == make_key(rotated)
+    assert make_key(backwards, algorithm="xxh3") == make_key(d, algorithm="xxh3")
+
+
+@settings(PROPS, max_examples=150)  # the case is certain in every draw
+@given(nested_records, nested_records)
+def test_prop_nested_mixed_containers_key_alike_iff_equal(a: dict, b: dict) -> None:
+    """Records of mixed containers: equal when rebuilt in another order, distinct unless typed-equal."""
+    event(kinds(a))
+    assert str_keyed_dicts(a) >= 1
+    assert make_key(rebuilt(a)) == make_key(a)
+    assert (make_key(a) == make_key(b)) == same(a, b)
+    first = next(iter(a))
+    changed = {**a, first: [a[first]]}  # the same content one level deeper is another value
+    assert make_key(changed) != make_key(a)
 
 
 @PROPS

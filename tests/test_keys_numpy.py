@@ -1,12 +1,15 @@
 """Tests for infercache.keys.numpy: arrays of any layout by dtype, shape and
-values; scalars, dtypes, object and masked arrays; dtype parameters, array
-subclasses made outside numpy, business-day calendars."""
+values (equal bytes under another dtype are another key); scalars, dtypes,
+object and masked arrays; dtype parameters, array subclasses made outside
+numpy, business-day calendars."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k
 
 from infercache.keys import UnhashableError, make_key
@@ -22,6 +25,31 @@ def test_arrays_are_keyed_by_dtype_shape_and_values() -> None:
     assert k(a) == k(np.arange(6, dtype=np.int64))
     assert all_distinct([a, a.reshape(2, 3), a.reshape(3, 2), a.astype(np.int32),
                          a.astype(np.float64), a + 1, a.tolist(), a[:5]])
+
+
+# One dtype of every kind (and both byte orders) with a 4- or 8-byte item: 16 bytes read as each.
+EVERY_KIND = ["i1", "u1", "<i2", "<u2", "<f2", "<i4", ">i4", "<u4", "<f4", ">f4", "<i8", "<u8", "<f8",
+              "<c8", "<c16", "<M8[ns]", "<m8[s]", "<m8[ns]", "S4", "S8", "V4", "V8"]
+
+
+def test_equal_bytes_under_different_dtypes_key_differently() -> None:
+    ints, floats = np.zeros(4, np.int32), np.zeros(4, np.float32)
+    assert ints.tobytes() == floats.tobytes()
+    assert k(ints) != k(floats)
+    zeros = bytes(16)  # zero bytes are a valid value of every dtype, booleans and unicode included
+    views = [np.frombuffer(zeros, dtype=d) for d in [*EVERY_KIND, "?", "<U1", ">U1"]]
+    assert len({v.tobytes() for v in views}) == 1
+    assert all_distinct(views)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=16, max_size=16))
+def test_prop_any_bytes_key_by_dtype_and_content(raw: bytes) -> None:
+    """The same bytes read as each dtype: as many keys as dtypes, each equal to its copy's."""
+    views = [np.frombuffer(raw, dtype=d) for d in EVERY_KIND]
+    keys = [k(v) for v in views]
+    assert len(set(keys)) == len(views)
+    assert keys == [k(np.frombuffer(bytearray(raw), dtype=d).copy()) for d in EVERY_KIND]
 
 
 def test_a_non_contiguous_view_keys_like_its_copy() -> None:
