@@ -1,13 +1,16 @@
 """The five gr.cache defects, each run against infercache and against gr.cache itself.
 
-The gr.cache runs are strict xfails: if Gradio ever fixes a defect, the xfail
-turns into an error and tells us the comparison in the README is out of date.
+The gr.cache runs are strict xfails that name the failure the defect causes
+(``raises=``): if Gradio ever fixes a defect, the run passes and strict turns
+that into a failure that says the comparison in the README is out of date; a
+gr.cache run failing for another reason is a failure too.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,34 +19,49 @@ import infercache as ic
 
 gr = pytest.importorskip("gradio")
 
-IMPLS = [
-    pytest.param(ic, id="infercache"),
-    pytest.param(gr, id="gr.cache", marks=pytest.mark.xfail(strict=True, reason="gr.cache defect")),
-]
+
+def impls(raises: type[BaseException]) -> list:
+    """infercache, and gr.cache as a strict xfail that must fail with ``raises``."""
+    defect = pytest.mark.xfail(strict=True, raises=raises, reason="gr.cache defect")
+    return [pytest.param(ic, id="infercache"), pytest.param(gr, id="gr.cache", marks=defect)]
 
 
-@pytest.mark.parametrize("lib", IMPLS)
+def hold_until(condition, limit: float = 10.0) -> None:
+    """Return once ``condition()`` holds (or after ``limit`` seconds, so a fixed defect shows as a pass)."""
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("lib", impls(AssertionError))
 def test_1_concurrent_identical_calls_compute_once(lib) -> None:
     runs = []
+    results = []
     arrived = threading.Barrier(8, timeout=10)
     lock = threading.Lock()
+
+    def all_eight_in_flight() -> bool:
+        # gr.cache computes every call, so all 8 are inside the function; infercache computes
+        # the first and the 7 others wait for that computation.
+        return len(runs) == 8 or (lib is ic and slow.cache.stats().joins == 7)
 
     @lib.cache
     def slow(x):
         with lock:
             runs.append(x)
-        threading.Event().wait(0.3)  # the work; long enough for all 8 callers to be in flight
+        hold_until(all_eight_in_flight)  # the work ends only once every caller is in flight
         return x * 2
 
     def call():
         arrived.wait()
-        slow(21)
+        results.append(slow(21))
 
     threads = [threading.Thread(target=call) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert results == [42] * 8
     assert len(runs) == 1
 
 
@@ -54,7 +72,7 @@ class Req:
         self.text = text
 
 
-@pytest.mark.parametrize("lib", IMPLS)
+@pytest.mark.parametrize("lib", impls(AssertionError))
 def test_2_objects_are_keyed_by_content_not_identity(lib) -> None:
     @lib.cache(max_size=0)
     def echo(r):
@@ -70,7 +88,7 @@ def test_2_objects_are_keyed_by_content_not_identity(lib) -> None:
     assert wrong == 0
 
 
-@pytest.mark.parametrize("lib", IMPLS)
+@pytest.mark.parametrize("lib", impls(AssertionError))
 def test_3_max_memory_holds_for_objects_holding_arrays(lib) -> None:
     class KV:
         def __init__(self, n):
@@ -86,7 +104,7 @@ def test_3_max_memory_holds_for_objects_holding_arrays(lib) -> None:
     assert held <= 10_000_000
 
 
-@pytest.mark.parametrize("lib", IMPLS)
+@pytest.mark.parametrize("lib", impls(AssertionError))
 def test_4_caller_mutation_does_not_corrupt_the_cache(lib) -> None:
     @lib.cache
     def tags(x):
@@ -96,11 +114,11 @@ def test_4_caller_mutation_does_not_corrupt_the_cache(lib) -> None:
     assert tags(1) == ["a", "b"]
 
 
-@pytest.mark.parametrize("lib", IMPLS)
+@pytest.mark.parametrize("lib", impls(TypeError))
 def test_5_star_args_functions_can_be_wrapped(lib) -> None:
     @lib.cache
     def total(*values, **weights):
         return sum(values) + sum(weights.values())
 
-    assert total(1, 2, w=3) == 6
+    assert total(1, 2, w=3) == 6  # gr.cache: TypeError on the first call
     assert total(1, 2, w=3) == 6
