@@ -3,6 +3,10 @@
 Runs ``benchmarks/run.py --quick`` (tiny inputs, a couple of rounds) in a
 subprocess and checks that the report and plots are produced with the expected
 rows. Benchmarks are not tests: nothing here looks at a timing.
+
+Marked ``bench``: the suite's default run (``bash scripts/test.sh``) includes
+it; ``-m "not bench"`` leaves it out of a quick local run (it is about a fifth
+of the suite's time).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ RUN = REPO / "benchmarks" / "run.py"
 
 NEEDED = ("pytest_benchmark", "matplotlib", "numpy", "gradio")
 missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"benchmark extras not installed: {missing}")
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.skipif(bool(missing), reason=f"benchmark extras not installed: {missing}"),
+]
 
 
 @pytest.fixture(scope="module")
