@@ -335,3 +335,146 @@ class InvalidationModel(RuleBasedStateMachine):
 
 TestInvalidationModel = InvalidationModel.TestCase
 TestInvalidationModel.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+
+
+# -- counters and boundaries, each checked exactly (mutation testing found them unchecked) --
+
+
+def test_counters_add_up_over_repeated_events() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    for key in ("a", "b", "c", "d"):
+        s.set("", key, key, 1)
+    assert s.delete("", "a") and s.delete("", "b")
+    s.set("A", "k", 1, 1)
+    s.set("B", "k", 1, 1)
+    assert s.clear_namespace("A") == 1 and s.clear_namespace("B") == 1
+    s.clear()
+    s.set("", "e", 1, 1)
+    s.clear()
+    clock.now += 10
+    s.set("", "x", 1, 1)
+    s.set("", "y", 1, 1)
+    clock.now += 10  # both expired, neither swept yet
+    assert s.delete("", "x") is False and s.delete("", "y") is False  # gone by expiry, not deleted
+    assert s.stats().evicted == {
+        "size": 0, "memory": 0, "ttl": 2, "session": 2, "cleared": 3, "deleted": 2, "oversized": 0,
+    }
+    assert s.stats().expirations == 2
+
+
+def test_an_entry_expires_at_its_expiry_time_exactly() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "k", 1, 1)
+    clock.now += 10  # 1010.0, the entry's expiry, exactly
+    assert s.peek("", "k") is None
+    assert s.touch("", "k") is None
+    assert s.delete("", "k") is False  # not live: counted as expired, not deleted
+    assert s.stats().evicted["deleted"] == 0 and s.stats().expirations == 1
+
+
+def test_one_sweep_drops_every_expired_entry_and_counts_each() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    assert Store().purge_expired() == 0  # nothing expires without a ttl
+    for key in range(3):
+        s.set("", key, key, 1)
+    clock.now += 10
+    assert s.purge_expired() == 3
+    assert s.stats().expirations == 3 and len(s) == 0
+
+
+def test_expired_entries_met_by_a_clear_count_as_expired() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "old", 1, 1)
+    s.set("A", "old", 1, 1)
+    clock.now += 5
+    s.set("", "new", 1, 1)
+    s.set("A", "new", 1, 1)
+    clock.now += 5  # the two "old" entries expire
+    assert s.clear_namespace("A") == 1
+    s.clear()
+    assert s.stats().evicted == {
+        "size": 0, "memory": 0, "ttl": 2, "session": 1, "cleared": 1, "deleted": 0, "oversized": 0,
+    }
+
+
+def test_touch_counts_each_hit_and_the_time_it_saved() -> None:
+    s = Store()
+    s.set("", "k", 1, 1, cost=2.0)
+    assert s.touch("", "k").value == 1
+    assert s.touch("", "k").value == 1
+    assert s.touch("", "absent") is None  # no miss: the caller decided on a hit
+    stats = s.stats()
+    assert (stats.hits, stats.misses, stats.saved_seconds) == (2, 0, 4.0)
+    assert stats.hits_by_tier == {"memory": 2}
+
+
+def test_a_join_takes_back_the_miss_it_was_counted_as() -> None:
+    s = Store()
+    for _ in range(3):
+        assert s.get("", "k") is None
+    s.count_join()
+    assert (s.stats().misses, s.stats().joins) == (2, 1)
+    s.uncount_join(as_miss=True)
+    assert (s.stats().misses, s.stats().joins) == (3, 0)
+
+
+def test_search_serves_only_a_live_chosen_key_and_counts_each_miss() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "old", 1, 1)
+    clock.now += 5
+    s.set("", "new", 2, 1)
+    seen: dict = {}
+
+    def choose(key: str) -> Callable[[Callable[[object], bool]], object]:
+        def pick(is_live: Callable[[object], bool]) -> object:
+            seen[key] = is_live(key)
+            return key
+
+        return pick
+
+    clock.now += 5  # "old" expires now, exactly
+    assert s.search("", choose("absent")) is None
+    assert s.search("", choose("old")) is None
+    assert s.search("", choose("new")).value == 2
+    assert s.search("", lambda is_live: None) is None
+    assert seen == {"absent": False, "old": False, "new": True}
+    assert (s.stats().hits, s.stats().misses) == (1, 3)
+
+
+def test_listeners_hear_the_namespace_and_key_of_each_entry_that_leaves() -> None:
+    s = Store(max_size=1)
+    heard: list = []
+    s.add_listener(lambda ns, key, entry: heard.append((ns, key, entry.value)))
+    s.set("A", "k", 1, 1)
+    s.set("B", "j", 2, 1)  # evicts A/k
+    s.delete("B", "j")
+    assert heard == [("A", "k", 1), ("B", "j", 2)]
+
+
+def test_stats_report_the_bounds_and_the_hit_ratio() -> None:
+    s = Store(max_size=5, max_memory=100)
+    assert s.stats().hit_ratio == 0.0 and s.stats().as_dict()["hit_ratio"] == 0.0
+    s.set("", "k", 1, 1)
+    s.get("", "k")
+    s.get("", "j")
+    s.get("", "k")
+    s.get("", "j")
+    stats = s.stats()
+    assert (stats.max_size, stats.max_memory) == (5, 100)
+    assert stats.hit_ratio == 0.5
+    out = stats.as_dict()
+    assert out["hit_ratio"] == 0.5 and out["max_size"] == 5 and out["max_memory"] == 100
+
+
+def test_a_ticket_names_its_key_and_says_if_it_is_stale() -> None:
+    assert repr(Ticket()) == "<Ticket ''/None live>"  # the anonymous namespace until claimed
+    s = Store()
+    ticket = s.begin("A", "k")
+    assert repr(ticket) == "<Ticket 'A'/'k' live>"
+    s.clear_namespace("A")
+    assert repr(ticket) == "<Ticket 'A'/'k' stale>"
