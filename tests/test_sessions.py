@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import infercache as ic
+from infercache import hooks
 from infercache.safety import release
 
 
@@ -187,3 +188,40 @@ class SessionFlights(RuleBasedStateMachine):
 
 TestSessionFlights = SessionFlights.TestCase
 TestSessionFlights.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+class _TabIntegration(hooks.Integration):
+    """A framework reporting the session of the current call, as Gradio reports its session hash."""
+
+    name = "test-tab-sessions"
+
+    def __init__(self) -> None:
+        self.tab: str | None = None
+
+    def session_id(self) -> str | None:
+        return self.tab
+
+
+def test_the_session_a_framework_reports_is_current_unless_one_is_set_explicitly() -> None:
+    tabs = _TabIntegration()
+    hooks.register(tabs)
+    try:
+        c = ic.Cache(per_session=True)
+        assert ic.current_session() is None  # the framework reports none outside a call
+        tabs.tab = "tab-1"
+        assert ic.current_session() == "tab-1"
+        c.set("k", v=1)
+        with ic.session("explicit"):
+            assert ic.current_session() == "explicit"
+            assert c.get("k") is None
+        assert c.get("k") == {"v": 1}
+        assert ic.clear_session("tab-1") == 1
+        assert c.get("k") is None
+    finally:
+        hooks.unregister(tabs.name)
+
+
+@pytest.mark.parametrize("bad", ["", None, 7])
+def test_clearing_a_session_needs_a_non_empty_session_id(bad: Any) -> None:
+    with pytest.raises(ValueError, match="session id must be a non-empty str"):
+        ic.clear_session(bad)

@@ -478,3 +478,64 @@ def test_a_ticket_names_its_key_and_says_if_it_is_stale() -> None:
     assert repr(ticket) == "<Ticket 'A'/'k' live>"
     s.clear_namespace("A")
     assert repr(ticket) == "<Ticket 'A'/'k' stale>"
+
+
+def test_each_expired_entry_a_lookup_meets_is_counted() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "a", 1, 1)
+    s.set("", "b", 1, 1)
+    clock.now += 10
+    assert s.get("", "a") is None and s.get("", "b") is None
+    assert s.expirations == 2  # counted as met, before any sweep
+
+
+def test_claim_does_not_return_an_entry_at_its_expiry_time() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "k", 1, 1)
+    clock.now += 10
+    ticket = Ticket()
+    assert s.claim(("", "k"), ticket) is None
+    assert s._inflight == {ticket}
+
+
+def test_an_entry_stored_without_a_cost_saves_no_time_when_hit() -> None:
+    s = Store()
+    s.set("", "k", 1, 1)
+    assert s.get("", "k") is not None
+    assert s.stats().saved_seconds == 0.0
+
+
+def test_expired_entries_stay_until_a_bound_is_exceeded() -> None:
+    """Below or at the bounds a ``set`` leaves expired entries to the next sweep (they are never served)."""
+    clock = FakeClock()
+    s = Store(max_size=2, max_memory=10, ttl=10, clock=clock)
+    s.set("", "old", 1, 5)
+    clock.now += 10  # "old" expires
+    s.set("", "new", 2, 5)  # at both bounds (2 entries, 10 bytes), not over either
+    assert s.purge_expired() == 1  # "old" was still there to purge
+
+
+def test_evictions_are_told_apart_by_the_bound_that_caused_them() -> None:
+    s = Store(max_size=2, max_memory=10)
+    s.set("", "a", 1, 5)
+    s.set("", "b", 1, 6)  # 2 entries (at max_size), 11 bytes: a goes for memory
+    s.set("", "c", 1, 1)
+    s.set("", "d", 1, 1)  # 3 entries: b goes for size
+    s.set("", "e", 1, 1)  # 3 entries: c goes for size
+    assert [k for k, _ in s.entries()] == ["d", "e"]
+    evicted = s.stats().evicted
+    assert (evicted["memory"], evicted["size"]) == (1, 2)
+
+
+def test_an_eviction_wave_is_logged_once_with_its_size(caplog: pytest.LogCaptureFixture) -> None:
+    s = Store(max_size=0, max_memory=10)
+    with caplog.at_level(logging.DEBUG, logger="infercache"):
+        s.set("", "a", 1, 4)
+        s.set("", "b", 1, 4)  # within the bounds: nothing logged
+        assert not caplog.records
+        s.set("", "c", 1, 10)  # a and b go in one wave
+    assert [r.getMessage() for r in caplog.records] == [
+        "infercache: evicted 2 entries to stay within the cache's bounds"
+    ]
