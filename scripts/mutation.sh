@@ -48,6 +48,9 @@ raise SystemExit(tuple(map(int, version("mutmut").split(".")[:2])) < (3, 3))
 EOF
 [ $install -eq 0 ] || .venv/bin/python -m pip install -q -e ".[test,mutation]"
 
+# Each mutant's worker imports the mutated modules (every mutant of a function is
+# a copy of it): compiled once and kept under mutants/, not once per mutant.
+unset PYTHONDONTWRITEBYTECODE
 children="${MUTATION_CHILDREN:-$(nproc 2>/dev/null || echo 2)}"
 limit=()
 [ -z "${MUTATION_TIMEOUT:-}" ] || limit=(timeout "$MUTATION_TIMEOUT")

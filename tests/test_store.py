@@ -539,3 +539,26 @@ def test_an_eviction_wave_is_logged_once_with_its_size(caplog: pytest.LogCapture
     assert [r.getMessage() for r in caplog.records] == [
         "infercache: evicted 2 entries to stay within the cache's bounds"
     ]
+
+
+def test_a_store_holds_128_entries_unless_told_otherwise() -> None:
+    s = Store()
+    for i in range(129):
+        s.set("", i, i, 1)
+    assert len(s) == 128 and s.peek("", 0) is None
+
+
+def test_a_negative_size_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="entry size must be >= 0, got -1"):
+        Store().set("", "k", 1, -1)
+
+
+def test_the_warning_for_an_entry_larger_than_max_memory_says_what_happened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert Store(max_memory=100).set("", "k", 1, 101) is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "infercache: an entry of 101 bytes is larger than max_memory=100 bytes "
+        "and was not cached (logged once per cache)"
+    ]
