@@ -21,6 +21,12 @@ patching Gradio:
 * **Recognition.** ``ic.Cache`` instances get :class:`GradioCacheMixin` (a
   ``gr.Cache`` subclass) as an extra base, so Gradio injects them as default
   parameters and connects the heartbeat for per-session ones.
+* **Uploaded files.** A path string (or ``pathlib`` path) under Gradio's
+  upload cache (``GRADIO_TEMP_DIR``, else ``<system temp>/gradio``) is keyed
+  by the file's bytes, not its name (:func:`upload_dirs`,
+  :mod:`infercache.keys.files`): with ``gr.Image(type="filepath")`` the same
+  picture uploaded again under any name is a hit, and a file changed at the
+  same path is a miss.
 * **Files.** Outputs naming files (paths, ``FileData``) are kept by content in
   infercache's own temporary directory, so a hit still serves the right bytes
   after the original temporary file was deleted, cleaned or overwritten. In a
@@ -54,6 +60,7 @@ from gradio.oauth import OAuthProfile, OAuthToken
 from gradio.route_utils import Request
 
 from .. import hooks
+from ..keys.files import key_files_under
 
 # --------------------------------------------------------------------------
 # Gradio's private names
@@ -83,6 +90,8 @@ __all__ = [
     "GradioCacheMixin",
     "GradioIntegration",
     "KeptFile",
+    "key_uploads_by_content",
+    "upload_dirs",
 ]
 
 #: Files larger than this are not copied; their path is kept as-is.
@@ -159,6 +168,35 @@ class _SessionClearer:
 #: Strong module-level reference: the WeakSet alone would let it die.
 _SESSION_CLEARER = _SessionClearer()
 _GR_PER_SESSION_STORES.add(_SESSION_CLEARER)
+
+
+# --------------------------------------------------------------------------
+# Uploaded files: keyed by content
+# --------------------------------------------------------------------------
+
+
+def upload_dirs() -> tuple[str, ...]:
+    """The directories Gradio saves uploads and preprocessed inputs into (its upload cache).
+
+    ``GRADIO_TEMP_DIR`` when set, else ``<system temp>/gradio``, as
+    ``gradio.utils.get_upload_folder`` names it (symbolic links resolved) and as
+    ``gradio.route_utils`` spells it (unresolved). Gradio reads the variable
+    when an app is built, so it must be set before then.
+    """
+    env = os.environ.get("GRADIO_TEMP_DIR")
+    if env:
+        return (env,)
+    default = os.path.join(tempfile.gettempdir(), "gradio")
+    return (default, str(Path(default).resolve()))
+
+
+def key_uploads_by_content() -> None:
+    """Key every path argument under :func:`upload_dirs` by the file's bytes (see :mod:`infercache.keys.files`).
+
+    Called when this integration loads; call it again if ``GRADIO_TEMP_DIR``
+    changed since (before building the app).
+    """
+    key_files_under(upload_dirs())
 
 
 # --------------------------------------------------------------------------
@@ -612,4 +650,5 @@ def _mark_hit() -> None:
 
 #: The registered instance.
 INTEGRATION = GradioIntegration()
+key_uploads_by_content()
 hooks.register(INTEGRATION)

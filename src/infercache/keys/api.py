@@ -8,6 +8,7 @@ import blake3 as _blake3
 import xxhash as _xxhash
 
 from ..errors import UnhashableError
+from . import encoder
 from .encoder import Unencodable, enc_tuple, encode
 from .wire import (
     ALGORITHMS,
@@ -98,6 +99,11 @@ _str_chunks: dict[str, bytes] = {}
 _STR_CHUNKS_MAX = 4096
 
 
+def forget_str_chunks() -> None:
+    """Empty the short-string memo (a memoized string may since have come to name a file keyed by content)."""
+    _str_chunks.clear()
+
+
 def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
     """Key for one call's argument ``values`` in parameter order.
 
@@ -118,6 +124,8 @@ def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: st
             if t is str:
                 chunk = _str_chunks.get(v)
                 if chunk is None:
+                    if encoder.file_prefixes and v.startswith(encoder.file_prefixes):
+                        break  # may name a file keyed by content: never memoized
                     try:
                         b = v.encode()
                     except UnicodeEncodeError:

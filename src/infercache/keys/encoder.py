@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from ..libraries import loaded, module_for
 from ..reflect import HEAPTYPE
+from .files import enc_file
 from .wire import (
     BIG,
     I64_MAX,
@@ -145,7 +146,14 @@ def _enc_complex(obj: complex, out: Sink) -> None:
     out += pack_complex(T_COMPLEX, obj.real, obj.imag)
 
 
+#: Directories (each ending with the separator) whose files a path string names are keyed by
+#: their bytes, set by :func:`.files.key_files_under` (a framework's upload cache); empty: none.
+file_prefixes: tuple[str, ...] = ()
+
+
 def enc_str(obj: str, out: Sink) -> None:
+    if file_prefixes and obj.startswith(file_prefixes) and enc_file(obj, out):
+        return
     b = obj.encode("utf-8", "surrogatepass")
     n = len(b)
     if n < 128:
@@ -211,11 +219,12 @@ def _enc_items(obj: Any, out: Sink) -> None:
     get = _ENC.get
     small_ints = SMALL_INTS
     str_hdr = STR_HDR
+    files = file_prefixes
     x = None
     try:
         for x in obj:
             t = type(x)
-            if t is str:
+            if t is str and not (files and x.startswith(files)):
                 b = x.encode("utf-8", "surrogatepass")
                 if len(b) < 128:
                     out += str_hdr[len(b)]

@@ -180,6 +180,7 @@ T_PA_SCHEMA = b"\xa7"
 T_PL_SERIES = b"\xb0"
 T_PL_FRAME = b"\xb1"
 T_PL_DTYPE = b"\xb2"
+T_FILE = b"\xc0"  # a file named by a path string, keyed by its bytes (keys/files.py)
 
 TAGS = {k: v for k, v in globals().items() if k.startswith("T_")}
 
