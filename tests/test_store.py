@@ -562,3 +562,22 @@ def test_the_warning_for_an_entry_larger_than_max_memory_says_what_happened(
         "infercache: an entry of 101 bytes is larger than max_memory=100 bytes "
         "and was not cached (logged once per cache)"
     ]
+
+
+@pytest.mark.parametrize("shared_key", [("s1", "k"), ("x", "s1", "k"), ("s1", "k", None)])
+def test_a_shared_key_shaped_like_a_session_address_is_its_own_entry(shared_key: tuple) -> None:
+    # Shared entries sit under the key itself and session entries under a marked tuple:
+    # no shared key, whatever its shape, may reach (or replace, or clear) a session's entry.
+    s = Store()
+    s.set("s1", "k", "session value", 1)
+    s.set("", shared_key, "shared value", 1)
+    assert s.get("s1", "k").value == "session value"
+    assert s.get("", shared_key).value == "shared value"
+    assert s.peek("", shared_key).value == "shared value"
+    assert sorted(map(repr, (k for k, _ in s.entries("")))) == [repr(shared_key)]
+    assert [k for k, _ in s.entries("s1")] == ["k"]
+    assert s.delete("", shared_key) and s.get("s1", "k").value == "session value"
+    s.set("", shared_key, "shared value", 1)
+    assert s.clear_namespace("s1") == 1
+    assert s.get("", shared_key).value == "shared value" and s.values("s1") == []
+    assert s.clear_namespace("") == 1 and len(s) == 0

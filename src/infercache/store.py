@@ -6,6 +6,13 @@ shared caches and the session id for per-session ones, so all sessions share
 one set of bounds (as the guide requires) while never seeing each other's
 entries.
 
+Inside the store an entry sits in one LRU dict under its *slot*
+(:func:`slot_of`): the key itself in namespace ``""``, and
+``(SESSION, namespace, key)`` in a session's namespace, where ``SESSION`` is a
+private marker no key can hold, so a shared key never equals a session's.
+A shared cache's hit then needs no tuple built (the decorator's inlined hit
+path looks the key up as is), and only sessions are indexed by namespace.
+
 Bounds are hard: after every :meth:`Store.set` the entry count is at most
 ``max_size`` (when non-zero) and the accounted bytes are at most
 ``max_memory`` (when set). An entry larger than ``max_memory`` on its own is
@@ -46,7 +53,7 @@ from typing import Any
 from .config import check_max_size, check_ttl
 from .log import logger
 
-__all__ = ["EVICTION_REASONS", "CacheStats", "Entry", "Store", "Ticket"]
+__all__ = ["EVICTION_REASONS", "CacheStats", "Entry", "Store", "Ticket", "slot_of"]
 
 EVICTION_REASONS = ("size", "memory", "ttl", "session", "cleared", "deleted", "oversized")
 """Why entries leave a store: the ``max_size`` or ``max_memory`` bound, expiry, their
@@ -123,6 +130,31 @@ class Entry:
 _ALL: Any = object()  # "every key" for Store._invalidate
 
 
+class _Session:
+    """The type of :data:`SESSION`: one instance, equal only to itself."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SESSION"
+
+
+SESSION = _Session()
+"""The first item of a session entry's slot: private, so no key (plain tuples included) equals a slot."""
+
+
+def slot_of(namespace: str, key: Hashable) -> Hashable:
+    """Where ``(namespace, key)`` sits in :attr:`Store._data`: ``key`` itself in ``""``, else a marked tuple."""
+    return (SESSION, namespace, key) if namespace else key
+
+
+def _address(slot: Hashable) -> tuple[str, Hashable]:
+    """The ``(namespace, key)`` of a slot (the inverse of :func:`slot_of`)."""
+    if type(slot) is tuple and len(slot) == 3 and slot[0] is SESSION:
+        return slot[1], slot[2]
+    return "", slot
+
+
 class Ticket:
     """One value being computed for ``(namespace, key)``, from before its computation began.
 
@@ -161,9 +193,12 @@ class Store:
         self.max_memory = max_memory
         self.ttl = check_ttl(ttl)
         self._clock = clock
-        self._data: OrderedDict[tuple[str, Hashable], Entry] = OrderedDict()
-        # With a ttl, the entries in the order they expire (insertion order: one ttl for all).
-        self._expiry: OrderedDict[tuple[str, Hashable], None] = OrderedDict()
+        # Entries by slot (slot_of), least recently used first. Never replaced: the
+        # decorator's inlined hit path holds its bound methods.
+        self._data: OrderedDict[Hashable, Entry] = OrderedDict()
+        # With a ttl, the slots in the order they expire (insertion order: one ttl for all).
+        self._expiry: OrderedDict[Hashable, None] = OrderedDict()
+        # The keys of each session namespace (never of the shared namespace "").
         self._by_namespace: dict[str, dict[Hashable, None]] = {}
         self._memory = 0
         self._lock = threading.RLock()
@@ -187,21 +222,26 @@ class Store:
 
     def get(self, namespace: str, key: Hashable) -> Entry | None:
         """The live entry for ``key``, marked most recently used; counts a hit or miss."""
-        return self.lookup((namespace, key))
+        return self.lookup_slot((SESSION, namespace, key) if namespace else key)
 
     def lookup(self, full: tuple[str, Hashable]) -> Entry | None:
-        """:meth:`get` for a ``(namespace, key)`` pair already built (the hot path)."""
+        """:meth:`get` for a ``(namespace, key)`` pair already built."""
+        namespace, key = full
+        return self.lookup_slot((SESSION, namespace, key) if namespace else key)
+
+    def lookup_slot(self, slot: Hashable) -> Entry | None:
+        """:meth:`get` by slot (:func:`slot_of`); for a shared cache the slot is the key itself."""
         # acquire()/release() rather than ``with``: half the cost on the hottest line.
         self._acquire()
         try:
-            entry = self._data.get(full)
+            entry = self._data.get(slot)
             if entry is not None:
                 if entry.expires is None or entry.expires > self._clock():
-                    self._data.move_to_end(full)
+                    self._data.move_to_end(slot)
                     self.hits += 1
                     self.saved_seconds += entry.cost
                     return entry
-                self._remove(full, entry)
+                self._remove(slot, entry)
                 self.expirations += 1
             self.misses += 1
             return None
@@ -211,19 +251,19 @@ class Store:
     def peek(self, namespace: str, key: Hashable) -> Entry | None:
         """The live entry for ``key`` without touching LRU order or counters."""
         with self._lock:
-            entry = self._data.get((namespace, key))
+            entry = self._data.get(slot_of(namespace, key))
             if entry is None or (entry.expires is not None and entry.expires <= self._clock()):
                 return None
             return entry
 
     def touch(self, namespace: str, key: Hashable) -> Entry | None:
         """Like :meth:`get` but for callers that decided on a hit themselves (no miss counted)."""
-        full = (namespace, key)
+        slot = slot_of(namespace, key)
         with self._lock:
-            entry = self._data.get(full)
+            entry = self._data.get(slot)
             if entry is None or (entry.expires is not None and entry.expires <= self._clock()):
                 return None
-            self._data.move_to_end(full)
+            self._data.move_to_end(slot)
             self.hits += 1
             self.saved_seconds += entry.cost
             return entry
@@ -247,7 +287,7 @@ class Store:
         """
         self._acquire()  # as in lookup(): this is on every miss
         try:
-            entry = self._data.get(full)
+            entry = self._data.get(slot_of(*full))
             if entry is not None and (entry.expires is None or entry.expires > self._clock()):
                 return entry
             ticket.namespace, ticket.key = full
@@ -298,7 +338,7 @@ class Store:
         """
         if size < 0:
             raise ValueError(f"entry size must be >= 0, got {size}")
-        full = (namespace, key)
+        slot = slot_of(namespace, key)
         self._acquire()  # acquire()/release(): every miss stores
         try:
             if ticket is not None:
@@ -306,9 +346,9 @@ class Store:
                     self._inflight.remove(ticket)
                 except KeyError:  # covered by an invalidation, or already used
                     return False
-            old = self._data.get(full)
+            old = self._data.get(slot)
             if old is not None:
-                self._remove(full, old)
+                self._remove(slot, old)
             if self.max_memory is not None and size > self.max_memory:
                 self.dropped["oversized"] += 1
                 if not self._warned_too_big:
@@ -321,13 +361,14 @@ class Store:
                     )
                 return False
             expires = None if self.ttl is None else self._clock() + self.ttl
-            self._data[full] = Entry(value, size, expires, raw_key, cost)
+            self._data[slot] = Entry(value, size, expires, raw_key, cost)
             if expires is not None:
-                self._expiry[full] = None
-            self._by_namespace.setdefault(namespace, {})[key] = None
+                self._expiry[slot] = None
+            if namespace:
+                self._by_namespace.setdefault(namespace, {})[key] = None
             self._memory += size
             self._evict()
-            if on_stored is not None and full in self._data:
+            if on_stored is not None and slot in self._data:
                 on_stored()
             return True
         finally:
@@ -335,15 +376,15 @@ class Store:
 
     def delete(self, namespace: str, key: Hashable) -> bool:
         """Remove one entry, and the values of that key in flight; True if it was present and live."""
-        full = (namespace, key)
+        slot = slot_of(namespace, key)
         with self._lock:
             if self._inflight:
                 self._invalidate(namespace, key)
-            entry = self._data.get(full)
+            entry = self._data.get(slot)
             if entry is None:
                 return False
             live = entry.expires is None or entry.expires > self._clock()
-            self._remove(full, entry)
+            self._remove(slot, entry)
             if live:
                 self.dropped["deleted"] += 1
             else:
@@ -356,8 +397,8 @@ class Store:
             self._invalidate()
             self._sweep_if_ttl()
             self.dropped["cleared"] += len(self._data)
-            for full, entry in list(self._data.items()):
-                self._remove(full, entry)
+            for slot, entry in list(self._data.items()):
+                self._remove(slot, entry)
 
     def clear_namespace(self, namespace: str) -> int:
         """Remove one namespace's entries and values in flight; returns how many entries were removed."""
@@ -365,12 +406,14 @@ class Store:
             if self._inflight:
                 self._invalidate(namespace)
             self._sweep_if_ttl()
-            keys = list(self._by_namespace.get(namespace, ()))
-            for key in keys:
-                full = (namespace, key)
-                self._remove(full, self._data[full])
-            self.dropped["session"] += len(keys)
-            return len(keys)
+            if namespace:
+                slots: list[Hashable] = [(SESSION, namespace, key) for key in self._by_namespace.get(namespace, ())]
+            else:
+                slots = [slot for slot in self._data if _address(slot)[0] == ""]
+            for slot in slots:
+                self._remove(slot, self._data[slot])
+            self.dropped["session"] += len(slots)
+            return len(slots)
 
     def search(
         self, namespace: str, choose: Callable[[Callable[[Hashable], bool]], Hashable | None]
@@ -383,7 +426,7 @@ class Store:
         store, such as ``Cache``'s prefix tree, which must agree with it.
         """
         def is_live(key: Hashable) -> bool:
-            entry = self._data.get((namespace, key))
+            entry = self._data.get(slot_of(namespace, key))
             return entry is not None and (entry.expires is None or entry.expires > self._clock())
 
         with self._lock:
@@ -404,20 +447,20 @@ class Store:
         """Live ``(key, entry)`` pairs, least recently used first (one namespace or all)."""
         with self._lock:
             self.purge_expired()
+            pairs = [(_address(slot), e) for slot, e in self._data.items()]
             if namespace is None:
-                return [(k, e) for (_, k), e in self._data.items()]
-            return [(k, e) for (ns, k), e in self._data.items() if ns == namespace]
+                return [(k, e) for (_, k), e in pairs]
+            return [(k, e) for (ns, k), e in pairs if ns == namespace]
 
     def values(self, namespace: str) -> list[Entry]:
         """Live entries of one namespace, least recently used first."""
         with self._lock:
             self.purge_expired()
-            spaces = self._by_namespace
-            if namespace not in spaces:
+            if not self._by_namespace:  # no session entries: every entry is in ""
+                return list(self._data.values()) if namespace == "" else []
+            if namespace and namespace not in self._by_namespace:
                 return []
-            if len(spaces) == 1:
-                return list(self._data.values())
-            return [e for (ns, _), e in self._data.items() if ns == namespace]
+            return [e for slot, e in self._data.items() if _address(slot)[0] == namespace]
 
     def purge_expired(self) -> int:
         """Drop every expired entry now; returns how many were dropped."""
@@ -487,11 +530,11 @@ class Store:
         expiry, data = self._expiry, self._data
         dropped = 0
         while expiry:
-            full = next(iter(expiry))
-            entry = data[full]
+            slot = next(iter(expiry))
+            entry = data[slot]
             if entry.expires is not None and entry.expires > now:
                 break
-            self._remove(full, entry)
+            self._remove(slot, entry)
             dropped += 1
         self.expirations += dropped
         return dropped
@@ -515,23 +558,26 @@ class Store:
         ):
             if self.max_size and len(data) > self.max_size:
                 self._size_evictions += 1
-            full, entry = next(iter(data.items()))
-            self._remove(full, entry)
+            slot, entry = next(iter(data.items()))
+            self._remove(slot, entry)
             self.evictions += 1
             wave += 1
         if wave:
             logger.debug("infercache: evicted %d entries to stay within the cache's bounds", wave)
 
-    def _remove(self, full: tuple[str, Hashable], entry: Entry) -> None:
-        del self._data[full]
+    def _remove(self, slot: Hashable, entry: Entry) -> None:
+        del self._data[slot]
         if entry.expires is not None:
-            self._expiry.pop(full, None)
-        namespace, key = full
-        keys = self._by_namespace.get(namespace)
-        if keys is not None:
-            keys.pop(key, None)
-            if not keys:
-                del self._by_namespace[namespace]
+            self._expiry.pop(slot, None)
         self._memory -= entry.size
+        if not self._by_namespace and not self._listeners:
+            return  # a shared cache's entry, and nobody to tell
+        namespace, key = _address(slot)
+        if namespace:
+            keys = self._by_namespace.get(namespace)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self._by_namespace[namespace]
         for listener in self._listeners:
             listener(namespace, key, entry)
