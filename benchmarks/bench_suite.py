@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -497,53 +498,286 @@ def _nothing() -> None:
 
 # --------------------------------------------------------------------------- Gradio end to end
 
+NOOP = "no-op (returns its input, no cache)"
+PLAIN = "no cache (plain call)"
+E2E_PEERS = (NOOP, PLAIN, cases.REFERENCE, cases.ic_peer_name(cases.IC_DIGESTS[0]))
+#: clients of the end-to-end rows (the ``case`` of a row), and the column labels of the report.
+E2E_CLIENTS = {
+    "gradio_client": "gradio_client (client-bound)",
+    "keepalive": "keep-alive client (join + event stream)",
+    "chromium": "headless Chromium, click to output",
+}
+IMG_NOOP = 'no-op, gr.Image(type="numpy") (no cache)'
+IMG_NUMPY = 'infercache, gr.Image(type="numpy")'
+IMG_PATH = 'infercache, gr.Image(type="filepath"), decode inside'
+E2E_IMAGE_PEERS = (IMG_NOOP, IMG_NUMPY, IMG_PATH)
+E2E_IMAGE_CLIENTS = ("keepalive", "chromium")
+E2E_TEXT = "hello world"
 
-E2E_PEERS = ("no cache (plain call)", cases.REFERENCE, cases.ic_peer_name(cases.IC_DIGESTS[0]))
+
+def _e2e_compute() -> float:
+    return 0.02 if cases.QUICK else 0.2
 
 
-@pytest.mark.parametrize("peer", E2E_PEERS)
-def test_gradio_end_to_end(benchmark: Any, request: pytest.FixtureRequest, peer: str, tmp_path: Path) -> None:
-    """A real Gradio server on 127.0.0.1 and a gradio_client call: latency of a repeated request."""
-    compute = 0.02 if cases.QUICK else 0.2
-    tag(
-        request,
-        benchmark,
-        section="e2e",
-        case="gradio_textbox",
-        label=f"Gradio Blocks + gradio_client, textbox in/out, {compute * 1000:.0f} ms compute",
-        peer=peer,
-    )
+def _e2e_rounds(client: str, slow: bool) -> int:
+    """Timed requests per row: few for the browser, fewer when every request computes."""
+    if cases.QUICK:
+        return 3
+    return {"gradio_client": 15, "keepalive": 25 if slow else 60, "chromium": 15 if slow else 21}[client]
+
+
+@dataclass
+class _E2EApp:
+    """A launched app, the counter of each row's function and each row's expected output."""
+
+    app: Any
+    counters: dict[str, Counter]
+    expected: dict[str, str]
+    png: Path | None = None
+
+
+def _gradio() -> Any:
     try:
         import gradio as gr
-        from gradio_client import Client
     except ImportError as exc:
         na(f"needs {exc.name}")
-    counter = Counter()
+    return gr
+
+
+def _echo(counter: Counter) -> Callable[[str], str]:
+    """The no-op event function: counts its runs, returns its input."""
+
+    def echo(text: str) -> str:
+        counter.bump()
+        return text
+
+    return echo
+
+
+def _upper(counter: Counter, compute: float) -> Callable[[str], str]:
+    """The slow event function: counts its runs, sleeps ``compute`` seconds, returns its input upper-cased."""
+    import time
 
     def classify(text: str) -> str:
         counter.bump()
-        import time
-
         time.sleep(compute)
         return text.upper()
 
-    w = wrap(peer, classify, tmp_path)
-    with gr.Blocks() as demo:
-        box_in, box_out, button = gr.Textbox(), gr.Textbox(), gr.Button()
-        button.click(w.fn, box_in, box_out, api_name="classify")
-    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    return classify
+
+
+@pytest.fixture(scope="module")
+def e2e_text_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The textbox app: a button per function of :data:`E2E_PEERS`, served for the whole module."""
+    _gradio()
+    import gradio_e2e
+
+    compute = _e2e_compute()
+    counters = {p: Counter() for p in E2E_PEERS}
+    functions: dict[str, Callable[[str], str]] = {}
+    wrapped: list[Wrapped] = []
+    for peer in E2E_PEERS:
+        if peer == NOOP:
+            functions[peer] = _echo(counters[peer])
+            continue
+        w = wrap(peer, _upper(counters[peer], compute), tmp_path_factory.mktemp("e2e"))
+        wrapped.append(w)
+        functions[peer] = w.fn
     try:
-        client = Client(demo.local_url, verbose=False)
-        client.predict("hello world", api_name="/classify")  # the miss
-        start = counter.n
-        rounds = 3 if cases.QUICK else 15
-        benchmark.pedantic(
-            lambda: client.predict("hello world", api_name="/classify"),
-            rounds=rounds,
-            iterations=1,
-            warmup_rounds=1,
-        )
-        benchmark.extra_info["computations_during_hits"] = counter.n - start
-    finally:
-        demo.close()
+        app = gradio_e2e.textbox_app(functions)
+    except gradio_e2e.Missing as exc:
+        na(str(exc))
+    expected = {p: E2E_TEXT if p == NOOP else E2E_TEXT.upper() for p in E2E_PEERS}
+    yield _E2EApp(app, counters, expected)
+    app.close()
+    for w in wrapped:
         w.close()
+
+
+@pytest.fixture(scope="module")
+def e2e_image_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The image app (1080p PNG into a classifier-like function) for :data:`E2E_IMAGE_PEERS`."""
+    _gradio()
+    import time
+
+    try:
+        import numpy as np
+        from PIL import Image
+    except ImportError as exc:
+        na(f"needs {exc.name}")
+    import gradio_e2e
+
+    compute = _e2e_compute() / 4
+    png = gradio_e2e.write_png(tmp_path_factory.mktemp("e2e-image") / "photo.png", SIZES.image_1080p)
+    counters = {p: Counter() for p in E2E_IMAGE_PEERS}
+
+    def label(pixels: Any) -> str:
+        return f"brightness {float(pixels[::16, ::16].mean()):.1f}"
+
+    def noop(pixels: Any) -> str:
+        counters[IMG_NOOP].bump()
+        return label(pixels)
+
+    def classify(pixels: Any) -> str:
+        counters[IMG_NUMPY].bump()
+        time.sleep(compute)
+        return label(pixels)
+
+    def classify_file(path: str) -> str:
+        counters[IMG_PATH].bump()
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        time.sleep(compute)
+        return label(pixels)
+
+    try:
+        functions = {
+            IMG_NOOP: ("numpy", noop),
+            IMG_NUMPY: ("numpy", cases.ic_decorate(classify, cases.IC_DIGESTS[0])),
+            IMG_PATH: ("filepath", cases.ic_decorate(classify_file, cases.IC_DIGESTS[0])),
+        }
+        app = gradio_e2e.image_app(functions)
+    except (Unavailable, gradio_e2e.Missing) as exc:
+        na(str(exc))
+    with Image.open(png) as im:
+        want = label(np.asarray(im.convert("RGB")))
+    yield _E2EApp(app, counters, {p: want for p in E2E_IMAGE_PEERS}, png)
+    app.close()
+    for _, fn in functions.values():
+        _clear_attr_cache(fn)
+
+
+def _clear_attr_cache(fn: Any) -> None:
+    handle = getattr(fn, "cache", None)
+    if handle is not None and hasattr(handle, "clear"):
+        handle.clear()
+
+
+@pytest.fixture(scope="module")
+def e2e_browser() -> Any:
+    """One headless Chromium for every browser row (n/a without Playwright or a browser)."""
+    import gradio_e2e
+
+    try:
+        browser = gradio_e2e.Browser()
+    except gradio_e2e.Missing as exc:
+        na(str(exc))
+    yield browser
+    browser.close()
+
+
+def _time_keepalive(benchmark: Any, target: _E2EApp, peer: str, data: Any, slow: bool) -> None:
+    import gradio_e2e
+
+    ep = target.app.endpoints[peer]
+    client = gradio_e2e.QueueClient(target.app.url)
+    try:
+        if isinstance(data, Path):
+            data = client.upload(data)
+        first = client.call(ep.api_name, data)  # the miss (or a hit primed by another client's row)
+        if first != [target.expected[peer]]:
+            raise RuntimeError(f"unexpected output {first!r}")
+        start = target.counters[peer].n
+        benchmark.pedantic(
+            lambda: client.call(ep.api_name, data),
+            rounds=_e2e_rounds("keepalive", slow),
+            iterations=1,
+            warmup_rounds=0 if cases.QUICK else 3,
+        )
+        benchmark.extra_info["computations_during_hits"] = target.counters[peer].n - start
+        benchmark.extra_info["answered_from"] = client.last_message.get("used_cache") or "queue"
+    finally:
+        client.close()
+
+
+def _time_chromium(
+    benchmark: Any, target: _E2EApp, browser: Any, peer: str, slow: bool, upload: Path | None = None
+) -> None:
+    """Click to output, timed inside the page (see ``gradio_e2e._TIMED_CLICK``); medians of those times."""
+    import statistics
+
+    page = browser.page(target.app)
+    try:
+        if upload is not None:
+            page.upload(peer, upload)
+        else:
+            page.fill(peer, E2E_TEXT)
+        want = target.expected[peer]
+        page.reset(peer)
+        page.click(peer, want)  # the miss, not timed
+        in_dom: list[float] = []
+        in_frame: list[float] = []
+
+        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            page.reset(peer)
+            return (), {}
+
+        def click() -> None:
+            dom, frame = page.click(peer, want)
+            in_dom.append(dom)
+            in_frame.append(frame)
+
+        start = target.counters[peer].n
+        rounds = _e2e_rounds("chromium", slow)
+        benchmark.pedantic(click, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0 if cases.QUICK else 2)
+        in_dom, in_frame = in_dom[-rounds:], in_frame[-rounds:]  # the warm-up rounds are not timed
+        benchmark.extra_info["computations_during_hits"] = target.counters[peer].n - start
+        benchmark.extra_info["in_page_median"] = statistics.median(in_dom)
+        benchmark.extra_info["in_page_paint_median"] = statistics.median(in_frame)
+        q = statistics.quantiles(in_dom, n=4) if len(in_dom) > 1 else [in_dom[0]] * 3
+        benchmark.extra_info["in_page_iqr"] = q[2] - q[0]
+        benchmark.extra_info["in_page_rounds"] = len(in_dom)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("peer", E2E_PEERS)
+@pytest.mark.parametrize("client", list(E2E_CLIENTS))
+def test_gradio_end_to_end(
+    benchmark: Any, request: pytest.FixtureRequest, client: str, peer: str
+) -> None:
+    """A real Gradio server on 127.0.0.1, textbox in and out: latency of a repeated request per client."""
+    compute = _e2e_compute()
+    tag(request, benchmark, section="e2e", case=client, label=E2E_CLIENTS[client], peer=peer,
+        app=f"Gradio Blocks, textbox in/out, {compute * 1000:.0f} ms compute")
+    target = request.getfixturevalue("e2e_text_app")
+    slow = peer == PLAIN
+    if client == "chromium":
+        _time_chromium(benchmark, target, request.getfixturevalue("e2e_browser"), peer, slow)
+        return
+    if client == "keepalive":
+        _time_keepalive(benchmark, target, peer, E2E_TEXT, slow)
+        return
+    try:
+        from gradio_client import Client
+    except ImportError as exc:
+        na(f"needs {exc.name}")
+    api = "/" + target.app.endpoints[peer].api_name
+    gc = Client(target.app.url, verbose=False)
+    gc.predict(E2E_TEXT, api_name=api)  # the miss
+    start = target.counters[peer].n
+    benchmark.pedantic(
+        lambda: gc.predict(E2E_TEXT, api_name=api),
+        rounds=_e2e_rounds(client, slow),
+        iterations=1,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info["computations_during_hits"] = target.counters[peer].n - start
+
+
+@pytest.mark.parametrize("peer", E2E_IMAGE_PEERS)
+@pytest.mark.parametrize("client", E2E_IMAGE_CLIENTS)
+def test_gradio_end_to_end_image(
+    benchmark: Any, request: pytest.FixtureRequest, client: str, peer: str
+) -> None:
+    """A PNG uploaded once into a Gradio image input, then a repeated request (a hit for the cached rows)."""
+    h, w, _ = SIZES.image_1080p
+    tag(request, benchmark, section="e2e_image", case=client, label=E2E_CLIENTS[client], peer=peer,
+        app=f"Gradio Blocks, {w}x{h} PNG upload in, text out")
+    target = request.getfixturevalue("e2e_image_app")
+    if target.png is None:
+        raise RuntimeError("the image app has no PNG to upload")
+    if client == "chromium":
+        _time_chromium(benchmark, target, request.getfixturevalue("e2e_browser"), peer, False, upload=target.png)
+    else:
+        _time_keepalive(benchmark, target, peer, target.png, False)
