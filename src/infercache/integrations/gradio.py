@@ -48,6 +48,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path, PurePath
 from typing import Any, SupportsIndex
 
@@ -99,6 +100,8 @@ MAX_KEPT_FILE_BYTES = 2 * 1024**3
 
 _MAX_PATH_CHARS = 4096
 _MAX_DEPTH = 32
+# Exact types that never name a file: outputs of these types are kept as they are, unlooked at.
+_NEVER_FILES: frozenset[type] = frozenset({bytes, int, float, bool, complex, type(None)})
 _INJECTED_TYPES: tuple[type, ...] = (
     Progress,
     Request,
@@ -503,7 +506,7 @@ def _keep(value: Any, depth: int = 0) -> Any:
     Containers holding a file are rebuilt as the same plain container type;
     ``value`` itself is returned (same object) when it names no file.
     """
-    if depth > _MAX_DEPTH:
+    if depth > _MAX_DEPTH or type(value) in _NEVER_FILES:
         return value
     if isinstance(value, (str, PurePath)):
         if _as_file(value) is None:
@@ -620,12 +623,22 @@ class GradioIntegration(hooks.Integration):
         """Hits of cached helpers inside an event show Gradio's ``used cache`` badge, as gr.cache's do."""
         return _mark_hit
 
+    def hit_event(self) -> ContextVar[Any]:
+        """Gradio's badge holder: None outside an event, so a hit there skips :func:`_mark_hit`."""
+        return _GR_MANUAL_CACHE_USED
+
     def injected_types(self) -> tuple[type, ...]:
         """Types of the values Gradio injects into event functions (left out of cache keys)."""
         return _INJECTED_TYPES
 
     def store_output(self, value: Any) -> Any:
         """Keep file outputs by content (see :class:`KeptFile`)."""
+        t = type(value)
+        if t is str:
+            if "." not in value and os.sep not in value:
+                return value  # cannot name a file (what _as_file checks first, without a stat)
+        elif t in _NEVER_FILES:
+            return value
         kept = _keep(value)
         return value if kept is value else _WithFiles(kept)
 
