@@ -17,6 +17,7 @@ import importlib
 import sys
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 __all__ = ["Integration", "active", "injected_types", "register", "unregister"]
@@ -44,6 +45,14 @@ class Integration:
 
     def hit_hook(self) -> Callable[[], None] | None:
         """A function called on every hit of a cached function (kept cheap: the hot path)."""
+        return None
+
+    def hit_event(self) -> ContextVar[Any] | None:
+        """A context variable that is not None while an event the hit hook reports to runs.
+
+        Lets the hit path skip the hook (one variable read instead of a call)
+        while no framework event runs. None: the hook is called on every hit.
+        """
         return None
 
     def injected_types(self) -> tuple[type, ...]:
@@ -80,6 +89,11 @@ injected: tuple[type, ...] = ()
 """What :func:`injected_types` returns (compared by identity on the hot path)."""
 hit_hooks: tuple[Callable[[], None], ...] = ()
 """The registered integrations' hit hooks, called on every hit served from a store."""
+_ALWAYS: ContextVar[Any] = ContextVar("infercache_always", default=True)
+hit_gate: ContextVar[Any] | None = None
+"""None when there are no hit hooks; else :data:`hit_hooks` are to be called when
+``hit_gate.get() is not None`` (the one hooked integration's :meth:`~Integration.hit_event`,
+or a variable that is never None)."""
 
 
 def register(integration: Integration) -> None:
@@ -99,9 +113,24 @@ def unregister(name: str) -> None:
 
 
 def _refresh() -> None:
-    global injected, hit_hooks
+    global injected, hit_hooks, hit_gate
     injected = tuple(t for i in _registered for t in i.injected_types())
-    hit_hooks = tuple(h for h in (i.hit_hook() for i in _registered) if h is not None)
+    hooked = [(h, i.hit_event()) for i, h in ((i, i.hit_hook()) for i in _registered) if h is not None]
+    hit_hooks = tuple(h for h, _ in hooked)
+    if not hooked:
+        hit_gate = None
+    elif len(hooked) == 1 and hooked[0][1] is not None:
+        hit_gate = hooked[0][1]
+    else:  # several hooks, or one without an event variable: each hook checks for itself
+        hit_gate = _ALWAYS
+
+
+def fire_hit_hooks() -> None:
+    """Call the hit hooks when an event they report to runs (the inlined form is in the decorator)."""
+    gate = hit_gate
+    if gate is not None and gate.get() is not None:
+        for hook in hit_hooks:
+            hook()
 
 
 def injected_types() -> tuple[type, ...]:

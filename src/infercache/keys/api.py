@@ -97,11 +97,110 @@ _CALL_HDR = tuple(b"\x00" + T_TUPLE + varint(n) for n in range(PACK_MIN))
 # Encoded chunks of recently seen short str arguments (exact str: equal means same content).
 _str_chunks: dict[str, bytes] = {}
 _STR_CHUNKS_MAX = 4096
+# The prefix memo: per argument count, a first str argument -> the key's start up to its end
+# (``_CALL_HDR[n]`` + its chunk), so a call like f("hello world", 0.7) costs one dict
+# lookup, one struct.pack and one concatenation.
+_call_prefixes: tuple[dict[str, bytes], ...] = tuple({} for _ in range(PACK_MIN))
 
 
 def forget_str_chunks() -> None:
-    """Empty the short-string memo (a memoized string may since have come to name a file keyed by content)."""
+    """Empty the short-string memos (a memoized string may since have come to name a file keyed by content)."""
     _str_chunks.clear()
+    for prefixes in _call_prefixes:
+        prefixes.clear()
+
+
+def _str_chunk(v: str) -> bytes | None:
+    """The encoding of the exact ``str`` ``v`` (memoized), or None when the general path must encode it.
+
+    None for strings of 128 UTF-8 bytes or more, strings UTF-8 cannot encode
+    (lone surrogates) and strings that may name a file keyed by content.
+    """
+    chunk = _str_chunks.get(v)
+    if chunk is None:
+        if encoder.file_prefixes and v.startswith(encoder.file_prefixes):
+            return None  # may name a file keyed by content: never memoized
+        try:
+            b = v.encode()
+        except UnicodeEncodeError:
+            return None
+        lb = len(b)
+        if lb >= 128:
+            return None
+        chunk = STR_HDR[lb] + b
+        if len(_str_chunks) >= _STR_CHUNKS_MAX:
+            _str_chunks.clear()
+        _str_chunks[v] = chunk
+    return chunk
+
+
+def short_call_key(values: tuple[Any, ...], tag: bytes) -> bytes | None:
+    """:func:`make_call_key` of fewer than 16 small arguments, or None when the general path must key them.
+
+    Small arguments are exact ``str`` (under 128 UTF-8 bytes), ``float``,
+    ``int`` in [-256, 1024], ``bool`` and ``None``. ``tag`` is the digest's
+    key tag (:data:`~.wire.KEY_TAG`), used when the encoding is longer than
+    :data:`~.wire.SHORT_MAX`. When not None, the key is byte for byte the
+    general path's.
+    """
+    n = len(values)
+    if n >= PACK_MIN:
+        return None
+    rest: tuple[Any, ...] = values
+    if n and type(values[0]) is str:
+        first = values[0]
+        prefixes = _call_prefixes[n]
+        key = prefixes.get(first)
+        if key is None:
+            chunk = _str_chunk(first)
+            if chunk is None:
+                return None
+            key = _CALL_HDR[n] + chunk
+            if len(prefixes) >= _STR_CHUNKS_MAX:
+                prefixes.clear()
+            prefixes[first] = key
+        if n == 2:
+            second = values[1]
+            if type(second) is float:  # f(prompt, temperature): no loop
+                key += pack_float(T_FLOAT, second)
+                if len(key) <= SHORT_MAX + 1:
+                    return key
+                return _digest_short(key, tag)
+            rest = (second,)
+        else:
+            rest = values[1:]
+    else:
+        key = _CALL_HDR[n]
+    for v in rest:
+        t = type(v)
+        if t is str:
+            chunk = _str_chunk(v)
+            if chunk is None:
+                return None
+            key += chunk
+        elif t is float:
+            key += pack_float(T_FLOAT, v)
+        elif t is int:
+            b = SMALL_INTS.get(v)
+            if b is None:
+                return None
+            key += b
+        elif v is None:
+            key += T_NONE
+        elif t is bool:
+            key += T_TRUE if v else T_FALSE
+        else:
+            return None
+    if len(key) <= SHORT_MAX + 1:
+        return key
+    return _digest_short(key, tag)
+
+
+def _digest_short(key: bytes, tag: bytes) -> bytes:
+    # ``key`` is b"\x00" + an encoding too long for the short form: the digest of the encoding.
+    if tag == b"\x01":
+        return tag + _blake3.blake3(memoryview(key)[1:]).digest()
+    return tag + _xxhash.xxh3_128_digest(memoryview(key)[1:])
 
 
 def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
@@ -116,47 +215,10 @@ def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: st
         tag = b"\x02"
     else:
         tag = _check_alg(algorithm)
-    n = len(values)
-    if n < PACK_MIN:
-        key = _CALL_HDR[n]
-        for v in values:
-            t = type(v)
-            if t is str:
-                chunk = _str_chunks.get(v)
-                if chunk is None:
-                    if encoder.file_prefixes and v.startswith(encoder.file_prefixes):
-                        break  # may name a file keyed by content: never memoized
-                    try:
-                        b = v.encode()
-                    except UnicodeEncodeError:
-                        break
-                    lb = len(b)
-                    if lb >= 128:
-                        break
-                    chunk = STR_HDR[lb] + b
-                    if len(_str_chunks) >= _STR_CHUNKS_MAX:
-                        _str_chunks.clear()
-                    _str_chunks[v] = chunk
-                key += chunk
-            elif t is float:
-                key += pack_float(T_FLOAT, v)
-            elif t is int:
-                b = SMALL_INTS.get(v)
-                if b is None:
-                    break
-                key += b
-            elif v is None:
-                key += T_NONE
-            elif t is bool:
-                key += T_TRUE if v else T_FALSE
-            else:
-                break
-        else:
-            if len(key) <= SHORT_MAX + 1:
-                return key
-            if tag == b"\x01":
-                return tag + _blake3.blake3(memoryview(key)[1:]).digest()
-            return tag + _xxhash.xxh3_128_digest(memoryview(key)[1:])
+    if len(values) < PACK_MIN:
+        key = short_call_key(values if type(values) is tuple else tuple(values), tag)
+        if key is not None:
+            return key
     if type(values) is not tuple:
         values = tuple(values)
     out = new_sink(algorithm)

@@ -1,0 +1,151 @@
+"""Call keys of small arguments: the short path gives the general path's key, byte for byte.
+
+``keys.api.short_call_key`` (the hit path's encoder: a prefix memo for a
+first ``str`` argument, one ``struct.pack`` per float, no sink) must give the
+key ``make_key`` gives the same argument tuple through the general encoder, or
+decline (None) so the general path decides. Checked over the types it keys
+(str, int, float, bool, None) mixed with ones it declines (bytes, big ints,
+long or unencodable strings, tuples), and through ``@cache``: a call keyed by
+the inlined path and one keyed through keyword binding reach one entry, and
+values the general path keys apart (0.0 / -0.0, 1 / 1.0 / True, "1" / 1, NaN
+payloads) stay apart.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import infercache as ic
+from infercache.keys import make_call_key, make_key
+from infercache.keys.api import short_call_key
+from infercache.keys.files import key_files_under, keyed_dirs
+from infercache.keys.wire import KEY_TAG
+
+NAN_BITS = st.binary(min_size=8, max_size=8).map(lambda b: struct.unpack("<d", b)[0])
+"""Floats from any 8 bytes: NaNs with every payload and sign, -0.0, infinities, subnormals."""
+
+SMALL = st.one_of(
+    st.text(max_size=70),  # past 127 UTF-8 bytes too, and lone surrogates (general path only)
+    st.sampled_from(["", "hello world", "1", "a" * 127, "é" * 64, "\ud800"]),
+    st.integers(-300, 1100),  # both sides of the small-int table [-256, 1024]
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    NAN_BITS,
+    st.sampled_from([0.0, -0.0, 1.0, 1, True, False, 0, None]),
+    st.booleans(),
+    st.none(),
+    st.binary(max_size=8),
+)
+ARGS = st.one_of(
+    st.lists(SMALL, max_size=17).map(tuple),
+    st.lists(st.one_of(SMALL, st.tuples(SMALL, SMALL)), max_size=4).map(tuple),
+)
+
+
+def general(values: tuple[Any, ...], alg: str) -> bytes:
+    """The general path's key of a call's arguments (the encoder, no short path)."""
+    return make_key(values, algorithm=alg)
+
+
+@pytest.mark.parametrize("alg", ["blake3", "xxh3"])
+@settings(max_examples=600, deadline=None)
+@given(values=ARGS)
+def test_the_short_path_gives_the_general_paths_key_or_declines(alg: str, values: tuple[Any, ...]) -> None:
+    short = short_call_key(values, KEY_TAG[alg])
+    expected = general(values, alg)
+    assert short is None or short == expected
+    assert make_call_key(values, tuple(f"p{i}" for i in range(len(values))), alg) == expected
+    assert short_call_key(values, KEY_TAG[alg]) == short  # memoized prefixes change nothing
+
+
+@settings(max_examples=600, deadline=None)
+@given(a=ARGS, b=ARGS)
+def test_short_keys_are_equal_exactly_when_general_keys_are(a: tuple[Any, ...], b: tuple[Any, ...]) -> None:
+    ka, kb = short_call_key(a, b"\x01"), short_call_key(b, b"\x01")
+    if ka is not None and kb is not None:
+        assert (ka == kb) == (general(a, "blake3") == general(b, "blake3"))
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        [("p", 0.0), ("p", -0.0)],
+        [("p", 1), ("p", 1.0), ("p", True)],
+        [("p", 0), ("p", 0.0), ("p", False), ("p", None)],
+        [("1", 1), (1, "1"), ("1", "1"), (1, 1)],
+        [("p", math.nan), ("p", -math.nan), ("p", struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0])],
+        [("hello world", 0.7), ("hello world", 0.7000000000000001), ("hello world ", 0.7)],
+        [("a",), ("a", None), (None, "a")],
+    ],
+)
+def test_values_the_general_path_keys_apart_get_different_short_keys(group: list[tuple[Any, ...]]) -> None:
+    keys = [short_call_key(v, b"\x01") for v in group]
+    assert None not in keys
+    assert keys == [general(v, "blake3") for v in group]
+    assert len(set(keys)) == len(group)
+
+
+def test_a_long_first_string_is_digested_like_the_general_path() -> None:
+    for n in (1, 2, 3):
+        values = ("x" * 100, *([0.5] * (n - 1)))
+        for alg in ("blake3", "xxh3"):
+            assert short_call_key(values, KEY_TAG[alg]) == general(values, alg)
+            assert short_call_key(values, KEY_TAG[alg])[:1] == KEY_TAG[alg]
+
+
+def test_a_memoized_first_string_later_naming_a_keyed_file_is_keyed_by_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "upload.png"
+    path.write_bytes(b"first")
+    values = (str(path), 0.5)
+    as_text = short_call_key(values, b"\x01")  # memoized as characters
+    assert as_text == general(values, "blake3")
+    before = keyed_dirs()
+    key_files_under([*before, str(tmp_path)])
+    try:
+        assert short_call_key(values, b"\x01") is None  # the prefix memo was emptied
+        by_content = make_call_key(values, ("image", "t"))
+        assert by_content == general(values, "blake3") != as_text
+    finally:
+        key_files_under(before)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=SMALL, b=SMALL)
+def test_positional_and_keyword_calls_of_a_cached_function_share_one_entry(a: Any, b: Any) -> None:
+    calls: list[tuple[Any, Any]] = []
+
+    @ic.cache(max_size=16)
+    def f(x: Any, y: Any = 0.7) -> tuple[Any, Any]:
+        calls.append((x, y))
+        return (x, y)
+
+    assert f(a, b) == (a, b) or a != a or b != b  # NaN never equals itself
+    f(a, y=b)
+    f(x=a, y=b)
+    f(y=b, x=a)
+    assert len(calls) == 1
+    stats = f.cache.stats()
+    assert (stats.hits, stats.misses) == (3, 1)
+
+
+def test_arguments_the_general_path_keys_apart_are_separate_entries_of_a_cached_function() -> None:
+    @ic.cache
+    def f(x: Any, y: Any) -> str:
+        return f"{x!r}/{y!r}/{type(y).__name__}"
+
+    for _ in range(2):  # the second round is served from the cache
+        assert f("p", 0.0) == "'p'/0.0/float"
+        assert f("p", -0.0) == "'p'/-0.0/float"
+        assert f("p", 1) == "'p'/1/int"
+        assert f("p", 1.0) == "'p'/1.0/float"
+        assert f("p", True) == "'p'/True/bool"
+        assert f("1", 1) == "'1'/1/int"
+        assert f(1, "1") == "1/'1'/str"
+    assert f.cache.stats().hits == 7 and f.cache.stats().misses == 7
