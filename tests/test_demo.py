@@ -7,6 +7,7 @@ real command in a subprocess; one drives a tab in Chromium to see the badge.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,66 @@ def test_melody_wav_is_served_on_a_hit(demo_app: tuple[Any, str]) -> None:
     with open(wav1, "rb") as f1, open(wav2, "rb") as f2:
         assert f1.read() == f2.read()
     assert app.infercache_functions["melody"].cache.stats().hits >= 1
+
+
+def _sample_png(folder: str, name: str, rgb: tuple[int, int, int]) -> str:
+    import numpy as np
+    from PIL import Image
+
+    path = os.path.join(folder, name)
+    Image.fromarray(np.full((40, 60, 3), rgb, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_classifier_takes_a_file_path_and_a_reupload_under_another_name_is_a_hit(
+    demo_app: tuple[Any, str],
+) -> None:
+    from gradio_client import handle_file
+
+    app, url = demo_app
+    classify = app.infercache_functions["classify"]
+    folder = tempfile.mkdtemp(prefix="ic-demo-img-")
+    first = _sample_png(folder, "apple.png", (200, 30, 30))
+    renamed = os.path.join(folder, "another-name.png")
+    shutil.copyfile(first, renamed)
+    before = classify.cache.stats()
+    label = _client(url).predict(handle_file(first), api_name="/classify")
+    assert label["label"] == "red"
+    # The same bytes under another name, from another session: answered from the cache.
+    assert _client(url).predict(handle_file(renamed), api_name="/classify") == label
+    after = classify.cache.stats()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    # Other pixels: computed.
+    green = _client(url).predict(handle_file(_sample_png(folder, "leaf.png", (30, 180, 40))), api_name="/classify")
+    assert green["label"] == "green" and classify.cache.stats().misses == after.misses + 1
+
+
+@pytest.mark.browser
+def test_classifier_tab_reupload_under_another_name_shows_the_from_cache_badge(
+    demo_app: tuple[Any, str],
+) -> None:
+    app, url = demo_app
+    classify = app.infercache_functions["classify"]
+    folder = tempfile.mkdtemp(prefix="ic-demo-img-")
+    first = _sample_png(folder, "sky.png", (40, 60, 210))
+    renamed = os.path.join(folder, "sky-again.png")
+    shutil.copyfile(first, renamed)
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Classifier (sync)").click()
+        button = page.get_by_role("button", name="Classify")
+        misses = classify.cache.stats().misses
+        page.locator("input[type=file]").first.set_input_files(first)
+        button.click()
+        wait_until(lambda: classify.cache.stats().misses > misses, what="the first picture to be computed")
+        page.get_by_text("blue").first.wait_for(state="visible", timeout=60_000)
+        page.get_by_role("button", name="Remove Image").click()
+        page.locator("input[type=file]").first.set_input_files(renamed)
+        button.click()
+        page.get_by_text("from cache").first.wait_for(state="visible", timeout=30_000)
+        page.screenshot(path=str(artifact_path("demo-classifier-from-cache.png")), full_page=True)
+        assert classify.cache.stats().misses == misses + 1
 
 
 @pytest.mark.browser
