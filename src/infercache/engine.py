@@ -29,6 +29,7 @@ as if the tier were not there.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import (
@@ -48,14 +49,26 @@ from . import hooks, sessions
 from .codec import Codec, CorruptEntry
 from .config import Settings
 from .errors import ConfigError
-from .flight import ABANDONED, AsyncRun, Call, Flights, Run, Unkept, current_work
+from .flight import (
+    ABANDONED,
+    FOLLOW,
+    FOUND,
+    AsyncRun,
+    Call,
+    Flights,
+    Run,
+    Unkept,
+    check_recursion,
+    current_work,
+    resolve,
+)
 from .keys import KEY_FORMAT_VERSION, make_key
 from .keyspace import Keyspace
 from .log import logger
 from .registry import caches
 from .safety import protect, release
-from .sizes import sizeof
-from .store import CacheStats, Entry, Store, Ticket
+from .sizes import LEAF_TYPES, sizeof
+from .store import SESSION, CacheStats, Entry, Store, Ticket
 from .tiers import Lease, Tier
 from .tiers.guard import Guarded
 
@@ -70,6 +83,10 @@ Found = tuple[Any, float, str]
 RunT = TypeVar("RunT", Run, AsyncRun)
 
 _perf = time.perf_counter
+_ident = threading.get_ident
+_getsizeof = sys.getsizeof
+# Exact types protect() keeps as they are (immutable, holding nothing): kept without the call.
+_PLAIN: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None)})
 _RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
 _POLL_FIRST = 0.005  # seconds between looks at the tiers while another process computes, doubling
 _POLL_MAX = 0.1
@@ -121,7 +138,7 @@ class Engine:
         self.identity = identity
         self.label = label or identity
         self.store = Store(settings.max_size, settings.max_memory, settings.ttl)
-        self.flights = Flights()
+        self.flights = Flights(self.store)  # calls in flight live in the store's table, under its lock
         # A guarded store is shared by caches; each cache gets its own view of it to count its errors.
         self.tiers = tuple(t.view() if isinstance(t, Guarded) else t for t in tiers)
         self.codec = codec
@@ -132,8 +149,6 @@ class Engine:
         self.tier_hits: dict[str, int] = {}
         self.tier_saved = 0.0
         self.remote_joins = 0
-        self.computations = 0
-        self.compute_seconds = 0.0
         self.tier_errors = 0
         self.verification_failures = 0
         self.name = caches.add(self, settings.name or self.label)
@@ -156,7 +171,7 @@ class Engine:
         for integration in integrations:
             framed = integration.store_output(framed)
         if framed is value:
-            return protect(value)
+            return value if type(value) in _PLAIN else protect(value)
         return Framed(protect(framed))
 
     def deliver(self, kept: Any) -> Any:
@@ -341,7 +356,7 @@ class Engine:
         with self._counts:
             self.remote_joins += 1
         self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call, cost=cost)
-        self.flights.finish(full, call, value=kept)
+        resolve(self.store.forget(_slot(full), call), kept)
         return self.deliver(kept)
 
     # -- storing -----------------------------------------------------------------
@@ -437,41 +452,45 @@ class Engine:
         leader was abandoned (cancelled, interrupted) looks up again and may
         lead itself.
         """
+        namespace, key = full
+        slot = (SESSION, namespace, key) if namespace else key  # store.slot_of, inlined
+        lead = self.store.lead
         while True:
-            call, leader = self.flights.join(full)
-            if leader:
+            # One critical section: the entry (stored since our lookup?), else follow or lead.
+            kind, got = lead(slot, _ident(), Call, check_recursion)
+            if kind == FOUND:
+                return self.serve(got)
+            if kind != FOLLOW:
                 break
-            self.store.count_join()
-            served = self._followed(full, self.flights.wait(call))
+            served = self._followed(full, got.result())
             if served is not _RETRY:
                 return served
-        entry = self.store.claim(full, call)  # else the call is now the ticket of the result
-        if entry is not None:  # a leader finished between our lookup and our turn
-            self.flights.finish(full, call, value=entry.value)
-            return self.serve(entry)
+        call: Call = got  # the ticket of the result, too
         lease = None
         if self.tiers:
             try:
                 found, lease = self._lead_across(full)
             except BaseException as exc:  # interrupted while another process computed
-                self._abandon(full, call, exc)
+                self._abandon(slot, call, exc)
                 raise
             if found is not None:
                 return self._adopt(full, call, found)
         try:
             start = _perf()
+            # For recursion through a thread or context that inherits it (the thread check
+            # in Store.lead does not see those).
             token = current_work.set((call, current_work.get()))
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                self._computed(start)
-                self._abandon(full, call, exc)
+                self._abandon(slot, call, exc, _perf() - start)
                 raise
             finally:
                 current_work.reset(token)
-            self._settle(full, call, result, self._computed(start), integrations)
+            self._settle(full, slot, call, result, _perf() - start, integrations)
         finally:
-            _release(lease)  # after the result was written through: waiting processes find it
+            if lease is not None:
+                _release(lease)  # after the result was written through: waiting processes find it
         return result
 
     async def acall(
@@ -484,24 +503,25 @@ class Engine:
     ) -> Any:
         """:meth:`call` for async functions."""
         # The twin of call(): the same steps, awaiting where call() blocks or computes.
+        namespace, key = full
+        slot = (SESSION, namespace, key) if namespace else key
+        lead = self.store.lead
         while True:
-            call, leader = self.flights.join(full, in_task=True)
-            if leader:
+            kind, got = lead(slot, 0, Call, check_recursion)  # a coroutine: told apart by context only
+            if kind == FOUND:
+                return self.serve(got)
+            if kind != FOLLOW:
                 break
-            self.store.count_join()
-            served = self._followed(full, await self.flights.await_(call))
+            served = self._followed(full, await Flights.await_(got))
             if served is not _RETRY:
                 return served
-        entry = self.store.claim(full, call)
-        if entry is not None:
-            self.flights.finish(full, call, value=entry.value)
-            return self.serve(entry)
+        call: Call = got
         lease = None
         if self.tiers:
             try:
                 found, lease = await self._alead_across(full)
             except BaseException as exc:
-                self._abandon(full, call, exc)
+                self._abandon(slot, call, exc)
                 raise
             if found is not None:
                 return self._adopt(full, call, found)
@@ -511,25 +531,23 @@ class Engine:
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
-                self._computed(start)
-                self._abandon(full, call, exc)
+                self._abandon(slot, call, exc, _perf() - start)
                 raise
             finally:
                 current_work.reset(token)
-            cost = self._computed(start)
-            kept = self._settle(full, call, result, cost, integrations, through=False)
+            cost = _perf() - start
+            kept = self._settle(full, slot, call, result, cost, integrations, through=False)
             if kept is not ABANDONED and self.tiers:
                 await self._awrite_through(full, kept, cost)
         finally:
-            await _arelease(lease)
+            if lease is not None:
+                await _arelease(lease)
         return result
 
     def _computed(self, start: float) -> float:
         """Count one computation that began at ``start``; its duration in seconds."""
         seconds = _perf() - start
-        with self._counts:
-            self.computations += 1
-            self.compute_seconds += seconds
+        self.store.computed(seconds)
         return seconds
 
     def _followed(self, full: Full, outcome: Any) -> Any:
@@ -543,17 +561,21 @@ class Engine:
         self.store.uncount_join(as_miss=True)  # it looks up again, and may compute
         return _RETRY
 
-    def _abandon(self, full: Full, call: Call, error: BaseException) -> None:
-        """A leader's computation raised: followers get an ``Exception``; anything else abandons the call."""
-        self.store.end(call)
+    def _abandon(self, slot: Hashable, call: Call, error: BaseException, seconds: float | None = None) -> None:
+        """A leader's computation raised: followers get an ``Exception``; anything else abandons the call.
+
+        ``seconds``: how long it computed (counted), None if it never started.
+        """
+        future = self.store.forget(slot, call, seconds)
         if isinstance(error, Exception):
-            self.flights.finish(full, call, error=error)
+            resolve(future, error=error)
         else:  # cancelled or interrupted: a follower takes over
-            self.flights.finish(full, call)
+            resolve(future)
 
     def _settle(
         self,
         full: Full,
+        slot: Hashable,
         call: Call,
         result: Any,
         cost: float,
@@ -563,24 +585,32 @@ class Engine:
     ) -> Any:
         """A leader's result: keep it (if it can be kept safely), store it, hand it to the followers.
 
-        Returns the kept value when it was stored (``ABANDONED`` otherwise), for
-        an async caller that writes the tiers itself (``through=False``).
+        Storing the kept value, forgetting the call and counting the
+        computation are one critical section of the store
+        (:meth:`Store.settle`); the followers are woken after it, the tiers
+        written after that. Returns the kept value when it was stored
+        (``ABANDONED`` otherwise), for an async caller that writes the tiers
+        itself (``through=False``).
         """
         kept = ABANDONED
-        saved = False
+        size = -1  # nothing to store unless kept and sized
         stored = False
         try:
             try:
                 kept = self.keep(result, integrations)
             except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
                 self.report_unkept(exc, "the result")
-            if kept is not ABANDONED:
-                stored = self.save(full, kept, call, cost=cost, through=through)
-                saved = True  # the store consumed the ticket, stored or not
+            else:
+                key = full[1]
+                # sizeof(), inlined for leaves (the usual string or number, and a bytes key).
+                size = (_getsizeof(kept) if type(kept) in LEAF_TYPES else sizeof(kept)) + (
+                    _getsizeof(key) if type(key) is bytes else sizeof(key)
+                )
         finally:
-            if not saved:
-                self.store.end(call)
-            self.flights.finish(full, call, value=kept)
+            stored, future = self.store.settle(slot, call, kept, size, cost)
+            resolve(future, kept)
+        if stored and through and self.tiers:
+            self._write_through(full, kept, cost)
         return kept if stored else ABANDONED
 
     # -- the miss path of generators ---------------------------------------------
@@ -705,8 +735,6 @@ class Engine:
                 hits_by_tier={**memory.hits_by_tier, **tier_hits},
                 saved_seconds=memory.saved_seconds + self.tier_saved,
                 remote_joins=self.remote_joins,
-                computations=self.computations,
-                compute_seconds=self.compute_seconds,
                 tier_errors=self.tier_errors + guarded,
                 verification_failures=self.verification_failures,
             )
@@ -738,6 +766,11 @@ async def _arelease(lease: Lease | None) -> None:
             await lease.arelease()
         except Exception as exc:  # noqa: BLE001 - an unreleased lease expires by itself
             logger.warning("infercache: a lease was not released (%s: %s)", type(exc).__name__, exc)
+
+
+def _slot(full: Full) -> Hashable:
+    """Where ``full`` sits in the store (:func:`infercache.store.slot_of`)."""
+    return (SESSION, full[0], full[1]) if full[0] else full[1]
 
 
 def _key_bytes(key: Hashable) -> bytes:

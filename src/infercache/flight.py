@@ -66,9 +66,22 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from .store import Ticket
+from .store import FOLLOW, FOUND, LEAD, Store, Ticket
 
-__all__ = ["ABANDONED", "AsyncRun", "Call", "Flights", "Run", "Unkept", "current_work"]
+__all__ = [
+    "ABANDONED",
+    "FOLLOW",
+    "FOUND",
+    "LEAD",
+    "AsyncRun",
+    "Call",
+    "Flights",
+    "Run",
+    "Unkept",
+    "check_recursion",
+    "current_work",
+    "resolve",
+]
 
 
 class _Abandoned:
@@ -98,6 +111,17 @@ def _stale(ticket: Any) -> bool:
     return ticket is not None and ticket.stale
 
 
+def check_recursion(call: Call, owner: int) -> None:
+    """Raise ``RecursionError`` when a caller (thread ``owner``, 0 for a coroutine) runs inside ``call``.
+
+    What :meth:`infercache.store.Store.lead` asks before a caller follows a
+    call in flight: the call's own thread, or a context inheriting its work,
+    would wait for itself.
+    """
+    if (owner and call.owner == owner) or _inside(call):
+        raise _recursion()
+
+
 def _recursion() -> RecursionError:
     return RecursionError(
         "infercache: a cached function called itself with the same arguments "
@@ -125,7 +149,7 @@ class Call(Ticket):
 
     ``owner`` is the leader's thread id for sync calls (0 for coroutines, which
     are told apart by context only). The call is also the store's ticket for
-    its result (:meth:`infercache.store.Store.claim`): one object per miss.
+    its result (:meth:`infercache.store.Store.lead`): one object per miss.
     """
 
     __slots__ = ("future", "owner")
@@ -146,11 +170,19 @@ class Unkept:
 
 
 class Flights:
-    """The computations and generator runs in flight for one cache."""
+    """The computations and generator runs in flight for one cache.
 
-    def __init__(self) -> None:
+    Calls of plain and async functions are registered in ``store``'s
+    single-flight table, under the store's lock (:meth:`Store.lead`,
+    :meth:`Store.settle`): the engine's miss path looks up, registers and
+    settles each in one critical section. Without a store (tests of the
+    table alone) the table is a store of its own that never holds entries.
+    Generator runs have their own table and lock.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store if store is not None else Store(max_size=0)
         self._lock = threading.Lock()
-        self._calls: dict[Hashable, Call] = {}
         self._runs: dict[Hashable, Run | AsyncRun] = {}
 
     # -- plain and async functions -----------------------------------------
@@ -163,20 +195,10 @@ class Flights:
         a coroutine: its thread (the event loop's, shared with unrelated tasks)
         says nothing about recursion, only its context does.
         """
-        owner = 0 if in_task else threading.get_ident()
-        with self._lock:
-            call = self._calls.get(key)
-            if call is not None:
-                if (owner and call.owner == owner) or _inside(call):
-                    raise _recursion()
-                if not call.stale:
-                    if call.future is None:
-                        # Only a contended key pays for a future.
-                        call.future = concurrent.futures.Future()
-                    return call.future, False
-            call = Call(owner)
-            self._calls[key] = call
-            return call, True
+        kind, got = self.store.lead(key, 0 if in_task else threading.get_ident(), Call, check_recursion)
+        if kind == FOUND:  # only with a store that holds entries: the engine handles that itself
+            raise RuntimeError("Flights.join found a stored entry: use Store.lead on a cache's store")
+        return got, kind == LEAD
 
     def finish(
         self,
@@ -187,17 +209,7 @@ class Flights:
         error: BaseException | None = None,
     ) -> None:
         """Settle a leader's call: its value, its exception, or (neither) abandoned."""
-        with self._lock:
-            if self._calls.get(key) is call:
-                del self._calls[key]
-            # Its followers hold the future; the call may live on in child tasks' contexts.
-            future, call.future = call.future, None
-        if future is None:
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
+        resolve(self.store.forget(key, call), value, error)
 
     @staticmethod
     def wait(call: concurrent.futures.Future[Any]) -> Any:
@@ -238,7 +250,20 @@ class Flights:
     def in_flight(self) -> int:
         """How many calls and runs are in flight (for tests and diagnostics)."""
         with self._lock:
-            return len(self._calls) + len(self._runs)
+            runs = len(self._runs)
+        return self.store.in_flight() + runs
+
+
+def resolve(
+    future: concurrent.futures.Future[Any] | None, value: Any = ABANDONED, error: BaseException | None = None
+) -> None:
+    """Wake the followers waiting on ``future`` (if any) with a leader's value or exception."""
+    if future is None:
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 class _RunBase:

@@ -43,6 +43,7 @@ it covers (:mod:`infercache.flight`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from collections import OrderedDict
@@ -53,7 +54,18 @@ from typing import Any, NamedTuple
 from .config import check_max_size, check_ttl
 from .log import logger
 
-__all__ = ["EVICTION_REASONS", "CacheStats", "Entry", "LookupParts", "Store", "Ticket", "slot_of"]
+__all__ = [
+    "EVICTION_REASONS",
+    "FOLLOW",
+    "FOUND",
+    "LEAD",
+    "CacheStats",
+    "Entry",
+    "LookupParts",
+    "Store",
+    "Ticket",
+    "slot_of",
+]
 
 EVICTION_REASONS = ("size", "memory", "ttl", "session", "cleared", "deleted", "oversized")
 """Why entries leave a store: the ``max_size`` or ``max_memory`` bound, expiry, their
@@ -177,6 +189,13 @@ class Ticket:
 
 RemoveListener = Callable[[str, Hashable, Entry], None]
 
+LEAD = 0
+"""What :meth:`Store.lead` says when the caller leads: the new call is registered, it computes."""
+FOLLOW = 1
+"""What :meth:`Store.lead` says when an identical call is in flight: wait on the future it returns."""
+FOUND = 2
+"""What :meth:`Store.lead` says when the entry is there (stored since the caller's lookup)."""
+
 
 class LookupParts(NamedTuple):
     """The bound pieces of :meth:`Store.lookup_slot`, for a caller that inlines it (see there)."""
@@ -219,8 +238,13 @@ class Store:
         self._release = self._lock.release
         self._listeners: list[RemoveListener] = []
         self._warned_too_big = False
-        # Tickets of values being computed; identity-hashed (each is one computation).
+        # Tickets of values being computed (begin()); identity-hashed (each is one computation).
         self._inflight: set[Ticket] = set()
+        # The single-flight table of function calls: slot -> the leader's call (a Ticket), guarded
+        # by the same lock as the entries, so a miss registers and a leader settles in one round.
+        self._calls: dict[Hashable, Ticket] = {}
+        self.computations = 0
+        self.compute_seconds = 0.0
         self.hits = 0
         self.misses = 0
         self.joins = 0
@@ -330,6 +354,101 @@ class Store:
         with self._lock:
             self._inflight.discard(ticket)
 
+    def lead(
+        self,
+        slot: Hashable,
+        owner: int,
+        make: Callable[[int], Ticket],
+        check: Callable[[Any, int], None],
+    ) -> tuple[int, Any]:
+        """Lookup-or-register for a caller that just missed ``slot``, in one critical section.
+
+        ``(FOUND, entry)`` when the entry is live now (a leader stored it since
+        the caller's lookup; no counter touched); else ``(FOLLOW, future)``
+        when a call of ``slot`` is in flight: the caller's miss becomes a join
+        and it waits on the call's future (made here, so only a contended key
+        pays for one); else ``(LEAD, call)``: ``make(owner)`` is registered as
+        the slot's call, and is the ticket of its result (:meth:`settle`).
+        ``check(call, owner)`` runs before following and raises when the caller
+        runs inside that very call (recursion).
+        """
+        self._acquire()  # acquire()/release(): on every miss
+        try:
+            entry = self._data.get(slot)
+            if entry is not None and (entry.expires is None or entry.expires > self._clock()):
+                return FOUND, entry
+            call: Any = self._calls.get(slot)
+            if call is not None:
+                check(call, owner)
+                if not call.stale:
+                    future = call.future
+                    if future is None:
+                        future = call.future = concurrent.futures.Future()
+                    self.joins += 1
+                    self.misses -= 1
+                    return FOLLOW, future
+            call = make(owner)
+            self._calls[slot] = call
+            return LEAD, call
+        finally:
+            self._release()
+
+    def settle(
+        self, slot: Hashable, call: Any, value: Any, size: int, seconds: float
+    ) -> tuple[bool, concurrent.futures.Future[Any] | None]:
+        """A leader's computation ended: store ``value`` under its call and forget the call, in one round.
+
+        ``value`` (already protected, ``size`` bytes; a negative size stores
+        nothing) is stored, costing ``seconds``, only while ``call`` is still
+        the slot's call: an invalidation covering it meanwhile dropped it from
+        the table. Counts the computation. Returns ``(stored, future)``: the
+        future its followers wait on (None when nobody waits), for the caller
+        to resolve outside the lock.
+        """
+        self._acquire()
+        try:
+            self.computations += 1
+            self.compute_seconds += seconds
+            calls = self._calls
+            stored = False
+            if calls.get(slot) is call:
+                del calls[slot]
+                if size >= 0:
+                    stored = self._put(slot, value, size, None, seconds)
+            future = call.future
+            call.future = None
+            return stored, future
+        finally:
+            self._release()
+
+    def forget(
+        self, slot: Hashable, call: Any, seconds: float | None = None
+    ) -> concurrent.futures.Future[Any] | None:
+        """Forget ``slot``'s ``call`` without storing anything; the future its followers wait on.
+
+        With ``seconds``, also counts the computation (a leader that raised).
+        """
+        with self._lock:
+            if seconds is not None:
+                self.computations += 1
+                self.compute_seconds += seconds
+            if self._calls.get(slot) is call:
+                del self._calls[slot]
+            future: concurrent.futures.Future[Any] | None = call.future
+            call.future = None
+            return future
+
+    def computed(self, seconds: float) -> None:
+        """Count one computation of ``seconds`` (one that :meth:`settle` did not count)."""
+        with self._lock:
+            self.computations += 1
+            self.compute_seconds += seconds
+
+    def in_flight(self) -> int:
+        """How many function calls are registered in flight (see :meth:`lead`)."""
+        with self._lock:
+            return len(self._calls)
+
     def _invalidate(self, namespace: str | None = None, key: Any = _ALL) -> None:
         # Lock held. Marks stale and forgets the tickets covered (all, a namespace's, or one key's).
         if namespace is None:
@@ -341,6 +460,18 @@ class Store:
         for ticket in covered:
             ticket.stale = True
             self._inflight.discard(ticket)
+        calls = self._calls
+        if calls:
+            # A covered call leaves the table: callers from now on lead anew instead of joining it.
+            if namespace is None:
+                slots = list(calls)
+            elif key is _ALL:
+                slots = [s for s in calls if _address(s)[0] == namespace]
+            else:
+                slot = slot_of(namespace, key)
+                slots = [slot] if slot in calls else []
+            for slot in slots:
+                calls.pop(slot).stale = True
 
     # -- updates -------------------------------------------------------------
 
@@ -368,35 +499,18 @@ class Store:
         if size < 0:
             raise ValueError(f"entry size must be >= 0, got {size}")
         slot = slot_of(namespace, key)
-        self._acquire()  # acquire()/release(): every miss stores
+        self._acquire()
         try:
             if ticket is not None:
-                try:
-                    self._inflight.remove(ticket)
-                except KeyError:  # covered by an invalidation, or already used
-                    return False
-            old = self._data.get(slot)
-            if old is not None:
-                self._remove(slot, old)
-            if self.max_memory is not None and size > self.max_memory:
-                self.dropped["oversized"] += 1
-                if not self._warned_too_big:
-                    self._warned_too_big = True
-                    logger.warning(
-                        "infercache: an entry of %d bytes is larger than max_memory=%d bytes "
-                        "and was not cached (logged once per cache)",
-                        size,
-                        self.max_memory,
-                    )
+                if self._calls.get(slot) is ticket:  # a leader's call (lead()) as the ticket
+                    del self._calls[slot]
+                else:
+                    try:
+                        self._inflight.remove(ticket)
+                    except KeyError:  # covered by an invalidation, or already used
+                        return False
+            if not self._put(slot, value, size, raw_key, cost):
                 return False
-            expires = None if self.ttl is None else self._clock() + self.ttl
-            self._data[slot] = Entry(value, size, expires, raw_key, cost)
-            if expires is not None:
-                self._expiry[slot] = None
-            if namespace:
-                self._by_namespace.setdefault(namespace, {})[key] = None
-            self._memory += size
-            self._evict()
             if on_stored is not None and slot in self._data:
                 on_stored()
             return True
@@ -407,7 +521,7 @@ class Store:
         """Remove one entry, and the values of that key in flight; True if it was present and live."""
         slot = slot_of(namespace, key)
         with self._lock:
-            if self._inflight:
+            if self._inflight or self._calls:
                 self._invalidate(namespace, key)
             entry = self._data.get(slot)
             if entry is None:
@@ -432,7 +546,7 @@ class Store:
     def clear_namespace(self, namespace: str) -> int:
         """Remove one namespace's entries and values in flight; returns how many entries were removed."""
         with self._lock:
-            if self._inflight:
+            if self._inflight or self._calls:
                 self._invalidate(namespace)
             self._sweep_if_ttl()
             if namespace:
@@ -524,6 +638,8 @@ class Store:
                 max_memory=self.max_memory,
                 saved_seconds=self.saved_seconds,
                 hits_by_tier={"memory": self.hits},
+                computations=self.computations,
+                compute_seconds=self.compute_seconds,
                 evicted={
                     "size": self._size_evictions,
                     "memory": self.evictions - self._size_evictions,
@@ -573,6 +689,44 @@ class Store:
         if self.ttl is not None:
             self._sweep()
 
+    def _put(self, slot: Hashable, value: Any, size: int, raw_key: Any, cost: float) -> bool:
+        """Store one entry under ``slot`` and evict down to the bounds; False when it alone is too big.
+
+        Any older entry of the slot goes first (also when the new one is refused).
+        """
+        data = self._data
+        old = data.get(slot)
+        if old is not None:
+            self._remove(slot, old)
+        max_memory = self.max_memory
+        if max_memory is not None and size > max_memory:
+            self.dropped["oversized"] += 1
+            if not self._warned_too_big:
+                self._warned_too_big = True
+                logger.warning(
+                    "infercache: an entry of %d bytes is larger than max_memory=%d bytes "
+                    "and was not cached (logged once per cache)",
+                    size,
+                    max_memory,
+                )
+            return False
+        if self.ttl is None:
+            data[slot] = Entry(value, size, None, raw_key, cost)
+        else:
+            data[slot] = Entry(value, size, self._clock() + self.ttl, raw_key, cost)
+            self._expiry[slot] = None
+        if type(slot) is tuple and len(slot) == 3 and slot[0] is SESSION:
+            keys = self._by_namespace.get(slot[1])
+            if keys is None:
+                self._by_namespace[slot[1]] = {slot[2]: None}
+            else:
+                keys[slot[2]] = None
+        self._memory += size
+        max_size = self.max_size
+        if (max_size and len(data) > max_size) or (max_memory is not None and self._memory > max_memory):
+            self._evict()
+        return True
+
     def _evict(self) -> None:
         data = self._data
         if self.ttl is not None and (
@@ -587,8 +741,8 @@ class Store:
         ):
             if self.max_size and len(data) > self.max_size:
                 self._size_evictions += 1
-            slot, entry = next(iter(data.items()))
-            self._remove(slot, entry)
+            slot, entry = data.popitem(last=False)  # the least recently used
+            self._forget_entry(slot, entry)
             self.evictions += 1
             wave += 1
         if wave:
@@ -596,6 +750,10 @@ class Store:
 
     def _remove(self, slot: Hashable, entry: Entry) -> None:
         del self._data[slot]
+        self._forget_entry(slot, entry)
+
+    def _forget_entry(self, slot: Hashable, entry: Entry) -> None:
+        # The bookkeeping of an entry that just left _data: expiry order, bytes, index, listeners.
         if entry.expires is not None:
             self._expiry.pop(slot, None)
         self._memory -= entry.size
