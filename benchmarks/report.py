@@ -65,11 +65,10 @@ def load(out: Path) -> tuple[list[Row], dict[str, Any]]:
             row.median = b["stats"]["median"]
             row.iqr = b["stats"]["iqr"]
             row.rounds = b["stats"]["rounds"]
-            if "in_page_median" in extra:  # browser rows: the page's own clock, not the harness round trip
-                extra["harness_median"] = row.median
-                row.median = extra["in_page_median"]
-                row.iqr = extra.get("in_page_iqr", row.iqr)
-                row.rounds = extra.get("in_page_rounds", row.rounds)
+            if "own_median" in extra:  # timed by the suite itself (interleaved rows, the page's clock)
+                row.median = extra["own_median"]
+                row.iqr = extra.get("own_iqr", row.iqr)
+                row.rounds = extra.get("own_rounds", row.rounds)
         if r["outcome"] == "skipped":
             row.status, row.reason = "n/a", r.get("reason", "")
         elif r["outcome"] == "failed":

@@ -90,3 +90,59 @@ def test_gr_cache_reference_is_measured(quick_report: Path) -> None:
     hit_table = md.split("## Hit latency", 1)[1].split("##", 1)[0]
     gr_row = next(line for line in hit_table.splitlines() if line.startswith("| gr.cache |"))
     assert "n/a" not in gr_row and "error" not in gr_row, gr_row
+
+
+def _table(md: str, heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after ``heading`` (header row included)."""
+    section = md.split(heading, 1)[1].split("\n## ", 1)[0]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+
+
+def test_gradio_end_to_end_rows_per_client(quick_report: Path) -> None:
+    """The textbox app through gradio_client, the keep-alive client and Chromium; the image app's two patterns.
+
+    The keep-alive client needs nothing beyond Gradio, so its cells are
+    measured; a browser cell may be n/a (no Playwright or no Chromium), never
+    an error.
+    """
+    md = (quick_report / "report.md").read_text()
+    text = _table(md, "## Gradio end to end (")
+    assert text[0] == [
+        "Function",
+        "gradio_client (client-bound)",
+        "keep-alive client (join + event stream)",
+        "headless Chromium, click to output",
+    ]
+    assert [row[0] for row in text[1:]] == [
+        "no-op (returns its input, no cache)",
+        "no cache (plain call)",
+        "gr.cache",
+        "infercache (blake3, default)",
+    ]
+    for row in text[1:]:
+        assert " ms" in row[1] and " ms" in row[2], row
+        assert not row[3].startswith("error"), row
+    image = _table(md, "## Gradio end to end, image input (")
+    assert image[0][1:] == ["keep-alive client (join + event stream)", "headless Chromium, click to output"]
+    assert [row[0] for row in image[1:]] == [
+        'no-op, gr.Image(type="numpy") (no cache)',
+        'infercache, gr.Image(type="numpy")',
+        'infercache, gr.Image(type="filepath"), decode inside',
+    ]
+    for row in image[1:]:
+        assert " ms" in row[1], row
+        assert not row[2].startswith("error"), row
+
+
+def test_gradio_end_to_end_targets_reported(quick_report: Path) -> None:
+    """Both end-to-end targets are in the targets table, the keep-alive one with a measured ratio."""
+    md = (quick_report / "report.md").read_text()
+    targets = {row[0]: row for row in _table(md, "## Targets")}
+    hit = targets["Gradio hit (infercache) / no-op function, both through the keep-alive client"]
+    assert hit[1].endswith("the no-op time") and hit[3] in ("**met**", "**missed**"), hit
+    image = targets["Gradio image hit in Chromium: filepath pattern / numpy input"]
+    assert image[2].startswith("≤ 0.6"), image
