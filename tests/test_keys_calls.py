@@ -14,7 +14,9 @@ payloads) stay apart.
 from __future__ import annotations
 
 import math
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,53 @@ def test_arguments_the_general_path_keys_apart_are_separate_entries_of_a_cached_
         assert f("1", 1) == "'1'/1/int"
         assert f(1, "1") == "1/'1'/str"
     assert f.cache.stats().hits == 7 and f.cache.stats().misses == 7
+
+
+def test_a_cached_function_given_a_memoized_path_follows_the_file_once_its_folder_is_keyed() -> None:
+    # A short folder, so f(path, t)'s key is in the short form and its prefix memoized.
+    folder = Path(tempfile.mkdtemp(prefix="k"))
+    path = folder / "u"
+    path.write_bytes(b"first")
+    calls: list[bytes] = []
+
+    @ic.cache
+    def f(p: str, t: float) -> bytes:
+        calls.append(Path(p).read_bytes())
+        return calls[-1]
+
+    assert f(str(path), 0.5) == f(str(path), 0.5) == b"first"  # keyed by characters, memoized
+    assert short_call_key((str(path), 0.5), b"\x01")[:1] == b"\x00"
+    before = keyed_dirs()
+    key_files_under([*before, str(folder)])
+    try:
+        assert f(str(path), 0.5) == b"first"  # now keyed by the bytes: a new key
+        path.write_bytes(b"second")
+        assert f(str(path), 0.5) == b"second"
+        assert f(str(path), 0.5) == b"second"
+        assert calls == [b"first", b"first", b"second"]
+    finally:
+        key_files_under(before)
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("digest", ["blake3", "xxh3"])
+@pytest.mark.parametrize("prompt", ["", "hello world", "x" * 51, "x" * 52, "é" * 25, "é" * 26, "x" * 127, "x" * 128])
+def test_every_call_of_a_prompt_and_temperature_is_stored_under_the_general_paths_key(
+    prompt: str, digest: str
+) -> None:
+    # Around the longest prompt whose key is in the short form (51 bytes with a float after
+    # it): the first call fills the memos, later positional calls take the inlined path.
+    calls: list[float] = []
+
+    @ic.cache(digest=digest)
+    def f(prompt: str, temperature: float) -> float:
+        calls.append(temperature)
+        return temperature
+
+    for _ in range(3):
+        assert f(prompt, 0.5) == 0.5
+        assert f(prompt, temperature=0.5) == 0.5
+        assert math.copysign(1.0, f(prompt, -0.0)) == -1.0
+    assert calls == [0.5, -0.0]
+    stored = {key for key, _ in f.cache.engine.store.entries()}
+    assert stored == {general((prompt, 0.5), digest), general((prompt, -0.0), digest)}

@@ -24,8 +24,8 @@ from .config import Settings
 from .engine import Engine, Framed, Full
 from .errors import CacheKeyError, UnhashableError
 from .keys import hash_key, make_call_key, make_key
-from .keys.api import short_call_key
-from .keys.wire import KEY_TAG
+from .keys.api import STR_FLOAT_PREFIXES, short_call_key
+from .keys.wire import KEY_TAG, T_FLOAT, pack_float
 from .log import logger
 from .safety import PASS_THROUGH, release
 from .store import SESSION, CacheStats, Entry
@@ -261,6 +261,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
     deliver = engine.deliver
     probe_miss = engine.probe_miss
     tag = KEY_TAG[digest]
+    str_float_prefixes_get = STR_FLOAT_PREFIXES.get
     # The inlined memory lookup (Store.lookup_slot's body) works on the store's own dict
     # and lock, bound once here; with tiers a memory miss goes on to them (Engine.lookup).
     store = engine.store
@@ -381,9 +382,17 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
             try:
                 if len(args) == fast_count and not kwargs and hooks.injected is nothing_injected[0]:
                     # A shared cache's slot in the store is the key itself (store.slot_of).
-                    slot = short_call_key(args, tag)
+                    slot = None
+                    if fast_count == 2:  # f(prompt, temperature): short_call_key's first case, inlined
+                        first, second = args
+                        if type(first) is str and type(second) is float:
+                            slot = str_float_prefixes_get(first)
+                            if slot is not None:
+                                slot += pack_float(T_FLOAT, second)
                     if slot is None:
-                        slot = make_call_key(args, names, digest)
+                        slot = short_call_key(args, tag)
+                        if slot is None:
+                            slot = make_call_key(args, names, digest)
                 else:
                     full = key_of(args, kwargs)
                     slot = (SESSION, full[0], full[1]) if full[0] else full[1]

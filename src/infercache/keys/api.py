@@ -101,11 +101,17 @@ _STR_CHUNKS_MAX = 4096
 # (``_CALL_HDR[n]`` + its chunk), so a call like f("hello world", 0.7) costs one dict
 # lookup, one struct.pack and one concatenation.
 _call_prefixes: tuple[dict[str, bytes], ...] = tuple({} for _ in range(PACK_MIN))
+STR_FLOAT_PREFIXES: dict[str, bytes] = {}
+"""For callers inlining the commonest call, ``f(prompt, temperature)``: an exact ``str``
+-> the key of a two-argument call up to that str, filled only when a float after it
+still fits the short form, so ``STR_FLOAT_PREFIXES[s] + pack_float(T_FLOAT, x)`` is
+:func:`short_call_key` of ``(s, x)`` for an exact float ``x``. Read it, never write it."""
 
 
 def forget_str_chunks() -> None:
     """Empty the short-string memos (a memoized string may since have come to name a file keyed by content)."""
     _str_chunks.clear()
+    STR_FLOAT_PREFIXES.clear()
     for prefixes in _call_prefixes:
         prefixes.clear()
 
@@ -162,8 +168,13 @@ def short_call_key(values: tuple[Any, ...], tag: bytes) -> bytes | None:
         if n == 2:
             second = values[1]
             if type(second) is float:  # f(prompt, temperature): no loop
+                prefix = key
                 key += pack_float(T_FLOAT, second)
                 if len(key) <= SHORT_MAX + 1:
+                    if first not in STR_FLOAT_PREFIXES:
+                        if len(STR_FLOAT_PREFIXES) >= _STR_CHUNKS_MAX:
+                            STR_FLOAT_PREFIXES.clear()
+                        STR_FLOAT_PREFIXES[first] = prefix
                     return key
                 return _digest_short(key, tag)
             rest = (second,)
