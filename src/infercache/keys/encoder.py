@@ -149,11 +149,19 @@ def _enc_complex(obj: complex, out: Sink) -> None:
 #: Directories (each ending with the separator) whose files a path string names are keyed by
 #: their bytes, set by :func:`.files.key_files_under` (a framework's upload cache); empty: none.
 file_prefixes: tuple[str, ...] = ()
+#: Their longest common start ("" when none): one ``str.startswith`` of a string costs about
+#: half of one of a tuple, and :func:`.files.enc_file` checks the exact directories.
+file_prefix = ""
 
 
 def enc_str(obj: str, out: Sink) -> None:
-    if file_prefixes and obj.startswith(file_prefixes) and enc_file(obj, out):
+    if file_prefix and obj.startswith(file_prefix) and enc_file(obj, out):
         return
+    _enc_text(obj, out)
+
+
+def _enc_text(obj: str, out: Sink) -> None:
+    """``obj`` as its characters (:func:`enc_str` once it is known not to name a keyed file)."""
     b = obj.encode("utf-8", "surrogatepass")
     n = len(b)
     if n < 128:
@@ -219,7 +227,7 @@ def _enc_items(obj: Any, out: Sink) -> None:
     get = _ENC.get
     small_ints = SMALL_INTS
     str_hdr = STR_HDR
-    files = file_prefixes
+    files = file_prefix
     x = None
     try:
         for x in obj:
@@ -230,7 +238,7 @@ def _enc_items(obj: Any, out: Sink) -> None:
                     out += str_hdr[len(b)]
                     out += b
                 else:
-                    enc_str(x, out)
+                    _enc_text(x, out)
             elif t is int:
                 b = small_ints.get(x)
                 out += b if b is not None else int_bytes(x)

@@ -54,7 +54,10 @@ def key_files_under(dirs: Iterable[str]) -> None:
             form = form.rstrip(os.sep)
             if form:
                 prefixes.add(form + os.sep)
-    encoder.file_prefixes = tuple(sorted(prefixes))
+    ordered = tuple(sorted(prefixes))
+    # The exact tuple first: a string matching the common start is then checked against it.
+    encoder.file_prefixes = ordered
+    encoder.file_prefix = os.path.commonprefix(ordered) if ordered else ""  # noqa: RUF071 - a string prefix
     # A string memoized as characters before may now name a keyed file.
     api.forget_str_chunks()
 
@@ -71,7 +74,13 @@ def enc_file(path: str, out: Sink) -> bool:
 
     Follows symbolic links (the key is of what a reader of ``path`` gets).
     The file is read in 1 MiB chunks into a hasher of ``out``'s algorithm.
+    False also for a path under none of the keyed directories (the caller
+    may have matched only their common start).
     """
+    from .encoder import file_prefixes
+
+    if not (file_prefixes and path.startswith(file_prefixes)):
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):
