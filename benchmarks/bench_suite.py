@@ -610,7 +610,7 @@ def e2e_image_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
         na(f"needs {exc.name}")
     import gradio_e2e
 
-    compute = _e2e_compute() / 4
+    compute = _e2e_compute() / 4  # the same figure is in the rows' label
     png = gradio_e2e.write_png(tmp_path_factory.mktemp("e2e-image") / "photo.png", SIZES.image_1080p)
     counters = {p: Counter() for p in E2E_IMAGE_PEERS}
 
@@ -851,5 +851,5 @@ def test_gradio_end_to_end_image(
     """A PNG uploaded once into a Gradio image input, then a repeated request (a hit for the cached rows)."""
     h, w, _ = SIZES.image_1080p
     tag(request, benchmark, section="e2e_image", case=client, label=E2E_CLIENTS[client], peer=peer,
-        app=f"Gradio Blocks, {w}x{h} PNG upload in, text out")
+        app=f"Gradio Blocks, {w}x{h} PNG upload in, text out, {_e2e_compute() / 4 * 1000:.0f} ms compute")
     _report_interleaved(benchmark, request, "image", client, peer)
