@@ -53,8 +53,17 @@ callers. Everything else is handed out as an object of the caller's own:
 * **torch tensors**: ``protect`` = ``detach().clone()`` (cached tensors carry
   no autograd history), ``release`` = ``clone()`` (torch has no read-only
   tensors), so ``requires_grad``, ``grad`` and the data are per caller.
-* **PIL images**: ``Image.copy()`` on both sides, with ``info`` deep-copied
-  when it holds mutable values.
+* **PIL images**: ``protect`` = ``Image.copy()``; ``release`` = a *new*
+  image over the kept pixels, marked read-only, so Pillow copies them before
+  its first write (``paste``, ``putpixel``, ``putdata``, ``putalpha``,
+  ``alpha_composite``, ``ImageDraw``; ``thumbnail`` and ``exif_transpose``
+  replace them). The writers that would write in place (``frombytes`` on the
+  image, ``putpalette``, a palette made dirty, pixel access from ``load()``,
+  ``getim()`` for in-place C code such as ``ImageCms.applyTransform(...,
+  inPlace=True)``) are guarded on each released image: they copy the pixels
+  first, then work as on any image. Palette images (``P``, ``PA``) are copied
+  per caller instead (Pillow writes their palette into the shared pixel
+  store). ``info`` is the caller's own, deep-copied when it holds mutable values.
 * **pandas** Series / DataFrame / Index: ``protect`` = deep copy; ``release``
   = deep copy (a shallow copy is not enough even under copy-on-write:
   ``Series.array`` writes through it), with index objects whose lazily built
@@ -90,7 +99,9 @@ Known limits: ``torch.from_numpy(hit)`` on a released array shares its
 memory; torch warns that the array is not writable and that writing to the
 tensor is undefined behaviour, and such a write does change the cached data
 (use ``torch.tensor(hit)``, which copies). Writes through raw pointers
-(``arr.ctypes``) are likewise not prevented. Private pandas internals
+(``arr.ctypes``) are likewise not prevented, nor writes to a released PIL
+image through its private core (``image.im.paste(...)``) or after its
+``readonly`` flag was reset by hand. Private pandas internals
 (``df._mgr``) are not protected.
 
 The kept form is opaque: pass it only to :func:`release` (and to
@@ -107,11 +118,13 @@ import copy
 import datetime
 import decimal
 import fractions
+import functools
 import importlib
 import operator
 import pickle
 import types
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any, SupportsIndex
@@ -321,6 +334,9 @@ class _Tensor(_Kept):
 
 
 class _Image(_Kept):
+    """A private copy of a PIL image whose pixels are shared with every caller
+    (read-only images over them, see :func:`_shared_image`)."""
+
     __slots__ = ()
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
@@ -332,7 +348,25 @@ class _Image(_Kept):
 
 
 class _ImageInfo(_Kept):
-    """A PIL image whose ``info`` dict holds mutable values."""
+    """A PIL image with pixels shared as for :class:`_Image`, whose ``info``
+    dict holds mutable values (deep-copied per caller)."""
+
+    __slots__ = ()
+
+    __reduce_ex__ = _Image.__reduce_ex__
+
+
+class _ImageCopied(_Kept):
+    """A palette image: copied per caller (Pillow writes palettes into the
+    pixel store it would share)."""
+
+    __slots__ = ()
+
+    __reduce_ex__ = _Image.__reduce_ex__
+
+
+class _ImageCopiedInfo(_Kept):
+    """A palette image whose ``info`` holds mutable values."""
 
     __slots__ = ()
 
@@ -505,6 +539,12 @@ def _r_dict_deep(k: _Kept) -> dict[Any, Any]:
 
 
 def _r_image_info(k: _Kept) -> Any:
+    out = _shared_image(k.v)
+    out.info = _deepcopy(k.v.info)
+    return out
+
+
+def _r_image_copied_info(k: _Kept) -> Any:
     out = k.v.copy()
     out.info = _deepcopy(k.v.info)
     return out
@@ -527,8 +567,10 @@ _RELEASE: dict[type, Callable[[Any], Any]] = {
     _MappingProxy: lambda k: types.MappingProxyType(release(k.v)),
     _MemoryView: _r_memoryview,
     _Tensor: lambda k: k.v.clone(),
-    _Image: lambda k: k.v.copy(),
+    _Image: lambda k: _shared_image(k.v),
     _ImageInfo: _r_image_info,
+    _ImageCopied: lambda k: k.v.copy(),
+    _ImageCopiedInfo: _r_image_copied_info,
     _Pandas: lambda k: _r_pandas(k),
     _Polars: lambda k: k.v.clone(),
     _Aliased: lambda k: _release_memo(k.v, {}),
@@ -1086,11 +1128,101 @@ def _protect_memoryview(m: memoryview) -> Any:
 
 def _protect_image(im: Any) -> Any:
     kept = im.copy()
+    shared = kept.palette is None and kept.mode not in ("P", "PA")
     info = getattr(im, "info", None)
     if info and not all(_frozen(protect(v))[0] for v in info.values()):
         kept.info = _deepcopy(info)
-        return _ImageInfo(kept)
-    return _Image(kept)
+        return _ImageInfo(kept) if shared else _ImageCopiedInfo(kept)
+    return _Image(kept) if shared else _ImageCopied(kept)
+
+
+# A released image shares the kept image's core (Pillow's pixel store). It is
+# marked read-only, which Pillow's own writers honour by copying the core
+# first (Image._ensure_mutable). The few ways to write into a core that skip
+# that check are shadowed on the released image by guards (instance
+# attributes, so the image stays an exact PIL.Image.Image) that give it its own
+# core first. A guard holds the image weakly: no reference cycle keeps pixels alive.
+
+
+def _shared_image(kept: Any) -> Any:
+    """A new image over ``kept``'s pixels for one caller: its own mode, size,
+    info and flags, read-only pixels, in-place writers guarded."""
+    core = kept.im
+    out = kept._new(core)
+    out.readonly = 1
+    ref = weakref.ref(out)
+    attrs = out.__dict__
+    attrs["load"] = functools.partial(_guarded_load, ref, core)
+    attrs["frombytes"] = functools.partial(_guarded_writer, ref, core, "frombytes")
+    attrs["putpalette"] = functools.partial(_guarded_writer, ref, core, "putpalette")
+    attrs["getim"] = functools.partial(_guarded_writer, ref, core, "getim")
+    return out
+
+
+def _image_of(ref: Callable[[], Any]) -> Any:
+    im = ref()
+    if im is None:
+        raise ReferenceError("the image this method belonged to no longer exists")
+    return im
+
+
+def _own_core(im: Any, core: Any) -> None:
+    """Gives ``im`` its own copy of the shared ``core`` if it still uses it."""
+    if im._im is core:
+        im.im = core.copy()
+        im.readonly = 0
+
+
+def _guarded_writer(ref: Callable[[], Any], core: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    im = _image_of(ref)
+    _own_core(im, core)
+    return getattr(type(im), name)(im, *args, **kwargs)
+
+
+def _guarded_load(ref: Callable[[], Any], core: Any) -> Any:
+    im = _image_of(ref)
+    load = type(im).load
+    if im._im is not core:
+        return load(im)
+    palette = im.palette
+    if palette is not None and palette.dirty:  # load() would write it into the core
+        _own_core(im, core)
+        return load(im)
+    pixels = load(im)
+    return None if pixels is None else _PixelsOnWrite(im, core, pixels)
+
+
+class _PixelsOnWrite:
+    """The pixel access object of a released image still sharing the cached
+    pixels: reads go to them; the first write gives the image its own copy
+    and then writes there, as on any image."""
+
+    __slots__ = ("core", "im", "pixels")
+
+    def __init__(self, im: Any, core: Any, pixels: Any) -> None:
+        self.im = im
+        self.core = core
+        self.pixels = pixels
+
+    def _current(self) -> Any:
+        core = self.core
+        if core is not None and self.im._im is not core:
+            # The image has its own pixels now (this write, or paste() & co.).
+            self.pixels = type(self.im).load(self.im)
+            self.core = None
+        return self.pixels
+
+    def __getitem__(self, xy: Any) -> Any:
+        return self._current()[xy]
+
+    def __setitem__(self, xy: Any, value: Any) -> None:
+        core = self.core
+        if core is not None and self.im._im is core:
+            _own_core(self.im, core)
+        self._current()[xy] = value
+
+    def __repr__(self) -> str:
+        return f"<pixel access of {self.im!r}>"
 
 
 # --------------------------------------------------------------------------- pandas

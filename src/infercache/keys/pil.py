@@ -5,13 +5,29 @@ an image's state and is keyed whole. An animated image is keyed by all of
 its frames, not only the current one (its position is restored after).
 Subclasses of ``PIL.Image.Image`` made outside PIL are refused: their own
 attributes share the ``__dict__`` with PIL's internals.
+
+Pixels are keyed as the bytes ``tobytes()`` gives for the mode, except RGB,
+keyed as ``tobytes("raw", "XRGB")`` (a zero byte, then red, green, blue).
+Pillow stores an RGB pixel in 4 bytes whose fourth byte is padding, and its
+value depends on how the image was made (0 after ``Image.new`` or
+``resize``, 255 after ``fromarray`` or decoding), so the padding must never
+reach the key; XRGB can be made from that storage with one shift per pixel
+instead of Pillow's repacking to 3 bytes, and hashes faster in total.
+
+Large images are hashed from Pillow's own storage when Pillow exports it
+(Arrow C data interface, Pillow 11.2+; images in one memory block): modes
+whose storage *is* their ``tobytes()`` (:data:`_STORAGE_BYTES`) without any
+copy, RGB through a small scratch buffer (numpy, when the program has
+imported it). Other images, and every image when the export is unavailable,
+stream Pillow's encoder into the hasher chunk by chunk. Both ways give the
+same key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..libraries import module_for
+from ..libraries import loaded, module_for
 from ..reflect import package_of
 from .encoder import (
     Encoder,
@@ -23,7 +39,31 @@ from .encoder import (
     register_adapter,
     unhashable,
 )
-from .wire import T_BYTES, T_NONE, T_PIL, Sink, varint, write_buffer
+from .wire import BIG, NATIVE_BIG_ENDIAN, T_BYTES, T_NONE, T_PIL, Sink, feed, varint, write_buffer
+
+#: Modes whose storage holds exactly ``tobytes()`` (bytes per pixel): no padding, no bit packing.
+_STORAGE_BYTES: dict[str, int] = {
+    "L": 1,
+    "P": 1,
+    "I;16": 2,
+    "I;16L": 2,
+    "I;16B": 2,
+    "I": 4,
+    "F": 4,
+    "RGBA": 4,
+    "RGBa": 4,
+    "RGBX": 4,
+    "CMYK": 4,
+}
+#: Pixels shifted per step of an RGB image: 1 MiB of scratch, large enough for
+#: BLAKE3 to spread each step over the cores, small enough to stay in the CPU cache.
+_CHUNK_PIXELS = 1 << 18
+#: Scratch buffers kept for reuse (a new one per call would be mapped and faulted in).
+_SCRATCH_KEPT = 2
+#: Below this many pixel bytes, ``tobytes()`` costs less than reaching the storage.
+_STORAGE_MIN = 1 << 16
+
+_scratch: list[Any] = []
 
 
 @register_adapter
@@ -66,4 +106,174 @@ def _write_frame(im: Any, out: Sink) -> None:
     else:
         out += T_NONE
     enc_dict(dict(im.info), out)
-    write_buffer(T_BYTES, memoryview(im.tobytes()), out)
+    write_pixels(im, out, from_storage=True)
+
+
+def write_pixels(im: Any, out: Sink, *, from_storage: bool) -> None:
+    """The pixels of ``im`` (loaded) as a ``T_BYTES`` piece: from Pillow's storage
+    when ``from_storage`` and it is reachable, else through Pillow's encoder.
+
+    Both ways write the same bytes (the tests compare them for every mode).
+    """
+    mode = im.mode
+    width, height = im.size
+    if mode == "RGB":
+        n = width * height * 4
+        out += T_BYTES + varint(n)
+        if n <= BIG:
+            out += im.tobytes("raw", "XRGB")
+        elif not (from_storage and n >= _STORAGE_MIN and _rgb_from_storage(im, n, out)):
+            _stream(im, "XRGB", out)
+        return
+    size = _STORAGE_BYTES.get(mode)
+    if size is None:
+        write_buffer(T_BYTES, memoryview(im.tobytes()), out)
+        return
+    n = width * height * size
+    out += T_BYTES + varint(n)
+    if n <= BIG:
+        out += im.tobytes()
+    elif not (from_storage and n >= _STORAGE_MIN and _plain_from_storage(im, n, out)):
+        _stream(im, mode, out)
+
+
+def _stream(im: Any, rawmode: str, out: Sink) -> None:
+    """Pillow's raw encoder into the hasher, chunk by chunk (no joined copy)."""
+    pil = module_for(type(im), "PIL.Image") or loaded("PIL.Image")
+    if pil is None:  # pragma: no cover - an image without its module
+        feed(out, im.tobytes("raw", rawmode))
+        return
+    encoder = pil._getencoder(im.mode, "raw", rawmode)
+    encoder.setimage(im.im, (0, 0, *im.size))
+    bufsize = max(1 << 16, im.size[0] * 4)
+    while True:
+        _, status, data = encoder.encode(bufsize)
+        feed(out, data)
+        if status:
+            break
+    if status < 0:
+        raise RuntimeError(f"Pillow's raw encoder failed ({status}) on a {im.mode} image")
+
+
+def _plain_from_storage(im: Any, n: int, out: Sink) -> bool:
+    found = _storage(im, n)
+    if found is None:
+        return False
+    keep_alive, view = found
+    feed(out, view)
+    del keep_alive
+    return True
+
+
+def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
+    np = loaded("numpy")
+    if np is None:
+        return False
+    found = _storage(im, n)
+    if found is None:
+        return False
+    keep_alive, view = found
+    pixels = np.frombuffer(view, dtype=np.uint32)
+    try:
+        scratch = _scratch.pop()  # atomic: each thread gets a buffer of its own
+    except IndexError:
+        scratch = np.empty(_CHUNK_PIXELS, dtype=np.uint32)
+    # Storage bytes R, G, B, pad as one native integer: shifting the pad out
+    # (towards the high end on little-endian, the low end on big-endian) leaves 0, R, G, B.
+    shift = np.right_shift if NATIVE_BIG_ENDIAN else np.left_shift
+    as_bytes = scratch.view(np.uint8)
+    total = n // 4
+    for start in range(0, total, _CHUNK_PIXELS):
+        stop = min(total, start + _CHUNK_PIXELS)
+        shift(pixels[start:stop], 8, out=scratch[: stop - start])
+        feed(out, as_bytes[: 4 * (stop - start)])
+    del keep_alive
+    if len(_scratch) < _SCRATCH_KEPT:
+        _scratch.append(scratch)
+    return True
+
+
+# ---------------------------------------------------------------- Pillow's storage
+
+
+def _storage(im: Any, n: int) -> tuple[Any, memoryview] | None:
+    """``(capsule, view)``: the ``n`` bytes of ``im``'s pixel storage, without a
+    copy, while ``capsule`` is alive; ``None`` when Pillow does not export them
+    in one block (older Pillow, images in several blocks, unusual layouts)."""
+    core = im.im
+    # Images over memory Pillow did not allocate (frombuffer, fromarrow, memory-mapped
+    # files) are read-only cores without blocks, and Pillow 12 crashes exporting them.
+    if core.readonly:
+        return None
+    export = getattr(core, "__arrow_c_array__", None)
+    if export is None:
+        return None
+    try:
+        capsule = export()
+    except (ValueError, OSError, MemoryError):  # several blocks, mode without an Arrow form
+        return None
+    address = _data_address(capsule, im.size[0] * im.size[1], n)
+    if address is None:
+        return None
+    import ctypes  # imported on first use: a program without large images never needs it
+
+    view = memoryview((ctypes.c_ubyte * n).from_address(address)).cast("B")
+    return capsule, view
+
+
+_arrow: Any = None
+
+
+def _arrow_struct() -> Any:
+    """The ArrowArray struct of the Arrow C data interface, and the capsule reader."""
+    global _arrow
+    if _arrow is None:
+        import ctypes
+
+        class ArrowArray(ctypes.Structure):
+            pass
+
+        ArrowArray._fields_ = [
+            ("length", ctypes.c_int64),
+            ("null_count", ctypes.c_int64),
+            ("offset", ctypes.c_int64),
+            ("n_buffers", ctypes.c_int64),
+            ("n_children", ctypes.c_int64),
+            ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+            ("children", ctypes.POINTER(ctypes.POINTER(ArrowArray))),
+            ("dictionary", ctypes.c_void_p),
+            ("release", ctypes.c_void_p),
+            ("private_data", ctypes.c_void_p),
+        ]
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype = ctypes.c_void_p
+        get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        _arrow = (ArrowArray, get)
+    return _arrow
+
+
+def _data_address(capsule: Any, pixels: int, n: int) -> int | None:
+    """Address of the one data buffer of Pillow's export when it holds exactly
+    ``pixels`` pixels in ``n`` bytes from its start, else ``None``."""
+    try:
+        array_type, get = _arrow_struct()
+        pointer = get(capsule, b"arrow_array")
+    except (AttributeError, ValueError, TypeError, OSError):  # no ctypes.pythonapi, another capsule
+        return None
+    if not pointer:
+        return None
+    array = array_type.from_address(pointer)
+    if array.length != pixels or array.offset != 0:
+        return None
+    if array.n_children == 1:  # 4 bytes per pixel: a fixed-size list of 4 uint8
+        if array.n_buffers != 1 or pixels * 4 != n:
+            return None
+        array = array.children[0].contents
+        if array.length != n or array.offset != 0:
+            return None
+    elif array.n_children != 0 or array.length * (n // pixels) != n:
+        return None
+    if array.n_buffers != 2:
+        return None
+    address: int | None = array.buffers[1]
+    return address or None
