@@ -183,3 +183,21 @@ def test_each_spelling_of_a_directory_is_keyed(keyed: Path) -> None:
         key_files_under(before)
         shutil.rmtree(real)
         shutil.rmtree(link.parent)
+
+
+def test_a_file_under_the_common_start_of_two_directories_but_in_neither_is_keyed_as_its_string() -> None:
+    parent = Path(tempfile.mkdtemp(prefix="ic-common-"))
+    one, two, neither = parent / "uploads-one", parent / "uploads-two", parent / "uploads-other"
+    for folder in (one, two, neither):
+        folder.mkdir()
+        (folder / "a.png").write_bytes(b"same")
+    before = keyed_dirs()
+    try:
+        key_files_under([str(one), str(two)])
+        assert make_key(str(one / "a.png")) == make_key(str(two / "a.png"))
+        path = str(neither / "a.png")
+        assert make_key(path) == b"\x00" + b"s" + varint(len(path.encode())) + path.encode()
+        assert make_call_key((path,), ("p",)) == make_key((path,))
+    finally:
+        key_files_under(before)
+        shutil.rmtree(parent)
