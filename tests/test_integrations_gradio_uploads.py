@@ -143,3 +143,23 @@ def test_a_directory_in_the_upload_cache_is_keyed_as_its_string() -> None:
         assert key.startswith(b"\x00") and str(folder).encode() in key
     finally:
         folder.rmdir()
+
+
+def test_gradio_temp_dir_names_the_upload_cache_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    try:
+        ic_gradio.key_uploads_by_content()
+        from gradio.utils import get_upload_folder
+
+        assert get_upload_folder().rstrip(os.sep) + os.sep in keyed_dirs()
+        for name in ("a.png", "b.png"):
+            (folder / name).write_bytes(b"same bytes")
+        assert make_key(str(folder / "a.png")) == make_key(str(folder / "b.png"))
+        default = os.path.join(tempfile.gettempdir(), "gradio") + os.sep
+        assert default not in keyed_dirs()
+    finally:
+        monkeypatch.undo()  # the environment as it was, then the upload cache it names
+        ic_gradio.key_uploads_by_content()
+    assert str(folder) + os.sep not in keyed_dirs()
