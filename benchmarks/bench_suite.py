@@ -18,13 +18,13 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import pytest
+from typing import Any
 
 import cases
+import pytest
 from cases import (
     CONCURRENCY_PEERS,
     HASH_ROWS,
@@ -175,7 +175,7 @@ def test_hit_small_args_metrics(benchmark: Any, request: pytest.FixtureRequest, 
 # --------------------------------------------------------------------------- big values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _value(case: str) -> Any:
     return cases.VALUE_CASES_BY_NAME[case].build()
 
@@ -214,7 +214,7 @@ def test_hit_value(
 # --------------------------------------------------------------------------- hashing throughput
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _buffer(name: str) -> Any:
     import numpy as np
 
@@ -294,7 +294,7 @@ def test_concurrent_identical_calls(
 # --------------------------------------------------------------------------- prefix search
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prompts() -> tuple[str, ...]:
     return tuple(cases.build_prompts(SIZES.prompts))
 
@@ -343,14 +343,17 @@ def test_prefix_search(benchmark: Any, request: pytest.FixtureRequest, row: str)
     expected = prompts[len(prompts) // 2]
     query = expected + " and now continue the conversation"
     if method == "loop":
-        fn: Callable[[], Any] = lambda: cases.guide_longest_prefix(c, query)
+        def fn() -> Any:
+            return cases.guide_longest_prefix(c, query)
     elif method == "keys":
-        fn = lambda: c.keys()
+        def fn() -> Any:
+            return c.keys()
     else:
         lp = getattr(c, "longest_prefix", None)
         if lp is None:
             na("Cache.longest_prefix not in infercache yet")
-        fn = lambda: lp(query)
+        def fn() -> Any:
+            return lp(query)
     found = fn()
     if method != "keys":
         text = found if isinstance(found, str) else repr(found)
@@ -368,10 +371,10 @@ def _memory_cases() -> list[str]:
     return list(memory_probe.CASES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _memory_results() -> dict[str, dict[str, Any]]:
     """Run the probe once, in a fresh interpreter, for every case."""
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - this interpreter on the suite's own probe
         [sys.executable, str(HERE / "memory_probe.py")],
         capture_output=True,
         text=True,
@@ -396,7 +399,7 @@ def test_memory_accounting(request: pytest.FixtureRequest, case: str) -> None:
 # --------------------------------------------------------------------------- persistent tiers
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _redis_server() -> Any:
     """One real redis-server on a free 127.0.0.1 port for the whole run (stopped at exit)."""
     try:

@@ -17,16 +17,16 @@ Sizes shrink when the environment variable ``INFERCACHE_BENCH_QUICK`` is ``1``
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 QUICK: bool = os.environ.get("INFERCACHE_BENCH_QUICK") == "1"
 
@@ -413,7 +413,8 @@ PEERS: tuple[Peer, ...] = (
     ),
     Peer("joblib.Memory", _make_joblib, tier="disk"),
     Peer("diskcache.memoize", _make_diskcache, tier="disk"),
-) + tuple(Peer(ic_peer_name(d), _make_ic(d), single_flight=True) for d in IC_DIGESTS)
+    *(Peer(ic_peer_name(d), _make_ic(d), single_flight=True) for d in IC_DIGESTS),
+)
 PEERS_BY_NAME: dict[str, Peer] = {p.name: p for p in PEERS}
 
 #: peers timed for hits on small arguments (everything).
@@ -477,7 +478,7 @@ def _classify_function(counter: Counter) -> Callable[..., Any]:
     return classify
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tier_image() -> Any:
     return VALUE_CASES_BY_NAME["image_1080p"].build()
 
@@ -607,7 +608,8 @@ HASH_ROWS: tuple[str, ...] = (
     "xxh3_128",
     "xxh3_64",
     "gr.cache cache_hash(array)",
-) + tuple(f"infercache hash_key ({d})" for d in IC_DIGESTS)
+    *(f"infercache hash_key ({d})" for d in IC_DIGESTS),
+)
 
 
 def hash_row_function(name: str, buf: Any) -> Callable[[], Any]:
@@ -682,8 +684,11 @@ def run_burst(fn: Callable[..., Any], callers: int) -> list[Any]:
 
 def build_prompts(n: int) -> list[str]:
     """``n`` distinct chat-like prompts of realistic length (~100-300 characters)."""
-    words = ("system user assistant image model cache tensor prompt token reply "
-             "please describe the following picture in detail with colours").split()
+    words = [
+        "system", "user", "assistant", "image", "model", "cache", "tensor", "prompt", "token",
+        "reply", "please", "describe", "the", "following", "picture", "in", "detail", "with",
+        "colours",
+    ]
     out = []
     for i in range(n):
         k = 15 + i % 30
@@ -696,7 +701,7 @@ def guide_longest_prefix(cache: Any, prompt: str) -> Any:
     """The prefix loop from the Gradio caching guide: scan ``keys()`` for the longest prefix."""
     best_key = None
     best_len = 0
-    for cached_key in cache.keys():
+    for cached_key in cache.keys():  # noqa: SIM118 - the guide's loop; gr.Cache is not iterable
         if isinstance(cached_key, str) and prompt.startswith(cached_key) and len(cached_key) > best_len:
             best_key = cached_key
             best_len = len(cached_key)

@@ -28,12 +28,13 @@ SYSTEM_PROMPTS = [
     "Summarise the following document in three bullet points for a busy executive.\n\nDocument: ",
 ]
 
-WORDS = (
-    "the model cache prompt token answer question data image audio user system "
-    "reply python error result value vector search index memory batch layer "
-    "attention prefix length score train infer serve request latency queue "
-    "gradio tensor array string number function output input state session"
-).split()
+WORDS = [
+    "the", "model", "cache", "prompt", "token", "answer", "question", "data", "image", "audio",
+    "user", "system", "reply", "python", "error", "result", "value", "vector", "search", "index",
+    "memory", "batch", "layer", "attention", "prefix", "length", "score", "train", "infer", "serve",
+    "request", "latency", "queue", "gradio", "tensor", "array", "string", "number", "function",
+    "output", "input", "state", "session",
+]
 
 
 def make_prompt(rng: random.Random) -> str:
@@ -86,7 +87,7 @@ def per_call_us(fn: Callable[[str], object], queries: list[str], min_time: float
 
 
 def run(sizes: list[int], n_queries: int, min_time: float, seed: int) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not a secret
     all_prompts = list(dict.fromkeys(make_prompt(rng) for _ in range(max(sizes))))
     print(
         f"{'entries':>8} {'build ms':>9} {'nodes':>8} {'radix us':>9} "
@@ -94,7 +95,7 @@ def run(sizes: list[int], n_queries: int, min_time: float, seed: int) -> None:
     )
     for n in sizes:
         keys = all_prompts[:n]
-        qrng = random.Random(seed + n)
+        qrng = random.Random(seed + n)  # noqa: S311 - reproducible test data, not a secret
         queries = make_queries(qrng, keys, n_queries)
 
         t0 = time.perf_counter()
@@ -106,10 +107,11 @@ def run(sizes: list[int], n_queries: int, min_time: float, seed: int) -> None:
         for q in queries:
             hit = index.longest_prefix(q)
             expected = scan(keys, q)
-            assert (hit[0] if hit else None) == expected, "radix and scan disagree"
+            if (hit[0] if hit else None) != expected:
+                raise RuntimeError(f"radix and scan disagree on {q!r}")
 
         radix = per_call_us(index.longest_prefix, queries, min_time)
-        linear = per_call_us(lambda q: scan(keys, q), queries, min_time)
+        linear = per_call_us(lambda q, keys=keys: scan(keys, q), queries, min_time)
         print(
             f"{n:>8} {build_ms:>9.1f} {index._node_count():>8} {radix:>9.2f} "
             f"{linear:>10.1f} {linear / radix:>7.0f}x"

@@ -17,6 +17,9 @@ import cases
 
 TARGETS_DOC = "benchmarks/README.md"
 
+# The report is typeset: the multiplication sign for ratios, an en dash for an empty cell.
+# ruff: noqa: RUF001, RUF002
+
 
 @dataclass
 class Row:
@@ -231,7 +234,7 @@ def _target_rows(rows: list[Row]) -> list[tuple[str, str, str, str]]:
     conc = [r for r in rows if r.section == "concurrency" and r.peer == default]
     if conc and _ok(conc[0]):
         counts = conc[0].extra.get("computations", [])
-        out.append((f"{conc[0].extra.get('callers', '?')} concurrent identical calls", 
+        out.append((f"{conc[0].extra.get('callers', '?')} concurrent identical calls",
                     f"{max(counts) if counts else '?'} computation(s) per burst", "1",
                     verdict(bool(counts) and max(counts) == 1)))
     else:
@@ -279,7 +282,7 @@ def section_metrics(rows: list[Row], notes: Notes) -> list[str]:
             continue
         cell = "1" if p == "without metrics" else ("n/a" if ratio is None else f"{ratio:.3f}")
         lines.append(f"| {p} | {fmt_time(r.median)} | {cell} |")  # type: ignore[union-attr]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_targets(rows: list[Row]) -> list[str]:
@@ -288,7 +291,7 @@ def section_targets(rows: list[Row]) -> list[str]:
              "|---|---|---|---|"]
     for t in _target_rows(rows):
         lines.append("| " + " | ".join(t) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_hits(rows: list[Row], notes: Notes) -> list[str]:
@@ -320,7 +323,7 @@ def section_hits(rows: list[Row], notes: Notes) -> list[str]:
                 cell += " ⚠"
             cells.append(cell)
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_miss(rows: list[Row], notes: Notes) -> list[str]:
@@ -344,7 +347,7 @@ def section_miss(rows: list[Row], notes: Notes) -> list[str]:
         s = speedup(rows, "miss", "small_args", p)
         ratio = fmt_ratio(s) if p not in (cases.REFERENCE,) and not p.startswith("no cache") else "–"
         lines.append(f"| {p} | {fmt_time(r.median)} | {over} | {ratio} |")  # type: ignore[union-attr]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def throughput(row: Row | None) -> float | None:
@@ -380,7 +383,7 @@ def section_hash(rows: list[Row], notes: Notes) -> list[str]:
             rel = r.median / ref.median if _ok(ref) else None  # type: ignore[union-attr,operator]
             cells += [f"{gbs:.2f}", f"{rel:.2f}" if rel is not None else "n/a"]
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_memory(rows: list[Row], notes: Notes) -> list[str]:
@@ -418,7 +421,7 @@ def section_memory(rows: list[Row], notes: Notes) -> list[str]:
             else:
                 cells.append(f"n/a {notes.ref(f'{e} / {r.case}: {v}')}")
         lines.append(f"| {r.label} | {fmt_bytes(actual)} ({r.extra.get('method')}) | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_concurrency(rows: list[Row], notes: Notes) -> list[str]:
@@ -442,7 +445,7 @@ def section_concurrency(rows: list[Row], notes: Notes) -> list[str]:
             continue
         counts = r.extra.get("computations", [])
         lines.append(f"| {r.peer} | {', '.join(map(str, counts))} | {fmt_time(r.median)} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_prefix(rows: list[Row], notes: Notes) -> list[str]:
@@ -467,7 +470,7 @@ def section_prefix(rows: list[Row], notes: Notes) -> list[str]:
         correct = r.extra.get("correct")
         lines.append(f"| {r.peer} | {fmt_time(r.median)} | {fmt_ratio(s)} | "
                      f"{'–' if correct is None else ('yes' if correct else 'NO')} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 E2E_NOOP_PREFIX = "no-op"
@@ -644,7 +647,7 @@ def section_tiers(rows: list[Row], notes: Notes) -> list[str]:
                 cell += f" ⚠ {r.extra['computations_during_hits']} recomputed"  # type: ignore[union-attr]
             cells.append(cell)
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------- plots
@@ -809,7 +812,7 @@ def build(out: Path) -> list[Path]:
     lines += section_machine(machine)
     lines += body
     if notes.items:
-        lines += ["## Notes (n/a and errors)", ""] + notes.render() + [""]
+        lines += ["## Notes (n/a and errors)", "", *notes.render(), ""]
     if pngs:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] + [""]
     md = out / "report.md"
