@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
-from keys_fixtures import all_distinct, k
+from keys_fixtures import all_distinct, k, keys_in_process
 
 from infercache.keys import UnhashableError, make_key
 
@@ -59,3 +60,195 @@ def test_images_key_mode_size_pixels_and_palette() -> None:
     p2.putpalette(palette)
     assert k(p1) == k(p1.copy())
     assert k(p1) != k(p2)
+
+
+# ---------------------------------------------------------------- pixels: canonical keys, storage vs encoder
+
+np = pytest.importorskip("numpy")
+ImageChops = pytest.importorskip("PIL.ImageChops")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from infercache.keys.pil import _STORAGE_BYTES, _storage, write_pixels  # noqa: E402
+from infercache.keys.wire import T_BYTES, digest_sink, new_sink, write_buffer  # noqa: E402
+from infercache.safety import protect, release  # noqa: E402
+
+# Small images take the inline and encoder paths; from 128x128 (16384 pixels,
+# 64 KiB of 4-byte storage) the pixels are read from Pillow's storage.
+SIZES = st.one_of(
+    st.tuples(st.integers(1, 40), st.integers(1, 30)),
+    st.tuples(st.integers(128, 260), st.integers(128, 200)),
+)
+MODES = sorted({*_STORAGE_BYTES, "RGB", "1", "LA", "PA", "La", "YCbCr", "LAB", "HSV"})
+EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _rgb(size: tuple[int, int], seed: int) -> Any:
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def _padding(im: Image.Image) -> set[int]:
+    """The values of the padding byte of an RGB image's 4-byte storage."""
+    return set(im.tobytes("raw", "RGBX")[3::4])
+
+
+def _png_decoded(im: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    buf.seek(0)
+    return Image.open(buf).copy()  # copy(): the same pixels, no file format or PNG info
+
+
+def _made_every_way(pixels: Any) -> dict[str, Image.Image]:
+    """The same RGB pixels by different routes, leaving different padding bytes."""
+    h, w = pixels.shape[:2]
+    from_array = Image.fromarray(pixels)  # padding 255
+    padding_zero = ImageChops.difference(from_array, Image.new("RGB", (w, h), (0, 0, 0)))  # |x - 0|, |255 - 255|
+    mixed = Image.new("RGB", (w, h))  # black with padding 0
+    mixed.paste(padding_zero)
+    box = (0, 0, max(1, w // 2), h)
+    mixed.paste(from_array.crop(box), box)
+    put = Image.new("RGB", (w, h))
+    put.putdata([tuple(p) for p in pixels.reshape(-1, 3).tolist()])
+    return {
+        "fromarray": from_array,
+        "padding_zero": padding_zero,
+        "new_paste_mixed": mixed,
+        "new_putdata": put,
+        "png_decoded": _png_decoded(from_array),
+        "resized_same_size": padding_zero.resize((w, h)),
+    }
+
+
+@EXAMPLES
+@given(size=SIZES, seed=st.integers(0, 2**32 - 1))
+def test_equal_rgb_images_have_equal_keys_however_they_were_made(size: tuple[int, int], seed: int) -> None:
+    made = _made_every_way(_rgb(size, seed))
+    assert _padding(made["fromarray"]) == {255} and _padding(made["padding_zero"]) == {0}
+    keys = {name: make_key(im) for name, im in made.items()}
+    assert len(set(keys.values())) == 1, keys
+    assert len({make_key(im, algorithm="xxh3") for im in made.values()}) == 1
+
+
+def _image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
+    n = len(Image.new(mode, size).tobytes())  # mode "1" packs 8 pixels a byte
+    raw = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    return Image.frombytes(mode, size, raw)
+
+
+def _pixels_digest(im: Image.Image, *, from_storage: bool) -> bytes:
+    out = new_sink("blake3")
+    write_pixels(im, out, from_storage=from_storage)
+    return digest_sink(out)
+
+
+@EXAMPLES
+@given(mode=st.sampled_from(MODES), size=SIZES, seed=st.integers(0, 2**32 - 1))
+def test_pixels_from_storage_and_from_the_encoder_are_the_same_bytes(
+    mode: str, size: tuple[int, int], seed: int
+) -> None:
+    """Every mode, both paths: ``tobytes()`` (RGB: ``tobytes("raw", "XRGB")``) as a ``T_BYTES`` piece."""
+    im = _image(mode, size, seed)
+    expected = new_sink("blake3")
+    write_buffer(T_BYTES, memoryview(im.tobytes("raw", "XRGB") if mode == "RGB" else im.tobytes()), expected)
+    assert _pixels_digest(im, from_storage=True) == _pixels_digest(im, from_storage=False) == digest_sink(expected)
+
+
+@pytest.mark.parametrize("mode", ["RGB", *sorted(_STORAGE_BYTES)])
+def test_large_images_of_the_storage_modes_are_read_from_the_storage(mode: str) -> None:
+    im = _image(mode, (256, 256), 1)
+    n = 256 * 256 * (4 if mode == "RGB" else _STORAGE_BYTES[mode])
+    found = _storage(im, n)
+    assert found is not None and found[1].nbytes == n
+    assert _storage(im, 2 * n) is None and _storage(im, n // 2) is None  # never past the buffer
+    if mode != "RGB":
+        assert found[1].tobytes() == im.tobytes()
+
+
+def _one_difference(im: Image.Image, change: str, where: int) -> Image.Image:
+    w, h = im.size
+    out = im.copy()
+    if change == "pixel":
+        x, y = where % w, (where // w) % h
+        value = out.getpixel((x, y))
+        channel = where % 3
+        bumped = list(value)
+        bumped[channel] = (bumped[channel] + 1 + where % 254) % 256
+        out.putpixel((x, y), tuple(bumped))
+    elif change == "size":
+        out = Image.frombytes("RGB", (h, w), im.tobytes()) if w != h else im.crop((0, 0, w, h - 1))
+    elif change == "mode":
+        out = Image.frombytes("RGBX", im.size, im.tobytes("raw", "RGBX"))
+    elif change == "info":
+        out.info["dpi"] = (where % 600 + 1, 72)
+    return out
+
+
+@EXAMPLES
+@given(size=SIZES, seed=st.integers(0, 2**32 - 1), change=st.sampled_from(["pixel", "size", "mode", "info"]),
+       where=st.integers(0, 2**20))
+def test_any_difference_of_pixels_size_mode_or_info_changes_the_key(
+    size: tuple[int, int], seed: int, change: str, where: int
+) -> None:
+    im = Image.fromarray(_rgb(size, seed))
+    other = _one_difference(im, change, where)
+    assert make_key(other) != make_key(im)
+    assert make_key(other, algorithm="xxh3") != make_key(im, algorithm="xxh3")
+
+
+@EXAMPLES
+@given(size=SIZES, seed=st.integers(0, 2**32 - 1), entry=st.integers(0, 255), channel=st.integers(0, 2))
+def test_any_palette_difference_changes_the_key(size: tuple[int, int], seed: int, entry: int, channel: int) -> None:
+    im = Image.fromarray(_rgb(size, seed)).convert("P")
+    palette = im.getpalette() or []
+    palette += [0] * (768 - len(palette))
+    palette[entry * 3 + channel] = (palette[entry * 3 + channel] + 1) % 256
+    other = im.copy()
+    other.putpalette(palette)
+    assert make_key(other) != make_key(im)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_images_whose_storage_is_not_exported_are_keyed_like_the_others(mode: str) -> None:
+    """Images over memory Pillow did not allocate (frombuffer), and images in
+    several memory blocks, are hashed through the encoder: same keys, no crash."""
+    im = _image(mode, (256, 200), 3)
+    expected = make_key(im)
+    if mode != "RGB":  # frombuffer maps L / RGBA memory as is (a read-only core)
+        mapped = Image.frombuffer(mode, im.size, im.tobytes(), "raw", mode, 0, 1)
+        assert mapped.im.readonly and _storage(mapped, len(im.tobytes())) is None
+        assert make_key(mapped) == expected
+    n = len(im.tobytes()) if mode != "RGB" else 256 * 200 * 4
+    assert _storage(im, n) is not None
+    core = Image.core
+    block_size = core.get_block_size()
+    core.set_block_size(1 << 14)
+    try:
+        blocks = im.copy()
+    finally:
+        core.set_block_size(block_size)
+    assert _storage(blocks, n) is None  # in several blocks
+    assert make_key(blocks) == expected
+
+
+def test_rgb_images_are_keyed_the_same_without_numpy() -> None:
+    """Without numpy the RGB storage cannot be shifted: the encoder streams XRGB instead."""
+    code = (
+        "import json, sys\n"
+        "from PIL import Image\n"
+        "from infercache.keys import make_key\n"
+        "im = Image.frombytes('RGB', (256, 200), bytes((i * 7) % 256 for i in range(256 * 200 * 3)))\n"
+        "keys = [make_key(im).hex(), make_key(Image.new('RGB', (300, 300))).hex()]\n"
+        "assert 'numpy' not in sys.modules\n"
+        "print(json.dumps(keys))\n"
+    )
+    im = Image.frombytes("RGB", (256, 200), bytes((i * 7) % 256 for i in range(256 * 200 * 3)))
+    assert keys_in_process(code, "0") == [make_key(im).hex(), make_key(Image.new("RGB", (300, 300))).hex()]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_a_hit_keys_like_the_image_it_came_from(mode: str) -> None:
+    im = _image("RGB", (256, 200), 5).convert(mode)
+    hit = release(protect(im))
+    assert make_key(hit) == make_key(im)

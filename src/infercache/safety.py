@@ -58,7 +58,7 @@ callers. Everything else is handed out as an object of the caller's own:
   its first write (``paste``, ``putpixel``, ``putdata``, ``putalpha``,
   ``alpha_composite``, ``ImageDraw``; ``thumbnail`` and ``exif_transpose``
   replace them). The writers that would write in place (``frombytes`` on the
-  image, ``putpalette``, a palette made dirty, pixel access from ``load()``,
+  image, ``putpalette`` or any palette made dirty, pixel access from ``load()``,
   ``getim()`` for in-place C code such as ``ImageCms.applyTransform(...,
   inPlace=True)``) are guarded on each released image: they copy the pixels
   first, then work as on any image. Palette images (``P``, ``PA``) are copied
@@ -1154,7 +1154,6 @@ def _shared_image(kept: Any) -> Any:
     attrs = out.__dict__
     attrs["load"] = functools.partial(_guarded_load, ref, core)
     attrs["frombytes"] = functools.partial(_guarded_writer, ref, core, "frombytes")
-    attrs["putpalette"] = functools.partial(_guarded_writer, ref, core, "putpalette")
     attrs["getim"] = functools.partial(_guarded_writer, ref, core, "getim")
     return out
 
@@ -1185,7 +1184,9 @@ def _guarded_load(ref: Callable[[], Any], core: Any) -> Any:
     if im._im is not core:
         return load(im)
     palette = im.palette
-    if palette is not None and palette.dirty:  # load() would write it into the core
+    if palette is not None and palette.dirty:
+        # load() would install it into the core (putpalette, apply_transparency and
+        # a palette set by hand all end here), even turning an L core into P.
         _own_core(im, core)
         return load(im)
     pixels = load(im)

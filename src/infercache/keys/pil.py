@@ -209,10 +209,11 @@ def _storage(im: Any, n: int) -> tuple[Any, memoryview] | None:
     if export is None:
         return None
     try:
+        schema = core.__arrow_c_schema__()
         capsule = export()
-    except (ValueError, OSError, MemoryError):  # several blocks, mode without an Arrow form
+    except (AttributeError, ValueError, OSError, MemoryError):  # several blocks, no Arrow form
         return None
-    address = _data_address(capsule, im.size[0] * im.size[1], n)
+    address = _data_address(schema, capsule, im.size[0] * im.size[1], n)
     if address is None:
         return None
     import ctypes  # imported on first use: a program without large images never needs it
@@ -233,6 +234,9 @@ def _arrow_struct() -> Any:
         class ArrowArray(ctypes.Structure):
             pass
 
+        class ArrowSchema(ctypes.Structure):
+            _fields_ = [("format", ctypes.c_char_p)]  # the first field is all that is read
+
         ArrowArray._fields_ = [
             ("length", ctypes.c_int64),
             ("null_count", ctypes.c_int64),
@@ -248,32 +252,40 @@ def _arrow_struct() -> Any:
         get = ctypes.pythonapi.PyCapsule_GetPointer
         get.restype = ctypes.c_void_p
         get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        _arrow = (ArrowArray, get)
+        _arrow = (ArrowSchema, ArrowArray, get)
     return _arrow
 
 
-def _data_address(capsule: Any, pixels: int, n: int) -> int | None:
+def _data_address(schema: Any, capsule: Any, pixels: int, n: int) -> int | None:
     """Address of the one data buffer of Pillow's export when it holds exactly
     ``pixels`` pixels in ``n`` bytes from its start, else ``None``."""
     try:
-        array_type, get = _arrow_struct()
+        schema_type, array_type, get = _arrow_struct()
+        schema_pointer = get(schema, b"arrow_schema")
         pointer = get(capsule, b"arrow_array")
     except (AttributeError, ValueError, TypeError, OSError):  # no ctypes.pythonapi, another capsule
         return None
-    if not pointer:
+    if not pointer or not schema_pointer:
+        return None
+    width = _ELEMENT_BYTES.get(schema_type.from_address(schema_pointer).format or b"")
+    if width is None or pixels * width != n:
         return None
     array = array_type.from_address(pointer)
     if array.length != pixels or array.offset != 0:
         return None
     if array.n_children == 1:  # 4 bytes per pixel: a fixed-size list of 4 uint8
-        if array.n_buffers != 1 or pixels * 4 != n:
+        if array.n_buffers != 1:
             return None
         array = array.children[0].contents
         if array.length != n or array.offset != 0:
             return None
-    elif array.n_children != 0 or array.length * (n // pixels) != n:
+    elif array.n_children != 0:
         return None
     if array.n_buffers != 2:
         return None
     address: int | None = array.buffers[1]
     return address or None
+
+
+#: Bytes per pixel of the Arrow formats Pillow exports (a multi-band pixel is 4 uint8).
+_ELEMENT_BYTES = {b"C": 1, b"c": 1, b"s": 2, b"S": 2, b"i": 4, b"I": 4, b"f": 4, b"+w:4": 4}
