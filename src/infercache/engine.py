@@ -451,13 +451,65 @@ class Engine:
         receive the leader's kept result (or its exception); a follower whose
         leader was abandoned (cancelled, interrupted) looks up again and may
         lead itself.
+
+        The path of a leader without tiers is written out here (it is the
+        miss compared with gr.cache); the others go on in :meth:`_call_on`.
         """
         namespace, key = full
         slot = (SESSION, namespace, key) if namespace else key  # store.slot_of, inlined
-        lead = self.store.lead
+        # One critical section: the entry (stored since our lookup?), else follow or lead.
+        kind, call = self.store.lead(slot, _ident(), Call, check_recursion)
+        if kind or self.tiers:  # FOLLOW or FOUND (LEAD is 0), or a leader that asks the tiers first
+            return self._call_on(full, slot, kind, call, func, args, kwargs, integrations)
+        start = _perf()
+        # For recursion through a thread or context that inherits it (the thread check
+        # in Store.lead does not see those).
+        token = current_work.set((call, current_work.get()))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._abandon(slot, call, exc, _perf() - start)
+            raise
+        finally:
+            current_work.reset(token)
+        seconds = _perf() - start
+        # _settle, written out (no tiers to write through).
+        kept: Any = ABANDONED
+        size = -1
+        try:
+            try:
+                framed = result
+                for integration in integrations:
+                    framed = integration.store_output(framed)
+                if framed is result and type(result) in _PLAIN:  # kept as it is, a leaf for sizeof
+                    kept = result
+                    size = _getsizeof(result) + (_getsizeof(key) if type(key) is bytes else sizeof(key))
+                else:
+                    kept = Framed(protect(framed)) if framed is not result else protect(result)
+            except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
+                self.report_unkept(exc, "the result")
+            else:
+                if size < 0:
+                    size = sizeof(kept) + sizeof(key)
+        finally:
+            self.store.settle(slot, call, kept, size, seconds)
+            if call.future is not None:  # final once settled (see Store.settle)
+                resolve(call.future, kept)
+        return result
+
+    def _call_on(
+        self,
+        full: Full,
+        slot: Hashable,
+        kind: int,
+        got: Any,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        integrations: Sequence[hooks.Integration],
+    ) -> Any:
+        """:meth:`call` after the first :meth:`Store.lead` said ``(kind, got)``: follow, serve, or lead with tiers."""
         while True:
-            # One critical section: the entry (stored since our lookup?), else follow or lead.
-            kind, got = lead(slot, _ident(), Call, check_recursion)
             if kind == FOUND:
                 return self.serve(got)
             if kind != FOLLOW:
@@ -465,6 +517,7 @@ class Engine:
             served = self._followed(full, got.result())
             if served is not _RETRY:
                 return served
+            kind, got = self.store.lead(slot, _ident(), Call, check_recursion)
         call: Call = got  # the ticket of the result, too
         lease = None
         if self.tiers:
@@ -607,8 +660,8 @@ class Engine:
                     _getsizeof(key) if type(key) is bytes else sizeof(key)
                 )
         finally:
-            stored, future = self.store.settle(slot, call, kept, size, cost)
-            resolve(future, kept)
+            stored = self.store.settle(slot, call, kept, size, cost)
+            resolve(call.future, kept)  # final once settled (see Store.settle)
         if stored and through and self.tiers:
             self._write_through(full, kept, cost)
         return kept if stored else ABANDONED

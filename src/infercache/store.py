@@ -49,10 +49,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
+from logging import DEBUG
 from typing import Any, NamedTuple
 
 from .config import check_max_size, check_ttl
 from .log import logger
+
+_debug_on = logger.isEnabledFor  # the check logger.debug() makes first, without the call
 
 __all__ = [
     "EVICTION_REASONS",
@@ -224,6 +227,8 @@ class Store:
         self.max_size = check_max_size(max_size)
         self.max_memory = max_memory
         self.ttl = check_ttl(ttl)
+        # Bounded by count alone, nothing expires: what Store.settle's short path covers.
+        self._lean = max_memory is None and self.ttl is None
         self._clock = clock
         # Entries by slot (slot_of), least recently used first. Never replaced: the
         # decorator's inlined hit path holds its bound methods.
@@ -393,31 +398,49 @@ class Store:
         finally:
             self._release()
 
-    def settle(
-        self, slot: Hashable, call: Any, value: Any, size: int, seconds: float
-    ) -> tuple[bool, concurrent.futures.Future[Any] | None]:
+    def settle(self, slot: Hashable, call: Any, value: Any, size: int, seconds: float) -> bool:
         """A leader's computation ended: store ``value`` under its call and forget the call, in one round.
 
         ``value`` (already protected, ``size`` bytes; a negative size stores
         nothing) is stored, costing ``seconds``, only while ``call`` is still
         the slot's call: an invalidation covering it meanwhile dropped it from
-        the table. Counts the computation. Returns ``(stored, future)``: the
-        future its followers wait on (None when nobody waits), for the caller
-        to resolve outside the lock.
+        the table. Counts the computation. Returns whether it was stored.
+
+        Once this returns, no caller can start following ``call`` (it is out
+        of the table): ``call.future`` is then final, None when nobody waits,
+        and the caller resolves it outside the lock.
         """
         self._acquire()
         try:
             self.computations += 1
             self.compute_seconds += seconds
             calls = self._calls
-            stored = False
-            if calls.get(slot) is call:
-                del calls[slot]
-                if size >= 0:
-                    stored = self._put(slot, value, size, None, seconds)
-            future = call.future
-            call.future = None
-            return stored, future
+            other = calls.pop(slot, None)
+            if other is not call:
+                if other is not None:  # a newer call of the slot (ours was invalidated): it stays
+                    calls[slot] = other
+                return False
+            if size < 0:
+                return False
+            if self._lean and type(slot) is not tuple and slot not in self._data:
+                # _put for the usual case (not a session's slot, which _put indexes; no ttl, no
+                # max_memory): a new entry, and at most the least recently used one out.
+                data = self._data
+                data[slot] = Entry(value, size, None, None, seconds)
+                self._memory += size
+                max_size = self.max_size
+                if max_size and len(data) > max_size:
+                    out_slot, out = data.popitem(last=False)
+                    if self._by_namespace or self._listeners:
+                        self._forget_entry(out_slot, out)
+                    else:
+                        self._memory -= out.size
+                    self._size_evictions += 1
+                    self.evictions += 1
+                    if _debug_on(DEBUG):
+                        logger.debug("infercache: evicted %d entries to stay within the cache's bounds", 1)
+                return True
+            return self._put(slot, value, size, None, seconds)
         finally:
             self._release()
 
@@ -745,7 +768,7 @@ class Store:
             self._forget_entry(slot, entry)
             self.evictions += 1
             wave += 1
-        if wave:
+        if wave and _debug_on(DEBUG):
             logger.debug("infercache: evicted %d entries to stay within the cache's bounds", wave)
 
     def _remove(self, slot: Hashable, entry: Entry) -> None:
