@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import keyword
 import sys
 import threading
 from collections import OrderedDict
@@ -435,6 +436,166 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
             return engine.call(("", slot) if full is None else full, func, args, kwargs, registered)
 
         wrapper = sync_wrapper
+        if inline and 0 < fast_count < _EXACT_MAX and all(_plain_name(n) for n in names):
+            wrapper = functools.wraps(func)(
+                _exact_sync_wrapper(
+                    func,
+                    names,
+                    general=sync_wrapper,
+                    env={
+                        "hooks": hooks,
+                        "modules": modules,
+                        "active": active,
+                        "nothing_injected": nothing_injected,
+                        "prefixes_get": str_float_prefixes_get,
+                        "pack_float": pack_float,
+                        "T_FLOAT": T_FLOAT,
+                        "short_call_key": short_call_key,
+                        "make_call_key": make_call_key,
+                        "tag": tag,
+                        "names": names,
+                        "digest": digest,
+                        "probe_miss": probe_miss,
+                        "registered": registered,
+                        "acquire": acquire,
+                        "release_lock": release_lock,
+                        "data_get": data_get,
+                        "to_end": to_end,
+                        "clock": clock,
+                        "store": store,
+                        "PASS_THROUGH": PASS_THROUGH,
+                        "Framed": Framed,
+                        "release": release,
+                        "deliver": deliver,
+                        "engine": engine,
+                        "func": func,
+                    },
+                )
+            )
 
     cast(Any, wrapper).cache = CacheHandle(engine)
     return wrapper
+
+
+_EXACT_MAX = 16  # most parameters of a function given an exact-signature wrapper
+
+_NOARG: Any = type("_NoArg", (), {"__repr__": lambda self: "<no argument>", "__slots__": ()})()
+
+# The sync wrapper's hit path (see sync_wrapper above: the same steps, in the same order)
+# for a function whose parameters are all positional-or-keyword, written with the
+# function's own parameters instead of *args/**kwargs: a call then builds no tuple and
+# no dict (~40 ns of a 0.6 µs hit). Every name the body uses is prefixed with _ic_ (the
+# function's parameters may shadow any other name, builtins included). A call that does
+# not give every parameter, gives extra positional arguments or finds injected types
+# this function has not seen yet takes the *args wrapper (_ic_general).
+_EXACT_TEMPLATE = """
+def {name}({params_with_defaults}*_ic_rest):
+    if _ic_hooks.pending and _ic_len(_ic_modules) != _ic_hooks.seen_modules:
+        _ic_active()
+    if _ic_rest or {any_missing} or _ic_hooks.injected is not _ic_nothing_injected[0]:
+        _ic_args, _ic_kwargs = _ic_given(({values}), _ic_rest)
+        return _ic_general(*_ic_args, **_ic_kwargs)
+    try:
+        _ic_slot = None
+{str_float}        if _ic_slot is None:
+            _ic_slot = _ic_short_call_key(({values}), _ic_tag)
+            if _ic_slot is None:
+                _ic_slot = _ic_make_call_key(({values}), _ic_names, _ic_digest)
+    except _ic_Exception:
+        _ic_probe_miss(_ic_registered, counted=False)
+        raise
+    _ic_acquire()
+    try:
+        _ic_entry = _ic_data_get(_ic_slot)
+        if _ic_entry is None:
+            _ic_store.misses += 1
+        elif _ic_entry.expires is None or _ic_entry.expires > _ic_clock():
+            _ic_to_end(_ic_slot)
+            _ic_store.hits += 1
+            _ic_store.saved_seconds += _ic_entry.cost
+        else:
+            _ic_store.expire(_ic_slot, _ic_entry)
+            _ic_entry = None
+    finally:
+        _ic_release_lock()
+    if _ic_entry is not None:
+        _ic_gate = _ic_hooks.hit_gate
+        if _ic_gate is not None and _ic_gate.get() is not None:
+            for _ic_hook in _ic_hooks.hit_hooks:
+                _ic_hook()
+        _ic_kept = _ic_entry.value
+        if _ic_type(_ic_kept) in _ic_PASS_THROUGH:
+            return _ic_kept
+        if _ic_type(_ic_kept) is not _ic_Framed:
+            return _ic_release(_ic_kept)
+        return _ic_deliver(_ic_kept)
+    _ic_probe_miss(_ic_registered)
+    return _ic_engine.call(("", _ic_slot), _ic_func, ({values}), {{}}, _ic_registered)
+"""
+
+_EXACT_STR_FLOAT = """        if _ic_type({p0}) is _ic_str and _ic_type({p1}) is _ic_float:
+            _ic_slot = _ic_prefixes_get({p0})
+            if _ic_slot is not None:
+                _ic_slot += _ic_pack_float(_ic_T_FLOAT, {p1})
+"""
+
+
+def _plain_name(name: str) -> bool:
+    """A parameter name an exact wrapper can spell: an identifier, not a keyword, not one of its own."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_ic_")
+
+
+def _given_for(
+    names: tuple[str, ...],
+) -> Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[tuple[Any, ...], dict[str, Any]]]:
+    """For an exact wrapper over ``names``: the caller's own arguments again, from its parameters.
+
+    Parameters before the first one not given were given by position or by
+    name, which is the same for a positional-or-keyword parameter; those given
+    after it are passed by name (extra positional arguments can only follow a
+    full set).
+    """
+
+    def given(values: tuple[Any, ...], rest: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        cut = next((i for i, v in enumerate(values) if v is _NOARG), len(values))
+        kwargs = {n: v for n, v in zip(names[cut:], values[cut:]) if v is not _NOARG}
+        return values[:cut] + rest, kwargs
+
+    return given
+
+
+def _exact_sync_wrapper(
+    func: Callable[..., Any], names: tuple[str, ...], *, general: Callable[..., Any], env: dict[str, Any]
+) -> Callable[..., Any]:
+    """``general`` (the *args sync wrapper) with the hit path written over ``names`` (see _EXACT_TEMPLATE)."""
+    values = "".join(f"{n}, " for n in names)
+    source = _EXACT_TEMPLATE.format(
+        name="sync_wrapper",
+        params_with_defaults="".join(f"{n}=_ic_NOARG, " for n in names),
+        any_missing=" or ".join(f"{n} is _ic_NOARG" for n in names),
+        values=values,
+        str_float=_EXACT_STR_FLOAT.format(p0=names[0], p1=names[1]) if len(names) == 2 else "",
+    )
+    namespace: dict[str, Any] = {f"_ic_{k}": v for k, v in env.items()}
+    namespace.update(
+        _ic_NOARG=_NOARG,
+        _ic_general=general,
+        _ic_given=_given_for(names),
+        _ic_len=len,
+        _ic_type=type,
+        _ic_str=str,
+        _ic_float=float,
+        _ic_Exception=Exception,
+    )
+    # The source is the template above with parameter names checked to be identifiers.
+    exec(compile(source, f"<infercache wrapper of {getattr(func, '__qualname__', '?')}>", "exec"), namespace)  # noqa: S102
+    made: Callable[..., Any] = namespace["sync_wrapper"]
+    # Python's own errors (an unexpected keyword argument) name the function, as its own call would.
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str) and name.isidentifier():
+        code = made.__code__.replace(co_name=name)
+        qualname = getattr(func, "__qualname__", None)
+        if sys.version_info >= (3, 11) and isinstance(qualname, str):
+            code = code.replace(co_qualname=qualname)
+        made.__code__ = code
+    return made
