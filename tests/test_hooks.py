@@ -249,3 +249,70 @@ def test_hit_hook_fires_for_store_hits_only_never_for_a_miss_or_its_followers(hi
     assert hit_counter.hits == 0
     assert call(kind, f, 1) == [1, 0]  # served from the store
     assert hit_counter.hits == 1
+
+
+event: ContextVar[dict[str, bool] | None] = ContextVar("event", default=None)
+
+
+class EventHits(HitCounter):
+    """A hit hook that only matters inside the framework's events (Gradio's badge is per event)."""
+
+    name = "event-hits"
+
+    def hit_event(self) -> ContextVar[dict[str, bool] | None]:
+        return event
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hit_hook_with_an_event_variable_fires_only_while_an_event_runs(kind) -> None:
+    events = EventHits()
+    hooks.register(events)
+    try:
+
+        @ic.cache
+        def f(x):
+            return x + 1
+
+        @ic.cache
+        async def af(x):
+            return x + 1
+
+        @ic.cache
+        def gen(x):
+            yield x + 1
+
+        @ic.cache
+        async def agen(x):
+            yield x + 1
+
+        fn = {"sync": f, "async": af, "gen": gen, "asyncgen": agen}[kind]
+        call(kind, fn, 1)  # the miss
+        call(kind, fn, 1)  # a hit outside any event
+        assert events.hits == 0
+        token = event.set({"used": False})
+        try:
+            call(kind, fn, 1)
+            call(kind, fn, 2)  # a miss inside the event
+        finally:
+            event.reset(token)
+        assert events.hits == 1
+    finally:
+        hooks.unregister(events.name)
+
+
+def test_hit_hooks_without_an_event_variable_fire_on_every_hit_beside_one_with_it() -> None:
+    events, counter = EventHits(), HitCounter()
+    hooks.register(events)
+    hooks.register(counter)
+    try:
+
+        @ic.cache
+        def f(x):
+            return x
+
+        f(1)
+        f(1)
+        assert (counter.hits, events.hits) == (1, 1)  # each hook is called and decides for itself
+    finally:
+        hooks.unregister(counter.name)
+        hooks.unregister(events.name)

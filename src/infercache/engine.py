@@ -188,8 +188,7 @@ class Engine:
 
     def serve(self, entry: Entry) -> Any:
         """A hit served from the store: tell the frameworks (badges), then :meth:`deliver`."""
-        for hook in hooks.hit_hooks:
-            hook()
+        hooks.fire_hit_hooks()
         return self.deliver(entry.value)
 
     def report_unkept(self, error: BaseException, what: str) -> None:
@@ -704,8 +703,7 @@ class Engine:
         """The items of a cached generator call: replayed on a hit, else from the shared run."""
         entry = self.lookup(full)
         if entry is not None:
-            for hook in hooks.hit_hooks:  # one hit, however many items it replays
-                hook()
+            hooks.fire_hit_hooks()  # one hit, however many items it replays
             for kept in entry.value:
                 yield self.deliver(kept)
             return
@@ -731,8 +729,7 @@ class Engine:
         # The twin of stream(): the same steps, awaiting the shared run's items.
         entry = self.lookup(full)
         if entry is not None:
-            for hook in hooks.hit_hooks:
-                hook()
+            hooks.fire_hit_hooks()
             for kept in entry.value:
                 yield self.deliver(kept)
             return
