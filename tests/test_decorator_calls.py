@@ -133,3 +133,48 @@ def test_random_call_shapes_compute_once_per_distinct_arguments(calls: list[tupl
     assert len(computed) == len(distinct)
     stats = f.cache.stats()
     assert (stats.hits + stats.misses, stats.misses) == (len(calls), len(distinct))
+
+
+@pytest.mark.parametrize("shape", ["exact", "args"])
+def test_hits_and_misses_from_many_threads_are_each_counted_once(shape: str) -> None:
+    import sys
+    import threading
+
+    if shape == "exact":
+
+        @ic.cache(max_size=4)
+        def f(prompt: str, temperature: float) -> str:
+            return prompt
+
+    else:
+
+        @ic.cache(max_size=4)
+        def f(*args: Any) -> str:  # the *args wrapper's inlined lookup
+            return str(args[0])
+
+    rounds, workers = 3000, 4
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(rounds):
+                # mostly hits on two hot keys, a miss (and an eviction) now and then
+                prompt = "hot" if i % 2 else "warm" if i % 7 else f"cold {seed} {i}"
+                assert f(prompt, 0.5) == prompt
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    stats = f.cache.stats()
+    assert stats.hits + stats.misses + stats.joins == rounds * workers
+    assert stats.size <= 4 and stats.size == len(f.cache)
