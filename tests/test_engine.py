@@ -386,3 +386,39 @@ def test_a_finished_generator_run_is_replayed_from_the_tier_and_a_running_one_is
     third = tiered(DiskTier(tmp_path / "d"))
     assert list(third.stream(full, lambda: numbers("third"), ())) == [1, 2]
     assert calls == ["first", "second"]  # replayed from the tier
+
+
+# -- the written-out miss of a sync leader -------------------------------------------------
+
+_results = st.one_of(
+    st.text(max_size=30),
+    st.binary(max_size=30),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    st.tuples(st.text(max_size=5), st.floats(allow_nan=False)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(results=st.lists(_results, min_size=1, max_size=6))
+def test_a_miss_keeps_and_sizes_its_result_as_protect_and_sizeof_do(results: list[Any]) -> None:
+    """The sync leader keeps plain results without protect() and sizes leaves inline: same entry either way."""
+    from infercache.sizes import sizeof
+
+    engine = Engine(Settings.of(max_size=3), "tests.engine.sized")
+    for i, result in enumerate(results):
+        key = b"\x00key %d" % i
+        assert engine.call(("", key), lambda result=result: result, (), {}, ()) is result  # the caller's own
+        entry = engine.store.peek("", key)
+        assert entry is not None
+        kept = protect(result)
+        assert entry.size == sizeof(kept) + sizeof(key)
+        assert release(entry.value) == result and type(release(entry.value)) is type(result)
+    stats = engine.stats()
+    n = len(results)
+    assert (stats.computations, stats.size, stats.evictions) == (n, min(3, n), max(0, n - 3))
+    assert stats.memory == sum(e.size for _, e in engine.store.entries())
