@@ -26,9 +26,10 @@ dictionary operations (never while computing sizes or values).
 Invalidation is scoped exactly, and checked in one place, :meth:`Store.set`.
 A value computed outside the lock (a function's result, a ``Cache.set`` being
 copied) is written with the :class:`Ticket` taken before computing it
-(:meth:`Store.begin` / :meth:`Store.claim`). The store keeps the tickets in
-flight; an invalidation marks the ones it covers stale, and ``set`` refuses a
-stale ticket:
+(:meth:`Store.begin`; for the leader of a function's miss, its single-flight
+call registered by :meth:`Store.lead`). The store keeps the tickets in
+flight; an invalidation marks the ones it covers stale, and ``set`` (or
+:meth:`Store.settle`) refuses a stale ticket:
 
 - ``delete(ns, key)`` covers the tickets of that one key;
 - ``clear_namespace(ns)`` (a session ending) covers that namespace's tickets;
@@ -39,6 +40,13 @@ closing a tab (``clear_namespace``) never discards another user's running
 computation. :attr:`Ticket.stale` is also what the single-flight table reads
 to keep callers that arrive after an invalidation from joining a computation
 it covers (:mod:`infercache.flight`).
+
+The single-flight table of function calls lives here, under the same lock as
+the entries, so a miss costs two critical sections: :meth:`Store.lead` (the
+entry, stored since the caller's lookup? else follow the call in flight,
+else register a new one) and :meth:`Store.settle` (store the value, forget
+the call, count the computation). An invalidation takes the calls it covers
+out of the table, so callers arriving afterwards lead anew.
 """
 
 from __future__ import annotations
