@@ -139,6 +139,8 @@ class Engine:
         self.label = label or identity
         self.store = Store(settings.max_size, settings.max_memory, settings.ttl)
         self.flights = Flights(self.store)  # calls in flight live in the store's table, under its lock
+        self._lead = self.store.lead
+        self._settle_in_store = self.store.settle
         # A guarded store is shared by caches; each cache gets its own view of it to count its errors.
         self.tiers = tuple(t.view() if isinstance(t, Guarded) else t for t in tiers)
         self.codec = codec
@@ -457,7 +459,7 @@ class Engine:
         namespace, key = full
         slot = (SESSION, namespace, key) if namespace else key  # store.slot_of, inlined
         # One critical section: the entry (stored since our lookup?), else follow or lead.
-        kind, call = self.store.lead(slot, _ident(), Call, check_recursion)
+        kind, call = self._lead(slot, _ident(), Call, check_recursion)
         if kind or self.tiers:  # FOLLOW or FOUND (LEAD is 0), or a leader that asks the tiers first
             return self._call_on(full, slot, kind, call, func, args, kwargs, integrations)
         start = _perf()
@@ -491,9 +493,9 @@ class Engine:
                 if size < 0:
                     size = sizeof(kept) + sizeof(key)
         finally:
-            self.store.settle(slot, call, kept, size, seconds)
+            self._settle_in_store(slot, call, kept, size, seconds)
             if call.future is not None:  # final once settled (see Store.settle)
-                resolve(call.future, kept)
+                _wake(call, kept)
         return result
 
     def _call_on(
@@ -660,7 +662,8 @@ class Engine:
                 )
         finally:
             stored = self.store.settle(slot, call, kept, size, cost)
-            resolve(call.future, kept)  # final once settled (see Store.settle)
+            if call.future is not None:  # final once settled (see Store.settle)
+                _wake(call, kept)
         if stored and through and self.tiers:
             self._write_through(full, kept, cost)
         return kept if stored else ABANDONED
@@ -816,6 +819,13 @@ async def _arelease(lease: Lease | None) -> None:
             await lease.arelease()
         except Exception as exc:  # noqa: BLE001 - an unreleased lease expires by itself
             logger.warning("infercache: a lease was not released (%s: %s)", type(exc).__name__, exc)
+
+
+def _wake(call: Call, kept: Any) -> None:
+    """Hand a settled call's kept value to its followers, and drop the future (the call may live on in
+    child tasks' contexts; the value must not)."""
+    future, call.future = call.future, None
+    resolve(future, kept)
 
 
 def _slot(full: Full) -> Hashable:
