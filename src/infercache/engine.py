@@ -467,7 +467,7 @@ class Engine:
         # in Store.lead does not see those).
         token = current_work.set((call, current_work.get()))
         try:
-            result = func(*args, **kwargs)
+            result = func(*args, **kwargs) if kwargs else func(*args)
         except BaseException as exc:
             self._abandon(slot, call, exc, _perf() - start)
             raise

@@ -100,6 +100,7 @@ MAX_KEPT_FILE_BYTES = 2 * 1024**3
 
 _MAX_PATH_CHARS = 4096
 _MAX_DEPTH = 32
+_SEP = os.sep
 # Exact types that never name a file: outputs of these types are kept as they are, unlooked at.
 _NEVER_FILES: frozenset[type] = frozenset({bytes, int, float, bool, complex, type(None)})
 _INJECTED_TYPES: tuple[type, ...] = (
@@ -635,7 +636,7 @@ class GradioIntegration(hooks.Integration):
         """Keep file outputs by content (see :class:`KeptFile`)."""
         t = type(value)
         if t is str:
-            if "." not in value and os.sep not in value:
+            if "." not in value and _SEP not in value:
                 return value  # cannot name a file (what _as_file checks first, without a stat)
         elif t in _NEVER_FILES:
             return value
