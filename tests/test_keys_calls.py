@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import infercache as ic
 from infercache.keys import make_call_key, make_key
-from infercache.keys.api import short_call_key
+from infercache.keys.api import general_call_key, short_call_key
 from infercache.keys.files import key_files_under, keyed_dirs
 from infercache.keys.wire import KEY_TAG
 
@@ -63,7 +63,8 @@ def test_the_short_path_gives_the_general_paths_key_or_declines(alg: str, values
     short = short_call_key(values, KEY_TAG[alg])
     expected = general(values, alg)
     assert short is None or short == expected
-    assert make_call_key(values, tuple(f"p{i}" for i in range(len(values))), alg) == expected
+    names = tuple(f"p{i}" for i in range(len(values)))
+    assert make_call_key(values, names, alg) == general_call_key(values, names, alg) == expected
     assert short_call_key(values, KEY_TAG[alg]) == short  # memoized prefixes change nothing
 
 

@@ -25,7 +25,7 @@ from .config import Settings
 from .engine import Engine, Framed, Full
 from .errors import CacheKeyError, UnhashableError
 from .keys import hash_key, make_call_key, make_key
-from .keys.api import STR_FLOAT_PREFIXES, short_call_key
+from .keys.api import STR_FLOAT_PREFIXES, general_call_key, short_call_key
 from .keys.wire import KEY_TAG, T_FLOAT, pack_float
 from .log import logger
 from .safety import PASS_THROUGH, release
@@ -348,7 +348,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
             try:
                 if len(args) == fast_count and not kwargs and hooks.injected is nothing_injected[0]:
                     key = short_call_key(args, tag)
-                    full = ("", make_call_key(args, names, digest) if key is None else key)
+                    full = ("", general_call_key(args, names, digest) if key is None else key)
                 else:
                     full = key_of(args, kwargs)
             except Exception:
@@ -393,7 +393,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                     if slot is None:
                         slot = short_call_key(args, tag)
                         if slot is None:
-                            slot = make_call_key(args, names, digest)
+                            slot = general_call_key(args, names, digest)
                 else:
                     full = key_of(args, kwargs)
                     slot = (SESSION, full[0], full[1]) if full[0] else full[1]
@@ -451,7 +451,7 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                         "pack_float": pack_float,
                         "T_FLOAT": T_FLOAT,
                         "short_call_key": short_call_key,
-                        "make_call_key": make_call_key,
+                        "general_call_key": general_call_key,
                         "tag": tag,
                         "names": names,
                         "digest": digest,
@@ -500,7 +500,7 @@ def {name}({params_with_defaults}*_ic_rest):
 {str_float}        if _ic_slot is None:
             _ic_slot = _ic_short_call_key(({values}), _ic_tag)
             if _ic_slot is None:
-                _ic_slot = _ic_make_call_key(({values}), _ic_names, _ic_digest)
+                _ic_slot = _ic_general_call_key(({values}), _ic_names, _ic_digest)
     except _ic_Exception:
         _ic_probe_miss(_ic_registered, counted=False)
         raise

@@ -230,6 +230,12 @@ def make_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: st
         key = short_call_key(values if type(values) is tuple else tuple(values), tag)
         if key is not None:
             return key
+    return general_call_key(values, names, algorithm)
+
+
+def general_call_key(values: tuple[Any, ...], names: tuple[str, ...], algorithm: str = "blake3") -> bytes:
+    """:func:`make_call_key` through the general encoder only (for callers that tried :func:`short_call_key`)."""
+    tag = _check_alg(algorithm)
     if type(values) is not tuple:
         values = tuple(values)
     out = new_sink(algorithm)
