@@ -252,3 +252,36 @@ def test_a_hit_keys_like_the_image_it_came_from(mode: str) -> None:
     im = _image("RGB", (256, 200), 5).convert(mode)
     hit = release(protect(im))
     assert make_key(hit) == make_key(im)
+
+
+def test_rgb_pixels_hash_the_same_with_and_without_blake3_threads() -> None:
+    import blake3
+
+    im = _image("RGB", (600, 400), 9)
+    expected = new_sink("blake3")
+    write_buffer(T_BYTES, memoryview(im.tobytes("raw", "XRGB")), expected)
+    for threads in (1, blake3.blake3.AUTO):
+        out = new_sink("blake3")
+        out.hasher = blake3.blake3(max_threads=threads)
+        write_pixels(im, out, from_storage=True)
+        assert digest_sink(out) == digest_sink(expected)
+
+
+def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    import infercache.keys.pil as pil
+
+    monkeypatch.setattr(pil, "_cost", {False: 0.0, True: 0.0})
+    monkeypatch.setattr(pil, "_images", itertools.count(1))
+    im = _image("RGB", (600, 400), 10)
+    key = make_key(im)
+    assert pil._cost[True] > 0 and pil._cost[False] == 0  # threads measured first
+    assert make_key(im) == key
+    assert pil._cost[False] > 0  # then one thread
+    pil._cost.update({False: 1e-9, True: 2e-9})
+    picks = [pil._use_threads() for _ in range(2 * pil._RETRY)]
+    assert picks.count(True) == 2 and picks.count(False) == 2 * pil._RETRY - 2
+    pil._cost.update({False: 2e-9, True: 1e-9})
+    picks = [pil._use_threads() for _ in range(2 * pil._RETRY)]
+    assert picks.count(False) == 2
