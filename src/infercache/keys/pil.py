@@ -20,7 +20,8 @@ whose storage *is* their ``tobytes()`` (:data:`_STORAGE_BYTES`) without any
 copy, RGB through a small scratch buffer (numpy, when the program has
 imported it). Other images, and every image when the export is unavailable,
 stream Pillow's encoder into the hasher chunk by chunk. Both ways give the
-same key.
+same key. RGB pixels are hashed with one thread or with BLAKE3's threads,
+whichever was faster of late (:data:`_cost`).
 """
 
 from __future__ import annotations
