@@ -24,8 +24,9 @@ from .binding import Signature
 from .config import Settings
 from .engine import Engine, Framed, Full
 from .errors import CacheKeyError, UnhashableError
+from .flight import Call
 from .keys import hash_key, make_call_key, make_key
-from .keys.api import STR_FLOAT_PREFIXES, general_call_key, short_call_key
+from .keys.api import STR_FLOAT_PREFIXES, general_call_key, short_call_key, str_float_key
 from .keys.wire import KEY_TAG, T_FLOAT, pack_float
 from .log import logger
 from .safety import PASS_THROUGH, release
@@ -268,6 +269,11 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
     store = engine.store
     inline = not engine.tiers
     data_get, to_end, acquire, release_lock, clock = store.lookup_parts()
+    # A miss registers this caller as the slot's leader in the same critical section (Store.lead's
+    # LEAD case), when no call of the slot is in flight; engine.led then computes and settles.
+    calls = store.calls_table()
+    led = engine.led
+    ident = threading.get_ident
 
     plain = key_fn is None and not per_session
     injected_types = hooks.injected_types
@@ -390,6 +396,8 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                             slot = str_float_prefixes_get(first)
                             if slot is not None:
                                 slot += pack_float(T_FLOAT, second)
+                            else:
+                                slot = str_float_key(first, second, tag)
                     if slot is None:
                         slot = short_call_key(args, tag)
                         if slot is None:
@@ -401,13 +409,17 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                 probe_miss(registered, counted=False)
                 raise
             entry: Entry | None
+            call: Call | None = None
             if inline:
-                # Store.lookup_slot, inlined: counted, LRU-refreshed and expired under the lock.
+                # Store.lookup_slot, inlined: counted, LRU-refreshed and expired under the lock;
+                # a miss of a slot nobody computes registers this caller as its leader.
                 acquire()
                 try:
                     entry = data_get(slot)
                     if entry is None:
                         store.misses += 1
+                        if slot not in calls:
+                            call = calls[slot] = Call(ident())
                     elif entry.expires is None or entry.expires > clock():
                         to_end(slot)
                         store.hits += 1
@@ -432,6 +444,8 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                 if type(kept) is not Framed:
                     return release(kept)
                 return deliver(kept)
+            if call is not None:
+                return led(slot, call, func, args, kwargs, registered)
             probe_miss(registered)
             return engine.call(("", slot) if full is None else full, func, args, kwargs, registered)
 
@@ -448,6 +462,11 @@ def _wrap(func: Callable[..., Any], settings: Settings) -> Callable[..., Any]:
                         "active": active,
                         "nothing_injected": nothing_injected,
                         "prefixes_get": str_float_prefixes_get,
+                        "str_float_key": str_float_key,
+                        "calls": calls,
+                        "Call": Call,
+                        "ident": ident,
+                        "led": led,
                         "pack_float": pack_float,
                         "T_FLOAT": T_FLOAT,
                         "short_call_key": short_call_key,
@@ -504,11 +523,14 @@ def {name}({params_with_defaults}*_ic_rest):
     except _ic_Exception:
         _ic_probe_miss(_ic_registered, counted=False)
         raise
+    _ic_call = None
     _ic_acquire()
     try:
         _ic_entry = _ic_data_get(_ic_slot)
         if _ic_entry is None:
             _ic_store.misses += 1
+            if _ic_slot not in _ic_calls:
+                _ic_call = _ic_calls[_ic_slot] = _ic_Call(_ic_ident())
         elif _ic_entry.expires is None or _ic_entry.expires > _ic_clock():
             _ic_to_end(_ic_slot)
             _ic_store.hits += 1
@@ -529,6 +551,8 @@ def {name}({params_with_defaults}*_ic_rest):
         if _ic_type(_ic_kept) is not _ic_Framed:
             return _ic_release(_ic_kept)
         return _ic_deliver(_ic_kept)
+    if _ic_call is not None:
+        return _ic_led(_ic_slot, _ic_call, _ic_func, ({values}), None, _ic_registered)
     _ic_probe_miss(_ic_registered)
     return _ic_engine.call(("", _ic_slot), _ic_func, ({values}), {{}}, _ic_registered)
 """
@@ -537,6 +561,8 @@ _EXACT_STR_FLOAT = """        if _ic_type({p0}) is _ic_str and _ic_type({p1}) is
             _ic_slot = _ic_prefixes_get({p0})
             if _ic_slot is not None:
                 _ic_slot += _ic_pack_float(_ic_T_FLOAT, {p1})
+            else:
+                _ic_slot = _ic_str_float_key({p0}, {p1}, _ic_tag)
 """
 
 

@@ -68,7 +68,7 @@ from .log import logger
 from .registry import caches
 from .safety import protect, release
 from .sizes import LEAF_TYPES, sizeof
-from .store import SESSION, CacheStats, Entry, Store, Ticket
+from .store import SESSION, CacheStats, Entry, Store, Ticket, address_of
 from .tiers import Lease, Tier
 from .tiers.guard import Guarded
 
@@ -87,6 +87,10 @@ _ident = threading.get_ident
 _getsizeof = sys.getsizeof
 # Exact types protect() keeps as they are (immutable, holding nothing): kept without the call.
 _PLAIN: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None)})
+# sys.getsizeof of an ASCII str and of bytes is this plus their length (CPython: compact ASCII
+# and bytes objects hold their characters inline, with one terminating NUL counted here).
+_STR_SIZE = _getsizeof("")
+_BYTES_SIZE = _getsizeof(b"")
 _RETRY: Any = object()  # "the leader was abandoned and left nothing: lead or follow again"
 _POLL_FIRST = 0.005  # seconds between looks at the tiers while another process computes, doubling
 _POLL_MAX = 0.1
@@ -462,6 +466,30 @@ class Engine:
         kind, call = self._lead(slot, _ident(), Call, check_recursion)
         if kind or self.tiers:  # FOLLOW or FOUND (LEAD is 0), or a leader that asks the tiers first
             return self._call_on(full, slot, kind, call, func, args, kwargs, integrations)
+        return self.led(slot, call, func, args, kwargs, integrations)
+
+    def led(
+        self,
+        slot: Hashable,
+        call: Call,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        integrations: Sequence[hooks.Integration],
+    ) -> Any:
+        """The leader of a miss without tiers, once ``call`` is ``slot``'s registered call: compute, settle.
+
+        For :meth:`call`, and for the decorator's inlined lookup, which
+        registers the call in the same critical section as its miss (see
+        :meth:`Store.calls_table`). While a framework only probes for a hit,
+        the call is forgotten (a follower that joined meanwhile looks up
+        again) and the framework's miss signal raised, as :meth:`probe_miss` does.
+        """
+        for integration in integrations:
+            if integration.probing():
+                resolve(self.store.forget(slot, call))
+                self.store.uncount_miss()  # the framework will call again for real
+                raise integration.miss_error()
         start = _perf()
         # For recursion through a thread or context that inherits it (the thread check
         # in Store.lead does not see those).
@@ -484,14 +512,19 @@ class Engine:
                     framed = integration.store_output(framed)
                 if framed is result and type(result) in _PLAIN:  # kept as it is, a leaf for sizeof
                     kept = result
-                    size = _getsizeof(result) + (_getsizeof(key) if type(key) is bytes else sizeof(key))
+                    # sys.getsizeof, inlined for an ASCII str and a bytes key (same figures, see _STR_SIZE)
+                    size = (
+                        _STR_SIZE + len(result)
+                        if type(result) is str and result.isascii()
+                        else _getsizeof(result)
+                    ) + (_BYTES_SIZE + len(slot) if type(slot) is bytes else sizeof(address_of(slot)[1]))
                 else:
                     kept = Framed(protect(framed)) if framed is not result else protect(result)
             except Exception as exc:  # noqa: BLE001 - any failure to copy means "do not cache"
                 self.report_unkept(exc, "the result")
             else:
                 if size < 0:
-                    size = sizeof(kept) + sizeof(key)
+                    size = sizeof(kept) + sizeof(address_of(slot)[1])
         finally:
             self._settle_in_store(slot, call, kept, size, seconds)
             if call.future is not None:  # final once settled (see Store.settle)

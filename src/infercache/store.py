@@ -171,7 +171,7 @@ def slot_of(namespace: str, key: Hashable) -> Hashable:
     return (SESSION, namespace, key) if namespace else key
 
 
-def _address(slot: Hashable) -> tuple[str, Hashable]:
+def address_of(slot: Hashable) -> tuple[str, Hashable]:
     """The ``(namespace, key)`` of a slot (the inverse of :func:`slot_of`)."""
     if type(slot) is tuple and len(slot) == 3 and slot[0] is SESSION:
         return slot[1], slot[2]
@@ -307,6 +307,18 @@ class Store:
         ``misses += 1``; on an expired one :meth:`expire`.
         """
         return LookupParts(self._data.get, self._data.move_to_end, self._acquire, self._release, self._clock)
+
+    def calls_table(self) -> dict[Hashable, Ticket]:
+        """The single-flight table itself, for a caller that inlines :meth:`lead`'s registering step.
+
+        The decorator's inlined lookup, on a miss and under the same lock
+        acquisition (``lookup_parts().acquire``), registers a new call for a
+        slot that has none (``table[slot] = call``): the caller then leads, as
+        after ``(LEAD, call)``, and settles with :meth:`settle` (or
+        :meth:`forget`). A slot with a call in flight goes through
+        :meth:`lead` (follow, recursion check). The dict is never replaced.
+        """
+        return self._calls
 
     def expire(self, slot: Hashable, entry: Entry) -> None:
         """Drop the expired ``entry`` a lookup met under ``slot``: an expiration and a miss (lock held)."""
@@ -497,7 +509,7 @@ class Store:
             if namespace is None:
                 slots = list(calls)
             elif key is _ALL:
-                slots = [s for s in calls if _address(s)[0] == namespace]
+                slots = [s for s in calls if address_of(s)[0] == namespace]
             else:
                 slot = slot_of(namespace, key)
                 slots = [slot] if slot in calls else []
@@ -583,7 +595,7 @@ class Store:
             if namespace:
                 slots: list[Hashable] = [(SESSION, namespace, key) for key in self._by_namespace.get(namespace, ())]
             else:
-                slots = [slot for slot in self._data if _address(slot)[0] == ""]
+                slots = [slot for slot in self._data if address_of(slot)[0] == ""]
             for slot in slots:
                 self._remove(slot, self._data[slot])
             self.dropped["session"] += len(slots)
@@ -621,7 +633,7 @@ class Store:
         """Live ``(key, entry)`` pairs, least recently used first (one namespace or all)."""
         with self._lock:
             self.purge_expired()
-            pairs = [(_address(slot), e) for slot, e in self._data.items()]
+            pairs = [(address_of(slot), e) for slot, e in self._data.items()]
             if namespace is None:
                 return [(k, e) for (_, k), e in pairs]
             return [(k, e) for (ns, k), e in pairs if ns == namespace]
@@ -634,7 +646,7 @@ class Store:
                 return list(self._data.values()) if namespace == "" else []
             if namespace and namespace not in self._by_namespace:
                 return []
-            return [e for slot, e in self._data.items() if _address(slot)[0] == namespace]
+            return [e for slot, e in self._data.items() if address_of(slot)[0] == namespace]
 
     def purge_expired(self) -> int:
         """Drop every expired entry now; returns how many were dropped."""
@@ -790,7 +802,7 @@ class Store:
         self._memory -= entry.size
         if not self._by_namespace and not self._listeners:
             return  # a shared cache's entry, and nobody to tell
-        namespace, key = _address(slot)
+        namespace, key = address_of(slot)
         if namespace:
             keys = self._by_namespace.get(namespace)
             if keys is not None:
