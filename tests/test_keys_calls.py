@@ -26,9 +26,15 @@ from hypothesis import strategies as st
 
 import infercache as ic
 from infercache.keys import make_call_key, make_key
-from infercache.keys.api import general_call_key, short_call_key
+from infercache.keys.api import (
+    STR_FLOAT_PREFIXES,
+    forget_str_chunks,
+    general_call_key,
+    short_call_key,
+    str_float_key,
+)
 from infercache.keys.files import key_files_under, keyed_dirs
-from infercache.keys.wire import KEY_TAG
+from infercache.keys.wire import KEY_TAG, T_FLOAT, pack_float
 
 NAN_BITS = st.binary(min_size=8, max_size=8).map(lambda b: struct.unpack("<d", b)[0])
 """Floats from any 8 bytes: NaNs with every payload and sign, -0.0, infinities, subnormals."""
@@ -93,6 +99,53 @@ def test_values_the_general_path_keys_apart_get_different_short_keys(group: list
     assert None not in keys
     assert keys == [general(v, "blake3") for v in group]
     assert len(set(keys)) == len(group)
+
+
+PROMPTS = st.one_of(
+    st.text(max_size=140),  # both sides of 128 UTF-8 bytes and of the short form's 51
+    st.sampled_from(["", "hello world", "x" * 51, "x" * 52, "é" * 25, "é" * 26, "x" * 127, "x" * 128, "\ud800"]),
+)
+
+
+@pytest.mark.parametrize("alg", ["blake3", "xxh3"])
+@settings(max_examples=600, deadline=None)
+@given(first=PROMPTS, second=st.one_of(st.floats(allow_nan=True, allow_infinity=True), NAN_BITS))
+def test_a_new_prompt_and_temperature_is_keyed_as_the_short_path_keys_it(alg: str, first: str, second: float) -> None:
+    # str_float_key is the miss path's key of f(<new prompt>, t): the general path's key, declined
+    # exactly when short_call_key declines, and the prompt's prefix memoized for the hit path.
+    forget_str_chunks()
+    key = str_float_key(first, second, KEY_TAG[alg])
+    assert key == short_call_key((first, second), KEY_TAG[alg])
+    assert key is None or key == general((first, second), alg)
+    if key is not None and key[:1] == b"\x00":
+        assert STR_FLOAT_PREFIXES[first] + pack_float(T_FLOAT, second) == key
+    else:
+        assert first not in STR_FLOAT_PREFIXES
+
+
+def test_a_new_prompt_naming_a_file_of_a_keyed_folder_is_keyed_by_the_file() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="k"))
+    path = folder / "u"
+    path.write_bytes(b"first")
+    calls: list[bytes] = []
+
+    @ic.cache
+    def f(p: str, t: float) -> bytes:
+        calls.append(Path(p).read_bytes())
+        return calls[-1]
+
+    before = keyed_dirs()
+    key_files_under([*before, str(folder)])
+    try:
+        assert str_float_key(str(path), 0.5, b"\x01") is None
+        assert f(str(path), 0.5) == b"first"  # a new prompt: never keyed by its characters
+        path.write_bytes(b"second")
+        assert f(str(path), 0.5) == b"second"
+        assert calls == [b"first", b"second"]
+        assert str(path) not in STR_FLOAT_PREFIXES
+    finally:
+        key_files_under(before)
+        shutil.rmtree(folder)
 
 
 def test_a_long_first_string_is_digested_like_the_general_path() -> None:
