@@ -442,23 +442,25 @@ class Store:
                 return False
             if size < 0:
                 return False
-            if self._lean and type(slot) is not tuple and slot not in self._data:
+            data = self._data
+            if self._lean and type(slot) is not tuple and slot not in data:
                 # _put for the usual case (not a session's slot, which _put indexes; no ttl, no
                 # max_memory): a new entry, and at most the least recently used one out.
-                data = self._data
                 data[slot] = Entry(value, size, None, None, seconds)
-                self._memory += size
                 max_size = self.max_size
                 if max_size and len(data) > max_size:
                     out_slot, out = data.popitem(last=False)
                     if self._by_namespace or self._listeners:
+                        self._memory += size
                         self._forget_entry(out_slot, out)
                     else:
-                        self._memory -= out.size
+                        self._memory += size - out.size
                     self._size_evictions += 1
                     self.evictions += 1
                     if _debug_on(DEBUG):
                         logger.debug("infercache: evicted %d entries to stay within the cache's bounds", 1)
+                else:
+                    self._memory += size
                 return True
             return self._put(slot, value, size, None, seconds)
         finally:
