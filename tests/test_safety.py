@@ -1082,3 +1082,52 @@ def test_property_the_producer_mutating_its_value_leaves_hits_unchanged(value):
     kept = protect(value)
     mutate_everything(value)
     assert snapshot(release(kept)) == expected
+
+
+# --------------------------------------------------------------------------- properties: string-keyed records
+#
+# The common return value of an ML function is a record: a dict of two or more
+# str keys ("label", "scores", "boxes", ...) whose values mix scalars with
+# lists, arrays and nested dicts. Each draw below is such a record, either all
+# of immutable values or with at least one mutable value, so both ways protect()
+# keeps a dict are certain to be drawn (the event shows which form was kept).
+
+_record_names = st.text(min_size=1, max_size=8)
+_record_immutables = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+    | st.tuples(st.integers(), st.text(max_size=3))
+)
+_record_mutables = st.one_of(
+    st.lists(_record_immutables, max_size=3),
+    _arrays,
+    st.dictionaries(_record_names, _record_immutables, min_size=2, max_size=3),
+    st.builds(Box, _record_immutables),
+    st.builds(bytearray, st.binary(max_size=4)),
+)
+
+
+@st.composite
+def _records(draw: Any) -> tuple[dict, bool]:
+    """A string-keyed dict of 2+ entries, and whether every value is immutable."""
+    flat = draw(st.booleans())
+    values = _record_immutables if flat else _record_immutables | _record_mutables
+    record = draw(st.dictionaries(_record_names, values, min_size=2, max_size=6))
+    if not flat:
+        record[draw(_record_names)] = draw(_record_mutables)  # at least one mutable value
+    return record, flat
+
+
+@settings(max_examples=200, deadline=None)
+@given(_records())
+def test_property_string_keyed_records_are_isolated_and_share_only_immutables(drawn):
+    from hypothesis import event
+
+    record, flat = drawn
+    assert len(record) >= 2 and all(type(name) is str for name in record)
+    event(f"{'all values immutable' if flat else 'a mutable value'}: kept as {type(protect(record)).__name__}")
+    out = release(protect(record))
+    assert out is not record and list(out) == list(record)  # a new dict, insertion order kept
+    for name, value in record.items():
+        shared = out[name] is value
+        assert shared == (not mutable_ids(value)), name  # immutables handed out as they are
+    assert_isolated(record)
