@@ -583,6 +583,30 @@ def test_register_copier():
     assert len(calls) == 2
 
 
+def test_a_copier_registered_for_a_type_already_kept_as_immutable_is_used() -> None:
+    class Version(int):
+        """A stateless int subclass: shared as immutable until a copier says otherwise."""
+
+        __slots__ = ()
+
+    first = Version(3)
+    assert protect(first) is first  # classified: immutable, kept and handed out as is
+    calls: list[str] = []
+
+    def kept(v: Version) -> int:
+        calls.append("protect")
+        return int(v)
+
+    def released(k: int) -> Version:
+        calls.append("release")
+        return Version(k)
+
+    register_copier(Version, protect=kept, release=released)
+    out = release(protect(Version(3)))
+    assert type(out) is Version and out == 3
+    assert calls == ["protect", "release"]
+
+
 def test_a_copier_covers_its_exact_type_in_rebuilt_containers_and_can_be_replaced() -> None:
     class Cell:
         def __init__(self, data: list[int]) -> None:
