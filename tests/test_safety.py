@@ -1155,3 +1155,17 @@ def test_property_string_keyed_records_are_isolated_and_share_only_immutables(dr
         shared = out[name] is value
         assert shared == (not mutable_ids(value)), name  # immutables handed out as they are
     assert_isolated(record)
+
+
+def test_subclasses_of_slotted_immutables_adding_no_state_are_shared():
+    """Fraction and UUID keep their value in slots of their own; a subclass adding none is as immutable."""
+
+    class Half(fractions.Fraction):
+        __slots__ = ()
+
+    class Tagged(uuid.UUID):
+        __slots__ = ()
+
+    for value in (Half(1, 2), Tagged(int=7)):
+        assert protect(value) is value
+        assert release(protect(value)) is value
