@@ -1169,3 +1169,20 @@ def test_subclasses_of_slotted_immutables_adding_no_state_are_shared():
     for value in (Half(1, 2), Tagged(int=7)):
         assert protect(value) is value
         assert release(protect(value)) is value
+
+
+def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
+    class Labelled(fractions.Fraction):
+        __slots__ = "label"  # one slot, named by a bare string
+
+    class Referable(fractions.Fraction):
+        __slots__ = ("__weakref__",)  # no state: only lets weak references point at it
+
+    labelled = Labelled(1, 2)
+    labelled.label = ["half"]
+    out = release(protect(labelled))
+    assert out is not labelled and out == labelled and out.label == ["half"]
+    out.label.append("changed")
+    assert labelled.label == ["half"]
+    referable = Referable(1, 3)
+    assert release(protect(referable)) is referable
