@@ -1186,3 +1186,13 @@ def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
     assert labelled.label == ["half"]
     referable = Referable(1, 3)
     assert release(protect(referable)) is referable
+
+
+def test_memoryviews_come_back_in_their_shape_or_as_flat_bytes_for_formats_cast_cannot_make():
+    grid = memoryview(bytearray(range(6))).cast("B", (2, 3))
+    out = release(protect(grid))
+    assert out.shape == (2, 3) and out.format == "B" and out.tolist() == grid.tolist()
+    np = pytest.importorskip("numpy")
+    big_endian = memoryview(np.arange(3, dtype=">i4"))  # format ">i": not a native cast format
+    flat = release(protect(big_endian))
+    assert flat.format == "B" and flat.tobytes() == big_endian.tobytes()

@@ -251,3 +251,19 @@ def test_tensor_autograd_metadata_is_per_caller():
     hit["t"].grad = torch.zeros(3)
     again = release(kept)
     assert not again["t"].requires_grad and again["t"].grad is None
+
+
+def test_an_index_of_mutable_objects_comes_back_an_object_index_with_its_name_and_copies(pd):
+    class Tag:
+        def __init__(self, name):
+            self.name = name
+
+    index = pd.Index([Tag("a"), Tag("b")], dtype=object, name="tags")
+    out = release(protect(index))
+    assert type(out) is pd.Index and out.dtype == object and out.name == "tags"
+    assert [t.name for t in out] == ["a", "b"] and out[0] is not index[0]
+    series = pd.Series([1, 2], index=pd.Index([Tag("x"), Tag("y")], dtype=object, name="who"))
+    hit = release(protect(series))
+    assert hit.index.dtype == object and hit.index.name == "who"
+    assert [t.name for t in hit.index] == ["x", "y"] and hit.index[0] is not series.index[0]
+    assert hit.to_list() == [1, 2]
