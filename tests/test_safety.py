@@ -583,6 +583,30 @@ def test_register_copier():
     assert len(calls) == 2
 
 
+def test_a_copier_registered_for_a_type_already_kept_as_immutable_is_used() -> None:
+    class Version(int):
+        """A stateless int subclass: shared as immutable until a copier says otherwise."""
+
+        __slots__ = ()
+
+    first = Version(3)
+    assert protect(first) is first  # classified: immutable, kept and handed out as is
+    calls: list[str] = []
+
+    def kept(v: Version) -> int:
+        calls.append("protect")
+        return int(v)
+
+    def released(k: int) -> Version:
+        calls.append("release")
+        return Version(k)
+
+    register_copier(Version, protect=kept, release=released)
+    out = release(protect(Version(3)))
+    assert type(out) is Version and out == 3
+    assert calls == ["protect", "release"]
+
+
 def test_a_copier_covers_its_exact_type_in_rebuilt_containers_and_can_be_replaced() -> None:
     class Cell:
         def __init__(self, data: list[int]) -> None:
@@ -1082,3 +1106,93 @@ def test_property_the_producer_mutating_its_value_leaves_hits_unchanged(value):
     kept = protect(value)
     mutate_everything(value)
     assert snapshot(release(kept)) == expected
+
+
+# --------------------------------------------------------------------------- properties: string-keyed records
+#
+# The common return value of an ML function is a record: a dict of two or more
+# str keys ("label", "scores", "boxes", ...) whose values mix scalars with
+# lists, arrays and nested dicts. Each draw below is such a record, either all
+# of immutable values or with at least one mutable value, so both ways protect()
+# keeps a dict are certain to be drawn (the event shows which form was kept).
+
+_record_names = st.text(min_size=1, max_size=8)
+_record_immutables = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+    | st.tuples(st.integers(), st.text(max_size=3))
+)
+_record_mutables = st.one_of(
+    st.lists(_record_immutables, max_size=3),
+    _arrays,
+    st.dictionaries(_record_names, _record_immutables, min_size=2, max_size=3),
+    st.builds(Box, _record_immutables),
+    st.builds(bytearray, st.binary(max_size=4)),
+)
+
+
+@st.composite
+def _records(draw: Any) -> tuple[dict, bool]:
+    """A string-keyed dict of 2+ entries, and whether every value is immutable."""
+    flat = draw(st.booleans())
+    values = _record_immutables if flat else _record_immutables | _record_mutables
+    record = draw(st.dictionaries(_record_names, values, min_size=2, max_size=6))
+    if not flat:
+        record[draw(_record_names)] = draw(_record_mutables)  # at least one mutable value
+    return record, flat
+
+
+@settings(max_examples=200, deadline=None)
+@given(_records())
+def test_property_string_keyed_records_are_isolated_and_share_only_immutables(drawn):
+    from hypothesis import event
+
+    record, flat = drawn
+    assert len(record) >= 2 and all(type(name) is str for name in record)
+    event(f"{'all values immutable' if flat else 'a mutable value'}: kept as {type(protect(record)).__name__}")
+    out = release(protect(record))
+    assert out is not record and list(out) == list(record)  # a new dict, insertion order kept
+    for name, value in record.items():
+        shared = out[name] is value
+        assert shared == (not mutable_ids(value)), name  # immutables handed out as they are
+    assert_isolated(record)
+
+
+def test_subclasses_of_slotted_immutables_adding_no_state_are_shared():
+    """Fraction and UUID keep their value in slots of their own; a subclass adding none is as immutable."""
+
+    class Half(fractions.Fraction):
+        __slots__ = ()
+
+    class Tagged(uuid.UUID):
+        __slots__ = ()
+
+    for value in (Half(1, 2), Tagged(int=7)):
+        assert protect(value) is value
+        assert release(protect(value)) is value
+
+
+def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
+    class Labelled(fractions.Fraction):
+        __slots__ = "label"  # one slot, named by a bare string
+
+    class Referable(fractions.Fraction):
+        __slots__ = ("__weakref__",)  # no state: only lets weak references point at it
+
+    labelled = Labelled(1, 2)
+    labelled.label = ["half"]
+    out = release(protect(labelled))
+    assert out is not labelled and out == labelled and out.label == ["half"]
+    out.label.append("changed")
+    assert labelled.label == ["half"]
+    referable = Referable(1, 3)
+    assert release(protect(referable)) is referable
+
+
+def test_memoryviews_come_back_in_their_shape_or_as_flat_bytes_for_formats_cast_cannot_make():
+    grid = memoryview(bytearray(range(6))).cast("B", (2, 3))
+    out = release(protect(grid))
+    assert out.shape == (2, 3) and out.format == "B" and out.tolist() == grid.tolist()
+    np = pytest.importorskip("numpy")
+    big_endian = memoryview(np.arange(3, dtype=">i4"))  # format ">i": not a native cast format
+    flat = release(protect(big_endian))
+    assert flat.format == "B" and flat.tobytes() == big_endian.tobytes()

@@ -133,6 +133,20 @@ def test_mutable_objects_in_index_levels_and_categories_are_refused(pd):
         protect(cat)
 
 
+def test_refusing_mutable_categories_says_why(pd):
+    class Tag:
+        def __init__(self, name):
+            self.name = name
+
+    cat = pd.Series(pd.Categorical([Tag("a"), Tag("b")]))
+    with pytest.raises(TypeError) as refused:
+        protect(cat)
+    assert str(refused.value) == (
+        "pandas categories holding mutable Python objects cannot be cached "
+        "(they cannot be copied per caller)"
+    )
+
+
 def test_extension_dtypes_round_trip(pd):
     frame = pd.DataFrame(
         {
@@ -170,6 +184,24 @@ def test_polars_object_columns_are_refused():
     pl = pytest.importorskip("polars")
     with pytest.raises(TypeError, match="Object column"):
         protect(pl.Series("o", [[1], [2]], dtype=pl.Object))
+
+
+def test_refusing_a_polars_object_column_says_why():
+    pl = pytest.importorskip("polars")
+    with pytest.raises(TypeError) as refused:
+        protect(pl.DataFrame({"o": pl.Series("o", [[1], [2]], dtype=pl.Object)}))
+    assert str(refused.value).endswith(
+        "a polars object with an Object column cannot be cached "
+        "(its Python objects cannot be copied per caller)"
+    )
+
+
+def test_an_empty_arrow_table_is_kept_with_its_schema():
+    pa = pytest.importorskip("pyarrow")
+    empty = pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.string())})
+    assert empty.to_batches() == []  # no batch carries the schema
+    out = release(protect(empty))
+    assert out.schema == empty.schema and out.num_rows == 0
 
 
 def test_arrow_array_over_numpy_is_kept_in_immutable_buffers():
@@ -219,3 +251,19 @@ def test_tensor_autograd_metadata_is_per_caller():
     hit["t"].grad = torch.zeros(3)
     again = release(kept)
     assert not again["t"].requires_grad and again["t"].grad is None
+
+
+def test_an_index_of_mutable_objects_comes_back_an_object_index_with_its_name_and_copies(pd):
+    class Tag:
+        def __init__(self, name):
+            self.name = name
+
+    index = pd.Index([Tag("a"), Tag("b")], dtype=object, name="tags")
+    out = release(protect(index))
+    assert type(out) is pd.Index and out.dtype == object and out.name == "tags"
+    assert [t.name for t in out] == ["a", "b"] and out[0] is not index[0]
+    series = pd.Series([1, 2], index=pd.Index([Tag("x"), Tag("y")], dtype=object, name="who"))
+    hit = release(protect(series))
+    assert hit.index.dtype == object and hit.index.name == "who"
+    assert [t.name for t in hit.index] == ["x", "y"] and hit.index[0] is not series.index[0]
+    assert hit.to_list() == [1, 2]

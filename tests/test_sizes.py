@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -90,6 +91,14 @@ def test_memoryview_counts_its_buffer_once():
     assert sizeof([view, data, view[10:20]]) < 100_000 + 2000
     arr = np.zeros(50_000, dtype=np.uint8)
     assert sizeof(memoryview(arr)) >= 50_000
+
+
+def test_memoryview_costs_its_header_plus_the_object_it_exposes_exactly():
+    data = b"x" * 1000
+    view = memoryview(data)
+    assert sizeof(view) == sys.getsizeof(view) + sys.getsizeof(data)
+    raw = memoryview(bytearray(10)).cast("B", (2, 5))
+    assert sizeof(raw) == sys.getsizeof(raw) + sys.getsizeof(raw.obj)
 
 
 def test_containers_are_deep():
@@ -312,6 +321,33 @@ def test_tensor_counts_storage(torch):
     assert nbytes <= sizeof(t) <= nbytes + 500
 
 
+def test_tensor_costs_its_header_plus_its_storage_exactly(torch):
+    t = torch.arange(10.0)
+    assert sizeof(t) == sys.getsizeof(t) + t.untyped_storage().nbytes()
+
+
+def test_tensor_attributes_are_counted(torch):
+    t = torch.arange(10.0)
+    t.labels = ["cat"] * 50  # an attribute a model's code hung on its output
+    assert sizeof(t) == sys.getsizeof(t) + t.untyped_storage().nbytes() + sizeof(vars(t))
+
+
+def test_measuring_a_non_leaf_tensor_does_not_touch_its_grad(torch):
+    """Reading ``.grad`` of a non-leaf tensor warns; only leaves that require grad have one."""
+    x = torch.ones(3, requires_grad=True)
+    y = x * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sizeof(y) == sys.getsizeof(y) + y.untyped_storage().nbytes()
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSC tensor support is in beta")
+def test_compressed_sparse_tensors_cost_their_index_and_value_tensors(torch):
+    csc = torch.eye(4).to_sparse_csc()
+    parts = [csc.ccol_indices(), csc.row_indices(), csc.values()]
+    assert sizeof(csc) == sys.getsizeof(csc) + sum(sizeof(p) for p in parts)
+
+
 def test_tensor_views_share_storage_once(torch):
     t = torch.zeros(1000, 1000)
     nbytes = t.untyped_storage().nbytes()
@@ -446,6 +482,22 @@ def test_image_in_a_list_counted_once(Image):
     im = Image.new("RGB", (256, 256))
     one = sizeof(im)
     assert sizeof([im, im, {"again": im}]) < one + 1000
+
+
+@pytest.mark.parametrize(
+    "mode,bpp,palette",
+    [("L", 1, 0), ("1", 1, 0), ("I;16", 2, 0), ("I;16B", 2, 0), ("RGB", 4, 0), ("F", 4, 0),
+     ("LA", 4, 0), ("P", 1, 1024), ("PA", 4, 1024)],
+)
+def test_image_costs_header_pixels_core_palette_and_attributes_exactly(Image, mode, bpp, palette):
+    """Pixels at Pillow's bytes per pixel for the mode, plus the core palette of P and PA only."""
+    im = Image.new(mode, (30, 20))
+    assert sizeof(im) == sys.getsizeof(im) + 30 * 20 * bpp + palette + sizeof(vars(im))
+
+
+def test_a_half_initialised_image_is_measured_without_error(Image):
+    bare = Image.Image.__new__(Image.Image)  # no mode, no size yet
+    assert sizeof(bare) >= sys.getsizeof(bare)
 
 
 # --------------------------------------------------------------------------- pandas
@@ -634,6 +686,14 @@ def test_polars_object_columns_count_their_python_objects(pl):
 def test_polars_lazy_frame_counts_the_frames_it_scans(pl):
     df = pl.DataFrame({"a": np.arange(100_000)})
     assert sizeof(df.lazy().filter(pl.col("a") > 5)) >= 800_000
+
+
+def test_polars_objects_cost_their_header_plus_their_estimated_size_exactly(pl):
+    df = pl.DataFrame({"a": [1, 2, 3], "s": ["x", "y", "z"]})
+    assert sizeof(df) == sys.getsizeof(df) + df.estimated_size()
+    assert sizeof(df["a"]) == sys.getsizeof(df["a"]) + df["a"].estimated_size()
+    lazy = df.lazy().filter(pl.col("a") > 1)
+    assert sizeof(lazy) == sys.getsizeof(lazy) + len(lazy.serialize())
 
 
 # --------------------------------------------------------------------------- the hard bound, end to end
