@@ -300,7 +300,7 @@ def test_a_hit_hook_with_an_event_variable_fires_only_while_an_event_runs(kind) 
         hooks.unregister(events.name)
 
 
-def test_hit_hooks_without_an_event_variable_fire_on_every_hit_beside_one_with_it() -> None:
+def test_a_hit_hook_without_an_event_variable_fires_on_every_hit_beside_a_gated_one() -> None:
     events, counter = EventHits(), HitCounter()
     hooks.register(events)
     hooks.register(counter)
@@ -312,7 +312,58 @@ def test_hit_hooks_without_an_event_variable_fire_on_every_hit_beside_one_with_i
 
         f(1)
         f(1)
-        assert (counter.hits, events.hits) == (1, 1)  # each hook is called and decides for itself
+        # the hook without a variable is called; the gated one only while its event runs
+        assert (counter.hits, events.hits) == (1, 0)
     finally:
         hooks.unregister(counter.name)
         hooks.unregister(events.name)
+
+
+other_event: ContextVar[dict[str, bool] | None] = ContextVar("other_event", default=None)
+
+
+class OtherEventHits(HitCounter):
+    """A second framework's hit hook with its own event variable."""
+
+    name = "other-event-hits"
+
+    def hit_event(self) -> ContextVar[dict[str, bool] | None]:
+        return other_event
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_beside_another_gated_hook_each_fires_only_while_its_own_event_runs(kind) -> None:
+    events, others = EventHits(), OtherEventHits()
+    hooks.register(events)
+    hooks.register(others)
+    try:
+
+        @ic.cache
+        def f(x):
+            return x + 1
+
+        @ic.cache
+        async def af(x):
+            return x + 1
+
+        @ic.cache
+        def gen(x):
+            yield x + 1
+
+        @ic.cache
+        async def agen(x):
+            yield x + 1
+
+        fn = {"sync": f, "async": af, "gen": gen, "asyncgen": agen}[kind]
+        call(kind, fn, 1)  # the miss
+        call(kind, fn, 1)  # a hit outside any event
+        assert (events.hits, others.hits) == (0, 0)
+        token = event.set({"used": False})
+        try:
+            call(kind, fn, 1)
+        finally:
+            event.reset(token)
+        assert (events.hits, others.hits) == (1, 0)
+    finally:
+        hooks.unregister(events.name)
+        hooks.unregister(others.name)

@@ -116,13 +116,24 @@ def _refresh() -> None:
     global injected, hit_hooks, hit_gate
     injected = tuple(t for i in _registered for t in i.injected_types())
     hooked = [(h, i.hit_event()) for i, h in ((i, i.hit_hook()) for i in _registered) if h is not None]
-    hit_hooks = tuple(h for h, _ in hooked)
     if not hooked:
-        hit_gate = None
+        hit_hooks, hit_gate = (), None
     elif len(hooked) == 1 and hooked[0][1] is not None:
-        hit_gate = hooked[0][1]
-    else:  # several hooks, or one without an event variable: each hook checks for itself
-        hit_gate = _ALWAYS
+        hit_hooks, hit_gate = (hooked[0][0],), hooked[0][1]
+    else:  # several hooks, or one without an event variable: each hook checks its own variable
+        hit_hooks, hit_gate = tuple(_gated(h, e) for h, e in hooked), _ALWAYS
+
+
+def _gated(hook: Callable[[], None], event: ContextVar[Any] | None) -> Callable[[], None]:
+    """``hook``, called only while ``event`` is not None (always when there is no variable)."""
+    if event is None:
+        return hook
+
+    def gated() -> None:
+        if event.get() is not None:
+            hook()
+
+    return gated
 
 
 def fire_hit_hooks() -> None:
