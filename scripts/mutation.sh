@@ -24,6 +24,7 @@ known=(store flight engine sessions keys safety sizes manual prefix tiers)
 modules=("$@")
 [ ${#modules[@]} -gt 0 ] || modules=(store flight engine sessions keys safety sizes)
 patterns=()
+files=()
 for m in "${modules[@]}"; do
   ok=0
   for k in "${known[@]}"; do [ "$m" = "$k" ] && ok=1; done
@@ -37,7 +38,24 @@ for m in "${modules[@]}"; do
   fi
   # The dot after the name keeps store from matching stores.
   patterns+=("infercache.$m.*")
+  # The test files that mirror it (a subset of [tool.mutmut]'s selection): each
+  # mutant runs only those of them that called the function it changes.
+  case "$m" in
+    engine) files+=(test_engine.py test_decorator.py test_manual.py) ;;
+    keys) files+=(test_keys.py test_keys_arrow.py test_keys_golden.py test_keys_numpy.py
+                  test_keys_objects.py test_keys_pandas.py test_keys_pil.py test_keys_polars.py
+                  test_keys_torch.py) ;;
+    keys.*) files+=(test_keys.py test_keys_golden.py "test_keys_${m#keys.}.py") ;;
+    safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_codec.py) ;;
+    tiers) files+=(test_tiers.py test_tiers_disk.py test_tiers_guard.py) ;;
+    tiers.*) files+=(test_tiers.py "test_tiers_${m#tiers.}.py") ;;
+    *) files+=("test_$m.py") ;;
+  esac
 done
+# Read by tests/conftest.py: the files above only, and property tests at a few
+# examples each (hundreds of mutants each run every test that called the function).
+export INFERCACHE_MUTATION_TESTS="${files[*]}"
+export INFERCACHE_HYPOTHESIS_PROFILE=mutation
 
 # What it needs: the project's environment with the test dependencies and mutmut 3.3 or later.
 install=0

@@ -1,15 +1,76 @@
-"""Suite-wide isolation: no test reads the developer's store settings or writes their config directory."""
+"""Suite-wide isolation (no test reads the developer's store settings or writes their
+config directory), and the settings a mutation run (scripts/mutation.sh) asks for."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+import infercache
+
+# The folder holding the infercache package the tests import.
+_SOURCE_ROOT = str(Path(infercache.__file__).resolve().parent.parent)
+
+# A mutation run checks hundreds of mutants, each by every test that calls the
+# changed function: it sets INFERCACHE_HYPOTHESIS_PROFILE=mutation so property
+# tests draw a few examples each (a mutant most tests see is seen in the first
+# draws), with no deadline (mutmut's trampolines slow every call) and no example
+# database (a verdict must not depend on what an earlier mutant saved).
+settings.register_profile("mutation", max_examples=10, stateful_step_count=15, deadline=None, database=None)
+_PROFILE = os.environ.get("INFERCACHE_HYPOTHESIS_PROFILE", "")
+if _PROFILE:
+    settings.load_profile(_PROFILE)
+
+# The test files a mutation run is limited to (INFERCACHE_MUTATION_TESTS, names
+# separated by spaces): those that mirror the modules it mutates.
+_ONLY_FILES = frozenset(os.environ.get("INFERCACHE_MUTATION_TESTS", "").split())
+
+
+def _capped(current: settings) -> settings:
+    """``current`` with no more examples or steps than the loaded profile allows."""
+    profile = settings.default
+    return settings(
+        parent=current,
+        max_examples=min(current.max_examples, profile.max_examples),
+        stateful_step_count=min(current.stateful_step_count, profile.stateful_step_count),
+        deadline=profile.deadline,
+        database=profile.database,
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under a mutation run: keep only the selected files' tests, and cap the property
+    tests' own ``@settings`` (a test's explicit ``max_examples`` outranks a profile)."""
+    if _ONLY_FILES:
+        kept = [i for i in items if Path(str(i.path)).name in _ONLY_FILES]
+        dropped = [i for i in items if Path(str(i.path)).name not in _ONLY_FILES]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+    if _PROFILE != "mutation":
+        return
+    for item in items:
+        fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        own = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if isinstance(own, settings):
+            fn._hypothesis_internal_use_settings = _capped(own)  # type: ignore[union-attr]
+        machine = getattr(item, "cls", None)
+        if machine is not None and isinstance(getattr(machine, "settings", None), settings):
+            machine.settings = _capped(machine.settings)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
+        # Child Python processes the tests start import the same infercache as the
+        # tests: an editable install may point elsewhere (mutmut's tests run on its
+        # mutated copy under mutants/, and a child importing the original code
+        # instead computes other keys: test_keys_golden failed mutmut's first run).
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")])))
         mp.delenv("INFERCACHE_STORE", raising=False)
         mp.delenv("INFERCACHE_SECRET", raising=False)
         mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
