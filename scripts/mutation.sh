@@ -42,6 +42,7 @@ for m in "${modules[@]}"; do
   # mutant runs only those of them that called the function it changes.
   case "$m" in
     engine) files+=(test_engine.py test_decorator.py test_manual.py) ;;
+    store) files+=(test_store.py test_store_calls.py) ;;
     keys) files+=(test_keys.py test_keys_arrow.py test_keys_golden.py test_keys_numpy.py
                   test_keys_objects.py test_keys_pandas.py test_keys_pil.py test_keys_polars.py
                   test_keys_torch.py) ;;
