@@ -166,22 +166,6 @@ def test_a_ticket_is_used_once_and_ended_tickets_are_forgotten() -> None:
     assert not s._inflight
 
 
-def test_claim_returns_the_live_entry_or_takes_the_ticket() -> None:
-    clock = FakeClock()
-    s = Store(ttl=5, clock=clock)
-    s.set("", "k", 1, 1)
-    assert s.claim(("", "k"), Ticket()).value == 1
-    assert s.stats().hits == 0  # claim is not a lookup
-    assert not s._inflight
-    clock.now += 6
-    ticket = Ticket()
-    assert s.claim(("", "k"), ticket) is None
-    assert (ticket.namespace, ticket.key, ticket.stale) == ("", "k", False)
-    s.delete("", "k")
-    assert ticket.stale
-    assert s.set("", "k", 2, 1, ticket=ticket) is False
-
-
 class StoreModel(RuleBasedStateMachine):
     """The store against a list-based model of LRU order, bounds and TTL."""
 
@@ -488,16 +472,6 @@ def test_each_expired_entry_a_lookup_meets_is_counted() -> None:
     clock.now += 10
     assert s.get("", "a") is None and s.get("", "b") is None
     assert s.expirations == 2  # counted as met, before any sweep
-
-
-def test_claim_does_not_return_an_entry_at_its_expiry_time() -> None:
-    clock = FakeClock()
-    s = Store(ttl=10, clock=clock)
-    s.set("", "k", 1, 1)
-    clock.now += 10
-    ticket = Ticket()
-    assert s.claim(("", "k"), ticket) is None
-    assert s._inflight == {ticket}
 
 
 def test_an_entry_stored_without_a_cost_saves_no_time_when_hit() -> None:

@@ -355,25 +355,6 @@ class Store:
             self._inflight.add(ticket)
         return ticket
 
-    def claim(self, full: tuple[str, Hashable], ticket: Ticket) -> Entry | None:
-        """The live entry of ``full`` if there is one (no counters touched), else None with ``ticket`` taken.
-
-        ``ticket`` is a new :class:`Ticket` (the single-flight call object
-        itself is one); it is made the ticket of ``full``. One lock round for
-        the leader of a miss: a leader that finished between this caller's
-        lookup and its turn may have stored the value.
-        """
-        self._acquire()  # as in lookup(): this is on every miss
-        try:
-            entry = self._data.get(slot_of(*full))
-            if entry is not None and (entry.expires is None or entry.expires > self._clock()):
-                return entry
-            ticket.namespace, ticket.key = full
-            self._inflight.add(ticket)
-            return None
-        finally:
-            self._release()
-
     def end(self, ticket: Ticket) -> None:
         """Forget ``ticket`` without storing anything (its computation failed or was abandoned)."""
         with self._lock:
@@ -536,7 +517,7 @@ class Store:
 
         Returns False, and removes any older value under the same key, when the
         entry alone is larger than ``max_memory``. With ``ticket`` (taken with
-        :meth:`begin` or :meth:`claim` before computing ``value``), the value
+        :meth:`begin` before computing ``value``), the value
         is dropped, and False returned, if an invalidation covering its key
         ran meanwhile (or the ticket was already used or ended): a result
         computed before a clear must not outlive it.

@@ -116,6 +116,20 @@ def forget_str_chunks() -> None:
         prefixes.clear()
 
 
+def _short_str(v: str) -> bytes | None:
+    """The short-form encoding of the exact ``str`` ``v`` (not memoized); None as for :func:`_str_chunk`."""
+    if encoder.file_prefixes and v.startswith(encoder.file_prefixes):
+        return None  # may name a file keyed by content: never memoized
+    try:
+        b = v.encode()
+    except UnicodeEncodeError:
+        return None
+    lb = len(b)
+    if lb >= 128:
+        return None
+    return STR_HDR[lb] + b
+
+
 def _str_chunk(v: str) -> bytes | None:
     """The encoding of the exact ``str`` ``v`` (memoized), or None when the general path must encode it.
 
@@ -124,16 +138,9 @@ def _str_chunk(v: str) -> bytes | None:
     """
     chunk = _str_chunks.get(v)
     if chunk is None:
-        if encoder.file_prefixes and v.startswith(encoder.file_prefixes):
-            return None  # may name a file keyed by content: never memoized
-        try:
-            b = v.encode()
-        except UnicodeEncodeError:
+        chunk = _short_str(v)
+        if chunk is None:
             return None
-        lb = len(b)
-        if lb >= 128:
-            return None
-        chunk = STR_HDR[lb] + b
         if len(_str_chunks) >= _STR_CHUNKS_MAX:
             _str_chunks.clear()
         _str_chunks[v] = chunk
@@ -218,16 +225,10 @@ def str_float_key(first: str, second: float, tag: bytes) -> bytes | None:
     of the string but that one (filled as ``short_call_key`` fills it). None
     when the general path must key the call (see :func:`_str_chunk`).
     """
-    if encoder.file_prefixes and first.startswith(encoder.file_prefixes):
-        return None  # may name a file keyed by content: never memoized
-    try:
-        b = first.encode()
-    except UnicodeEncodeError:
+    chunk = _short_str(first)
+    if chunk is None:
         return None
-    lb = len(b)
-    if lb >= 128:
-        return None
-    prefix = _STR_FLOAT_HDR + STR_HDR[lb] + b
+    prefix = _STR_FLOAT_HDR + chunk
     key = prefix + pack_float(T_FLOAT, second)
     if len(key) <= SHORT_MAX + 1:
         if len(STR_FLOAT_PREFIXES) >= _STR_CHUNKS_MAX:
