@@ -35,6 +35,7 @@ from typing import Any
 
 #: Debian's Chromium; Playwright's own download is used when this is absent.
 CHROMIUM = "/usr/bin/chromium"
+# The flags tests/gradio_fixtures.py launches with, repeated: benchmarks do not import the test suite.
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

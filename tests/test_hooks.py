@@ -263,29 +263,34 @@ class EventHits(HitCounter):
         return event
 
 
+def cached_plus_one(kind: str):
+    """A new cached ``x + 1`` of ``kind``: a sync or async function, or a sync or async generator."""
+
+    @ic.cache
+    def f(x):
+        return x + 1
+
+    @ic.cache
+    async def af(x):
+        return x + 1
+
+    @ic.cache
+    def gen(x):
+        yield x + 1
+
+    @ic.cache
+    async def agen(x):
+        yield x + 1
+
+    return {"sync": f, "async": af, "gen": gen, "asyncgen": agen}[kind]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_hit_hook_with_an_event_variable_fires_only_while_an_event_runs(kind) -> None:
     events = EventHits()
     hooks.register(events)
     try:
-
-        @ic.cache
-        def f(x):
-            return x + 1
-
-        @ic.cache
-        async def af(x):
-            return x + 1
-
-        @ic.cache
-        def gen(x):
-            yield x + 1
-
-        @ic.cache
-        async def agen(x):
-            yield x + 1
-
-        fn = {"sync": f, "async": af, "gen": gen, "asyncgen": agen}[kind]
+        fn = cached_plus_one(kind)
         call(kind, fn, 1)  # the miss
         call(kind, fn, 1)  # a hit outside any event
         assert events.hits == 0
@@ -337,24 +342,7 @@ def test_beside_another_gated_hook_each_fires_only_while_its_own_event_runs(kind
     hooks.register(events)
     hooks.register(others)
     try:
-
-        @ic.cache
-        def f(x):
-            return x + 1
-
-        @ic.cache
-        async def af(x):
-            return x + 1
-
-        @ic.cache
-        def gen(x):
-            yield x + 1
-
-        @ic.cache
-        async def agen(x):
-            yield x + 1
-
-        fn = {"sync": f, "async": af, "gen": gen, "asyncgen": agen}[kind]
+        fn = cached_plus_one(kind)
         call(kind, fn, 1)  # the miss
         call(kind, fn, 1)  # a hit outside any event
         assert (events.hits, others.hits) == (0, 0)
