@@ -258,15 +258,29 @@ class Store:
         self._calls: dict[Hashable, Ticket] = {}
         self.computations = 0
         self.compute_seconds = 0.0
+        self.settle: Callable[[Hashable, Any, Any, int, float], bool] = self._settler()
+        """``settle(slot, call, value, size, seconds)``: a leader's computation ended: store
+        ``value`` under its call and forget the call, in one round.
+
+        ``value`` (already protected, ``size`` bytes; a negative size stores
+        nothing) is stored, costing ``seconds``, only while ``call`` is still
+        the slot's call: an invalidation covering it meanwhile dropped it from
+        the table. Counts the computation. Returns whether it was stored.
+
+        Once this returns, no caller can start following ``call`` (it is out
+        of the table): ``call.future`` is then final, None when nobody waits,
+        and the caller resolves it outside the lock.
+        """
         self.hits = 0
         self.misses = 0
         self.joins = 0
-        self.evictions = 0
+        # Evictions to stay within max_size and within max_memory (``evictions`` is their sum).
+        self.size_evictions = 0
+        self.memory_evictions = 0
         self.expirations = 0
         self.saved_seconds = 0.0
         # Entries gone by reason, besides the bounds (evictions) and expiry (expirations).
         self.dropped = dict.fromkeys(("session", "cleared", "deleted", "oversized"), 0)
-        self._size_evictions = 0
 
     # -- lookups -------------------------------------------------------------
 
@@ -399,53 +413,47 @@ class Store:
         finally:
             self._release()
 
-    def settle(self, slot: Hashable, call: Any, value: Any, size: int, seconds: float) -> bool:
-        """A leader's computation ended: store ``value`` under its call and forget the call, in one round.
+    def _settler(self) -> Callable[[Hashable, Any, Any, int, float], bool]:
+        """:attr:`settle`, built once per store: a closure over the tables it touches (it runs
+        on every miss, where each attribute lookup costs ~1%)."""
+        acquire, release, calls, data = self._acquire, self._release, self._calls, self._data
+        by_namespace, listeners, popitem = self._by_namespace, self._listeners, self._data.popitem
+        lean = self._lean
 
-        ``value`` (already protected, ``size`` bytes; a negative size stores
-        nothing) is stored, costing ``seconds``, only while ``call`` is still
-        the slot's call: an invalidation covering it meanwhile dropped it from
-        the table. Counts the computation. Returns whether it was stored.
-
-        Once this returns, no caller can start following ``call`` (it is out
-        of the table): ``call.future`` is then final, None when nobody waits,
-        and the caller resolves it outside the lock.
-        """
-        self._acquire()
-        try:
-            self.computations += 1
-            self.compute_seconds += seconds
-            calls = self._calls
-            other = calls.pop(slot, None)
-            if other is not call:
-                if other is not None:  # a newer call of the slot (ours was invalidated): it stays
-                    calls[slot] = other
-                return False
-            if size < 0:
-                return False
-            data = self._data
-            if self._lean and type(slot) is not tuple and slot not in data:
-                # _put for the usual case (not a session's slot, which _put indexes; no ttl, no
-                # max_memory): a new entry, and at most the least recently used one out.
-                data[slot] = Entry(value, size, None, None, seconds)
-                max_size = self.max_size
-                if max_size and len(data) > max_size:
-                    out_slot, out = data.popitem(last=False)
-                    if self._by_namespace or self._listeners:
-                        self._memory += size
-                        self._forget_entry(out_slot, out)
+        def settle(slot: Hashable, call: Any, value: Any, size: int, seconds: float) -> bool:
+            acquire()
+            try:
+                self.computations += 1
+                self.compute_seconds += seconds
+                other = calls.pop(slot, None)
+                if other is not call:
+                    if other is not None:  # a newer call of the slot (ours was invalidated): it stays
+                        calls[slot] = other
+                    return False
+                if size < 0:
+                    return False
+                if lean and type(slot) is not tuple and slot not in data:
+                    # _put for the usual case (not a session's slot, which _put indexes; no ttl, no
+                    # max_memory): a new entry, and at most the least recently used one out.
+                    data[slot] = Entry(value, size, None, None, seconds)
+                    if len(data) > self.max_size > 0:
+                        out_slot, out = popitem(False)
+                        self.size_evictions += 1
+                        if by_namespace or listeners:
+                            self._memory += size
+                            self._forget_entry(out_slot, out)
+                        else:
+                            self._memory += size - out.size
+                        if _debug_on(DEBUG):
+                            logger.debug("infercache: evicted %d entries to stay within the cache's bounds", 1)
                     else:
-                        self._memory += size - out.size
-                    self._size_evictions += 1
-                    self.evictions += 1
-                    if _debug_on(DEBUG):
-                        logger.debug("infercache: evicted %d entries to stay within the cache's bounds", 1)
-                else:
-                    self._memory += size
-                return True
-            return self._put(slot, value, size, None, seconds)
-        finally:
-            self._release()
+                        self._memory += size
+                    return True
+                return self._put(slot, value, size, None, seconds)
+            finally:
+                release()
+
+        return settle
 
     def forget(
         self, slot: Hashable, call: Any, seconds: float | None = None
@@ -644,6 +652,11 @@ class Store:
             return len(self._data)
 
     @property
+    def evictions(self) -> int:
+        """Entries evicted to stay within the bounds (``size_evictions + memory_evictions``)."""
+        return self.size_evictions + self.memory_evictions
+
+    @property
     def memory(self) -> int:
         """Accounted bytes of all entries."""
         return self._memory
@@ -667,8 +680,8 @@ class Store:
                 computations=self.computations,
                 compute_seconds=self.compute_seconds,
                 evicted={
-                    "size": self._size_evictions,
-                    "memory": self.evictions - self._size_evictions,
+                    "size": self.size_evictions,
+                    "memory": self.memory_evictions,
                     "ttl": self.expirations,
                     **self.dropped,
                 },
@@ -766,10 +779,11 @@ class Store:
             or (self.max_memory is not None and self._memory > self.max_memory)
         ):
             if self.max_size and len(data) > self.max_size:
-                self._size_evictions += 1
+                self.size_evictions += 1
+            else:
+                self.memory_evictions += 1
             slot, entry = data.popitem(last=False)  # the least recently used
             self._forget_entry(slot, entry)
-            self.evictions += 1
             wave += 1
         if wave and _debug_on(DEBUG):
             logger.debug("infercache: evicted %d entries to stay within the cache's bounds", wave)

@@ -21,7 +21,10 @@ copy, RGB through a small scratch buffer (numpy, when the program has
 imported it). Other images, and every image when the export is unavailable,
 stream Pillow's encoder into the hasher chunk by chunk. Both ways give the
 same key. RGB pixels are hashed with one thread or with BLAKE3's threads,
-whichever was faster of late (:data:`_cost`).
+whichever was faster of late (:data:`_cost`): one thread takes the image in
+1 MiB steps that stay in the CPU cache, threads take it shifted whole into
+one buffer (BLAKE3 spreads one large update over the cores; fed step by step
+with a shift between, its threads cost more than one thread here).
 """
 
 from __future__ import annotations
@@ -60,10 +63,12 @@ _STORAGE_BYTES: dict[str, int] = {
     "RGBX": 4,
     "CMYK": 4,
 }
-#: Pixels shifted per step of an RGB image: 1 MiB of scratch, large enough for
-#: BLAKE3 to spread each step over the cores, small enough to stay in the CPU cache.
+#: Pixels shifted per step of an RGB image hashed with one thread: 1 MiB, small
+#: enough to stay in the CPU cache between the shift and the hash.
 _CHUNK_PIXELS = 1 << 18
 #: Scratch buffers kept for reuse (a new one per call would be mapped and faulted in).
+#: With threads a buffer holds a whole image, up to Pillow's block size (16 MiB by
+#: default; larger images are in several blocks and take the encoder's way).
 _SCRATCH_KEPT = 2
 #: Seconds per byte of the RGB pixels hashed with one thread (False) and with BLAKE3's
 #: threads (True), as moving averages. Threads pay only while another core is idle
@@ -193,17 +198,20 @@ def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
         out.hasher = _blake3.blake3(max_threads=_blake3.blake3.AUTO if threads else 1)  # feed() adds `out`
         started = time.perf_counter()
     pixels = np.frombuffer(view, dtype=np.uint32)
+    total = n // 4
+    step = total if threads else _CHUNK_PIXELS
     try:
         scratch = _scratch.pop()  # atomic: each thread gets a buffer of its own
     except IndexError:
-        scratch = np.empty(_CHUNK_PIXELS, dtype=np.uint32)
+        scratch = None
+    if scratch is None or len(scratch) < min(step, total):
+        scratch = np.empty(max(_CHUNK_PIXELS, min(step, total)), dtype=np.uint32)
     # Storage bytes R, G, B, pad as one native integer: shifting the pad out
     # (towards the high end on little-endian, the low end on big-endian) leaves 0, R, G, B.
     shift = np.right_shift if NATIVE_BIG_ENDIAN else np.left_shift
     as_bytes = scratch.view(np.uint8)
-    total = n // 4
-    for start in range(0, total, _CHUNK_PIXELS):
-        stop = min(total, start + _CHUNK_PIXELS)
+    for start in range(0, total, step):
+        stop = min(total, start + step)
         shift(pixels[start:stop], 8, out=scratch[: stop - start])
         feed(out, as_bytes[: 4 * (stop - start)])
     del keep_alive
