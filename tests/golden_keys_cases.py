@@ -515,6 +515,14 @@ def _pil_palette() -> Any:
     return im
 
 
+def _pil_rgb_parts() -> Any:
+    """A 1920x1080 RGB image: keyed by parts (more than 4 MiB of XRGB)."""
+    from PIL import Image
+
+    n = 1920 * 1080 * 3
+    return Image.frombytes("RGB", (1920, 1080), (bytes(range(251)) * (n // 251 + 1))[:n])
+
+
 def _pil_with_info() -> Any:
     im = _pil_image("RGB", (64, 64))
     im.info["dpi"] = (72.0, 72.0)
@@ -530,6 +538,7 @@ cases({
     "pil_f": lambda: _pil_image("F"),
     "pil_p_palette": _pil_palette,
     "pil_rgb_large_with_info": _pil_with_info,
+    "pil_rgb_1080p_parts": _pil_rgb_parts,
 }, requires=("PIL",))
 
 

@@ -70,8 +70,8 @@ ImageChops = pytest.importorskip("PIL.ImageChops")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from infercache.keys.pil import _STORAGE_BYTES, _storage, write_pixels  # noqa: E402
-from infercache.keys.wire import T_BYTES, digest_sink, new_sink, write_buffer  # noqa: E402
+from infercache.keys.pil import _STORAGE_BYTES, PART, _storage, write_pixels  # noqa: E402
+from infercache.keys.wire import T_BYTES, T_PARTS, digest_sink, new_sink, varint, write_buffer  # noqa: E402
 from infercache.safety import protect, release  # noqa: E402
 
 # Small images take the inline and encoder paths; from 128x128 (16384 pixels,
@@ -254,17 +254,94 @@ def test_a_hit_keys_like_the_image_it_came_from(mode: str) -> None:
     assert make_key(hit) == make_key(im)
 
 
-def test_rgb_pixels_hash_the_same_with_and_without_blake3_threads() -> None:
-    import blake3
+# ---------------------------------------------------------------- large RGB images: keyed by parts
 
-    im = _image("RGB", (600, 400), 9)
-    expected = new_sink("blake3")
-    write_buffer(T_BYTES, memoryview(im.tobytes("raw", "XRGB")), expected)
-    for threads in (1, blake3.blake3.AUTO):
-        out = new_sink("blake3")
-        out.hasher = blake3.blake3(max_threads=threads)
-        write_pixels(im, out, from_storage=True)
-        assert digest_sink(out) == digest_sink(expected)
+# Widths and heights around the part size (PART bytes of XRGB = 1 Mi pixels): exactly one part
+# (1024x1024, keyed as plain bytes), one pixel over (a last part of one pixel), two and three parts.
+PART_SIZES = [(1024, 1024), (1024 * 1024 + 1, 1), (1920, 1080), (1100, 2000)]
+
+
+def _expected_parts(im: Image.Image, alg: str) -> bytes:
+    """``T_PARTS``, the byte count and each part's digest, from Pillow's own XRGB bytes."""
+    import blake3
+    import xxhash
+
+    xrgb = im.tobytes("raw", "XRGB")
+    out = new_sink(alg)
+    if len(xrgb) <= PART:
+        write_buffer(T_BYTES, memoryview(xrgb), out)
+        return digest_sink(out)
+    out += T_PARTS + varint(len(xrgb))
+    for start in range(0, len(xrgb), PART):
+        piece = xrgb[start : start + PART]
+        out += blake3.blake3(piece).digest() if alg == "blake3" else xxhash.xxh3_128_digest(piece)
+    return digest_sink(out)
+
+
+def _pixels_digest_alg(im: Image.Image, alg: str, *, from_storage: bool) -> bytes:
+    out = new_sink(alg)
+    write_pixels(im, out, from_storage=from_storage)
+    return digest_sink(out)
+
+
+@pytest.mark.parametrize("size", PART_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("alg", ["blake3", "xxh3"])
+def test_large_rgb_pixels_are_keyed_by_parts_the_same_on_threads_alone_and_from_the_encoder(
+    size: tuple[int, int], alg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infercache.keys.pil as pil
+
+    im = Image.fromarray(_rgb((size[0], size[1]), sum(size)))
+    expected = _expected_parts(im, alg)
+    monkeypatch.setattr(pil, "_cost", {False: 1.0, True: 0.0})  # threads never measured: they go first
+    assert _pixels_digest_alg(im, alg, from_storage=True) == expected
+    monkeypatch.setattr(pil, "_cost", {False: 0.0, True: 1.0})  # one thread
+    assert _pixels_digest_alg(im, alg, from_storage=True) == expected
+    assert _pixels_digest_alg(im, alg, from_storage=False) == expected
+
+
+def test_large_rgb_images_have_equal_keys_whatever_their_padding_and_differ_by_one_pixel() -> None:
+    pixels = _rgb((1920, 1080), 11)
+    from_array = Image.fromarray(pixels)  # padding 255
+    padding_zero = ImageChops.difference(from_array, Image.new("RGB", from_array.size, (0, 0, 0)))
+    assert _padding(from_array) == {255} and _padding(padding_zero) == {0}
+    for alg in ("blake3", "xxh3"):
+        keys = {make_key(im, algorithm=alg) for im in (from_array, padding_zero, _png_decoded(from_array))}
+        assert len(keys) == 1
+        for x, y in ((0, 0), (1919, 1079), (1024 * 1024 % 1920, 1024 * 1024 // 1920)):  # first, last, 2nd part
+            other = from_array.copy()
+            r, g, b = other.getpixel((x, y))
+            other.putpixel((x, y), (r, g, b ^ 1))
+            assert make_key(other, algorithm=alg) not in keys
+
+
+def test_a_forked_child_hashes_large_rgb_images_on_threads_of_its_own() -> None:
+    """The part threads are per process: a child forked after the parent made them makes its own."""
+    import os
+    import select
+    import signal
+
+    import infercache.keys.pil as pil
+
+    im = Image.fromarray(_rgb((1920, 1080), 12))
+    pil._cost.update({False: 1.0, True: 0.0})
+    expected = make_key(im)  # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            pil._cost.update({False: 1.0, True: 0.0})
+            os.write(write, make_key(im))
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 60)  # a child waiting on its parent's threads never answers
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        got = pipe.read() if ready else b""
+    assert got == expected, "the forked child did not hash the image (it waited on threads it does not have)"
 
 
 def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,7 +351,7 @@ def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypat
 
     monkeypatch.setattr(pil, "_cost", {False: 0.0, True: 0.0})
     monkeypatch.setattr(pil, "_images", itertools.count(1))
-    im = _image("RGB", (600, 400), 10)
+    im = _image("RGB", (1100, 1000), 10)
     key = make_key(im)
     assert pil._cost[True] > 0 and pil._cost[False] == 0  # threads measured first
     assert make_key(im) == key

@@ -14,23 +14,33 @@ value depends on how the image was made (0 after ``Image.new`` or
 reach the key; XRGB can be made from that storage with one shift per pixel
 instead of Pillow's repacking to 3 bytes, and hashes faster in total.
 
-Large images are hashed from Pillow's own storage when Pillow exports it
+An RGB image of more than :data:`PART` XRGB bytes (a 1024x1024 image and
+larger) is keyed by parts: its XRGB bytes cut into parts of ``PART`` bytes,
+each hashed on its own with the cache's digest, and the key holds the
+parts' digests (``T_PARTS``, the byte count, the digests in order). The
+parts are shifted and hashed on several threads, each on its own core, or
+one after the other, whichever was faster of late (:data:`_cost`): a shift
+made on one core and hashed by BLAKE3's threads on another costs more than
+one thread does (the shifted bytes cross between the cores' caches), while
+a part shifted and hashed by the same thread does not.
+
+Large images are read from Pillow's own storage when Pillow exports it
 (Arrow C data interface, Pillow 11.2+; images in one memory block): modes
 whose storage *is* their ``tobytes()`` (:data:`_STORAGE_BYTES`) without any
-copy, RGB through a small scratch buffer (numpy, when the program has
-imported it). Other images, and every image when the export is unavailable,
-stream Pillow's encoder into the hasher chunk by chunk. Both ways give the
-same key. RGB pixels are hashed with one thread or with BLAKE3's threads,
-whichever was faster of late (:data:`_cost`): one thread takes the image in
-1 MiB steps that stay in the CPU cache, threads take it shifted whole into
-one buffer (BLAKE3 spreads one large update over the cores; fed step by step
-with a shift between, its threads cost more than one thread here).
+copy, RGB through a small scratch buffer per thread (numpy, when the program
+has imported it). Other images, and every image when the export is
+unavailable, stream Pillow's encoder into the hasher chunk by chunk. Both
+ways give the same key.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import blake3 as _blake3
@@ -47,7 +57,20 @@ from .encoder import (
     register_adapter,
     unhashable,
 )
-from .wire import BIG, NATIVE_BIG_ENDIAN, T_BYTES, T_NONE, T_PIL, Sink, feed, varint, write_buffer
+from .wire import (
+    BIG,
+    NATIVE_BIG_ENDIAN,
+    T_BYTES,
+    T_NONE,
+    T_PARTS,
+    T_PIL,
+    Hasher,
+    Sink,
+    feed,
+    new_hasher,
+    varint,
+    write_buffer,
+)
 
 #: Modes whose storage holds exactly ``tobytes()`` (bytes per pixel): no padding, no bit packing.
 _STORAGE_BYTES: dict[str, int] = {
@@ -63,26 +86,28 @@ _STORAGE_BYTES: dict[str, int] = {
     "RGBX": 4,
     "CMYK": 4,
 }
-#: Pixels shifted per step of an RGB image hashed with one thread: 1 MiB, small
-#: enough to stay in the CPU cache between the shift and the hash.
-_CHUNK_PIXELS = 1 << 18
-#: Scratch buffers kept for reuse (a new one per call would be mapped and faulted in).
-#: With threads a buffer holds a whole image, up to Pillow's block size (16 MiB by
-#: default; larger images are in several blocks and take the encoder's way).
-_SCRATCH_KEPT = 2
-#: Seconds per byte of the RGB pixels hashed with one thread (False) and with BLAKE3's
-#: threads (True), as moving averages. Threads pay only while another core is idle
-#: (with 2 cores and one busy they cost 10-40% more here, and each of the chunks
-#: pays it), so the way faster of late is used and the other one retried every
-#: :data:`_RETRY`-th image. The key does not depend on it: BLAKE3's output is the
-#: same whatever the threads.
+PART = 1 << 22
+"""XRGB bytes per part of a large RGB image's key (1 Mi pixels): part of the key format."""
+_PART_PIXELS = PART // 4
+#: Pixels shifted per step: 1 MiB of scratch, small enough to stay in the CPU cache
+#: between the shift and the hash.
+_STEP_PIXELS = 1 << 18
+#: Seconds per byte of the RGB pixels hashed by parts one after the other (False)
+#: and on several threads (True), as moving averages. Threads pay only while
+#: another core is idle, so the way faster of late is used and the other one
+#: retried every :data:`_RETRY`-th image. The key does not depend on it.
 _cost: dict[bool, float] = {False: 0.0, True: 0.0}
 _RETRY = 16
 _images = itertools.count()
 #: Below this many pixel bytes, ``tobytes()`` costs less than reaching the storage.
 _STORAGE_MIN = 1 << 16
 
-_scratch: list[Any] = []
+#: Each thread's scratch buffer (1 MiB), made on its first RGB image.
+_local = threading.local()
+#: The threads hashing parts: (the process that made them, the pool). A forked
+#: child has none of its parent's threads, so it makes its own pool.
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
 
 
 @register_adapter
@@ -138,6 +163,11 @@ def write_pixels(im: Any, out: Sink, *, from_storage: bool) -> None:
     width, height = im.size
     if mode == "RGB":
         n = width * height * 4
+        if n > PART:
+            out += T_PARTS + varint(n)
+            digests = _rgb_parts_from_storage(im, n, out.alg) if from_storage else None
+            out += digests if digests is not None else _stream_parts(im, n, out.alg)
+            return
         out += T_BYTES + varint(n)
         if n <= BIG:
             out += im.tobytes("raw", "XRGB")
@@ -156,22 +186,51 @@ def write_pixels(im: Any, out: Sink, *, from_storage: bool) -> None:
         _stream(im, mode, out)
 
 
-def _stream(im: Any, rawmode: str, out: Sink) -> None:
-    """Pillow's raw encoder into the hasher, chunk by chunk (no joined copy)."""
+def _raw_chunks(im: Any, rawmode: str) -> Iterator[bytes]:
+    """Pillow's raw encoder's output for ``im`` in ``rawmode``, chunk by chunk (no joined copy)."""
     pil = module_for(type(im), "PIL.Image") or loaded("PIL.Image")
     if pil is None:  # pragma: no cover - an image without its module
-        feed(out, im.tobytes("raw", rawmode))
+        yield im.tobytes("raw", rawmode)
         return
     encoder = pil._getencoder(im.mode, "raw", rawmode)
     encoder.setimage(im.im, (0, 0, *im.size))
     bufsize = max(1 << 16, im.size[0] * 4)
     while True:
         _, status, data = encoder.encode(bufsize)
-        feed(out, data)
+        yield data
         if status:
             break
     if status < 0:
         raise RuntimeError(f"Pillow's raw encoder failed ({status}) on a {im.mode} image")
+
+
+def _stream(im: Any, rawmode: str, out: Sink) -> None:
+    """Pillow's raw encoder into the hasher."""
+    for data in _raw_chunks(im, rawmode):
+        feed(out, data)
+
+
+def _part_hasher(alg: str) -> Hasher:
+    # One thread per part: the parts themselves are what runs on several cores.
+    return _blake3.blake3(max_threads=1) if alg == "blake3" else new_hasher(alg)
+
+
+def _stream_parts(im: Any, n: int, alg: str) -> bytes:
+    """The parts' digests (see the module's docstring) from Pillow's encoder."""
+    digests = bytearray()
+    hasher, filled = _part_hasher(alg), 0
+    for data in _raw_chunks(im, "XRGB"):
+        view = memoryview(data)
+        while view:
+            take = min(len(view), PART - filled)
+            hasher.update(view[:take])
+            view, filled = view[take:], filled + take
+            if filled == PART:
+                digests += hasher.digest()
+                hasher, filled = _part_hasher(alg), 0
+    if filled:
+        digests += hasher.digest()
+    return bytes(digests)
 
 
 def _plain_from_storage(im: Any, n: int, out: Sink) -> bool:
@@ -185,6 +244,7 @@ def _plain_from_storage(im: Any, n: int, out: Sink) -> bool:
 
 
 def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
+    """An RGB image of at most one part: its XRGB bytes from the storage into ``out``'s hasher."""
     np = loaded("numpy")
     if np is None:
         return False
@@ -192,39 +252,91 @@ def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
     if found is None:
         return False
     keep_alive, view = found
-    threads: bool | None = None
-    if out.hasher is None and out.alg == "blake3":
-        threads = _use_threads()
-        out.hasher = _blake3.blake3(max_threads=_blake3.blake3.AUTO if threads else 1)  # feed() adds `out`
-        started = time.perf_counter()
+    if out.hasher is None:
+        out.hasher = _part_hasher(out.alg)  # feed() adds what `out` holds
+    hasher = _Feeding(out)
+    _shift_into(np, np.frombuffer(view, dtype=np.uint32), hasher)
+    del keep_alive
+    return True
+
+
+def _rgb_parts_from_storage(im: Any, n: int, alg: str) -> bytes | None:
+    """The parts' digests (see the module's docstring) from Pillow's storage; None when unreachable."""
+    np = loaded("numpy")
+    if np is None:
+        return None
+    found = _storage(im, n)
+    if found is None:
+        return None
+    keep_alive, view = found
     pixels = np.frombuffer(view, dtype=np.uint32)
-    total = n // 4
-    step = total if threads else _CHUNK_PIXELS
-    try:
-        scratch = _scratch.pop()  # atomic: each thread gets a buffer of its own
-    except IndexError:
-        scratch = None
-    if scratch is None or len(scratch) < min(step, total):
-        scratch = np.empty(max(_CHUNK_PIXELS, min(step, total)), dtype=np.uint32)
+
+    def part(start: int) -> bytes:
+        hasher = _part_hasher(alg)
+        _shift_into(np, pixels[start : start + _PART_PIXELS], hasher)
+        return hasher.digest()
+
+    starts = range(0, n // 4, _PART_PIXELS)
+    threads = _use_threads()
+    pool = _threads() if threads else None  # made before the clock starts: once per process
+    started = time.perf_counter()
+    if pool is not None:
+        later = [pool.submit(part, start) for start in starts[1:]]
+        first = part(0)  # this thread takes a part too
+        digests = b"".join([first, *(f.result() for f in later)])
+    else:
+        digests = b"".join([part(start) for start in starts])
+    del keep_alive
+    cost = (time.perf_counter() - started) / n
+    _cost[threads] = 0.75 * _cost[threads] + 0.25 * cost if _cost[threads] else cost
+    return digests
+
+
+class _Feeding:
+    """``update`` that goes through :func:`feed` (what ``out`` gathered goes first)."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, out: Sink) -> None:
+        self.out = out
+
+    def update(self, data: Any) -> None:
+        feed(self.out, data)
+
+
+def _shift_into(np: Any, pixels: Any, hasher: Any) -> None:
+    """``pixels`` (RGB storage, one native uint32 each) as XRGB into ``hasher``, in steps through
+    this thread's scratch buffer."""
+    scratch = getattr(_local, "scratch", None)
+    if scratch is None:
+        scratch = _local.scratch = np.empty(_STEP_PIXELS, dtype=np.uint32)
     # Storage bytes R, G, B, pad as one native integer: shifting the pad out
     # (towards the high end on little-endian, the low end on big-endian) leaves 0, R, G, B.
     shift = np.right_shift if NATIVE_BIG_ENDIAN else np.left_shift
     as_bytes = scratch.view(np.uint8)
-    for start in range(0, total, step):
-        stop = min(total, start + step)
+    total = len(pixels)
+    for start in range(0, total, _STEP_PIXELS):
+        stop = min(total, start + _STEP_PIXELS)
         shift(pixels[start:stop], 8, out=scratch[: stop - start])
-        feed(out, as_bytes[: 4 * (stop - start)])
-    del keep_alive
-    if threads is not None:
-        cost = (time.perf_counter() - started) / n
-        _cost[threads] = 0.75 * _cost[threads] + 0.25 * cost if _cost[threads] else cost
-    if len(_scratch) < _SCRATCH_KEPT:
-        _scratch.append(scratch)
-    return True
+        hasher.update(as_bytes[: 4 * (stop - start)])
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The pool of threads hashing parts (one per core), made on first use in each process."""
+    global _pool
+    pid = os.getpid()
+    pool = _pool
+    if pool is None or pool[0] != pid:
+        with _pool_lock:
+            if _pool is None or _pool[0] != pid:
+                workers = max(1, (os.cpu_count() or 2) - 1)  # the caller's thread takes a part too
+                _pool = (pid, ThreadPoolExecutor(workers, thread_name_prefix="infercache-pil"))
+            pool = _pool
+    return pool[1]
 
 
 def _use_threads() -> bool:
-    """Whether to hash the next RGB image with BLAKE3's threads (see :data:`_cost`)."""
+    """Whether to hash the next large RGB image's parts on several threads (see :data:`_cost`)."""
     single, threaded = _cost[False], _cost[True]
     if not threaded or not single:
         return not threaded  # each way measured once first

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import blake3 as _blake3
 import xxhash as _xxhash
 
-KEY_FORMAT_VERSION = 2
+KEY_FORMAT_VERSION = 3
 """Version of the key bytes. Bump it whenever any value's key changes (the
 golden-key table in the tests records the version it was written for)."""
 
@@ -164,6 +164,8 @@ T_PD_INTERVAL = b"\xd9"
 T_PD_OFFSET = b"\xda"
 T_PD_DTYPE = b"\xdb"
 T_PIL = b"I"
+T_PARTS = b"X"
+"""Bytes keyed as the digests of their fixed-size parts (a large RGB image's pixels)."""
 T_TENSOR = b"\xe0"
 T_TORCH_DTYPE = b"\xe1"
 T_TORCH_DEVICE = b"\xe2"
