@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 import infercache
 
@@ -20,7 +20,16 @@ _SOURCE_ROOT = str(Path(infercache.__file__).resolve().parent.parent)
 # tests draw a few examples each (a mutant most tests see is seen in the first
 # draws), with no deadline (mutmut's trampolines slow every call) and no example
 # database (a verdict must not depend on what an earlier mutant saved).
-settings.register_profile("mutation", max_examples=10, stateful_step_count=15, deadline=None, database=None)
+# Nor does it shrink: a verdict needs the first failure only, and shrinking a test
+# that failed on a bounded wait (a mutant that hangs) repeats that wait each try.
+settings.register_profile(
+    "mutation",
+    max_examples=10,
+    stateful_step_count=15,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+)
 _PROFILE = os.environ.get("INFERCACHE_HYPOTHESIS_PROFILE", "")
 if _PROFILE:
     settings.load_profile(_PROFILE)
@@ -39,6 +48,7 @@ def _capped(current: settings) -> settings:
         stateful_step_count=min(current.stateful_step_count, profile.stateful_step_count),
         deadline=profile.deadline,
         database=profile.database,
+        phases=tuple(p for p in current.phases if p in profile.phases),
     )
 
 

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import infercache as ic
 
 KINDS = ("sync", "async", "gen", "asyncgen")
+
+# How long a test waits for threads or an event loop before it calls the wait a hang
+# and fails: generous, so that it never fires on a slow but working run, and below a
+# mutation run's per-mutant limit, so that a mutant that hangs fails the test.
+HANG_BOUND = 20.0
+
+T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -28,6 +36,30 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) 
             return
         pause.wait(0.005)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def join_all(*threads: threading.Thread, timeout: float = HANG_BOUND) -> None:
+    """Join ``threads``, failing (not hanging) when any is still running ``timeout`` s after the call.
+
+    A hang is a failure with a clear message, not a wait without end.
+    """
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads still blocked after {timeout} s: {stuck}"
+
+
+def run_bounded(main: Coroutine[Any, Any, T], timeout: float = HANG_BOUND) -> T:
+    """``asyncio.run(main)``, failing (not hanging) when ``main`` has not finished after ``timeout`` s."""
+
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(main, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"event loop still busy after {timeout} s: a hang") from None
+
+    return asyncio.run(bounded())
 
 
 def gated(kind: str, gates: list[threading.Event], started: list[Any], **settings: Any) -> Any:
@@ -86,14 +118,14 @@ def call(kind: str, fn: Any, x: Any, session: str | None = None) -> list[Any]:
     if kind == "sync":
         return fn(x)
     if kind == "async":
-        return asyncio.run(fn(x))
+        return run_bounded(fn(x))
     if kind == "gen":
         return list(fn(x))
 
     async def collect() -> list[Any]:
         return [v async for v in fn(x)]
 
-    return asyncio.run(collect())
+    return run_bounded(collect())
 
 
 class Caller:
@@ -113,8 +145,8 @@ class Caller:
         self.thread.start()
 
     def result(self) -> Any:
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "caller still blocked"
+        self.thread.join(HANG_BOUND)
+        assert not self.thread.is_alive(), f"caller still blocked after {HANG_BOUND} s"
         if self.error is not None:
             raise self.error
         return self.value

@@ -19,7 +19,7 @@ import warnings
 from collections import Counter
 
 import pytest
-from flight_fixtures import KINDS, Caller, call, gated, wait_until
+from flight_fixtures import KINDS, Caller, call, gated, join_all, run_bounded, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +60,7 @@ def test_eight_concurrent_identical_calls_compute_once() -> None:
         t.start()
     wait_until(lambda: slow.cache.stats().joins == 7, "7 followers")
     release.set()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert runs == [21]
     assert results == [42] * 8
 
@@ -89,8 +88,7 @@ def test_followers_get_the_leaders_exception_and_nothing_is_cached() -> None:
         t.start()
     wait_until(lambda: bad.cache.stats().joins == 4, "4 followers")
     release.set()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert errors == ["model failed"] * 5
     assert len(runs) == 1
     assert len(bad.cache) == 0
@@ -115,7 +113,7 @@ def test_async_followers_get_the_leaders_exception_and_nothing_is_cached() -> No
         gate.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
-    outcomes = asyncio.run(main())
+    outcomes = run_bounded(main())
     assert [(type(e), str(e)) for e in outcomes] == [(ValueError, "model failed")] * 5
     assert runs == [1]
     assert len(bad.cache) == 0
@@ -157,8 +155,7 @@ def test_interrupted_leader_hands_over_to_a_follower() -> None:
     t2.start()
     wait_until(lambda: work.cache.stats().joins == 1, "follower waiting")
     release.set()
-    t1.join()
-    t2.join()
+    join_all(t1, t2)
     assert out == {"leader": "killed", "follower": "done"}
     assert runs == ["leader", "follower"]
     assert work(1) == "done" and len(runs) == 2
@@ -176,7 +173,7 @@ def test_asyncio_tasks_compute_once() -> None:
     async def main():
         return await asyncio.gather(*(embed("hello") for _ in range(20)))
 
-    assert asyncio.run(main()) == [5] * 20
+    assert run_bounded(main()) == [5] * 20
     assert runs == ["hello"]
 
 
@@ -200,7 +197,7 @@ def test_cancelled_async_leader_never_strands_its_waiters() -> None:
             await leader
         return await asyncio.wait_for(follower, 10)
 
-    assert asyncio.run(main()) == "ok"
+    assert run_bounded(main()) == "ok"
     assert len(runs) == 2
 
 
@@ -225,7 +222,7 @@ def test_cancelled_follower_does_not_disturb_the_leader() -> None:
         gate.set()
         return await leader
 
-    assert asyncio.run(main()) == "ok"
+    assert run_bounded(main()) == "ok"
     assert runs == [1]
 
 
@@ -240,13 +237,12 @@ def test_calls_from_different_event_loops_share_one_computation() -> None:
         return x + 1
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(asyncio.run(work(1)))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: results.append(run_bounded(work(1)))) for _ in range(3)]
     for t in threads:
         t.start()
     wait_until(lambda: work.cache.stats().joins == 2, "2 followers in other loops")
     release.set()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert results == [2, 2, 2]
     assert runs == [1]
 
@@ -315,7 +311,7 @@ def test_recursive_calls_with_different_arguments_work() -> None:
         return n if n < 2 else await afib(n - 1) + await afib(n - 2)
 
     assert fib(40) == 102334155
-    assert asyncio.run(afib(30)) == 832040
+    assert run_bounded(afib(30)) == 832040
 
     @ic.cache
     def countdown(n):
@@ -349,8 +345,7 @@ def test_thread_stress_each_key_computed_once() -> None:
     threads = [threading.Thread(target=worker, args=(p,)) for p in plan]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert not bad
     assert set(runs.values()) == {1}
 
@@ -370,7 +365,7 @@ def test_asyncio_stress_each_key_computed_once() -> None:
         out = await asyncio.gather(*(f(k) for k in keys))
         assert out == [-k for k in keys]
 
-    asyncio.run(main())
+    run_bounded(main())
     assert set(runs.values()) == {1}
 
 
@@ -404,8 +399,7 @@ def test_late_joiner_gets_the_yields_so_far_then_the_live_ones() -> None:
     wait_until(lambda: stream.cache.stats().joins == 1, "late joiner")
     step[2].set()
     step[3].set()
-    a.join()
-    b.join()
+    join_all(a, b)
     assert first == second == ["t0", "t1", "t2", "t3"]
     assert produced == [0, 1, 2, 3]
     assert list(stream("t")) == first  # now a replay
@@ -431,7 +425,7 @@ def test_generator_run_continues_when_its_first_consumer_leaves() -> None:
     wait_until(lambda: stream.cache.stats().joins == 1, "second consumer")
     g1.close()  # the consumer that started the run goes away
     gate.set()
-    t.join()
+    join_all(t)
     assert got == [1, 2, 3]
     assert runs == ["x"]
     assert list(stream("x")) == [1, 2, 3]
@@ -493,8 +487,7 @@ def test_concurrent_generator_error_reaches_every_consumer() -> None:
         t.start()
     wait_until(lambda: stream.cache.stats().joins == 2, "3 consumers")
     gate.set()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert errors == ["device lost"] * 3
     assert len(stream.cache) == 0
 
@@ -528,13 +521,13 @@ def test_async_generator_fan_out_survives_a_cancelled_consumer() -> None:
             await stuck
         return result
 
-    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+    assert run_bounded(main()) == [0, 1, 2, 3, 4]
     assert runs == ["q"]
 
     async def replay():
         return [x async for x in stream("q")]
 
-    assert asyncio.run(replay()) == [0, 1, 2, 3, 4]
+    assert run_bounded(replay()) == [0, 1, 2, 3, 4]
 
 
 def test_async_generator_closed_when_every_consumer_leaves() -> None:
@@ -554,7 +547,7 @@ def test_async_generator_closed_when_every_consumer_leaves() -> None:
         assert await agen.__anext__() == 0
         await agen.aclose()
 
-    asyncio.run(main())
+    run_bounded(main())
     assert closed == ["z"]
     assert len(stream.cache) == 0
 
@@ -593,7 +586,7 @@ def test_async_generator_step_under_way_is_cancelled_when_its_last_consumer_leav
         finally:
             release.set()  # a step that was not cancelled ends, so the loop can close
 
-    asyncio.run(main())
+    run_bounded(main())
     assert events == [0, "step started", "step cancelled"]
     assert len(stream.cache) == 0
     assert stream.cache.engine.flights.in_flight() == 0
@@ -652,8 +645,7 @@ def test_generator_items_that_cannot_be_kept_reach_every_consumer_uncached(caplo
         wait_until(lambda: stream.cache.stats().joins == 1, "late joiner")
         gates[2].set()
         gates[3].set()
-        first.join()
-        late.join()
+        join_all(first, late)
         assert not errors
         assert describe(got["first"]) == describe(got["late"]) == [[0], 1, [2], 3]
         # Items that could not be copied are the same object for every consumer of the run;
@@ -685,12 +677,12 @@ def test_async_generator_items_that_cannot_be_kept_reach_every_consumer_uncached
         return await asyncio.gather(take(), take(), take())
 
     with caplog.at_level(logging.WARNING, logger="infercache"):
-        results = asyncio.run(main())
+        results = run_bounded(main())
         assert [describe(r) for r in results] == [[[0], 1, [2], 3]] * 3
         assert results[0][1] is results[1][1] is results[2][1]
         assert runs == [4]
         assert len(stream.cache) == 0
-        again = asyncio.run(main())
+        again = run_bounded(main())
         assert [describe(r) for r in again] == [[[0], 1, [2], 3]] * 3
         assert runs == [4, 4]
         assert len(copy_warnings(caplog)) == 1
@@ -761,9 +753,11 @@ def test_every_consumer_gets_every_item_and_only_fully_kept_runs_are_cached(
                     break
                 consumers[0][1].append(item)
                 taken += 1
+                assert taken <= len(expected), "the run goes on past its items"
             for gen, got in consumers[1:]:
                 while (item := step(gen)) is not StopIteration:
                     got.append(item)
+                    assert len(got) <= len(expected), "a joiner's run goes on past its items"
             for _, got in consumers:
                 assert describe(got) == expected
                 for i, ok in enumerate(keepable):
@@ -802,7 +796,7 @@ def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> 
                 if len(first) == 2:
                     return  # leaves its generator open: asyncio.run's shutdown finalises it
 
-        asyncio.run(main())
+        run_bounded(main())
 
     def take_all() -> None:
         async def main():
@@ -813,7 +807,7 @@ def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> 
                     await asyncio.to_thread(first_loop_gone.wait, 10)
             return out
 
-        second.extend(asyncio.run(main()))
+        second.extend(run_bounded(main()))
 
     a = threading.Thread(target=take_two)
     a.start()
@@ -823,9 +817,9 @@ def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> 
     wait_until(lambda: stream.cache.stats().joins == 1, "consumer on the second loop")
     for gate in gates:
         gate.set()
-    a.join()
+    join_all(a)
     first_loop_gone.set()
-    b.join()
+    join_all(b)
     assert first == [0, 1]
     assert second == list(range(8))
     assert runs == [8]
@@ -833,7 +827,7 @@ def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> 
     async def replay():
         return [x async for x in stream(8)]
 
-    assert asyncio.run(replay()) == list(range(8))  # the complete run, not a truncated one
+    assert run_bounded(replay()) == list(range(8))  # the complete run, not a truncated one
 
 
 def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loops() -> None:
@@ -874,14 +868,14 @@ def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loo
             tasks.append(asyncio.ensure_future(sentinel()))
             await asyncio.sleep(0)
 
-        asyncio.run(main())
+        run_bounded(main())
 
     def second_loop() -> None:
         async def main():
             return [x async for x in stream(4)]
 
         try:
-            second.extend(asyncio.run(main()))
+            second.extend(run_bounded(main()))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -896,8 +890,7 @@ def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loo
     assert shutting_down.wait(10)
     for gate in gates[1:]:
         gate.set()
-    a.join()
-    b.join()
+    join_all(a, b)
     assert errors == []
     assert second == [0, 1, 2, 3]
     assert runs == [4]
@@ -932,10 +925,10 @@ def test_sync_generator_run_survives_a_consumer_thread_that_ends_mid_run() -> No
     wait_until(lambda: stream.cache.stats().joins == 1, "second consumer")
     gates[0].set()
     gates[1].set()
-    a.join()
+    join_all(a)
     for gate in gates[2:]:
         gate.set()
-    b.join()
+    join_all(b)
     assert taken == [0, 1]
     assert got == [0, 1, 2, 3]
     assert runs == [4]
@@ -1033,7 +1026,7 @@ def test_async_run_closed_from_outside_is_an_error_and_never_published() -> None
         with pytest.raises(RuntimeError, match="closed before its end"):
             await run.item(1)
 
-    asyncio.run(main())
+    run_bounded(main())
     assert rec.published == []
     assert rec.ended == 1
 
@@ -1101,11 +1094,12 @@ def test_async_run_steps_are_shared_across_tasks() -> None:
                 return out
             out.append(kept)
             i += 1
+            assert i <= 3, "the run goes on past its three items"
 
     async def main():
         return await asyncio.gather(consume(), consume(), consume())
 
-    assert asyncio.run(main()) == [[("kept", i) for i in range(3)]] * 3
+    assert run_bounded(main()) == [[("kept", i) for i in range(3)]] * 3
     assert steps == [0, 1, 2]
     assert rec.published == [[("kept", i) for i in range(3)]]
 
@@ -1122,7 +1116,7 @@ def test_flights_join_finish_and_wait() -> None:
     t.start()
     wait_until(lambda: call.future is not None, "a follower waiting")
     flights.finish("k", call, value=42)
-    t.join()
+    join_all(t)
     assert out == [42]
     assert flights.in_flight() == 0
     again, leader = flights.join("k")
@@ -1146,14 +1140,14 @@ def test_flights_follower_gets_the_exception_or_abandoned() -> None:
     t.start()
     wait_until(lambda: call.future is not None, "a follower waiting")
     flights.finish("k", call, error=ValueError("boom"))
-    t.join()
+    join_all(t)
     assert isinstance(results[0], ValueError)
     call, _ = flights.join("k")
     t = threading.Thread(target=follow)
     t.start()
     wait_until(lambda: call.future is not None, "a follower waiting")
     flights.finish("k", call)  # abandoned: neither value nor error
-    t.join()
+    join_all(t)
     assert results[1] is ABANDONED
 
 
@@ -1168,7 +1162,7 @@ def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() 
         other: list = []
         t = threading.Thread(target=lambda: other.append(flights.join("k")))
         t.start()
-        t.join()
+        join_all(t)
     finally:
         current_work.reset(token)
     fresh, leader = other[0]
@@ -1220,9 +1214,9 @@ def test_flights_await_gets_the_value_and_a_cancelled_waiter_leaves_the_call_alo
         try:
             return await asyncio.wait_for(waiter, 10)  # a hang guard, not a timing assertion
         finally:
-            settle.join()
+            join_all(settle)
 
-    assert asyncio.run(main()) == 7
+    assert run_bounded(main()) == 7
 
 
 def test_flights_join_run_shares_a_live_run_and_never_an_ended_or_stale_one() -> None:
@@ -1242,7 +1236,7 @@ def test_flights_join_run_shares_a_live_run_and_never_an_ended_or_stale_one() ->
     assert flights.join_run("k", lambda: make("k")) is first and first.consumers == 2
     assert flights.join_run("other", lambda: make("other")) is not first  # keys are independent
     while first.item(len(first.items))[0]:
-        pass
+        assert len(first.items) <= 2, "the run goes on past its two items"
     second = flights.join_run("k", lambda: make("k"))
     assert second is not first  # the first run ended
     flights.end_run("k", first)  # a late end of the old run leaves the new one in place
@@ -1289,7 +1283,7 @@ def test_a_result_computed_across_a_clear_is_not_stored() -> None:
     started.wait(5)
     slow.cache.clear()  # e.g. the model was reloaded
     release.set()
-    t.join()
+    join_all(t)
     assert len(slow.cache) == 0
 
 
@@ -1359,7 +1353,7 @@ def test_async_self_call_through_a_child_task_is_recursion_not_a_deadlock(how: s
         with pytest.raises(RecursionError, match="called itself"):
             await asyncio.wait_for(f(1), 10)  # the bound only ends the test on the old deadlock
 
-    asyncio.run(main())
+    run_bounded(main())
     assert runs == [1]
 
 
@@ -1394,7 +1388,7 @@ def test_a_cycle_through_another_cached_function_is_recursion() -> None:
         with pytest.raises(RecursionError):
             await asyncio.wait_for(f(1), 10)
 
-    asyncio.run(main())
+    run_bounded(main())
 
 
 def test_async_generator_self_call_through_a_child_task_is_recursion() -> None:
@@ -1413,7 +1407,7 @@ def test_async_generator_self_call_through_a_child_task_is_recursion() -> None:
     async def first_item():
         return [v async for v in stream(1)]
 
-    asyncio.run(main())
+    run_bounded(main())
 
 
 def test_independent_tasks_of_one_key_still_share_one_computation() -> None:
@@ -1432,7 +1426,7 @@ def test_independent_tasks_of_one_key_still_share_one_computation() -> None:
         b = asyncio.create_task(f(1))
         return await a, await b
 
-    assert asyncio.run(main()) == (2, 2)
+    assert run_bounded(main()) == (2, 2)
     assert runs == [1]
     assert f.cache.stats().joins == 1
 
@@ -1447,7 +1441,7 @@ def test_a_leader_may_compute_other_keys_in_child_tasks_and_threads() -> None:
             return [0]
         return [n, *(await asyncio.create_task(countdown(n - 1)))]
 
-    assert asyncio.run(countdown(4)) == [4, 3, 2, 1, 0]
+    assert run_bounded(countdown(4)) == [4, 3, 2, 1, 0]
 
     pool = concurrent.futures.ThreadPoolExecutor(6)  # one thread per level: each waits for the next
 
@@ -1487,5 +1481,5 @@ def test_a_task_left_running_by_a_finished_leader_is_not_recursive() -> None:
         go.set()
         return await task
 
-    assert asyncio.run(main()) == 2
+    assert run_bounded(main()) == 2
     assert runs == [1, 1]

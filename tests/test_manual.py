@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from flight_fixtures import join_all
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -319,8 +320,7 @@ def test_thread_safety_under_concurrent_set_get() -> None:
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(*threads)
     assert not errors
     assert len(c) <= 50
 
@@ -441,6 +441,6 @@ def test_manual_cache_set_in_progress_is_dropped_only_by_invalidations_covering_
     with ic.session("A"):
         invalidate(c)
     go.set()
-    t.join()
+    join_all(t)
     with ic.session("A"):
         assert ("k" in c) is stored

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import pytest
-from flight_fixtures import KINDS, Caller, call, gated, wait_until
+from flight_fixtures import KINDS, Caller, call, gated, join_all, wait_until
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -181,9 +181,10 @@ class SessionFlights(RuleBasedStateMachine):
     def teardown(self) -> None:
         for gate in self.gates:
             gate.set()
-        for c in self.flying.values():
-            for caller in c["callers"]:
-                caller.result()
+        callers = [caller for c in self.flying.values() for caller in c["callers"]]
+        join_all(*(caller.thread for caller in callers))  # one bound for all, not one each
+        for caller in callers:
+            caller.result()
 
 
 TestSessionFlights = SessionFlights.TestCase
