@@ -17,6 +17,7 @@ import types
 import typing
 import warnings
 from collections import Counter
+from typing import Any
 
 import pytest
 from flight_fixtures import KINDS, Caller, call, gated, join_all, run_bounded, wait_until
@@ -31,8 +32,11 @@ from infercache.flight import (
     Flights,
     Run,
     Unkept,
+    check_recursion,
     current_work,
+    resolve,
 )
+from infercache.store import FOUND, LEAD, Store
 
 
 async def async_wait_until(predicate, what: str, timeout: float = 10.0) -> None:
@@ -1107,12 +1111,36 @@ def test_async_run_steps_are_shared_across_tasks() -> None:
 # -- the single-flight table ---------------------------------------------------------
 
 
+class Table:
+    """A store's single-flight table as the engine uses it: ``Store.lead`` to join or lead,
+    ``Store.forget`` and ``resolve`` to settle a call without storing a value."""
+
+    def __init__(self) -> None:
+        self.store = Store(max_size=0)
+
+    def join(self, key: Any, *, in_task: bool = False) -> tuple[Any, bool]:
+        """``(call, True)`` for the new leader of ``key``; else ``(future, False)`` to wait on."""
+        kind, got = self.store.lead(key, 0 if in_task else threading.get_ident(), Call, check_recursion)
+        assert kind != FOUND, "this store holds no entries"
+        return got, kind == LEAD
+
+    def finish(self, key: Any, call: Call, *, value: Any = ABANDONED, error: BaseException | None = None) -> None:
+        resolve(self.store.forget(key, call), value, error)
+
+    def in_flight(self) -> int:
+        return self.store.in_flight()
+
+    @staticmethod
+    def wait(future: Any) -> Any:
+        return future.result(timeout=20)  # a hang guard, not a timing assertion
+
+
 def test_flights_join_finish_and_wait() -> None:
-    flights = Flights()
+    flights = Table()
     call, leader = flights.join("k")
     assert leader and isinstance(call, Call)
     out = []
-    t = threading.Thread(target=lambda: out.append(Flights.wait(flights.join("k")[0])))
+    t = threading.Thread(target=lambda: out.append(Table.wait(flights.join("k")[0])))
     t.start()
     wait_until(lambda: call.future is not None, "a follower waiting")
     flights.finish("k", call, value=42)
@@ -1124,7 +1152,7 @@ def test_flights_join_finish_and_wait() -> None:
 
 
 def test_flights_follower_gets_the_exception_or_abandoned() -> None:
-    flights = Flights()
+    flights = Table()
     call, _ = flights.join("k")
     results: list = []
 
@@ -1132,7 +1160,7 @@ def test_flights_follower_gets_the_exception_or_abandoned() -> None:
         future, leader = flights.join("k")
         assert not leader
         try:
-            results.append(Flights.wait(future))
+            results.append(Table.wait(future))
         except ValueError as exc:
             results.append(exc)
 
@@ -1152,7 +1180,7 @@ def test_flights_follower_gets_the_exception_or_abandoned() -> None:
 
 
 def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() -> None:
-    flights = Flights()
+    flights = Table()
     call, _ = flights.join("k")
     with pytest.raises(RecursionError):
         flights.join("k")  # the leader's own thread would wait for itself
@@ -1172,7 +1200,7 @@ def test_flights_same_thread_join_is_recursion_and_stale_calls_are_not_joined() 
 
 
 def test_flights_keys_are_independent_and_an_uncontended_call_makes_no_future() -> None:
-    flights = Flights()
+    flights = Table()
     a, leads_a = flights.join("a")
     b, leads_b = flights.join("b")
     assert leads_a and leads_b and a is not b
@@ -1185,18 +1213,18 @@ def test_flights_keys_are_independent_and_an_uncontended_call_makes_no_future() 
 
 def test_flights_coroutines_on_the_leaders_thread_follow_instead_of_recursing() -> None:
     """An event loop's thread runs unrelated tasks: only the context tells recursion apart."""
-    flights = Flights()
+    flights = Table()
     call, _ = flights.join("k", in_task=True)
     future, leader = flights.join("k", in_task=True)
     assert not leader and future is call.future
     same_thread, leader = flights.join("k")  # a sync caller on the same thread, outside the call
     assert not leader and same_thread is future
     flights.finish("k", call, value="v")
-    assert Flights.wait(future) == "v"
+    assert Table.wait(future) == "v"
 
 
 def test_flights_await_gets_the_value_and_a_cancelled_waiter_leaves_the_call_alone() -> None:
-    flights = Flights()
+    flights = Table()
     call, _ = flights.join("k")
     future, _ = flights.join("k", in_task=True)
 

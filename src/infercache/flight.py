@@ -175,9 +175,10 @@ class Flights:
     Calls of plain and async functions are registered in ``store``'s
     single-flight table, under the store's lock (:meth:`Store.lead`,
     :meth:`Store.settle`): the engine's miss path looks up, registers and
-    settles each in one critical section. Without a store (tests of the
-    table alone) the table is a store of its own that never holds entries.
-    Generator runs have their own table and lock.
+    settles each in one critical section; followers wait on the call's
+    future (:meth:`await_` from a coroutine). Without a store (tests of
+    generator runs alone) the table is a store of its own that never holds
+    entries. Generator runs have their own table and lock.
     """
 
     def __init__(self, store: Store | None = None) -> None:
@@ -186,35 +187,6 @@ class Flights:
         self._runs: dict[Hashable, Run | AsyncRun] = {}
 
     # -- plain and async functions -----------------------------------------
-
-    def join(self, key: Hashable, *, in_task: bool = False) -> tuple[Any, bool]:
-        """``(call, True)`` for the new leader of ``key``; else ``(future, False)`` to wait on.
-
-        Raises ``RecursionError`` when the caller runs inside the computation it
-        would wait for (see the module docstring). ``in_task`` says the caller is
-        a coroutine: its thread (the event loop's, shared with unrelated tasks)
-        says nothing about recursion, only its context does.
-        """
-        kind, got = self.store.lead(key, 0 if in_task else threading.get_ident(), Call, check_recursion)
-        if kind == FOUND:  # only with a store that holds entries: the engine handles that itself
-            raise RuntimeError("Flights.join found a stored entry: use Store.lead on a cache's store")
-        return got, kind == LEAD
-
-    def finish(
-        self,
-        key: Hashable,
-        call: Call,
-        *,
-        value: Any = ABANDONED,
-        error: BaseException | None = None,
-    ) -> None:
-        """Settle a leader's call: its value, its exception, or (neither) abandoned."""
-        resolve(self.store.forget(key, call), value, error)
-
-    @staticmethod
-    def wait(call: concurrent.futures.Future[Any]) -> Any:
-        """Block until the leader settles; its value, ABANDONED, or its exception raised."""
-        return call.result()
 
     @staticmethod
     async def await_(call: concurrent.futures.Future[Any]) -> Any:
