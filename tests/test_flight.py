@@ -38,6 +38,16 @@ from infercache.flight import (
 )
 from infercache.store import FOUND, LEAD, Store
 
+# The messages in full: what a user reads when it happens.
+RECURSION = (
+    r"^infercache: a cached function called itself with the same arguments "
+    r"while computing them; that call could never finish$"
+)
+CLOSED_OUTSIDE = (
+    r"^infercache: the shared generator was closed before its end by something "
+    r"other than its consumers; the run is incomplete and was not cached$"
+)
+
 
 async def async_wait_until(predicate, what: str, timeout: float = 10.0) -> None:
     for _ in range(int(timeout / 0.005)):
@@ -256,7 +266,7 @@ def test_recursive_call_with_same_arguments_is_an_error_not_a_deadlock() -> None
     def loop(x):
         return loop(x)
 
-    with pytest.raises(RecursionError, match="called itself"):
+    with pytest.raises(RecursionError, match=RECURSION):
         loop(1)
 
 
@@ -596,6 +606,68 @@ def test_async_generator_step_under_way_is_cancelled_when_its_last_consumer_leav
     assert stream.cache.engine.flights.in_flight() == 0
 
 
+def test_an_async_generator_that_swallows_its_steps_cancellation_is_closed_by_its_run() -> None:
+    """The last consumer leaving mid-step cancels the step; a generator that catches that and
+    goes on to its next yield is closed by the run when the step ends, on its loop (its
+    ``finally`` may await), not left suspended until the garbage collector closes it."""
+    events = []
+
+    @ic.cache
+    async def stream(p):
+        try:
+            yield 0
+            events.append("step started")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                events.append("cancellation swallowed")
+            yield 1
+            yield 2
+        finally:
+            await asyncio.sleep(0)  # only a close awaited on a loop gets past this
+            events.append("closed")
+
+    async def main():
+        async def consume():
+            async for x in stream("q"):
+                events.append(x)
+
+        consumer = asyncio.create_task(consume())
+        await async_wait_until(lambda: events == [0, "step started"], "the second step running")
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await async_wait_until(lambda: "closed" in events, "the generator closed by its run")
+
+    run_bounded(main())
+    assert events == [0, "step started", "cancellation swallowed", "closed"]
+    assert len(stream.cache) == 0
+
+
+def test_a_run_interrupted_by_a_base_exception_fails_for_its_other_consumers() -> None:
+    """A ``KeyboardInterrupt`` (any ``BaseException`` that is not an ``Exception``) in one
+    consumer's step reaches that consumer as itself and every other consumer as an error
+    naming it, never as the end of the stream; nothing is cached."""
+    interrupt = True
+
+    @ic.cache
+    def stream(n):
+        yield 0
+        if interrupt:
+            raise KeyboardInterrupt
+        yield 1
+
+    a, b = stream(1), stream(1)
+    assert next(a) == 0 and next(b) == 0  # one run, two consumers
+    with pytest.raises(KeyboardInterrupt):
+        next(a)
+    interrupted = r"^infercache: the shared generator run was interrupted \(KeyboardInterrupt\(\)\)$"
+    with pytest.raises(RuntimeError, match=interrupted):
+        next(b)
+    assert len(stream.cache) == 0
+    interrupt = False
+    assert list(stream(1)) == [0, 1]  # a new run
+
+
 # -- items that cannot be kept -----------------------------------------------------
 
 
@@ -834,8 +906,11 @@ def test_async_generator_shared_by_two_event_loops_outlives_the_first_loop() -> 
     assert run_bounded(replay()) == list(range(8))  # the complete run, not a truncated one
 
 
-def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loops() -> None:
-    """asyncio.run cancels every task at exit; the shared step must not die with that loop."""
+@pytest.mark.parametrize("own_consumer", ["reading", "gone"])
+def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loops(own_consumer: str) -> None:
+    """asyncio.run cancels every task at exit; the shared step must not die with that loop,
+    whether the loop's own consumer still reads the run or left it first (the consumer on
+    the other loop is then the only one)."""
     gates = [threading.Event() for _ in range(4)]
     entered = [threading.Event() for _ in range(4)]
     let_go, shutting_down = threading.Event(), threading.Event()
@@ -869,6 +944,9 @@ def test_a_loop_exiting_mid_step_lets_the_step_finish_for_consumers_on_other_loo
 
             tasks = [asyncio.ensure_future(next_item())]  # this loop steps item 1
             await asyncio.to_thread(let_go.wait, 10)
+            if own_consumer == "gone":
+                tasks[0].cancel()  # this loop's consumer leaves; the step goes on for the other one
+                await asyncio.gather(tasks[0], return_exceptions=True)
             tasks.append(asyncio.ensure_future(sentinel()))
             await asyncio.sleep(0)
 
@@ -1007,7 +1085,7 @@ def test_run_closed_from_outside_is_an_error_and_never_published() -> None:
     run.enter()
     assert run.item(0) == (True, ("kept", 0))
     gen.close()
-    with pytest.raises(RuntimeError, match="closed before its end"):
+    with pytest.raises(RuntimeError, match=CLOSED_OUTSIDE):
         run.item(1)
     assert rec.published == []
     assert rec.ended == 1
@@ -1027,7 +1105,7 @@ def test_async_run_closed_from_outside_is_an_error_and_never_published() -> None
         run.enter()
         assert await run.item(0) == (True, ("kept", 0))
         await gen.aclose()
-        with pytest.raises(RuntimeError, match="closed before its end"):
+        with pytest.raises(RuntimeError, match=CLOSED_OUTSIDE):
             await run.item(1)
 
     run_bounded(main())
