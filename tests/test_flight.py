@@ -297,6 +297,45 @@ def test_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_dead
     assert isinstance(out.get("error"), RecursionError)
 
 
+def test_a_thread_started_inside_a_generators_step_calling_it_again_is_recursion() -> None:
+    """A thread that inherited a step's context is part of the run: its own call of the same
+    generator is refused, while the step runs (it may be waiting for that thread) and also
+    between steps (the run cannot tell which of its threads it will wait for next)."""
+    import contextvars
+
+    outcomes: dict = {}
+    between = threading.Event()
+
+    def again(when: str, after: threading.Event | None = None) -> None:
+        if after is not None:
+            assert after.wait(20), "never released"
+        try:
+            outcomes[when] = list(stream(1))
+        except RecursionError as exc:
+            outcomes[when] = exc
+
+    threads: list = []
+
+    @ic.cache
+    def stream(n):
+        during = threading.Thread(target=contextvars.copy_context().run, args=(again, "during the step"))
+        during.start()
+        join_all(during)  # the step waits for its thread
+        later = threading.Thread(target=contextvars.copy_context().run, args=(again, "between steps", between))
+        later.start()
+        threads.append(later)
+        yield 1
+        yield 2
+
+    consumer = stream(1)
+    assert next(consumer) == 1
+    between.set()  # no step runs now: the thread started in the first one calls again
+    join_all(*threads)
+    assert list(consumer) == [2]
+    assert isinstance(outcomes["during the step"], RecursionError)
+    assert isinstance(outcomes["between steps"], RecursionError)
+
+
 def test_async_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_deadlock() -> None:
     @ic.cache
     async def again(n):
