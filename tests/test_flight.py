@@ -336,6 +336,51 @@ def test_a_thread_started_inside_a_generators_step_calling_it_again_is_recursion
     assert isinstance(outcomes["between steps"], RecursionError)
 
 
+def test_a_generator_calling_itself_from_a_fresh_context_on_its_own_thread_is_recursion() -> None:
+    """The step's thread is recognised without its context (code may run in an empty one)."""
+    import contextvars
+
+    @ic.cache
+    def again(n):
+        yield 1
+        yield from contextvars.Context().run(lambda: list(again(n)))
+
+    hung, out = run_in_thread(lambda: list(again(1)))
+    assert not hung, "deadlocked"
+    assert isinstance(out.get("error"), RecursionError)
+
+
+def test_a_consumer_advanced_from_a_thread_inside_the_step_is_recursion() -> None:
+    """A consumer that joined outside, advanced by a thread the running step waits for, would wait
+    for that very step: refused, and the run goes on."""
+    import contextvars
+
+    consumers: dict = {}
+
+    @ic.cache
+    def stream(n):
+        yield 1
+        out: dict = {}
+
+        def advance_b() -> None:
+            try:
+                out["b"] = next(consumers["b"])
+            except RecursionError:
+                out["b"] = "refused"
+
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(advance_b,))
+        thread.start()
+        join_all(thread)
+        yield out["b"]
+
+    a = stream(1)
+    consumers["b"] = stream(1)
+    assert next(a) == 1 and next(consumers["b"]) == 1  # one run, two consumers
+    hung, out = run_in_thread(lambda: next(a))
+    assert not hung, "deadlocked"
+    assert out.get("value") == "refused"
+
+
 def test_async_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_deadlock() -> None:
     @ic.cache
     async def again(n):
