@@ -752,6 +752,34 @@ def test_a_run_interrupted_by_a_base_exception_fails_for_its_other_consumers() -
     assert list(stream(1)) == [0, 1]  # a new run
 
 
+def test_a_caches_in_flight_count_covers_its_calls_and_its_generator_runs() -> None:
+    release = threading.Event()
+
+    @ic.cache
+    def slow(x):
+        assert release.wait(20), "never released"
+        return x
+
+    @ic.cache
+    def stream(x):
+        yield x
+        yield x
+
+    flights = slow.cache.engine.flights
+    worker = threading.Thread(target=slow, args=(1,))
+    worker.start()
+    wait_until(lambda: flights.in_flight() == 1, "the call counted in flight")
+    release.set()
+    join_all(worker)
+    assert flights.in_flight() == 0
+    consumer = stream(1)
+    assert next(consumer) == 1
+    assert stream.cache.engine.flights.in_flight() == 1
+    assert list(consumer) == [1]
+    assert stream.cache.engine.flights.in_flight() == 0
+    assert repr(ABANDONED) == "ABANDONED"  # what a follower's outcome shows in a debugger
+
+
 # -- items that cannot be kept -----------------------------------------------------
 
 
