@@ -381,6 +381,32 @@ def test_a_consumer_advanced_from_a_thread_inside_the_step_is_recursion() -> Non
     assert out.get("value") == "refused"
 
 
+def test_an_async_consumer_advanced_from_a_task_inside_the_step_is_recursion() -> None:
+    """The async form of the case above: a task the step awaits, advancing a consumer that joined
+    outside, would wait for that very step."""
+    consumers: dict = {}
+
+    @ic.cache
+    async def stream(n):
+        yield 1
+
+        async def advance_b():
+            try:
+                return await consumers["b"].__anext__()
+            except RecursionError:
+                return "refused"
+
+        yield await asyncio.create_task(advance_b())  # a child task: the step's context
+
+    async def main():
+        a = stream(1)
+        consumers["b"] = stream(1)
+        assert await a.__anext__() == 1 and await consumers["b"].__anext__() == 1  # one run, two consumers
+        return await asyncio.wait_for(a.__anext__(), 10)  # a hang guard, not a timing assertion
+
+    assert run_bounded(main()) == "refused"
+
+
 def test_async_generator_calling_itself_with_the_same_arguments_is_an_error_not_a_deadlock() -> None:
     @ic.cache
     async def again(n):
