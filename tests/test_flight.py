@@ -806,6 +806,37 @@ def test_a_caches_in_flight_count_covers_its_calls_and_its_generator_runs() -> N
     assert repr(ABANDONED) == "ABANDONED"  # what a follower's outcome shows in a debugger
 
 
+def test_a_step_with_consumers_refuses_to_be_cancelled_and_says_so() -> None:
+    """Only its run cancels a step while it has consumers: ``cancel()`` from anyone else returns
+    False (the asyncio contract for a task that will not be cancelled) and the step goes on."""
+    release = None
+
+    @ic.cache
+    async def stream(p):
+        yield 0
+        await release.wait()
+        yield 1
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        agen = stream("q")
+        assert await agen.__anext__() == 0
+        waiting = asyncio.ensure_future(agen.__anext__())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        steps = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "AsyncRun._advance"]
+        assert len(steps) == 1
+        (step,) = steps
+        assert step.cancel() is False and step.cancel("from outside") is False
+        release.set()
+        assert await asyncio.wait_for(waiting, 10) == 1  # a hang guard, not a timing assertion
+        assert [x async for x in agen] == []
+
+    run_bounded(main())
+    assert len(stream.cache) == 1
+
+
 # -- items that cannot be kept -----------------------------------------------------
 
 
