@@ -243,33 +243,38 @@ def _plain_from_storage(im: Any, n: int, out: Sink) -> bool:
     return True
 
 
-def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
-    """An RGB image of at most one part: its XRGB bytes from the storage into ``out``'s hasher."""
+def _rgb_storage(im: Any, n: int) -> tuple[Any, Any, Any] | None:
+    """``(numpy, capsule, pixels)``: an RGB image's storage as one native uint32 per pixel,
+    valid while ``capsule`` is alive; None without numpy loaded or a reachable storage."""
     np = loaded("numpy")
     if np is None:
-        return False
+        return None
     found = _storage(im, n)
     if found is None:
+        return None
+    capsule, view = found
+    return np, capsule, np.frombuffer(view, dtype=np.uint32)
+
+
+def _rgb_from_storage(im: Any, n: int, out: Sink) -> bool:
+    """An RGB image of at most one part: its XRGB bytes from the storage into ``out``'s hasher."""
+    found = _rgb_storage(im, n)
+    if found is None:
         return False
-    keep_alive, view = found
+    np, keep_alive, pixels = found
     if out.hasher is None:
         out.hasher = _part_hasher(out.alg)  # feed() adds what `out` holds
-    hasher = _Feeding(out)
-    _shift_into(np, np.frombuffer(view, dtype=np.uint32), hasher)
+    _shift_into(np, pixels, _Feeding(out))
     del keep_alive
     return True
 
 
 def _rgb_parts_from_storage(im: Any, n: int, alg: str) -> bytes | None:
     """The parts' digests (see the module's docstring) from Pillow's storage; None when unreachable."""
-    np = loaded("numpy")
-    if np is None:
-        return None
-    found = _storage(im, n)
+    found = _rgb_storage(im, n)
     if found is None:
         return None
-    keep_alive, view = found
-    pixels = np.frombuffer(view, dtype=np.uint32)
+    np, keep_alive, pixels = found
 
     def part(start: int) -> bytes:
         hasher = _part_hasher(alg)
