@@ -316,32 +316,35 @@ def test_large_rgb_images_have_equal_keys_whatever_their_padding_and_differ_by_o
 
 
 def test_a_forked_child_hashes_large_rgb_images_on_threads_of_its_own() -> None:
-    """The part threads are per process: a child forked after the parent made them makes its own."""
-    import os
-    import select
-    import signal
-
-    import infercache.keys.pil as pil
-
-    im = Image.fromarray(_rgb((1920, 1080), 12))
-    pil._cost.update({False: 1.0, True: 0.0})
-    expected = make_key(im)  # the parent's pool exists now
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            pil._cost.update({False: 1.0, True: 0.0})
-            os.write(write, make_key(im))
-        finally:
-            os._exit(0)
-    os.close(write)
-    ready, _, _ = select.select([read], [], [], 60)  # a child waiting on its parent's threads never answers
-    if not ready:
-        os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    with os.fdopen(read, "rb") as pipe:
-        got = pipe.read() if ready else b""
-    assert got == expected, "the forked child did not hash the image (it waited on threads it does not have)"
+    """The part threads are per process: a child forked after the parent made them makes its own
+    (it would otherwise wait forever on threads it does not have). Run in a fresh interpreter,
+    which forks with no other thread running."""
+    code = (
+        "import json, os, select, signal\n"
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "import infercache.keys.pil as pil\n"
+        "from infercache.keys import make_key\n"
+        "pixels = np.random.default_rng(12).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)\n"
+        "im = Image.fromarray(pixels)\n"
+        "pil._cost.update({False: 1.0, True: 0.0})  # threads\n"
+        "parent = make_key(im)  # the parent's pool exists now\n"
+        "read, write = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    pil._cost.update({False: 1.0, True: 0.0})\n"
+        "    os.write(write, make_key(im))\n"
+        "    os._exit(0)\n"
+        "os.close(write)\n"
+        "ready, _, _ = select.select([read], [], [], 60)\n"
+        "if not ready:\n"
+        "    os.kill(pid, signal.SIGKILL)\n"
+        "os.waitpid(pid, 0)\n"
+        "child = os.read(read, 64) if ready else b''\n"
+        "print(json.dumps([parent.hex(), child.hex()]))\n"
+    )
+    parent, child = keys_in_process(code, "0")
+    assert child == parent, "the forked child did not hash the image (it waited on threads it does not have)"
 
 
 def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
