@@ -555,3 +555,107 @@ def test_a_shared_key_shaped_like_a_session_address_is_its_own_entry(shared_key:
     assert s.clear_namespace("s1") == 1
     assert s.get("", shared_key).value == "shared value" and s.values("s1") == []
     assert s.clear_namespace("") == 1 and len(s) == 0
+
+
+# -- every counter, every namespace form of each lookup ----------------------------------
+
+
+def test_each_lookup_form_finds_shared_and_session_entries_alike() -> None:
+    """``get``, ``lookup``, ``touch``, ``peek``, ``search`` and ``values`` address a shared
+    entry (namespace ``""``) and a session's entry each under its own slot."""
+    s = Store()
+    s.set("", "k", "shared", 1)
+    s.set("A", "j", "session A", 1)
+    for ns, key, value in (("", "k", "shared"), ("A", "j", "session A")):
+        assert s.get(ns, key).value == value
+        assert s.lookup((ns, key)).value == value
+        assert s.touch(ns, key).value == value
+        assert s.peek(ns, key).value == value
+        assert s.search(ns, lambda is_live, key=key: key if is_live(key) else None).value == value
+        other = "j" if key == "k" else "k"  # the other namespace's key
+        assert s.get(ns, other) is None and s.touch(ns, other) is None
+    assert [e.value for e in s.values("")] == ["shared"]
+    assert [e.value for e in s.values("A")] == ["session A"]
+    only_shared = Store()
+    only_shared.set("", "k", "v", 1)
+    assert [e.value for e in only_shared.values("")] == ["v"] and only_shared.values("A") == []
+
+
+def test_hits_add_the_time_each_saved_and_an_expired_lookup_counts_one_miss() -> None:
+    clock = FakeClock()
+    s = Store(ttl=10, clock=clock)
+    s.set("", "k", 1, 1, cost=1.5)
+    assert s.get("", "k") is not None and s.lookup(("", "k")) is not None
+    parts = s.lookup_parts()
+    assert parts.clock is clock  # the inlined lookup compares expiry with the store's own clock
+    assert s.stats().saved_seconds == 3.0
+    for _ in range(3):
+        assert s.get("", "absent") is None
+    clock.now += 10
+    assert s.get("", "k") is None  # expired: one miss, one expiration
+    stats = s.stats()
+    assert (stats.hits, stats.misses, stats.expirations, stats.saved_seconds) == (2, 4, 1, 3.0)
+
+
+def test_oversized_entries_are_counted_each_time() -> None:
+    s = Store(max_memory=10)
+    for key in ("a", "b", "c"):
+        assert s.set("", key, 1, 11) is False
+    assert s.stats().evicted["oversized"] == 3
+
+
+def test_on_stored_runs_only_when_the_value_was_stored() -> None:
+    s = Store(max_memory=10)
+    stored: list = []
+    assert s.set("", "a", 1, 5, on_stored=lambda: stored.append("a")) is True
+    assert s.set("", "b", 1, 11, on_stored=lambda: stored.append("b")) is False
+    assert stored == ["a"]
+
+
+def test_clearing_the_shared_namespace_leaves_the_sessions() -> None:
+    s = Store()
+    s.set("", "k", 1, 1)
+    s.set("A", "k", 2, 1)
+    assert s.clear_namespace("") == 1
+    assert s.peek("", "k") is None and s.peek("A", "k").value == 2
+
+
+def test_listeners_hear_shared_entries_leave_too() -> None:
+    s = Store(max_size=1)
+    heard: list = []
+    s.add_listener(lambda ns, key, entry: heard.append((ns, key)))
+    s.set("", "a", 1, 1)
+    s.set("", "b", 1, 1)  # evicts a
+    s.delete("", "b")
+    assert heard == [("", "a"), ("", "b")]
+
+
+def test_an_expired_entry_goes_before_a_live_one_when_memory_overflows(caplog: pytest.LogCaptureFixture) -> None:
+    """With a ttl, an entry over ``max_memory`` first sweeps what expired, even when the least
+    recently used entry is live; nothing is evicted (or logged as evicted) if that suffices."""
+    clock = FakeClock()
+    s = Store(max_size=10, max_memory=10, ttl=100, clock=clock)
+    s.set("", "a", 1, 4)  # expires at 1100
+    clock.now += 50
+    s.set("", "b", 2, 4)  # expires at 1150
+    clock.now += 10
+    assert s.get("", "a") is not None  # a is now most recently used, b least
+    clock.now += 45  # 1105: a expired, b live
+    with caplog.at_level(logging.DEBUG, logger="infercache"):
+        s.set("", "c", 3, 4)  # 12 bytes with a: over max_memory
+    assert [k for k, _ in s.entries()] == ["b", "c"]
+    assert s.stats().evicted["memory"] == 0 and s.stats().expirations == 1
+    assert not [r for r in caplog.records if "evicted" in r.getMessage()]
+
+
+def test_memory_evictions_are_counted_each_time() -> None:
+    s = Store(max_memory=10)
+    for key in ("a", "b", "c"):
+        s.set("", key, 1, 6)  # each evicts the one before
+    assert s.stats().evicted["memory"] == 2 and s.stats().evictions == 2
+
+
+def test_the_session_marker_names_itself() -> None:
+    from infercache.store import SESSION
+
+    assert repr(SESSION) == "SESSION"  # what a session slot shows in a debugger or a log

@@ -194,3 +194,117 @@ def test_a_call_is_the_ticket_of_a_plain_set_too() -> None:
     assert store.in_flight() == 0
     assert store.set("A", b"k", "again", 1, ticket=call) is False  # used once
     assert store.clear_namespace("A") == 1
+
+
+# -- settle's short path and the counters of the table ---------------------------------
+
+
+def test_settle_holds_a_store_of_one_to_one_entry_with_its_own_size() -> None:
+    store = Store(max_size=1)
+    for key, size in ((b"a", 5), (b"b", 7), (b"c", 3)):
+        _, call = store.lead(key, 1, Call, check_recursion)
+        assert store.settle(key, call, key.decode(), size, 0.0) is True
+    assert [k for k, _ in store.entries()] == [b"c"]
+    assert store.memory == 3 and store.stats().evicted["size"] == 2
+
+
+def test_settle_keeps_the_memory_bound_without_a_ttl() -> None:
+    store = Store(max_size=10, max_memory=100)
+    for key in (b"a", b"b"):
+        _, call = store.lead(key, 1, Call, check_recursion)
+        store.settle(key, call, key.decode(), 60, 0.0)
+    assert [k for k, _ in store.entries()] == [b"b"]
+    assert store.memory == 60 and store.stats().evicted["memory"] == 1
+
+
+def test_settle_over_an_entry_stored_meanwhile_replaces_it_and_counts_one() -> None:
+    """A value stored under the slot while its call computed (``Cache.set``) is replaced, not added to."""
+    store = Store()
+    _, call = store.lead(b"k", 1, Call, check_recursion)
+    store.set("", b"k", "set meanwhile", 40)
+    assert store.settle(b"k", call, "computed", 10, 0.0) is True
+    assert store.peek("", b"k").value == "computed"
+    assert store.memory == 10 and len(store) == 1
+
+
+def test_settle_with_nothing_to_store_says_so_and_forgets_the_call() -> None:
+    store = Store()
+    _, call = store.lead(b"k", 1, Call, check_recursion)
+    assert store.settle(b"k", call, None, -1, 0.5) is False  # a result that could not be kept
+    assert store.peek("", b"k") is None and store.in_flight() == 0
+    assert store.stats().computations == 1
+
+
+def test_a_short_path_eviction_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    store = Store(max_size=1)
+    with caplog.at_level(logging.DEBUG, logger="infercache"):
+        for key in (b"a", b"b"):
+            _, call = store.lead(key, 1, Call, check_recursion)
+            store.settle(key, call, "v", 1, 0.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "infercache: evicted 1 entries to stay within the cache's bounds"
+    ]
+
+
+def test_computations_and_their_seconds_add_up_however_a_call_ends() -> None:
+    store = Store()
+    for i, key in enumerate((b"a", b"b")):
+        _, call = store.lead(key, 1, Call, check_recursion)
+        store.settle(key, call, "v", 1, 0.25 * (i + 1))  # stored: 0.25 + 0.5
+    for key in (b"c", b"d"):
+        _, call = store.lead(key, 1, Call, check_recursion)
+        store.forget(key, call, 1.0)  # raised after a second each
+    _, call = store.lead(b"e", 1, Call, check_recursion)
+    store.forget(b"e", call)  # abandoned before computing: not counted
+    store.computed(2.0)
+    store.computed(4.0)  # counted without storing (a tier's leader, a generator run)
+    stats = store.stats()
+    assert stats.computations == 6
+    assert stats.compute_seconds == 0.25 + 0.5 + 1.0 + 1.0 + 2.0 + 4.0
+
+
+def test_forget_hands_over_the_followers_future_and_the_call_keeps_none() -> None:
+    store = Store()
+    _, call = store.lead(b"k", 1, Call, check_recursion)
+    _, future = store.lead(b"k", 2, Call, check_recursion)
+    assert store.forget(b"k", call) is future
+    assert call.future is None  # the call may live on in contexts; its followers' future must not
+    assert store.forget(b"k", call) is None  # forgotten already: nobody to wake
+
+
+def test_joins_and_probes_move_misses_exactly() -> None:
+    store = Store()
+    for _ in range(4):
+        store.get("", b"k")  # four misses
+    _, call = store.lead(b"k", 1, Call, check_recursion)
+    store.lead(b"k", 2, Call, check_recursion)  # a follower: its miss becomes a join
+    store.count_join()
+    store.count_join()  # two more (the engine's async and tier paths)
+    store.uncount_miss()  # a framework's probe: its miss is counted when it calls again
+    stats = store.stats()
+    assert (stats.misses, stats.joins) == (0, 3)
+    store.forget(b"k", call)
+
+
+def test_lead_finds_an_entry_live_until_its_expiry_and_not_at_it() -> None:
+    clock = Clock()
+    store = Store(ttl=10, clock=clock)
+    store.set("", b"k", "v", 1)
+    clock.now += 9.5
+    assert store.lead(b"k", 1, Call, check_recursion)[0] == FOUND
+    clock.now += 0.5  # the expiry, exactly
+    kind, call = store.lead(b"k", 1, Call, check_recursion)
+    assert kind == LEAD
+    store.forget(b"k", call)
+
+
+def test_a_session_call_covered_by_deleting_its_key_is_not_stored() -> None:
+    store = Store()
+    slot = slot_of("A", b"k")
+    _, call = store.lead(slot, 1, Call, check_recursion)
+    store.delete("A", b"k")
+    assert call.stale and store.in_flight() == 0
+    assert store.settle(slot, call, "computed before the delete", 1, 0.0) is False
+    assert store.peek("A", b"k") is None
