@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,63 @@ def test_a_failing_tier_never_fails_a_call(caplog: pytest.LogCaptureFixture) -> 
         engine.clear()
         assert engine.delete(("", b"k")) is False
     assert any("broken tier failed" in r.getMessage() for r in caplog.records)
+
+
+def test_each_failure_of_a_tier_without_a_breaker_is_counted_and_logged_with_its_verb(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = tiered(BrokenTier())
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert compute_through(engine, b"k", 41) == 41  # the lookup's get, the leader's get, the set: all fail
+        engine.clear()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"infercache: broken tier failed on {verb} (OSError: backend down)" for verb in ("get", "get", "set", "clear")
+    ]
+    assert engine.tier_errors == 4
+
+
+async def test_each_failure_of_a_tier_is_counted_and_logged_on_the_async_path_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = tiered(BrokenTier())
+
+    async def compute() -> int:
+        return 41
+
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert await engine.acall(("", b"k"), compute, (), {}, ()) == 41
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages and all(
+        m.startswith("infercache: broken tier failed on a") and m.endswith(" (OSError: backend down)") for m in messages
+    ), messages
+    assert engine.tier_errors == len(messages)
+
+
+async def test_an_async_lookup_with_tiers_serves_memory_first(tmp_path: Path) -> None:
+    engine = tiered(DiskTier(tmp_path / "d"))
+
+    async def compute() -> str:
+        return "v"
+
+    assert await engine.acall(("", b"a"), compute, (), {}, ()) == "v"
+    entry = await engine.alookup(("", b"a"))
+    assert entry is not None and entry.value == "v"
+    assert engine.store.stats().hits == 1 and engine.tier_hits == {}  # not read back from the disk
+
+
+def test_a_result_that_cannot_be_kept_is_reported_once_with_why(caplog: pytest.LogCaptureFixture) -> None:
+    @ic.cache
+    def make_lock(x: int) -> Any:
+        return threading.Lock()
+
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        for x in range(3):
+            make_lock(x)
+    assert len(caplog.records) == 1
+    assert re.fullmatch(
+        r"infercache: the result of '.*make_lock' could not be copied safely and was not cached \(TypeError: .+\)",
+        caplog.records[0].getMessage(),
+    ), caplog.records[0].getMessage()
 
 
 def test_tiers_need_a_codec() -> None:
