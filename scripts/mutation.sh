@@ -41,7 +41,10 @@ for m in "${modules[@]}"; do
   # The test files that mirror it (a subset of [tool.mutmut]'s selection): each
   # mutant runs only those of them that called the function it changes.
   case "$m" in
-    engine) files+=(test_engine.py test_engine_tiers.py test_decorator.py test_decorator_calls.py test_manual.py) ;;
+    # The engine's miss path is single-flight too: the flight and session tests drive it
+    # (concurrent and async callers, recursion, sessions' calls in flight).
+    engine) files+=(test_engine.py test_engine_tiers.py test_decorator.py test_decorator_calls.py test_manual.py
+                    test_flight.py test_sessions.py) ;;
     store) files+=(test_store.py test_store_calls.py) ;;
     keys) files+=(test_keys.py test_keys_arrow.py test_keys_golden.py test_keys_numpy.py
                   test_keys_objects.py test_keys_pandas.py test_keys_pil.py test_keys_polars.py
