@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import io
 import subprocess
 import sys
 import textwrap
@@ -100,6 +101,31 @@ def test_memoryview_costs_its_header_plus_the_object_it_exposes_exactly():
     assert sizeof(view) == sys.getsizeof(view) + sys.getsizeof(data)
     raw = memoryview(bytearray(10)).cast("B", (2, 5))
     assert sizeof(raw) == sys.getsizeof(raw) + sys.getsizeof(raw.obj)
+
+
+def test_a_memoryview_without_an_owner_object_costs_its_header_plus_its_bytes():
+    # A buffered reader hands its raw stream's readinto() a view of its own
+    # buffer with no Python owner (.obj is None): the view is all there is.
+    measured = []
+
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, view) -> int:
+            assert view.obj is None
+            measured.append((sizeof(view), sys.getsizeof(view) + view.nbytes))
+            view[:3] = b"abc"
+            return 3
+
+    assert io.BufferedReader(Raw(), buffer_size=4096).read(3) == b"abc"
+    assert measured and measured[0][0] == measured[0][1]
+
+
+def test_a_released_memoryview_costs_its_header():
+    view = memoryview(b"x" * 1000)
+    view.release()
+    assert sizeof(view) == sys.getsizeof(view)
 
 
 def test_containers_are_deep():
@@ -505,6 +531,18 @@ def test_tensor_shared_with_numpy_counted_once(torch):
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_tensor_without_an_accessible_storage_costs_its_header_plus_its_logical_bytes(torch):
+    # Inside vmap a tensor is a batched wrapper whose storage cannot be reached.
+    measured = []
+
+    def measure(x):
+        measured.append((sizeof(x), sys.getsizeof(x) + x.nelement() * x.element_size()))
+        return x.sum()
+
+    torch.func.vmap(measure)(torch.ones(3, 4))
+    assert measured and measured[0][0] == measured[0][1]
+
+
 def test_meta_and_sparse_tensors(torch):
     meta = torch.empty(10_000, 10_000, device="meta")
     assert sizeof(meta) < 1000
