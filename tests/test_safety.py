@@ -386,6 +386,31 @@ def test_dict_set_key():
     assert release(kept) == {"a": 1, "b": (1, 2)}
 
 
+@dataclasses.dataclass(unsafe_hash=True)
+class Tag:
+    """A hashable object of state: as a dict key it is kept as a copy, not as itself."""
+
+    name: str
+
+
+def test_dict_with_object_keys_is_rebuilt_with_copies_of_keys_and_values():
+    value = {Tag("a"): [1, 2], "b": 3}
+    kept = protect(value)
+    out = release(kept)
+    assert out == value
+    (key, items), _ = out.items()
+    assert key is not next(iter(value))
+    assert items is not value[Tag("a")]
+    key.name = "changed"
+    items.append(3)
+    assert release(kept) == {Tag("a"): [1, 2], "b": 3}
+
+
+def test_a_kept_form_shows_its_kind_and_value():
+    # What a developer sees of a cached value when debugging the store.
+    assert repr(protect(bytearray(b"ab"))) == "<infercache kept ByteArray: b'ab'>"
+
+
 def test_set_add_and_bytearray():
     kept = protect({1, 2})
     release(kept).add(3)

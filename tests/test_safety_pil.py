@@ -193,6 +193,18 @@ def test_info_holding_mutable_values_is_the_callers_own() -> None:
     assert release(kept).info == {"tags": ["a"]}
 
 
+def test_a_palette_image_with_mutable_info_is_copied_with_info_of_its_own() -> None:
+    original = _source("L").convert("P")
+    original.info["tags"] = ["a"]
+    kept = protect(original)
+    hit = release(kept)
+    assert not _shares(hit, kept.v)
+    assert _state(hit) == _state(original)
+    assert hit.info == original.info and hit.info["tags"] is not original.info["tags"]
+    hit.info["tags"].append("b")
+    assert release(kept).info == {"tags": ["a"]}
+
+
 def test_a_hit_keeps_its_mode_size_and_flags_to_itself() -> None:
     kept = protect(_source())
     hit = release(kept)
