@@ -163,6 +163,10 @@ def test_an_array_read_from_a_record_is_released_in_a_process_that_never_kept_on
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["45", "int64", "(10,)", "False"]
+    # The same record decoded here too: what a mutation run needs to see that
+    # this test covers the decoding (it records the calls of this process only).
+    here = release(Codec(SECRET).loads(NAME, path.read_bytes()))
+    assert [str(int(here.sum())), str(here.dtype), str(here.shape), str(here.flags.writeable)] == out.stdout.split()
 
 
 def _tensors() -> dict[str, Any]:
