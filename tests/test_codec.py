@@ -149,6 +149,44 @@ def test_kept_memoryviews_and_bytearrays_travel_out_of_band() -> None:
     assert back["b"] == bytearray(b"abc") and isinstance(back["b"], bytearray)
 
 
+def _kept_values_of_24_bytes() -> dict[str, Any]:
+    return {
+        "memoryview": memoryview(np.arange(12, dtype=np.int16).reshape(3, 4)),  # type: ignore[arg-type]
+        "flat memoryview": memoryview(np.arange(12, dtype=">i2")),  # type: ignore[arg-type]  # kept as flat bytes
+        "array": np.arange(12, dtype=np.int16).reshape(3, 4),
+        "bytearray": bytearray(range(24)),
+    }
+
+
+def _described(value: Any) -> Any:
+    if isinstance(value, memoryview):
+        return "memoryview", value.format, value.shape, value.tobytes()
+    if isinstance(value, np.ndarray):
+        return "array", value.dtype.str, value.shape, value.tobytes()
+    return type(value).__name__, bytes(value)
+
+
+@pytest.mark.parametrize("kind", list(_kept_values_of_24_bytes()))
+@pytest.mark.parametrize(
+    "as_buffer",
+    [lambda raw: memoryview(raw).cast("h"), lambda raw: memoryview(raw).cast("h", (3, 4)),
+     lambda raw: memoryview(raw).cast("B", (6, 4)), lambda raw: memoryview(raw)],
+    ids=["int16 view", "int16 grid", "byte grid", "byte view"],
+)
+def test_out_of_band_data_of_any_format_or_shape_comes_back_as_the_kept_bytes_without_a_copy(
+    kind: str, as_buffer: Any
+) -> None:
+    """An unpickler may be handed the out-of-band bytes as any read-only view of them."""
+    value = _kept_values_of_24_bytes()[kind]
+    buffers = _buffers_of(protect(value))
+    stream = pickle.dumps(protect(value), protocol=5, buffer_callback=[].append)
+    raw = bytes(buffers[0].raw())
+    back = release(pickle.loads(stream, buffers=[as_buffer(raw)]))
+    assert _described(back) == _described(release(protect(value)))
+    if kind != "bytearray":  # a bytearray is the caller's own copy by nature
+        assert np.shares_memory(np.frombuffer(back, dtype=np.uint8), np.frombuffer(raw, dtype=np.uint8))
+
+
 def test_an_array_read_from_a_record_is_released_in_a_process_that_never_kept_one(tmp_path: Path) -> None:
     """A hit from a tier may be the first array a process ever sees (a restart, another replica)."""
     path = tmp_path / "record"
