@@ -1213,6 +1213,19 @@ def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
     assert release(protect(referable)) is referable
 
 
+def test_a_memoryview_of_signed_bytes_keeps_its_format():
+    view = memoryview(array.array("b", [1, -2, 3]))
+    out = release(protect(view))
+    assert out.format == "b" and out.tolist() == [1, -2, 3]
+
+
+def test_a_memoryview_with_a_zero_in_its_shape_comes_back_as_flat_bytes():
+    np = pytest.importorskip("numpy")
+    empty_grid = memoryview(np.zeros((2, 0)))  # cast cannot make a shape with a zero in it
+    out = release(protect(empty_grid))
+    assert out.format == "B" and out.nbytes == 0
+
+
 def test_memoryviews_come_back_in_their_shape_or_as_flat_bytes_for_formats_cast_cannot_make():
     grid = memoryview(bytearray(range(6))).cast("B", (2, 3))
     out = release(protect(grid))

@@ -243,8 +243,17 @@ def test_a_method_taken_from_a_dead_hit_refuses_to_run() -> None:
     hit = release(kept)
     frombytes = hit.frombytes
     del hit
-    with pytest.raises(ReferenceError):
+    with pytest.raises(ReferenceError, match="the image this method belonged to no longer exists"):
         frombytes(b"")
+
+
+def test_frombytes_on_a_hit_decodes_with_the_decoder_named_by_keyword() -> None:
+    original = Image.new("1", (8, 2))
+    kept = protect(original)
+    hit = release(kept)
+    hit.frombytes(b"0xff,0x00", decoder_name="xbm")  # XBM text: a row of ones, a row of zeros
+    assert hit.tobytes() == b"\xff\x00"
+    assert _state(release(kept)) == _state(original)
 
 
 def test_cached_function_hits_share_pixels_and_stay_intact(tmp_path: Any) -> None:
