@@ -271,13 +271,14 @@ def test_kept_images_travel_as_raw_bytes_and_come_back_equal(case: str) -> None:
 
 
 def test_kept_forms_pickle_in_band_and_deep_copy_too() -> None:
-    """Pickle before protocol 5, or without a buffer callback, and deepcopy, keep working."""
+    """Pickle before protocol 5, or without a buffer callback, and deepcopy, keep working,
+    also for a kept form read from a record (its data a view of the record's bytes)."""
     values: list[Any] = [np.arange(6).reshape(2, 3), memoryview(b"abc"), bytearray(b"xyz")]
     torch = pytest.importorskip("torch")
     image = pytest.importorskip("PIL.Image")
     values += [torch.arange(4.0), image.new("RGB", (3, 2), (1, 2, 3))]
-    for value in values:
-        kept = protect(value)
+    codec = Codec(SECRET)
+    for value, kept in [(v, k) for v in values for k in (protect(v), codec.loads(NAME, codec.dumps(NAME, protect(v))))]:
         for copied in (pickle.loads(pickle.dumps(kept, protocol=4)), pickle.loads(pickle.dumps(kept, protocol=5)),
                        copy.deepcopy(kept)):
             back = release(copied)
