@@ -557,6 +557,60 @@ def test_values_that_cannot_be_replayed_are_refused(make):
         protect(value)
 
 
+class Countdown:
+    """An async iterator that is no generator: consumed by its first reader as well."""
+
+    def __init__(self) -> None:
+        self.left = 2
+
+    def __aiter__(self) -> Countdown:
+        return self
+
+    async def __anext__(self) -> int:
+        if not self.left:
+            raise StopAsyncIteration
+        self.left -= 1
+        return self.left
+
+
+class Ticket:
+    """An awaitable that is no coroutine."""
+
+    def __await__(self) -> Any:
+        yield
+        return 1
+
+
+_HANDLE = (
+    "it is a handle to external state (a file, mmap or socket) with a "
+    "lifecycle of its own; return its contents (e.g. bytes) instead"
+)
+_ITERATOR = (
+    "it is an iterator or generator: it is consumed by the first caller "
+    "and cannot be replayed (return a list, or make the cached function "
+    "a generator so that its yields are cached)"
+)
+_AWAITABLE = "it is an awaitable: it can be awaited once, not replayed (await it and return its result)"
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: io.BytesIO(b"data"), _HANDLE),
+        (lambda: iter([1, 2]), _ITERATOR),
+        (Countdown, _ITERATOR),
+        (Ticket, _AWAITABLE),
+    ],
+    ids=["file", "iterator", "async-iterator", "awaitable"],
+)
+def test_a_refusal_names_the_type_and_says_why_and_what_to_return_instead(make, reason):
+    value = make()
+    t = type(value)
+    with pytest.raises(TypeError) as refused:
+        protect(value)
+    assert str(refused.value) == f"a {t.__module__}.{t.__qualname__} cannot be cached: {reason}"
+
+
 def test_mmap_is_refused():
     m = mmap.mmap(-1, 16)
     try:
