@@ -476,6 +476,14 @@ def test_shared_references_and_cycles_keep_their_shape():
     assert len(release(kl)) == 2
 
 
+def test_a_user_object_holding_a_memoryview_and_none_comes_back_equal():
+    # The memoryview is copied by its own rule inside the object's deep copy.
+    value = Box([memoryview(b"ab"), None, 0])
+    out = release(protect(value))
+    assert out.x[0].tobytes() == b"ab" and out.x[1:] == [None, 0]
+    assert out is not value and out.x is not value.x
+
+
 def test_other_container_types_use_deepcopy():
     for value in (
         collections.OrderedDict(a=[1]),
