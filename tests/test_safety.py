@@ -1277,13 +1277,13 @@ def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
 
 def test_a_set_slot_after_an_unset_one_is_kept_too():
     class Noted(fractions.Fraction):  # Fraction's pickling leaves both slots out
-        __slots__ = ("note", "label")
+        __slots__ = ("aside", "label")
 
     value = Noted(1, 2)
-    value.label = ["half"]  # "note" left unset
+    value.label = ["half"]  # "aside" left unset
     out = release(protect(value))
     assert out == value and out.label == ["half"] and out.label is not value.label
-    assert not hasattr(out, "note")
+    assert not hasattr(out, "aside")
 
 
 def test_a_memoryview_of_signed_bytes_keeps_its_format():
