@@ -619,6 +619,17 @@ def test_a_refusal_names_the_type_and_says_why_and_what_to_return_instead(make, 
     assert str(refused.value) == f"a {t.__module__}.{t.__qualname__} cannot be cached: {reason}"
 
 
+class Holder:
+    __slots__ = ("aside", "inner")
+
+
+def test_an_iterator_in_a_slot_after_an_unset_one_is_refused():
+    value = Holder()
+    value.inner = iter([1])  # "aside" left unset
+    with pytest.raises(TypeError, match="list_iterator cannot be cached"):
+        protect(value)
+
+
 def test_mmap_is_refused():
     m = mmap.mmap(-1, 16)
     try:
@@ -872,6 +883,16 @@ def test_transformers_dynamic_cache(torch):
     assert torch.equal(again.layers[1].keys, torch.ones(1, 2, 4, 8))
     cache.layers[0].values.zero_()
     assert torch.equal(release(kept).layers[0].values, torch.ones(1, 2, 4, 8))
+
+
+def test_a_torch_module_is_copied_per_caller(torch):
+    layer = torch.nn.Linear(2, 2)
+    kept = protect(layer)
+    out = release(kept)
+    assert out is not layer
+    with torch.no_grad():
+        out.weight.fill_(7.0)
+    assert not torch.equal(release(kept).weight, out.weight)
 
 
 def test_objects_holding_tensors_with_autograd_history(torch):
