@@ -243,7 +243,7 @@ def test_a_method_taken_from_a_dead_hit_refuses_to_run() -> None:
     hit = release(kept)
     frombytes = hit.frombytes
     del hit
-    with pytest.raises(ReferenceError, match="^the image this method belonged to no longer exists$"):
+    with pytest.raises(ReferenceError, match=r"^the image this method belonged to no longer exists$"):
         frombytes(b"")
 
 
