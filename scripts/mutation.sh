@@ -50,7 +50,7 @@ for m in "${modules[@]}"; do
                   test_keys_objects.py test_keys_pandas.py test_keys_pil.py test_keys_polars.py
                   test_keys_torch.py) ;;
     keys.*) files+=(test_keys.py test_keys_golden.py "test_keys_${m#keys.}.py") ;;
-    safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_codec.py) ;;
+    safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_safety_pil.py test_codec.py) ;;
     tiers) files+=(test_tiers.py test_tiers_disk.py test_tiers_guard.py) ;;
     tiers.*) files+=(test_tiers.py "test_tiers_${m#tiers.}.py") ;;
     *) files+=("test_$m.py") ;;

@@ -149,6 +149,44 @@ def test_kept_memoryviews_and_bytearrays_travel_out_of_band() -> None:
     assert back["b"] == bytearray(b"abc") and isinstance(back["b"], bytearray)
 
 
+def _kept_values_of_24_bytes() -> dict[str, Any]:
+    return {
+        "memoryview": memoryview(np.arange(12, dtype=np.int16).reshape(3, 4)),  # type: ignore[arg-type]
+        "flat memoryview": memoryview(np.arange(12, dtype=">i2")),  # type: ignore[arg-type]  # kept as flat bytes
+        "array": np.arange(12, dtype=np.int16).reshape(3, 4),
+        "bytearray": bytearray(range(24)),
+    }
+
+
+def _described(value: Any) -> Any:
+    if isinstance(value, memoryview):
+        return "memoryview", value.format, value.shape, value.tobytes()
+    if isinstance(value, np.ndarray):
+        return "array", value.dtype.str, value.shape, value.tobytes()
+    return type(value).__name__, bytes(value)
+
+
+@pytest.mark.parametrize("kind", list(_kept_values_of_24_bytes()))
+@pytest.mark.parametrize(
+    "as_buffer",
+    [lambda raw: memoryview(raw).cast("h"), lambda raw: memoryview(raw).cast("h", (3, 4)),
+     lambda raw: memoryview(raw).cast("B", (6, 4)), lambda raw: memoryview(raw)],
+    ids=["int16 view", "int16 grid", "byte grid", "byte view"],
+)
+def test_out_of_band_data_of_any_format_or_shape_comes_back_as_the_kept_bytes_without_a_copy(
+    kind: str, as_buffer: Any
+) -> None:
+    """An unpickler may be handed the out-of-band bytes as any read-only view of them."""
+    value = _kept_values_of_24_bytes()[kind]
+    buffers = _buffers_of(protect(value))
+    stream = pickle.dumps(protect(value), protocol=5, buffer_callback=[].append)
+    raw = bytes(buffers[0].raw())
+    back = release(pickle.loads(stream, buffers=[as_buffer(raw)]))
+    assert _described(back) == _described(release(protect(value)))
+    if kind != "bytearray":  # a bytearray is the caller's own copy by nature
+        assert np.shares_memory(np.frombuffer(back, dtype=np.uint8), np.frombuffer(raw, dtype=np.uint8))
+
+
 def test_an_array_read_from_a_record_is_released_in_a_process_that_never_kept_one(tmp_path: Path) -> None:
     """A hit from a tier may be the first array a process ever sees (a restart, another replica)."""
     path = tmp_path / "record"
@@ -163,6 +201,10 @@ def test_an_array_read_from_a_record_is_released_in_a_process_that_never_kept_on
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["45", "int64", "(10,)", "False"]
+    # The same record decoded here too: what a mutation run needs to see that
+    # this test covers the decoding (it records the calls of this process only).
+    here = release(Codec(SECRET).loads(NAME, path.read_bytes()))
+    assert [str(int(here.sum())), str(here.dtype), str(here.shape), str(here.flags.writeable)] == out.stdout.split()
 
 
 def _tensors() -> dict[str, Any]:
@@ -229,13 +271,14 @@ def test_kept_images_travel_as_raw_bytes_and_come_back_equal(case: str) -> None:
 
 
 def test_kept_forms_pickle_in_band_and_deep_copy_too() -> None:
-    """Pickle before protocol 5, or without a buffer callback, and deepcopy, keep working."""
+    """Pickle before protocol 5, or without a buffer callback, and deepcopy, keep working,
+    also for a kept form read from a record (its data a view of the record's bytes)."""
     values: list[Any] = [np.arange(6).reshape(2, 3), memoryview(b"abc"), bytearray(b"xyz")]
     torch = pytest.importorskip("torch")
     image = pytest.importorskip("PIL.Image")
     values += [torch.arange(4.0), image.new("RGB", (3, 2), (1, 2, 3))]
-    for value in values:
-        kept = protect(value)
+    codec = Codec(SECRET)
+    for value, kept in [(v, k) for v in values for k in (protect(v), codec.loads(NAME, codec.dumps(NAME, protect(v))))]:
         for copied in (pickle.loads(pickle.dumps(kept, protocol=4)), pickle.loads(pickle.dumps(kept, protocol=5)),
                        copy.deepcopy(kept)):
             back = release(copied)

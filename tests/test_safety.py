@@ -386,6 +386,31 @@ def test_dict_set_key():
     assert release(kept) == {"a": 1, "b": (1, 2)}
 
 
+@dataclasses.dataclass(unsafe_hash=True)
+class Tag:
+    """A hashable object of state: as a dict key it is kept as a copy, not as itself."""
+
+    name: str
+
+
+def test_dict_with_object_keys_is_rebuilt_with_copies_of_keys_and_values():
+    value = {Tag("a"): [1, 2], "b": 3}
+    kept = protect(value)
+    out = release(kept)
+    assert out == value
+    (key, items), _ = out.items()
+    assert key is not next(iter(value))
+    assert items is not value[Tag("a")]
+    key.name = "changed"
+    items.append(3)
+    assert release(kept) == {Tag("a"): [1, 2], "b": 3}
+
+
+def test_a_kept_form_shows_its_kind_and_value():
+    # What a developer sees of a cached value when debugging the store.
+    assert repr(protect(bytearray(b"ab"))) == "<infercache kept ByteArray: b'ab'>"
+
+
 def test_set_add_and_bytearray():
     kept = protect({1, 2})
     release(kept).add(3)
@@ -449,6 +474,14 @@ def test_shared_references_and_cycles_keep_their_shape():
     assert o[1] is o and o is not loop
     o.append(5)
     assert len(release(kl)) == 2
+
+
+def test_a_user_object_holding_a_memoryview_and_none_comes_back_equal():
+    # The memoryview is copied by its own rule inside the object's deep copy.
+    value = Box([memoryview(b"ab"), None, 0])
+    out = release(protect(value))
+    assert out.x[0].tobytes() == b"ab" and out.x[1:] == [None, 0]
+    assert out is not value and out.x is not value.x
 
 
 def test_other_container_types_use_deepcopy():
@@ -529,6 +562,71 @@ def test_array_array_and_bytearray_are_per_caller():
 def test_values_that_cannot_be_replayed_are_refused(make):
     value = make()
     with pytest.raises(TypeError, match=r"cannot be replayed|lifecycle"):
+        protect(value)
+
+
+class Countdown:
+    """An async iterator that is no generator: consumed by its first reader as well."""
+
+    def __init__(self) -> None:
+        self.left = 2
+
+    def __aiter__(self) -> Countdown:
+        return self
+
+    async def __anext__(self) -> int:
+        if not self.left:
+            raise StopAsyncIteration
+        self.left -= 1
+        return self.left
+
+
+class Ticket:
+    """An awaitable that is no coroutine."""
+
+    def __await__(self) -> Any:
+        yield
+        return 1
+
+
+_HANDLE = (
+    "it is a handle to external state (a file, mmap or socket) with a "
+    "lifecycle of its own; return its contents (e.g. bytes) instead"
+)
+_ITERATOR = (
+    "it is an iterator or generator: it is consumed by the first caller "
+    "and cannot be replayed (return a list, or make the cached function "
+    "a generator so that its yields are cached)"
+)
+_AWAITABLE = "it is an awaitable: it can be awaited once, not replayed (await it and return its result)"
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: io.BytesIO(b"data"), _HANDLE),
+        (lambda: iter([1, 2]), _ITERATOR),
+        (Countdown, _ITERATOR),
+        (Ticket, _AWAITABLE),
+    ],
+    ids=["file", "iterator", "async-iterator", "awaitable"],
+)
+def test_a_refusal_names_the_type_and_says_why_and_what_to_return_instead(make, reason):
+    value = make()
+    t = type(value)
+    with pytest.raises(TypeError) as refused:
+        protect(value)
+    assert str(refused.value) == f"a {t.__module__}.{t.__qualname__} cannot be cached: {reason}"
+
+
+class Holder:
+    __slots__ = ("aside", "inner")
+
+
+def test_an_iterator_in_a_slot_after_an_unset_one_is_refused():
+    value = Holder()
+    value.inner = iter([1])  # "aside" left unset
+    with pytest.raises(TypeError, match="list_iterator cannot be cached"):
         protect(value)
 
 
@@ -785,6 +883,16 @@ def test_transformers_dynamic_cache(torch):
     assert torch.equal(again.layers[1].keys, torch.ones(1, 2, 4, 8))
     cache.layers[0].values.zero_()
     assert torch.equal(release(kept).layers[0].values, torch.ones(1, 2, 4, 8))
+
+
+def test_a_torch_module_is_copied_per_caller(torch):
+    layer = torch.nn.Linear(2, 2)
+    kept = protect(layer)
+    out = release(kept)
+    assert out is not layer
+    with torch.no_grad():
+        out.weight.fill_(7.0)
+    assert not torch.equal(release(kept).weight, out.weight)
 
 
 def test_objects_holding_tensors_with_autograd_history(torch):
@@ -1186,6 +1294,30 @@ def test_a_slot_of_state_makes_a_subclass_copied_and_a_weakref_slot_does_not():
     assert labelled.label == ["half"]
     referable = Referable(1, 3)
     assert release(protect(referable)) is referable
+
+
+def test_a_set_slot_after_an_unset_one_is_kept_too():
+    class Noted(fractions.Fraction):  # Fraction's pickling leaves both slots out
+        __slots__ = ("aside", "label")
+
+    value = Noted(1, 2)
+    value.label = ["half"]  # "aside" left unset
+    out = release(protect(value))
+    assert out == value and out.label == ["half"] and out.label is not value.label
+    assert not hasattr(out, "aside")
+
+
+def test_a_memoryview_of_signed_bytes_keeps_its_format():
+    view = memoryview(array.array("b", [1, -2, 3]))
+    out = release(protect(view))
+    assert out.format == "b" and out.tolist() == [1, -2, 3]
+
+
+def test_a_memoryview_with_a_zero_in_its_shape_comes_back_as_flat_bytes():
+    np = pytest.importorskip("numpy")
+    empty_grid = memoryview(np.zeros((2, 0)))  # cast cannot make a shape with a zero in it
+    out = release(protect(empty_grid))
+    assert out.format == "B" and out.nbytes == 0
 
 
 def test_memoryviews_come_back_in_their_shape_or_as_flat_bytes_for_formats_cast_cannot_make():

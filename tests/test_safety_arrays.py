@@ -7,6 +7,8 @@ A read-only array still has metadata a caller may set (``shape``, ``dtype``,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -200,3 +202,22 @@ def test_torch_from_numpy_on_a_hit_warns_that_writing_is_undefined():
     own = torch.tensor(release(kept))
     own.add_(1)
     assert (release(kept) == 0).all()
+
+
+def test_the_first_array_a_process_keeps_comes_back_as_a_read_only_array():
+    code = (
+        "import numpy as np; from infercache.safety import protect, release\n"
+        "a = release(protect(np.arange(3))); print(type(a).__name__, a.sum(), a.flags.writeable)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ndarray", "3", "False"]
+
+    # Here too, with a type this process has not classified yet: a mutation run
+    # only knows the calls a test makes in its own process.
+    class Fresh(np.ndarray):
+        pass
+
+    again = release(protect(np.arange(3).view(Fresh)))
+    assert type(again) is Fresh and again.tolist() == [0, 1, 2]
+

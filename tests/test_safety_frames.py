@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 import infercache as ic
@@ -267,3 +269,23 @@ def test_an_index_of_mutable_objects_comes_back_an_object_index_with_its_name_an
     assert hit.index.dtype == object and hit.index.name == "who"
     assert [t.name for t in hit.index] == ["x", "y"] and hit.index[0] is not series.index[0]
     assert hit.to_list() == [1, 2]
+
+
+class _Stamp(datetime.datetime):
+    """A datetime with a ``__dict__``: state of its own, so copied per caller."""
+
+
+def test_object_axes_of_mutable_datetimes_come_back_object_axes_with_their_names(pd):
+    # pandas would read such elements as datetimes: rebuilt, they stay objects.
+    stamps = [_Stamp(2020, 1, 1), _Stamp(2021, 6, 1)]
+
+    def axis(name):
+        return pd.Index(stamps, dtype=object, name=name)
+
+    index = release(protect(axis("when")))
+    frame = release(protect(pd.DataFrame([[1, 2], [3, 4]], index=axis("rows"), columns=axis("cols"))))
+    series = release(protect(pd.Series([1, 2], index=axis("at"))))
+    for out, name in ((index, "when"), (frame.index, "rows"), (frame.columns, "cols"), (series.index, "at")):
+        assert type(out) is pd.Index and out.dtype == object and out.name == name
+        assert list(out) == stamps and all(type(x) is _Stamp for x in out) and out[0] is not stamps[0]
+    assert frame.to_numpy().tolist() == [[1, 2], [3, 4]] and series.to_list() == [1, 2]

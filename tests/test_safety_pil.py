@@ -193,6 +193,18 @@ def test_info_holding_mutable_values_is_the_callers_own() -> None:
     assert release(kept).info == {"tags": ["a"]}
 
 
+def test_a_palette_image_with_mutable_info_is_copied_with_info_of_its_own() -> None:
+    original = _source("L").convert("P")
+    original.info["tags"] = ["a"]
+    kept = protect(original)
+    hit = release(kept)
+    assert not _shares(hit, kept.v)
+    assert _state(hit) == _state(original)
+    assert hit.info == original.info and hit.info["tags"] is not original.info["tags"]
+    hit.info["tags"].append("b")
+    assert release(kept).info == {"tags": ["a"]}
+
+
 def test_a_hit_keeps_its_mode_size_and_flags_to_itself() -> None:
     kept = protect(_source())
     hit = release(kept)
@@ -231,8 +243,17 @@ def test_a_method_taken_from_a_dead_hit_refuses_to_run() -> None:
     hit = release(kept)
     frombytes = hit.frombytes
     del hit
-    with pytest.raises(ReferenceError):
+    with pytest.raises(ReferenceError, match=r"^the image this method belonged to no longer exists$"):
         frombytes(b"")
+
+
+def test_frombytes_on_a_hit_decodes_with_the_decoder_named_by_keyword() -> None:
+    original = Image.new("1", (8, 2))
+    kept = protect(original)
+    hit = release(kept)
+    hit.frombytes(b"0xff,0x00", decoder_name="xbm")  # XBM text: a row of ones, a row of zeros
+    assert hit.tobytes() == b"\xff\x00"
+    assert _state(release(kept)) == _state(original)
 
 
 def test_cached_function_hits_share_pixels_and_stay_intact(tmp_path: Any) -> None:

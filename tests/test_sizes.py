@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import io
 import subprocess
 import sys
 import textwrap
 import tracemalloc
+import types
 import warnings
 
 import pytest
@@ -101,6 +103,31 @@ def test_memoryview_costs_its_header_plus_the_object_it_exposes_exactly():
     assert sizeof(raw) == sys.getsizeof(raw) + sys.getsizeof(raw.obj)
 
 
+def test_a_memoryview_without_an_owner_object_costs_its_header_plus_its_bytes():
+    # A buffered reader hands its raw stream's readinto() a view of its own
+    # buffer with no Python owner (.obj is None): the view is all there is.
+    measured = []
+
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, view) -> int:
+            assert view.obj is None
+            measured.append((sizeof(view), sys.getsizeof(view) + view.nbytes))
+            view[:3] = b"abc"
+            return 3
+
+    assert io.BufferedReader(Raw(), buffer_size=4096).read(3) == b"abc"
+    assert measured and measured[0][0] == measured[0][1]
+
+
+def test_a_released_memoryview_costs_its_header():
+    view = memoryview(b"x" * 1000)
+    view.release()
+    assert sizeof(view) == sys.getsizeof(view)
+
+
 def test_containers_are_deep():
     s = "x" * 10_000
     for container in (
@@ -188,6 +215,134 @@ def test_classes_modules_functions_are_not_walked():
 def test_unset_slot_is_fine():
     obj = _Slotted.__new__(_Slotted)
     assert sizeof(obj) == sys.getsizeof(obj)
+
+
+# The exact rule for builtin values and plain objects, written out independently:
+# every distinct object reachable through items, ``__dict__`` and ``__slots__``
+# costs its ``sys.getsizeof`` once; classes and modules cost nothing. The one exception is the
+# documented shortcut for a flat list or tuple of leaves (or dict of leaf keys and
+# values): each item is added as it comes, so a leaf repeated is counted again.
+_EXACT_LEAVES = (str, bytes, bytearray, int, float, bool, complex, type(None), range, type(Ellipsis))
+
+
+def _flat(value) -> bool:
+    if type(value) in (list, tuple):
+        return all(type(x) in _EXACT_LEAVES for x in value)
+    if type(value) is dict:
+        return all(type(x) in _EXACT_LEAVES for kv in value.items() for x in kv)
+    return False
+
+
+def _reference_size(value) -> int:
+    if type(value) in _EXACT_LEAVES:
+        return sys.getsizeof(value)
+    if _flat(value):
+        items = [x for kv in value.items() for x in kv] if type(value) is dict else list(value)
+        return sys.getsizeof(value) + sum(sys.getsizeof(x) for x in items)
+    seen: set[int] = set()
+    total = 0
+    todo = [value]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, (type, types.ModuleType)):
+            continue
+        total += sys.getsizeof(x)
+        if isinstance(x, dict):
+            todo.extend(k for k in x)
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple, set, frozenset, collections.deque)):
+            todo.extend(x)
+        if type(x) not in _EXACT_LEAVES and hasattr(type(x), "__dict__") and "__dict__" in dir(x):
+            todo.append(vars(x))
+        for name in getattr(type(x), "__slots__", ()):
+            if hasattr(x, name):
+                todo.append(getattr(x, name))
+    return total
+
+
+class _Pair:
+    __slots__ = ("a", "b")
+
+
+class _Bag(list):
+    pass
+
+
+def _pair(a, b=None):
+    p = _Pair()
+    p.a = a
+    if b is not None:
+        p.b = b  # else left unset
+    return p
+
+
+def _bag(items, extra):
+    bag = _Bag(items)
+    bag.extra = extra
+    return bag
+
+
+def _cycle(items):
+    loop = list(items)
+    loop.append(loop)
+    return loop
+
+
+_exact_leaves = st.one_of(
+    st.text(max_size=30),
+    st.binary(max_size=30),
+    st.builds(bytearray, st.binary(max_size=30)),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.complex_numbers(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.just(...),
+    st.builds(range, st.integers(0, 99)),
+)
+_hashable = st.one_of(st.text(max_size=10), st.integers(), st.binary(max_size=10))
+_exact_values = st.recursive(
+    _exact_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=5).map(tuple),
+        st.dictionaries(_hashable, inner, max_size=5),
+        st.sets(_hashable, max_size=5),
+        st.frozensets(_hashable, max_size=5),
+        st.lists(inner, max_size=4).map(collections.deque),
+        st.builds(_Plain, inner),
+        st.builds(_pair, inner, st.one_of(st.none(), inner)),
+        st.builds(_bag, st.lists(inner, max_size=3), inner),
+        st.lists(inner, max_size=3).map(_cycle),
+        inner.map(lambda x: [x, x, (x, {"again": x})]),  # one object reached four times
+        st.just([_Plain, collections]),  # a class and a module: shared program state
+    ),
+    max_leaves=15,
+)
+
+
+@given(_exact_values)
+def test_property_builtin_values_cost_each_reachable_object_once(value):
+    sizeof(value)  # the first look materialises instance dicts, as the reference does
+    assert sizeof(value) == _reference_size(value)
+    # The flat shortcut and the walk agree: wrapped, the value goes through the walk.
+    if not _flat(value):
+        assert sizeof([value]) == sys.getsizeof([value]) + sizeof(value)
+
+
+@given(st.lists(_exact_leaves, unique_by=id, max_size=8))
+def test_property_flat_sequences_of_distinct_leaves_cost_what_the_walk_counts(leaves):
+    # Distinct leaf objects (each counted once either way): the shortcut
+    # and the walk (the value wrapped in a one-item list) give the same count.
+    for value in (leaves, tuple(leaves), dict(zip(map(str, range(len(leaves))), leaves, strict=True))):
+        expected = sys.getsizeof(value) + sum(sys.getsizeof(x) for x in leaves)
+        if type(value) is dict:
+            expected += sum(sys.getsizeof(k) for k in value)
+        assert sizeof(value) == expected
+        assert sizeof([value]) == sys.getsizeof([value]) + expected
 
 
 # --------------------------------------------------------------------------- numpy
@@ -376,6 +531,18 @@ def test_tensor_shared_with_numpy_counted_once(torch):
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_tensor_without_an_accessible_storage_costs_its_header_plus_its_logical_bytes(torch):
+    # Inside vmap a tensor is a batched wrapper whose storage cannot be reached.
+    measured = []
+
+    def measure(x):
+        measured.append((sizeof(x), sys.getsizeof(x) + x.nelement() * x.element_size()))
+        return x.sum()
+
+    torch.func.vmap(measure)(torch.ones(3, 4))
+    assert measured and measured[0][0] == measured[0][1]
+
+
 def test_meta_and_sparse_tensors(torch):
     meta = torch.empty(10_000, 10_000, device="meta")
     assert sizeof(meta) < 1000
