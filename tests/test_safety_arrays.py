@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,52 @@ def test_the_first_array_a_process_keeps_comes_back_as_a_read_only_array():
     again = release(protect(np.arange(3).view(Fresh)))
     assert type(again) is Fresh and again.tolist() == [0, 1, 2]
 
+
+
+class TaggedFloat(np.float64):
+    """A numpy scalar subclass whose instances carry attributes of their own."""
+
+
+class TaggedText(np.str_):
+    pass
+
+
+class Holder:
+    def __init__(self, item: object) -> None:
+        self.item = item
+
+
+@pytest.mark.parametrize("where", ["alone", "in a list", "in an object", "through a record"])
+@pytest.mark.parametrize("make", [lambda: TaggedFloat(1.5), lambda: TaggedText("abc")], ids=["float64", "str_"])
+def test_numpy_scalars_with_attributes_are_copied_for_each_caller(where: str, make: Any) -> None:
+    """``copy.deepcopy`` returns a numpy scalar itself: a subclass's attributes would be shared
+    by the producer, the cache and every caller unless copied by a rule of their own."""
+    import pickle
+
+    produced = make()
+    produced.tags = ["kept"]
+    value = {"alone": produced, "in a list": [produced], "in an object": Holder(produced)}.get(where, produced)
+    kept = protect(value)
+    if where == "through a record":
+        kept = pickle.loads(pickle.dumps(kept, protocol=5))
+
+    def scalar_of(released: object) -> Any:
+        return released[0] if where == "in a list" else released.item if where == "in an object" else released
+
+    produced.tags.append("changed by the producer")
+    first = scalar_of(release(kept))
+    assert type(first) is type(produced) and first == produced and first.tags == ["kept"]
+    first.tags.append("changed by a caller")
+    second = scalar_of(release(kept))
+    assert second.tags == ["kept"] and second is not first
+
+
+def test_a_cached_numpy_scalar_with_attributes_is_not_changed_by_a_caller() -> None:
+    @ic.cache
+    def score(x: float) -> TaggedFloat:
+        out = TaggedFloat(x * 2)
+        out.tags = ["computed"]
+        return out
+
+    score(1.0).tags.append("caller")
+    assert score(1.0).tags == ["computed"]

@@ -28,9 +28,11 @@ callers. Everything else is handed out as an object of the caller's own:
 * **A subclass is shared only if its instances carry no state of their own**:
   no ``__dict__`` and no non-empty ``__slots__`` anywhere in its MRO below
   the immutable base (``class Meter(float): __slots__ = ("unit", "tags")``
-  is copied; ``class Name(str): __slots__ = ()`` is shared). Enum members,
-  classes, modules and functions are program state and always shared
-  (copying an enum member would break ``is``).
+  is copied; ``class Name(str): __slots__ = ()`` is shared). A numpy scalar
+  subclass with state is copied by a rule of its own, also inside other
+  objects (``copy.deepcopy`` returns a numpy scalar itself, state and all).
+  Enum members, classes, modules and functions are program state and always
+  shared (copying an enum member would break ``is``).
 * **numpy arrays**: ``protect`` copies the data once into an immutable
   ``bytes`` object; ``release`` builds a *new* read-only array over it for
   each caller (a few hundred nanoseconds, no data copied). The data cannot
@@ -424,6 +426,36 @@ class _DeepState(_Kept):
     __slots__ = ()
 
 
+class _Scalar(_Kept):
+    """A numpy scalar of a subclass with attributes of its own (see :func:`_copy_scalar`)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        v = self.v
+        base = _numpy_base(type(v))
+        return _load_scalar, (type(v), base(v), _instance_state(v))
+
+
+def _numpy_base(t: type) -> Any:
+    """The numpy scalar type a subclass ``t`` extends."""
+    return next(c for c in t.__mro__ if c.__module__ == "numpy")
+
+
+def _copy_scalar(x: Any) -> Any:
+    """A new scalar of ``x``'s own subclass, with a deep copy of its attributes.
+
+    ``copy.deepcopy`` of a numpy scalar returns the scalar itself, so every
+    caller would share (and could change) the attributes of the one kept.
+    """
+    new = _numpy_base(type(x)).__new__(type(x), x)
+    return _with_state(new, _deepcopy(_instance_state(x)))
+
+
+def _load_scalar(t: type, value: Any, state: dict[str, Any]) -> _Scalar:
+    return _Scalar(_with_state(_numpy_base(t).__new__(t, value), state))
+
+
 class _Custom(_Kept):
     __slots__ = ("release",)
 
@@ -578,6 +610,7 @@ _RELEASE: dict[type, Callable[[Any], Any]] = {
     _DeepSeeded: lambda k: _deepcopy_seeded(k.v),
     _DeepState: lambda k: _with_state(_deepcopy(k.v[0]), _deepcopy(k.v[1])),
     _Custom: lambda k: k.release(k.v),
+    _Scalar: lambda k: _copy_scalar(k.v),
 }
 
 
@@ -653,6 +686,7 @@ _K_POLARS = "polars"
 _K_ARROW = "arrow"
 _K_REFUSE = "refuse"
 _K_CUSTOM = "custom"
+_K_SCALAR = "scalar"  # a numpy scalar subclass with attributes of its own
 _K_DEEP = "deep"
 
 _KIND: dict[type, str] = {t: _K_PASS for t in _IMMUTABLE}
@@ -717,7 +751,7 @@ def _classify(t: type) -> str:
         if issubclass(t, np.dtype):
             return _K_DTYPE
         if issubclass(t, np.generic) and not issubclass(t, (np.void, np.object_)):
-            return _K_PASS if _stateless(t, np.generic) else _K_DEEP
+            return _K_PASS if _stateless(t, np.generic) else _K_SCALAR
     torch = module_for(t, "torch")
     if torch is not None:
         if issubclass(t, torch.Tensor):
@@ -947,6 +981,8 @@ def _protect(value: Any, memo: dict[int, Any]) -> Any:
         out = _Same(value) if _dtype_shared(value) else _Deep(_deepcopy(value))
     elif kind == _K_TENSOR:
         out = _Tensor(value.detach().clone())
+    elif kind == _K_SCALAR:
+        out = _Scalar(_copy_scalar(value))
     elif kind == _K_IMAGE:
         out = _protect_image(value)
     elif kind == _K_PANDAS:
@@ -1000,8 +1036,9 @@ def _protect_deep(value: Any) -> _Kept:
 
 # Kinds that ``copy.deepcopy`` copies wrongly or not at all: memoryviews and
 # mapping proxies (it refuses them), pandas objects (it shares their object
-# cells), polars objects (it shares buffers that may be a producer's numpy memory).
-_SEEDED = frozenset({_K_MEMORYVIEW, _K_MAPPINGPROXY, _K_PANDAS, _K_POLARS})
+# cells), polars objects (it shares buffers that may be a producer's numpy memory),
+# numpy scalars with attributes (it returns the scalar itself).
+_SEEDED = frozenset({_K_MEMORYVIEW, _K_MAPPINGPROXY, _K_PANDAS, _K_POLARS, _K_SCALAR})
 
 
 def _deepcopy_seeded(value: Any) -> Any:
