@@ -414,6 +414,43 @@ async def test_async_calls_read_and_write_the_tier_with_its_async_verbs(tmp_path
     assert await third.acall(("", b"a"), never, (), {}, ()) == {"answer": 42}
 
 
+async def test_an_async_leader_passes_keywords_counts_its_time_and_logs_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    engine = tiered(DiskTier(tmp_path / "d"))
+
+    async def compute(x: int, *, scale: int) -> int:
+        return x * scale
+
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        before = time.perf_counter()
+        assert await engine.acall(("", b"a"), compute, (2,), {"scale": 3}, ()) == 6  # keywords reach it
+        elapsed = time.perf_counter() - before
+    assert not caplog.records  # nothing failed
+    plain = Engine(Settings.of(), "tests.engine.g")
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert await plain.acall(("", b"a"), compute, (2,), {"scale": 4}, ()) == 8
+    assert not caplog.records  # without a tier there is no lease to release
+    other = DiskTier(tmp_path / "d")
+    lease = other.lease(engine.keyspace.name("", b"a"), 10.0)
+    assert lease is not None
+    lease.release()
+    assert 0 <= engine.stats().compute_seconds <= elapsed
+
+
+async def test_an_async_result_that_cannot_be_kept_is_not_written_to_the_tier(tmp_path: Path) -> None:
+    first, second = _two_processes(tmp_path)
+
+    async def make_lock() -> Any:
+        return threading.Lock()
+
+    await first.acall(("", b"a"), make_lock, (), {}, ())
+    assert list(DiskTier(tmp_path / "d").entries()) == []
+    assert await second.alookup(("", b"a")) is None
+
+
 def test_a_finished_generator_run_is_replayed_from_the_tier_and_a_running_one_is_not_waited_for(
     tmp_path: Path,
 ) -> None:
