@@ -336,6 +336,22 @@ def _two_processes(tmp_path: Path) -> tuple[Engine, Engine]:
     return tiered(tier), tiered(DiskTier(tmp_path / "d"))
 
 
+def test_delete_and_clear_reach_the_tier_for_this_cache_only(tmp_path: Path) -> None:
+    first, second = _two_processes(tmp_path)
+    neighbour = Engine(Settings.of(), "tests.engine.other", tiers=[DiskTier(tmp_path / "d")], codec=Codec(SECRET))
+    for key in (b"a", b"b"):
+        compute_through(first, key, key.decode())
+    compute_through(neighbour, b"a", "the neighbour's")
+    assert first.delete(("", b"a")) is True
+    assert second.lookup(("", b"a")) is None and second.lookup(("", b"b")) is not None
+    first.clear()
+    second.store.clear()
+    assert second.lookup(("", b"b")) is None
+    neighbour.store.clear()
+    entry = neighbour.lookup(("", b"a"))
+    assert entry is not None and release(entry.value) == "the neighbour's"
+
+
 def test_a_miss_waits_for_the_process_computing_it_instead_of_computing_again(tmp_path: Path) -> None:
     first, second = _two_processes(tmp_path)
     started, release_it = threading.Event(), threading.Event()
