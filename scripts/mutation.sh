@@ -46,9 +46,11 @@ for m in "${modules[@]}"; do
     engine) files+=(test_engine.py test_engine_tiers.py test_decorator.py test_decorator_calls.py test_manual.py
                     test_flight.py test_sessions.py) ;;
     store) files+=(test_store.py test_store_calls.py) ;;
-    keys) files+=(test_keys.py test_keys_arrow.py test_keys_golden.py test_keys_numpy.py
+    keys) files+=(test_keys.py test_keys_arrow.py test_keys_calls.py test_keys_files.py test_keys_golden.py test_keys_numpy.py
                   test_keys_objects.py test_keys_pandas.py test_keys_pil.py test_keys_polars.py
                   test_keys_torch.py) ;;
+    # The call keys (keys.api's short paths) are tested against the general path in test_keys_calls.
+    keys.api) files+=(test_keys.py test_keys_golden.py test_keys_calls.py) ;;
     keys.*) files+=(test_keys.py test_keys_golden.py "test_keys_${m#keys.}.py") ;;
     safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_safety_pil.py test_codec.py) ;;
     tiers) files+=(test_tiers.py test_tiers_disk.py test_tiers_guard.py) ;;
