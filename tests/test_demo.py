@@ -158,6 +158,15 @@ def _sample_png(folder: str, name: str, rgb: tuple[int, int, int]) -> str:
     return path
 
 
+def _picture_and_renamed_copy(name: str, rgb: tuple[int, int, int]) -> tuple[str, str, str]:
+    """A new folder with a PNG of one colour and the same bytes under another name: ``(folder, first, renamed)``."""
+    folder = tempfile.mkdtemp(prefix="ic-demo-img-")
+    first = _sample_png(folder, name, rgb)
+    renamed = os.path.join(folder, "renamed-" + name)
+    shutil.copyfile(first, renamed)
+    return folder, first, renamed
+
+
 def test_classifier_takes_a_file_path_and_a_reupload_under_another_name_is_a_hit(
     demo_app: tuple[Any, str],
 ) -> None:
@@ -165,10 +174,7 @@ def test_classifier_takes_a_file_path_and_a_reupload_under_another_name_is_a_hit
 
     app, url = demo_app
     classify = app.infercache_functions["classify"]
-    folder = tempfile.mkdtemp(prefix="ic-demo-img-")
-    first = _sample_png(folder, "apple.png", (200, 30, 30))
-    renamed = os.path.join(folder, "another-name.png")
-    shutil.copyfile(first, renamed)
+    folder, first, renamed = _picture_and_renamed_copy("apple.png", (200, 30, 30))
     before = classify.cache.stats()
     label = _client(url).predict(handle_file(first), api_name="/classify")
     assert label["label"] == "red"
@@ -187,10 +193,7 @@ def test_classifier_tab_reupload_under_another_name_shows_the_from_cache_badge(
 ) -> None:
     app, url = demo_app
     classify = app.infercache_functions["classify"]
-    folder = tempfile.mkdtemp(prefix="ic-demo-img-")
-    first = _sample_png(folder, "sky.png", (40, 60, 210))
-    renamed = os.path.join(folder, "sky-again.png")
-    shutil.copyfile(first, renamed)
+    _, first, renamed = _picture_and_renamed_copy("sky.png", (40, 60, 210))
     with chromium() as browser:
         page = browser.new_page()
         page.goto(url)

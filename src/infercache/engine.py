@@ -68,7 +68,7 @@ from .log import logger
 from .registry import caches
 from .safety import protect, release
 from .sizes import LEAF_TYPES, sizeof
-from .store import SESSION, CacheStats, Entry, Store, Ticket, address_of
+from .store import SESSION, CacheStats, Entry, Store, Ticket, address_of, slot_of
 from .tiers import Lease, Tier
 from .tiers.guard import Guarded
 
@@ -375,7 +375,7 @@ class Engine:
         with self._counts:
             self.remote_joins += 1
         self.store.set(full[0], full[1], kept, sizeof(kept) + sizeof(full[1]), ticket=call, cost=cost)
-        resolve(self.store.forget(_slot(full), call), kept)
+        resolve(self.store.forget(slot_of(*full), call), kept)
         return self.deliver(kept)
 
     # -- storing -----------------------------------------------------------------
@@ -604,8 +604,7 @@ class Engine:
     ) -> Any:
         """:meth:`call` for async functions."""
         # The twin of call(): the same steps, awaiting where call() blocks or computes.
-        namespace, key = full
-        slot = (SESSION, namespace, key) if namespace else key
+        slot = slot_of(*full)
         lead = self.store.lead
         while True:
             kind, got = lead(slot, 0, Call, check_recursion)  # a coroutine: told apart by context only
@@ -873,11 +872,6 @@ def _wake(call: Call, kept: Any) -> None:
     child tasks' contexts; the value must not)."""
     future, call.future = call.future, None
     resolve(future, kept)
-
-
-def _slot(full: Full) -> Hashable:
-    """Where ``full`` sits in the store (:func:`infercache.store.slot_of`)."""
-    return (SESSION, full[0], full[1]) if full[0] else full[1]
 
 
 def _key_bytes(key: Hashable) -> bytes:

@@ -108,6 +108,13 @@ still fits the short form, so ``STR_FLOAT_PREFIXES[s] + pack_float(T_FLOAT, x)``
 :func:`short_call_key` of ``(s, x)`` for an exact float ``x``. Read it, never write it."""
 
 
+def _remember(memo: dict[str, bytes], key: str, value: bytes) -> None:
+    """``memo[key] = value``, emptying ``memo`` first once it holds :data:`_STR_CHUNKS_MAX` entries."""
+    if len(memo) >= _STR_CHUNKS_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def forget_str_chunks() -> None:
     """Empty the short-string memos (a memoized string may since have come to name a file keyed by content)."""
     _str_chunks.clear()
@@ -141,9 +148,7 @@ def _str_chunk(v: str) -> bytes | None:
         chunk = _short_str(v)
         if chunk is None:
             return None
-        if len(_str_chunks) >= _STR_CHUNKS_MAX:
-            _str_chunks.clear()
-        _str_chunks[v] = chunk
+        _remember(_str_chunks, v, chunk)
     return chunk
 
 
@@ -169,9 +174,7 @@ def short_call_key(values: tuple[Any, ...], tag: bytes) -> bytes | None:
             if chunk is None:
                 return None
             key = _CALL_HDR[n] + chunk
-            if len(prefixes) >= _STR_CHUNKS_MAX:
-                prefixes.clear()
-            prefixes[first] = key
+            _remember(prefixes, first, key)
         if n == 2:
             second = values[1]
             if type(second) is float:  # f(prompt, temperature): no loop
@@ -179,9 +182,7 @@ def short_call_key(values: tuple[Any, ...], tag: bytes) -> bytes | None:
                 key += pack_float(T_FLOAT, second)
                 if len(key) <= SHORT_MAX + 1:
                     if first not in STR_FLOAT_PREFIXES:
-                        if len(STR_FLOAT_PREFIXES) >= _STR_CHUNKS_MAX:
-                            STR_FLOAT_PREFIXES.clear()
-                        STR_FLOAT_PREFIXES[first] = prefix
+                        _remember(STR_FLOAT_PREFIXES, first, prefix)
                     return key
                 return _digest_short(key, tag)
             rest = (second,)
@@ -231,6 +232,7 @@ def str_float_key(first: str, second: float, tag: bytes) -> bytes | None:
     prefix = _STR_FLOAT_HDR + chunk
     key = prefix + pack_float(T_FLOAT, second)
     if len(key) <= SHORT_MAX + 1:
+        # _remember, written out: this runs on every miss of a new prompt, where a call costs ~2%.
         if len(STR_FLOAT_PREFIXES) >= _STR_CHUNKS_MAX:
             STR_FLOAT_PREFIXES.clear()
         STR_FLOAT_PREFIXES[first] = prefix
