@@ -33,7 +33,7 @@ from infercache.keys.api import (
     short_call_key,
     str_float_key,
 )
-from infercache.keys.files import key_files_under, keyed_dirs
+from infercache.keys.files import key_files_under
 from infercache.keys.wire import KEY_TAG, T_FLOAT, pack_float
 
 NAN_BITS = st.binary(min_size=8, max_size=8).map(lambda b: struct.unpack("<d", b)[0])
@@ -55,6 +55,12 @@ ARGS = st.one_of(
     st.lists(SMALL, max_size=17).map(tuple),
     st.lists(st.one_of(SMALL, st.tuples(SMALL, SMALL)), max_size=4).map(tuple),
 )
+
+#: Owners of the directories these tests name (see key_files_under): their own, so that the
+#: directories a framework integration names meanwhile are neither dropped nor taken over.
+KEYED = "the keyed fixture"
+TEST = "this test"
+
 
 
 def general(values: tuple[Any, ...], alg: str) -> bytes:
@@ -134,8 +140,7 @@ def test_a_new_prompt_naming_a_file_of_a_keyed_folder_is_keyed_by_the_file() -> 
         calls.append(Path(p).read_bytes())
         return calls[-1]
 
-    before = keyed_dirs()
-    key_files_under([*before, str(folder)])
+    key_files_under([str(folder)], owner=TEST)
     try:
         assert str_float_key(str(path), 0.5, b"\x01") is None
         assert f(str(path), 0.5) == b"first"  # a new prompt: never keyed by its characters
@@ -144,7 +149,7 @@ def test_a_new_prompt_naming_a_file_of_a_keyed_folder_is_keyed_by_the_file() -> 
         assert calls == [b"first", b"second"]
         assert str(path) not in STR_FLOAT_PREFIXES
     finally:
-        key_files_under(before)
+        key_files_under([], owner=TEST)
         shutil.rmtree(folder)
 
 
@@ -162,14 +167,13 @@ def test_a_memoized_first_string_later_naming_a_keyed_file_is_keyed_by_the_file(
     values = (str(path), 0.5)
     as_text = short_call_key(values, b"\x01")  # memoized as characters
     assert as_text == general(values, "blake3")
-    before = keyed_dirs()
-    key_files_under([*before, str(tmp_path)])
+    key_files_under([str(tmp_path)], owner=TEST)
     try:
         assert short_call_key(values, b"\x01") is None  # the prefix memo was emptied
         by_content = make_call_key(values, ("image", "t"))
         assert by_content == general(values, "blake3") != as_text
     finally:
-        key_files_under(before)
+        key_files_under([], owner=TEST)
 
 
 @settings(max_examples=200, deadline=None)
@@ -221,8 +225,7 @@ def test_a_cached_function_given_a_memoized_path_follows_the_file_once_its_folde
 
     assert f(str(path), 0.5) == f(str(path), 0.5) == b"first"  # keyed by characters, memoized
     assert short_call_key((str(path), 0.5), b"\x01")[:1] == b"\x00"
-    before = keyed_dirs()
-    key_files_under([*before, str(folder)])
+    key_files_under([str(folder)], owner=TEST)
     try:
         assert f(str(path), 0.5) == b"first"  # now keyed by the bytes: a new key
         path.write_bytes(b"second")
@@ -230,7 +233,7 @@ def test_a_cached_function_given_a_memoized_path_follows_the_file_once_its_folde
         assert f(str(path), 0.5) == b"second"
         assert calls == [b"first", b"first", b"second"]
     finally:
-        key_files_under(before)
+        key_files_under([], owner=TEST)
         shutil.rmtree(folder)
 
 

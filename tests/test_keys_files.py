@@ -27,6 +27,12 @@ from infercache.keys.files import key_files_under, keyed_dirs
 from infercache.keys.wire import T_FILE, T_TUPLE, varint
 
 ALGS = ("blake3", "xxh3")
+
+#: Owners of the directories these tests name (see key_files_under): their own, so that the
+#: directories a framework integration names meanwhile are neither dropped nor taken over.
+KEYED = "the keyed fixture"
+TEST = "this test"
+
 NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=30).filter(
     lambda n: n not in (".", "..")
 )
@@ -34,14 +40,13 @@ NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, m
 
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[Path]:
-    """A directory whose files are keyed by content (the earlier directories restored afterwards)."""
-    before = keyed_dirs()
+    """A directory whose files are keyed by content (named by an owner of its own, withdrawn afterwards)."""
     root = Path(tempfile.mkdtemp(prefix="ic-keyed-"))
-    key_files_under([*before, str(root)])
+    key_files_under([str(root)], owner=KEYED)
     try:
         yield root
     finally:
-        key_files_under(before)
+        key_files_under([], owner=KEYED)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -110,12 +115,11 @@ def test_a_file_larger_than_the_read_chunk_is_keyed_by_all_its_bytes(keyed: Path
 @given(text=st.text(max_size=80), alg=st.sampled_from(ALGS))
 def test_other_strings_keep_their_keys(keyed: Path, text: str, alg: str) -> None:
     keyed_key = make_key(text, algorithm=alg), make_call_key((text, 1), ("a", "b"), alg)
-    before = keyed_dirs()
-    key_files_under([])
+    key_files_under([], owner=KEYED)
     try:
         plain_key = make_key(text, algorithm=alg), make_call_key((text, 1), ("a", "b"), alg)
     finally:
-        key_files_under(before)
+        key_files_under([str(keyed)], owner=KEYED)
     assert keyed_key == plain_key
 
 
@@ -125,12 +129,11 @@ def test_paths_naming_no_regular_file_are_keyed_as_strings(keyed: Path) -> None:
     fifo = os.path.join(folder, "pipe")
     os.mkfifo(fifo)  # opened for reading it would block: keyed without reading
     for path in (missing, folder, fifo, folder + os.sep + ".."):
-        before = keyed_dirs()
-        key_files_under([])
+        key_files_under([], owner=KEYED)
         try:
             as_string = make_key(path), make_call_key((path,), ("p",))
         finally:
-            key_files_under(before)
+            key_files_under([str(keyed)], owner=KEYED)
         assert (make_key(path), make_call_key((path,), ("p",))) == as_string
 
 
@@ -151,14 +154,13 @@ def test_a_string_memoized_before_its_directory_was_named_is_keyed_by_content_af
         path = str(outside / "a.png")
         Path(path).write_bytes(b"first")
         as_string = make_call_key((path,), ("p",))  # memoized as characters
-        before = keyed_dirs()
-        key_files_under([*before, str(outside)])
+        key_files_under([str(outside)], owner=TEST)
         try:
             by_content = make_call_key((path,), ("p",))
             Path(path).write_bytes(b"second")
             assert make_call_key((path,), ("p",)) != by_content
         finally:
-            key_files_under(before)
+            key_files_under([], owner=TEST)
         assert by_content != as_string
         assert by_content == _spec_key(T_TUPLE + varint(1) + _file_encoding(b"first", "blake3"), "blake3")
     finally:
@@ -170,9 +172,8 @@ def test_each_spelling_of_a_directory_is_keyed(keyed: Path) -> None:
     real = Path(tempfile.mkdtemp(prefix="ic-real-"))
     link = Path(tempfile.mkdtemp(prefix="ic-link-")) / "uploads"
     link.symlink_to(real)
-    before = keyed_dirs()
     try:
-        key_files_under([*before, str(link)])
+        key_files_under([str(link)], owner=TEST)
         (real / "a.png").write_bytes(b"same")
         via_link, via_real = str(link / "a.png"), str(real / "a.png")
         assert make_key(via_link) == make_key(via_real) == _spec_key(_file_encoding(b"same", "blake3"), "blake3")
@@ -180,7 +181,7 @@ def test_each_spelling_of_a_directory_is_keyed(keyed: Path) -> None:
         # pathlib paths under it: by content too.
         assert make_key(Path(via_link)) == make_key(Path(via_real)) != make_key(via_real)
     finally:
-        key_files_under(before)
+        key_files_under([], owner=TEST)
         shutil.rmtree(real)
         shutil.rmtree(link.parent)
 
@@ -191,13 +192,36 @@ def test_a_file_under_the_common_start_of_two_directories_but_in_neither_is_keye
     for folder in (one, two, neither):
         folder.mkdir()
         (folder / "a.png").write_bytes(b"same")
-    before = keyed_dirs()
     try:
-        key_files_under([str(one), str(two)])
+        key_files_under([str(one), str(two)], owner=TEST)
         assert make_key(str(one / "a.png")) == make_key(str(two / "a.png"))
         path = str(neither / "a.png")
         assert make_key(path) == b"\x00" + b"s" + varint(len(path.encode())) + path.encode()
         assert make_call_key((path,), ("p",)) == make_key((path,))
     finally:
-        key_files_under(before)
+        key_files_under([], owner=TEST)
         shutil.rmtree(parent)
+
+
+def test_each_owners_directories_stay_keyed_whatever_another_owner_names() -> None:
+    """A framework naming its upload folder must not drop a folder a program keyed, nor the reverse
+    (a file there changed in place would be served the old result, keyed by its characters)."""
+    mine, theirs, moved = (Path(tempfile.mkdtemp(prefix=f"ic-owner-{n}-")) for n in ("a", "b", "c"))
+    for folder in (mine, theirs, moved):
+        (folder / "f").write_bytes(b"first")
+    try:
+        key_files_under([str(mine)], owner=TEST)
+        key_files_under([str(theirs)], owner="a framework")
+        key_files_under([str(moved)], owner="a framework")  # it moves its folder: only its own changes
+        for folder, keyed_by_content in ((mine, True), (theirs, False), (moved, True)):
+            path = str(folder / "f")
+            first = make_key(path)
+            (folder / "f").write_bytes(b"second")
+            assert (make_key(path) != first) is keyed_by_content, folder
+        key_files_under([], owner="a framework")
+        assert str(moved) + os.sep not in keyed_dirs() and str(mine) + os.sep in keyed_dirs()
+    finally:
+        key_files_under([], owner="a framework")
+        key_files_under([], owner=TEST)
+        for folder in (mine, theirs, moved):
+            shutil.rmtree(folder)

@@ -200,7 +200,7 @@ def key_uploads_by_content() -> None:
     Called when this integration loads; call it again if ``GRADIO_TEMP_DIR``
     changed since (before building the app).
     """
-    key_files_under(upload_dirs())
+    key_files_under(upload_dirs(), owner="gradio")
 
 
 # --------------------------------------------------------------------------

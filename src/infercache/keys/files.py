@@ -39,12 +39,16 @@ __all__ = ["enc_file", "key_files_under", "keyed_dirs"]
 _CHUNK = 1 << 20
 
 
-def key_files_under(dirs: Iterable[str]) -> None:
-    """Key by content every file named by a path string under one of ``dirs`` (replacing earlier dirs).
+def key_files_under(dirs: Iterable[str], *, owner: str = "") -> None:
+    """Key by content every file named by a path string under one of ``dirs``.
 
+    ``dirs`` replaces the directories ``owner`` named before, and only those:
+    what each owner (a framework integration, a program) names is kept apart,
+    and the keyed directories are all owners' together, so one party naming
+    its directories never stops another's files from being keyed by content.
     Each directory is taken as given, absolute, and with symbolic links
     resolved, so each spelling a framework may hand out matches. An empty
-    iterable turns content keying off.
+    iterable withdraws ``owner``'s directories.
     """
     from . import api, encoder
 
@@ -54,12 +58,20 @@ def key_files_under(dirs: Iterable[str]) -> None:
             form = form.rstrip(os.sep)
             if form:
                 prefixes.add(form + os.sep)
-    ordered = tuple(sorted(prefixes))
+    if prefixes:
+        _owners[owner] = frozenset(prefixes)
+    else:
+        _owners.pop(owner, None)
+    ordered = tuple(sorted(set().union(*_owners.values())))
     # The exact tuple first: a string matching the common start is then checked against it.
     encoder.file_prefixes = ordered
     encoder.file_prefix = os.path.commonprefix(ordered) if ordered else ""  # noqa: RUF071 - a string prefix
     # A string memoized as characters before may now name a keyed file.
     api.forget_str_chunks()
+
+
+#: The directory prefixes each owner named (see :func:`key_files_under`).
+_owners: dict[str, frozenset[str]] = {}
 
 
 def keyed_dirs() -> tuple[str, ...]:
