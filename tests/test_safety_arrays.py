@@ -223,6 +223,34 @@ def test_the_first_array_a_process_keeps_comes_back_as_a_read_only_array():
     assert type(again) is Fresh and again.tolist() == [0, 1, 2]
 
 
+# A value that cannot be replayed, reached only through an object array (of a subclass,
+# or in a record's field) inside a user object: each built in a process where numpy is
+# imported but no array has been kept yet.
+_HIDDEN_ITERATORS = {
+    "object array": "np.array([iter([1, 2]), 3], dtype=object)",
+    "object array in a dict": "{'scores': np.array([(x for x in 'ab'), 3], dtype=object)}",
+    "masked object array, the iterator masked": (
+        "np.ma.masked_array(np.array([iter([1]), 3], dtype=object), mask=[True, False])"
+    ),
+    "record with an object field": "np.array([(iter([1]), 1)], dtype=[('item', object), ('n', 'i4')])",
+}
+
+
+@pytest.mark.parametrize("made", _HIDDEN_ITERATORS.values(), ids=list(_HIDDEN_ITERATORS))
+def test_an_iterator_inside_an_object_array_inside_an_object_is_refused_in_a_fresh_process(made: str) -> None:
+    code = (
+        "import numpy as np\nfrom infercache.safety import protect\n"
+        "class Holder:\n    def __init__(self, item): self.item = item\n"
+        f"try:\n    protect(Holder({made}))\nexcept TypeError as exc:\n    print('refused:', exc)\n"
+        "else:\n    print('kept')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:") and "cannot be cached" in out.stdout, out.stdout
+    # And here, where arrays have been classified long since: the same answer.
+    with pytest.raises(TypeError, match="cannot be cached"):
+        protect(Holder(eval(made, {"np": np})))  # noqa: S307 - the literals above
+
 
 class TaggedFloat(np.float64):
     """A numpy scalar subclass whose instances carry attributes of their own."""

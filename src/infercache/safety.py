@@ -1098,6 +1098,10 @@ def _reachable(value: Any) -> list[Any]:
     seen: set[int] = set()
     out: list[Any] = []
     stack = [value]
+    # Looked up here, not taken from classification: a fresh process may meet its first
+    # object array inside another value, before any array was classified.
+    np = loaded("numpy")
+    ndarray = None if np is None else np.ndarray
     while stack:
         obj = stack.pop()
         if id(obj) in seen or type(obj) in _IMMUTABLE or isinstance(obj, type):
@@ -1109,8 +1113,9 @@ def _reachable(value: Any) -> list[Any]:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
             stack.extend(obj)
-        elif type(obj) is _NDARRAY and obj.dtype.hasobject:
-            stack.extend(obj.ravel().tolist())
+        elif ndarray is not None and isinstance(obj, ndarray) and obj.dtype.hasobject:
+            # Through the base class: a subclass (a masked array) may hide elements from tolist.
+            stack.extend(ndarray.view(obj, ndarray).ravel().tolist())
         try:
             stack.append(object.__getattribute__(obj, "__dict__"))
         except (AttributeError, TypeError):
