@@ -206,6 +206,34 @@ def test_arbitrary_objects_dict_and_slots():
     assert sizeof(lst) >= 50_000
 
 
+def test_attributes_of_a_class_first_measured_here_are_counted_exactly():
+    # Classes made in the test: the handler made once per type is made by this test.
+    class Plain:
+        def __init__(self, blob: bytes) -> None:
+            self.blob = blob
+
+    class Slotted:
+        __slots__ = ("blob",)
+
+        def __init__(self, blob: bytes) -> None:
+            self.blob = blob
+
+    class SlottedWithDict:
+        __slots__ = ("__dict__", "blob")
+
+    class ListWithAttrs(list):  # type: ignore[type-arg]
+        pass
+
+    blob, other = b"b" * 20_000, b"o" * 30_000
+    slotted = Slotted(blob)
+    both = SlottedWithDict()
+    both.blob, both.extra = blob, other
+    listed = ListWithAttrs([blob])
+    listed.extra = other
+    for value, least in [(Plain(blob), 20_000), (slotted, 20_000), (both, 50_000), (listed, 50_000)]:
+        assert sizeof(value) == _reference_size(value) >= least, type(value).__name__
+
+
 def test_classes_modules_functions_are_not_walked():
     # A value that references shared program state does not pay for it.
     value = {"cls": _Plain, "mod": np, "fn": test_cycles_terminate, "data": b"d" * 100}
