@@ -1328,3 +1328,26 @@ def test_memoryviews_come_back_in_their_shape_or_as_flat_bytes_for_formats_cast_
     big_endian = memoryview(np.arange(3, dtype=">i4"))  # format ">i": not a native cast format
     flat = release(protect(big_endian))
     assert flat.format == "B" and flat.tobytes() == big_endian.tobytes()
+
+
+def test_datetime_subclasses_made_here_are_shared_only_without_state_of_their_own():
+    # Classes made in the test: the policy chosen once per type is chosen here.
+    class Stamp(datetime.datetime):
+        __slots__ = ()
+
+    class NotedStamp(datetime.datetime):
+        __slots__ = ("note",)
+
+    class NotedTime(datetime.time):
+        __slots__ = ("note",)
+
+    plain = Stamp(2026, 1, 2, 3, 4, 5)
+    assert protect(plain) is plain and release(protect(plain)) is plain
+    for value in (NotedStamp(2026, 1, 2), NotedTime(3, 4)):
+        value.note = ["kept"]
+        kept = protect(value)
+        hit = release(kept)
+        assert hit == value and type(hit) is type(value) and hit is not value
+        hit.note.append("a caller's")
+        value.note.append("the producer's")
+        assert release(kept).note == ["kept"]
