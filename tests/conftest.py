@@ -3,6 +3,7 @@ config directory), and the settings a mutation run (scripts/mutation.sh) asks fo
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         machine = getattr(item, "cls", None)
         if machine is not None and isinstance(getattr(machine, "settings", None), settings):
             machine.settings = _capped(machine.settings)
+
+
+# What the library decides once per type and keeps (how to protect, measure and
+# encode values of that type; the classes of a type's MRO and its slots), by
+# module: the tables, then the globals set on first use. Under a mutation run each
+# test starts from the state a fresh process has, so the code making a decision runs
+# in every test that needs it. Otherwise only the first test to meet a type runs
+# it, mutmut ties that code to that test alone, and the forked check of a mutant
+# never runs the mutated decision at all (mutmut's parent process, whose memory the
+# checks inherit, decided every type in its clean run).
+_PER_TYPE_TABLES = {
+    "infercache.safety": ("_KIND", "_IMMUTABLE", "_PASS", "_REFUSED"),
+    "infercache.sizes": ("_HANDLERS",),
+    "infercache.keys.encoder": ("_ENC", "_NAMES", "_TZ_ENC", "_TZ_STATE"),
+    "infercache.keys.pandas": ("_ARRAY_WRITERS",),
+    "infercache.keys.torch": ("_META",),
+    "infercache.reflect": ("_SLOTS",),
+    "infercache.libraries": ("_PACKAGES",),
+}
+_PER_TYPE_GLOBALS = {"infercache.safety": ("_NDARRAY",), "infercache.sizes": ("_NDARRAY",)}
+
+
+def _per_type_state() -> list[tuple[object, object]]:
+    """Each table named above with a copy of what it holds now (a missing name fails loudly)."""
+    tables = []
+    for name, attributes in _PER_TYPE_TABLES.items():
+        module = importlib.import_module(name)
+        tables += [(getattr(module, a), getattr(module, a).copy()) for a in attributes]
+    return tables
+
+
+_FRESH_TABLES = _per_type_state() if _PROFILE == "mutation" else []
+
+
+@pytest.fixture(autouse=True)
+def _types_decided_anew() -> None:
+    """Under a mutation run: per-type decisions back to a fresh process's (see above)."""
+    for table, fresh in _FRESH_TABLES:
+        table.clear()  # type: ignore[attr-defined]
+        table.update(fresh)  # type: ignore[attr-defined]
+    if _FRESH_TABLES:
+        for name, attributes in _PER_TYPE_GLOBALS.items():
+            module = importlib.import_module(name)
+            for a in attributes:
+                getattr(module, a)  # a missing name fails loudly
+                setattr(module, a, None)
 
 
 @pytest.fixture(autouse=True, scope="session")
