@@ -440,6 +440,25 @@ def test_object_array_counts_elements():
     assert sizeof(arr[1:]) >= 80_000  # a view pays for the base's elements
 
 
+def test_object_array_elements_cost_each_distinct_object_once_exactly():
+    text, other = "s" * 10_000, "t" * 5_000
+    arr = np.empty(4, dtype=object)
+    arr[:] = [text, text, other, 7]
+    g = sys.getsizeof
+    assert sizeof(arr) == g(arr) + g(text) + g(other) + g(7)
+
+
+def test_object_fields_of_a_structured_array_cost_their_objects_exactly():
+    # Two object fields around a numeric one: each object field's objects, each
+    # once, and nothing for the numeric field's values (they live in the buffer).
+    words, more, tag = "w" * 10_000, "m" * 3_000, b"t" * 2_000
+    a = np.zeros(2, dtype=[("words", object), ("n", "i4"), ("tags", object)])
+    a["words"] = [words, more]
+    a["tags"] = [tag, tag]
+    g = sys.getsizeof
+    assert sizeof(a) == g(a) + g(words) + g(more) + g(tag)
+
+
 def test_structured_array():
     a = np.zeros(1000, dtype=[("x", np.float64), ("y", np.int32)])
     assert a.nbytes <= sizeof(a) <= a.nbytes + 200
@@ -855,6 +874,18 @@ def test_arrow_slices_cost_the_whole_buffers_once(pa):
     whole = sizeof(arr)
     assert sizeof(arr.slice(10, 5)) >= 800_000  # a slice keeps the whole buffer alive
     assert sizeof([arr, arr.slice(10, 5), arr.slice(50_000)]) < whole + 1024
+
+
+def test_arrow_buffers_cost_their_root_rounded_up_to_arrows_64_byte_padding(pa):
+    def cost(n: int) -> int:
+        return sizeof(pa.py_buffer(b"x" * n))
+
+    assert cost(100) == cost(128) and cost(129) == cost(128) + 64 and cost(1) == cost(64)
+    buffer = pa.py_buffer(b"x" * 100)
+    part = buffer.slice(10)
+    assert part.parent is not None and part.parent.address == buffer.address
+    assert sizeof(part) == sizeof(buffer)  # the root's bytes, not the slice's
+    assert sizeof([buffer, part]) == sys.getsizeof([buffer, part]) + 2 * (sizeof(buffer) - 128) + 128
 
 
 def test_arrow_tables_batches_and_dictionaries(pa):
