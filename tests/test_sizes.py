@@ -886,6 +886,12 @@ def test_arrow_buffers_cost_their_root_rounded_up_to_arrows_64_byte_padding(pa):
     assert part.parent is not None and part.parent.address == buffer.address
     assert sizeof(part) == sizeof(buffer)  # the root's bytes, not the slice's
     assert sizeof([buffer, part]) == sys.getsizeof([buffer, part]) + 2 * (sizeof(buffer) - 128) + 128
+    # Exactly: the wrapper object itself (with the collector's header), then the bytes.
+    collector_header = sys.getsizeof([]) - [].__sizeof__()
+    assert sizeof(buffer) == object.__sizeof__(buffer) + collector_header + 128
+    array = pa.array([1, 2, 3])
+    buffers = [b for b in array.buffers() if b is not None]
+    assert sizeof(array) == object.__sizeof__(array) + collector_header + sum(sizeof(b) for b in buffers)
 
 
 def test_arrow_tables_batches_and_dictionaries(pa):
