@@ -844,6 +844,20 @@ def test_pandas_buffer_shared_with_an_array_counted_once(pd):
     assert MB <= sizeof([arr, s, s[10:]]) < MB + 8192
 
 
+def test_pandas_extension_arrays_cost_their_own_object_exactly(pd):
+    # A masked array (no memory_usage): its getsizeof, then its attributes.
+    ints = pd.array([1, 2, None], dtype="Int64")
+    assert sizeof(ints) == sys.getsizeof(ints) + sizeof(vars(ints))
+    # A Categorical (whose memory_usage is deep): a second one over the same codes and
+    # dtype costs its Python object (with the collector's header) and its __dict__.
+    first = pd.Categorical(["a", "b", "a"] * 100)
+    second = first._from_backing_data(first._ndarray)
+    assert second._ndarray is first._ndarray and second.dtype is first.dtype
+    extra = sizeof([first, second]) - sizeof([first]) - (sys.getsizeof([first, second]) - sys.getsizeof([first]))
+    collector_header = sys.getsizeof([]) - [].__sizeof__()
+    assert extra == object.__sizeof__(second) + collector_header + sys.getsizeof(vars(second))
+
+
 def test_index_of_ints(pd):
     idx = pd.Index(np.arange(50_000))
     assert sizeof(idx) >= 400_000
