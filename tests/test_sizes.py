@@ -822,6 +822,15 @@ def test_pandas_objects_measured_deeply_match_tracemalloc(pd, case):
     assert held <= measured <= held * 1.06 + 4096, (measured, held)
 
 
+def test_tiny_frames_are_charged_at_least_what_tracemalloc_sees(pd):
+    # Where pandas' bookkeeping in C fields is most of a frame's memory: the constants
+    # charged per frame and per block (sizes.py) cover it, erring on the high side
+    # (about 575 bytes a frame of two blocks over, on pandas 3).
+    value, held = _held(lambda: [pd.DataFrame({"a": [1.0], "b": [i]}) for i in range(200)])
+    measured = sizeof(value)
+    assert held <= measured <= held * 1.25, (measured, held)
+
+
 def test_pandas_object_cells_are_not_counted_shallowly(pd):
     cells = [[float(i) for i in range(1000)] for _ in range(100)]
     df = pd.DataFrame({"o": cells})
