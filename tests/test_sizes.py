@@ -831,6 +831,18 @@ def test_tiny_frames_are_charged_at_least_what_tracemalloc_sees(pd):
     assert held <= measured <= held * 1.25, (measured, held)
 
 
+@pytest.mark.parametrize("kind", ["integer", "block"])
+def test_sparse_indexes_cost_the_arrays_they_hold_not_the_ones_they_compute(pd, kind):
+    values = np.r_[np.zeros(100_000), np.arange(1.0, 50_001)]
+    index = pd.arrays.SparseArray(values, kind=kind).sp_index
+    if kind == "integer":  # holds every index of a stored value
+        held = [index.indices]
+    else:  # holds where each block starts and its length; computes `indices` on each read
+        assert index.indices is not index.indices
+        held = [index.blocs, index.blengths]
+    assert sizeof(index) == sys.getsizeof(index) + sizeof(held) - sys.getsizeof(held)
+
+
 def test_pandas_object_cells_are_not_counted_shallowly(pd):
     cells = [[float(i) for i in range(1000)] for _ in range(100)]
     df = pd.DataFrame({"o": cells})

@@ -422,7 +422,9 @@ def _h_pandas_internal(obj: Any, w: _Walk) -> int:
             part = object.__getattribute__(obj, name)
         except AttributeError:
             continue
-        if part is not None:
+        # A field the object holds reads as the same object again; a computed one (a
+        # BlockIndex's indices: every index of the array, made on each read) does not.
+        if part is not None and object.__getattribute__(obj, name) is part:
             stack.append(part)
     return size
 
