@@ -843,6 +843,20 @@ def test_sparse_indexes_cost_the_arrays_they_hold_not_the_ones_they_compute(pd, 
     assert sizeof(index) == sys.getsizeof(index) + sizeof(held) - sys.getsizeof(held)
 
 
+def test_a_frames_block_placement_arrays_cost_their_bytes_once_built(pd):
+    # pandas builds a wide frame's placement arrays (which block holds each column,
+    # and where in it) on first use and keeps them: 4000 columns, two arrays of 32 kB.
+    frame = pd.DataFrame(
+        {**{f"f{i}": np.zeros(3) for i in range(2000)}, **{f"i{i}": np.zeros(3, dtype="i8") for i in range(2000)}}
+    ).copy()
+    manager = frame._mgr
+    assert len(manager.blocks) == 2 and manager._blknos is None
+    before = sizeof(frame)
+    built = [manager.blknos, manager.blklocs]
+    assert built[0] is manager._blknos and built[1] is manager._blklocs
+    assert sizeof(frame) - before == sizeof(built) - sys.getsizeof(built) >= 64_000
+
+
 def test_pandas_object_cells_are_not_counted_shallowly(pd):
     cells = [[float(i) for i in range(1000)] for _ in range(100)]
     df = pd.DataFrame({"o": cells})
