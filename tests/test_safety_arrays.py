@@ -260,13 +260,26 @@ class TaggedText(np.str_):
     pass
 
 
+class Measured(np.float64):
+    """A numpy scalar subclass whose own constructor takes more than the value."""
+
+    def __new__(cls, value: float, unit: str) -> Any:
+        made = super().__new__(cls, value)
+        made.unit = unit
+        return made
+
+
 class Holder:
     def __init__(self, item: object) -> None:
         self.item = item
 
 
 @pytest.mark.parametrize("where", ["alone", "in a list", "in an object", "through a record"])
-@pytest.mark.parametrize("make", [lambda: TaggedFloat(1.5), lambda: TaggedText("abc")], ids=["float64", "str_"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: TaggedFloat(1.5), lambda: TaggedText("abc"), lambda: Measured(2.5, "m")],
+    ids=["float64", "str_", "own constructor"],
+)
 def test_numpy_scalars_with_attributes_are_copied_for_each_caller(where: str, make: Any) -> None:
     """``copy.deepcopy`` returns a numpy scalar itself: a subclass's attributes would be shared
     by the producer, the cache and every caller unless copied by a rule of their own."""

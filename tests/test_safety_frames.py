@@ -135,6 +135,15 @@ def test_mutable_objects_in_index_levels_and_categories_are_refused(pd):
         protect(cat)
 
 
+def test_index_levels_of_immutable_objects_are_kept(pd):
+    # Object-dtype levels (pandas 3 makes str levels of plain strings: these are asked for):
+    # all strings, and a mix of values shared as they are, one of them falsy.
+    for level in (["a", "b"], [datetime.datetime(2020, 1, 1), ""]):
+        mi = pd.MultiIndex.from_arrays([pd.Index(level, dtype=object), [1, 2]])
+        hit = release(protect(pd.Series([1.0, 2.0], index=mi)))
+        assert list(hit.index) == list(mi) and hit.index.levels[0].dtype == object
+
+
 def test_refusing_mutable_categories_says_why(pd):
     class Tag:
         def __init__(self, name):
