@@ -306,6 +306,68 @@ def test_very_deep_nesting_raises_unhashable() -> None:
         make_call_key((v,), ("deep",))
 
 
+_LOCK_REASON = "locks are synchronisation objects, not data"
+_LOCK_FIX = (
+    "Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: ...), "
+    "or teach infercache this type with infercache.register_hasher(lock, fn) where fn returns its content."
+)
+_TWELVE = tuple(f"p{i}" for i in range(12))
+
+
+@pytest.mark.parametrize(
+    "refuse, where, path, subject",
+    [
+        (lambda lock: make_key(lock, where="model"), "model", "", "parameter 'model'"),
+        (lambda lock: make_key(lock), None, "", "the value"),
+        (lambda lock: hash_key({"a": [lock]}), None, "['a'][0]", "the value (at value['a'][0])"),
+        (lambda lock: make_key({"a": [lock]}, where="cfg"), "cfg", "['a'][0]", "parameter 'cfg' (at cfg['a'][0])"),
+        # A call names the parameter whose value is refused, and the path inside it.
+        (lambda lock: make_call_key(("x", lock), ("p", "m")), "m", "", "parameter 'm'"),
+        (lambda lock: make_call_key(("x", {"a": [lock]}), ("p", "cfg"), "xxh3"), "cfg", "['a'][0]",
+         "parameter 'cfg' (at cfg['a'][0])"),
+        (lambda lock: make_call_key((*range(11), [lock]), _TWELVE), "p11", "[0]", "parameter 'p11' (at p11[0])"),
+        (lambda lock: make_call_key((*range(16), lock, 0.5), ("a",) * 16 + ("seventeenth", "b")),
+         "seventeenth", "", "parameter 'seventeenth'"),
+        # More values than names (a caller's *args): the position stands for the name.
+        (lambda lock: make_call_key(("x", lock), ("p",)), "#1", "", "parameter '#1'"),
+    ],
+)
+def test_a_refusal_says_which_value_what_type_why_and_how_to_fix(
+    refuse: Any, where: str | None, path: str, subject: str
+) -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError) as info:
+        refuse(lock)
+    err = info.value
+    assert str(err) == (
+        f"infercache cannot build a cache key for {subject}: a _thread.lock object cannot be hashed "
+        f"by content because {_LOCK_REASON}. {_LOCK_FIX}"
+    )
+    assert (err.where, err.path, err.type, err.reason) == (where, path, type(lock), _LOCK_REASON)
+
+
+def test_a_value_nested_too_deeply_is_refused_with_what_to_do() -> None:
+    v: Any = 0
+    for _ in range(100_000):
+        v = [v]
+    fix = (
+        ": it is nested too deeply (or a registered hasher returns the object itself). "
+        "Fix: pass key= to the decorator or use infercache.register_hasher."
+    )
+    for refuse, subject, where, type_ in [
+        (lambda: make_key(v, where="deep"), "parameter 'deep'", "deep", list),
+        (lambda: make_key(v), "the value", None, list),
+        (lambda: make_key(v, where=""), "the value", "", list),
+        # A call's own encoder runs out of stack too: refused as the tuple of its values.
+        (lambda: make_call_key((v,), ("deep",), "xxh3"), "the value", None, tuple),
+    ]:
+        with pytest.raises(UnhashableError) as info:
+            refuse()
+        err = info.value
+        assert str(err) == "infercache cannot build a cache key for " + subject + fix
+        assert (err.where, err.path, err.type, err.reason) == (where, "", type_, "nested too deeply")
+
+
 # ---------------------------------------------------------------- registration
 
 
