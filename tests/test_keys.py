@@ -40,6 +40,7 @@ from infercache.keys import (
     make_key,
     register_hasher,
 )
+from infercache.keys.api import general_call_key
 
 # ---------------------------------------------------------------- forms
 
@@ -103,6 +104,28 @@ def test_bad_algorithm_is_value_error() -> None:
         hash_key(1, algorithm="sha1")
     with pytest.raises(ValueError):
         make_call_key((1,), ("a",), algorithm="nope")
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda: make_key(1, algorithm="md5"),
+        lambda: hash_key(1, algorithm="md5"),
+        lambda: make_call_key((1,), ("a",), algorithm="md5"),
+        lambda: make_call_key(tuple(range(20)), ("a",) * 20, algorithm="md5"),
+        lambda: general_call_key((1,), ("a",), algorithm="md5"),
+    ],
+)
+def test_an_unknown_algorithm_is_named_with_the_choices(refuse: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        refuse()
+    assert str(info.value) == "unknown hash algorithm 'md5'; choose one of ('blake3', 'xxh3')"
+
+
+def test_call_keys_are_blake3_keys_unless_told() -> None:
+    long_call = ("x" * 100, 0.5)
+    assert make_call_key(long_call, ("p", "t")) == make_key(long_call) == general_call_key(long_call, ("p", "t"))
+    assert make_call_key(long_call, ("p", "t"))[:1] == b"\x01"
 
 
 def test_tags_are_unique() -> None:
@@ -360,6 +383,7 @@ def test_a_value_nested_too_deeply_is_refused_with_what_to_do() -> None:
         (lambda: make_key(v, where=""), "the value", "", list),
         # A call's own encoder runs out of stack too: refused as the tuple of its values.
         (lambda: make_call_key((v,), ("deep",), "xxh3"), "the value", None, tuple),
+        (lambda: general_call_key([v], ("deep",)), "the value", None, tuple),  # type: ignore[arg-type]
     ]:
         with pytest.raises(UnhashableError) as info:
             refuse()

@@ -373,6 +373,10 @@ def test_the_string_memos_stay_bounded() -> None:
         assert max(len(m) for m in memos) <= bound
     for last in (f"s{bound + 49}", f"t{bound + 49}"):  # both entry points fill it, after emptying it
         assert STR_FLOAT_PREFIXES[last] + pack_float(T_FLOAT, 1.0) == general((last, 1.0), "blake3")
+    forget_str_chunks()
+    for i in range(bound + 50):  # the miss path's own filling of the inlined path's memo
+        assert str_float_key(f"u{i}", 0.5, b"\x01") == general((f"u{i}", 0.5), "blake3")
+        assert len(STR_FLOAT_PREFIXES) <= bound
 
 
 def test_strings_outside_the_keyed_folders_keep_the_short_path(tmp_path: Path) -> None:
