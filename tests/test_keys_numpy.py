@@ -172,3 +172,33 @@ def test_string_dtype_is_keyed_by_content_not_by_its_repr() -> None:
         pytest.skip("numpy < 2 has no StringDType")
     assert "0x" in repr(string_dtype(na_object=Sentinel()))
     assert make_key(string_dtype(na_object=Sentinel())) == make_key(string_dtype(na_object=Sentinel()))
+
+
+def test_scalars_holding_objects_are_keyed_by_those_objects() -> None:
+    # A record of a structured array with an object field: its bytes are pointers, so it is
+    # keyed by its items.
+    records = np.array([("a", 1), ("b", 1), ("a", 1), ("a", 2)], dtype=[("f", object), ("n", "<i4")])
+    assert records[0].dtype.hasobject
+    assert k(records[0]) == k(records[2]) == k(records[2:3].copy()[0])
+    assert all_distinct([records[0], records[1], records[3]])
+
+
+def test_an_object_array_that_contains_itself_is_refused_as_a_cycle() -> None:
+    looped = np.empty(2, dtype=object)
+    looped[0] = 1
+    looped[1] = looped
+    with pytest.raises(UnhashableError) as info:
+        make_key(looped, where="batch")
+    err = info.value
+    assert (err.where, err.path, err.type) == ("batch", "[1]", np.ndarray)
+    assert err.reason == "it contains itself (a reference cycle)"
+
+
+def test_object_arrays_inside_object_arrays_are_not_cycles() -> None:
+    inner = np.array([1, "a"], dtype=object)
+    outer = np.empty(3, dtype=object)
+    outer[:] = [inner, inner, np.array([2], dtype=object)]
+    again = np.empty(3, dtype=object)
+    again[:] = [inner.copy(), inner.copy(), np.array([2], dtype=object)]
+    assert k(outer) == k(again)
+    assert k(outer) != k(np.array([None, None, None], dtype=object))
