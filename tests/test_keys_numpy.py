@@ -202,3 +202,11 @@ def test_object_arrays_inside_object_arrays_are_not_cycles() -> None:
     again[:] = [inner.copy(), inner.copy(), np.array([2], dtype=object)]
     assert k(outer) == k(again)
     assert k(outer) != k(np.array([None, None, None], dtype=object))
+
+
+def test_a_large_zero_dimensional_array_is_keyed_by_its_bytes() -> None:
+    # One element of more than 4 KiB: streamed into the hasher as a flat run of bytes.
+    big = np.array(b"x" * 5000)
+    assert big.ndim == 0 and big.nbytes > 4096
+    assert k(big) == k(np.array(b"x" * 5000))
+    assert all_distinct([big, np.array(b"x" * 4999 + b"y"), np.array([b"x" * 5000]), b"x" * 5000])
