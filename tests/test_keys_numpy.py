@@ -210,3 +210,30 @@ def test_a_large_zero_dimensional_array_is_keyed_by_its_bytes() -> None:
     assert big.ndim == 0 and big.nbytes > 4096
     assert k(big) == k(np.array(b"x" * 5000))
     assert all_distinct([big, np.array(b"x" * 4999 + b"y"), np.array([b"x" * 5000]), b"x" * 5000])
+
+
+def _string_dtype() -> Any:
+    string_dtype = getattr(getattr(np, "dtypes", None), "StringDType", None)
+    if string_dtype is None:
+        pytest.skip("numpy < 2 has no StringDType")
+    return string_dtype
+
+
+def test_string_dtype_arrays_are_keyed_by_their_strings() -> None:
+    # Strings longer than 15 bytes live outside the array's buffer, which holds where they
+    # are: keyed by those bytes, arrays of other strings of the same lengths would collide.
+    string_dtype = _string_dtype()
+    long_x = np.array(["x" * 100, "short"], dtype=string_dtype())
+    assert k(long_x) == k(np.array(["x" * 100, "short"], dtype=string_dtype()))
+    assert all_distinct([long_x, np.array(["y" * 100, "short"], dtype=string_dtype()), long_x.astype(object)])
+    assert k(long_x[0]) == k("x" * 100)  # a scalar of the array is a str
+
+
+def test_string_dtype_keys_its_missing_value_and_coercion() -> None:
+    string_dtype = _string_dtype()
+    dtypes = [string_dtype(), string_dtype(coerce=False), string_dtype(na_object="a"),
+              string_dtype(na_object="b"), string_dtype(na_object=None)]
+    assert all_distinct(dtypes)
+    assert all_distinct([np.array(["v"], dtype=d) for d in dtypes])
+    assert k(string_dtype(coerce=False)) == k(string_dtype(coerce=False))
+    assert k(string_dtype(na_object="a")) == k(string_dtype(na_object="a"))
