@@ -41,6 +41,7 @@ from infercache.keys import (
     register_hasher,
 )
 from infercache.keys.api import general_call_key
+from infercache.keys.wire import BIG
 
 # ---------------------------------------------------------------- forms
 
@@ -542,6 +543,37 @@ def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPat
     for key, xkey in streamed:
         assert key[0] == 1 and len(key) == 33
         assert xkey[0] == 2 and len(xkey) == 17
+
+
+def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Up to BIG bytes a buffer is part of the encoding; past it, streamed into the hasher (in a
+    # set, each such element is replaced by its digest): the edge is pinned, as key bytes are.
+    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)}]
+    streamed = [make_key(v) for v in values]
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
+            monkeypatch.setattr(module, "BIG", 10**9)
+    inline = [make_key(v) for v in values]
+    assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+
+
+class Node:
+    """A hashable object (module level, keyed by its attributes)."""
+
+    def __init__(self) -> None:
+        self.links: Any = None
+
+
+def test_a_cycle_through_a_set_or_a_dict_key_is_refused_as_a_cycle() -> None:
+    # Elements of sets and non-string dict keys are encoded on their own: the containers
+    # being encoded are still known there.
+    in_set, as_key = Node(), Node()
+    in_set.links = {in_set, 1}
+    as_key.links = {as_key: "self", 1: "one"}
+    for value in (in_set, as_key, [in_set]):
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        assert info.value.reason == "it contains itself (a reference cycle)"
 
 
 # ---------------------------------------------------------------- properties
