@@ -40,6 +40,8 @@ from infercache.keys import (
     make_key,
     register_hasher,
 )
+from infercache.keys.api import general_call_key
+from infercache.keys.wire import BIG
 
 # ---------------------------------------------------------------- forms
 
@@ -103,6 +105,28 @@ def test_bad_algorithm_is_value_error() -> None:
         hash_key(1, algorithm="sha1")
     with pytest.raises(ValueError):
         make_call_key((1,), ("a",), algorithm="nope")
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda: make_key(1, algorithm="md5"),
+        lambda: hash_key(1, algorithm="md5"),
+        lambda: make_call_key((1,), ("a",), algorithm="md5"),
+        lambda: make_call_key(tuple(range(20)), ("a",) * 20, algorithm="md5"),
+        lambda: general_call_key((1,), ("a",), algorithm="md5"),
+    ],
+)
+def test_an_unknown_algorithm_is_named_with_the_choices(refuse: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        refuse()
+    assert str(info.value) == "unknown hash algorithm 'md5'; choose one of ('blake3', 'xxh3')"
+
+
+def test_call_keys_are_blake3_keys_unless_told() -> None:
+    long_call = ("x" * 100, 0.5)
+    assert make_call_key(long_call, ("p", "t")) == make_key(long_call) == general_call_key(long_call, ("p", "t"))
+    assert make_call_key(long_call, ("p", "t"))[:1] == b"\x01"
 
 
 def test_tags_are_unique() -> None:
@@ -306,6 +330,69 @@ def test_very_deep_nesting_raises_unhashable() -> None:
         make_call_key((v,), ("deep",))
 
 
+_LOCK_REASON = "locks are synchronisation objects, not data"
+_LOCK_FIX = (
+    "Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: ...), "
+    "or teach infercache this type with infercache.register_hasher(lock, fn) where fn returns its content."
+)
+_TWELVE = tuple(f"p{i}" for i in range(12))
+
+
+@pytest.mark.parametrize(
+    "refuse, where, path, subject",
+    [
+        (lambda lock: make_key(lock, where="model"), "model", "", "parameter 'model'"),
+        (lambda lock: make_key(lock), None, "", "the value"),
+        (lambda lock: hash_key({"a": [lock]}), None, "['a'][0]", "the value (at value['a'][0])"),
+        (lambda lock: make_key({"a": [lock]}, where="cfg"), "cfg", "['a'][0]", "parameter 'cfg' (at cfg['a'][0])"),
+        # A call names the parameter whose value is refused, and the path inside it.
+        (lambda lock: make_call_key(("x", lock), ("p", "m")), "m", "", "parameter 'm'"),
+        (lambda lock: make_call_key(("x", {"a": [lock]}), ("p", "cfg"), "xxh3"), "cfg", "['a'][0]",
+         "parameter 'cfg' (at cfg['a'][0])"),
+        (lambda lock: make_call_key((*range(11), [lock]), _TWELVE), "p11", "[0]", "parameter 'p11' (at p11[0])"),
+        (lambda lock: make_call_key((*range(16), lock, 0.5), ("a",) * 16 + ("seventeenth", "b")),
+         "seventeenth", "", "parameter 'seventeenth'"),
+        # More values than names (a caller's *args): the position stands for the name.
+        (lambda lock: make_call_key(("x", lock), ("p",)), "#1", "", "parameter '#1'"),
+    ],
+)
+def test_a_refusal_says_which_value_what_type_why_and_how_to_fix(
+    refuse: Any, where: str | None, path: str, subject: str
+) -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError) as info:
+        refuse(lock)
+    err = info.value
+    assert str(err) == (
+        f"infercache cannot build a cache key for {subject}: a _thread.lock object cannot be hashed "
+        f"by content because {_LOCK_REASON}. {_LOCK_FIX}"
+    )
+    assert (err.where, err.path, err.type, err.reason) == (where, path, type(lock), _LOCK_REASON)
+
+
+def test_a_value_nested_too_deeply_is_refused_with_what_to_do() -> None:
+    v: Any = 0
+    for _ in range(100_000):
+        v = [v]
+    fix = (
+        ": it is nested too deeply (or a registered hasher returns the object itself). "
+        "Fix: pass key= to the decorator or use infercache.register_hasher."
+    )
+    for refuse, subject, where, type_ in [
+        (lambda: make_key(v, where="deep"), "parameter 'deep'", "deep", list),
+        (lambda: make_key(v), "the value", None, list),
+        (lambda: make_key(v, where=""), "the value", "", list),
+        # A call's own encoder runs out of stack too: refused as the tuple of its values.
+        (lambda: make_call_key((v,), ("deep",), "xxh3"), "the value", None, tuple),
+        (lambda: general_call_key([v], ("deep",)), "the value", None, tuple),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(UnhashableError) as info:
+            refuse()
+        err = info.value
+        assert str(err) == "infercache cannot build a cache key for " + subject + fix
+        assert (err.where, err.path, err.type, err.reason) == (where, "", type_, "nested too deeply")
+
+
 # ---------------------------------------------------------------- registration
 
 
@@ -456,6 +543,37 @@ def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPat
     for key, xkey in streamed:
         assert key[0] == 1 and len(key) == 33
         assert xkey[0] == 2 and len(xkey) == 17
+
+
+def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Up to BIG bytes a buffer is part of the encoding; past it, streamed into the hasher (in a
+    # set, each such element is replaced by its digest): the edge is pinned, as key bytes are.
+    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)}]
+    streamed = [make_key(v) for v in values]
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
+            monkeypatch.setattr(module, "BIG", 10**9)
+    inline = [make_key(v) for v in values]
+    assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+
+
+class Node:
+    """A hashable object (module level, keyed by its attributes)."""
+
+    def __init__(self) -> None:
+        self.links: Any = None
+
+
+def test_a_cycle_through_a_set_or_a_dict_key_is_refused_as_a_cycle() -> None:
+    # Elements of sets and non-string dict keys are encoded on their own: the containers
+    # being encoded are still known there.
+    in_set, as_key = Node(), Node()
+    in_set.links = {in_set, 1}
+    as_key.links = {as_key: "self", 1: "one"}
+    for value in (in_set, as_key, [in_set]):
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        assert info.value.reason == "it contains itself (a reference cycle)"
 
 
 # ---------------------------------------------------------------- properties

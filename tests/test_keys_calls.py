@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import infercache as ic
-from infercache.keys import make_call_key, make_key
+from infercache.keys import api, make_call_key, make_key
 from infercache.keys.api import (
     STR_FLOAT_PREFIXES,
     forget_str_chunks,
@@ -258,3 +258,152 @@ def test_every_call_of_a_prompt_and_temperature_is_stored_under_the_general_path
     assert calls == [0.5, -0.0]
     stored = {key for key, _ in f.cache.engine.store.entries()}
     assert stored == {general((prompt, 0.5), digest), general((prompt, -0.0), digest)}
+
+
+class Text(str):
+    """A str subclass: keyed with its type by the general path, never by the short one."""
+
+
+class Real(float):
+    """A float subclass (the same)."""
+
+
+#: Calls at the edges of what the short path keys, and just past them, with whether it keys
+#: them itself (True) or declines (False) for the general path. Its key lengths: 14 bytes
+#: plus the prompt for f(prompt, temperature), 5 plus the string for f(string), 8 plus the
+#: string for f(1, string); at most 65 bytes (b"\x00" + 64) stay in the short form.
+EDGES: list[tuple[tuple[Any, ...], bool]] = [
+    ((), True),
+    (("x" * 51, 0.5), True),  # 65 bytes: the longest short f(prompt, temperature)
+    (("x" * 52, 0.5), True),  # 66: digested
+    (("é" * 25, 0.5), True),
+    (("é" * 26, 0.5), True),
+    (("x" * 127, 0.5), True),
+    (("x" * 128, 0.5), False),  # 128 UTF-8 bytes: the general path's string
+    (("\ud800", 0.5), False),  # UTF-8 cannot encode it
+    ((Text("p"), 0.5), False),
+    (("p", Real(0.5)), False),
+    (("x" * 60,), True),  # 65 bytes
+    (("x" * 61,), True),
+    ((1, "x" * 57), True),  # 65 bytes
+    ((1, "x" * 58), True),
+    ((0.5, "x" * 127), True),
+    ((0.5, "x" * 128), False),
+    ((0.5, "\ud800"), False),
+    ((0.5, Text("p")), False),
+    (("p", 1), True),
+    (("p", "q"), True),
+    (("p", None), True),
+    (("p", True), True),
+    (("p", False), True),
+    (("p", -256), True),
+    (("p", 1024), True),
+    (("p", -257), False),
+    (("p", 1025), False),
+    (("p", 2**70), False),
+    (("p", b"x"), False),
+    (("p", [1]), False),
+    (("p", (0.5,)), False),
+    (("p", "x" * 128), False),
+    (("p", 0.5, 1), True),
+    (("p", 1, 0.5, None, True, False, "q"), True),
+    ((1.5, "p", -3, None, True, False), True),
+    ((True,), True),
+    ((None,), True),
+    ((None, [1]), False),
+    ((0.5,) * 15, True),
+    ((0.5,) * 16, False),  # sixteen or more: the general path's packed floats
+    (("p",) + (0.5,) * 14, True),
+    (("p",) + (0.5,) * 15, False),
+]
+
+
+@pytest.mark.parametrize("alg", ["blake3", "xxh3"])
+@pytest.mark.parametrize("values, keyed", EDGES, ids=[repr(v)[:40] for v, _ in EDGES])
+def test_the_short_path_keys_small_arguments_as_the_general_path_and_declines_the_rest(
+    alg: str, values: tuple[Any, ...], keyed: bool
+) -> None:
+    expected = general(values, alg)
+    for _ in range(2):  # the second time from the memos
+        key = short_call_key(values, KEY_TAG[alg])
+        assert key == (expected if keyed else None)
+    names = tuple(f"p{i}" for i in range(len(values)))
+    assert make_call_key(values, names, alg) == general_call_key(values, names, alg) == expected
+    assert make_call_key(list(values), names, alg) == general_call_key(list(values), names, alg) == expected  # type: ignore[arg-type]
+
+
+def test_one_first_string_in_calls_of_every_length_keeps_each_calls_key() -> None:
+    # The prefix memo is per argument count: a first string memoized for one count never
+    # lends its prefix to a call of another count.
+    forget_str_chunks()
+    calls = [("p",), ("p", 0.5), ("p", 1), ("p", 1, 2), ("p", "q", 0.5, None), ("p",), ("p", 0.5), ("p", 1, 2)]
+    for values in calls * 2:
+        assert short_call_key(values, b"\x01") == general(values, "blake3")
+
+
+@pytest.mark.parametrize("prompt", ["p", "x" * 51])
+def test_a_short_prompt_and_temperature_call_memoizes_the_prefix_the_inlined_path_reads(prompt: str) -> None:
+    # The decorator's inlined hit path keys f(prompt, t) as STR_FLOAT_PREFIXES[prompt] + the
+    # packed float: the prefix short_call_key memoizes must give the general key of any t.
+    forget_str_chunks()
+    assert short_call_key((prompt, 0.5), b"\x01") == general((prompt, 0.5), "blake3")
+    for t in (0.25, -0.0, math.inf):
+        assert STR_FLOAT_PREFIXES[prompt] + pack_float(T_FLOAT, t) == general((prompt, t), "blake3")
+    short_call_key((prompt, 0.75), b"\x01")  # memoized already: the same prefix
+    assert STR_FLOAT_PREFIXES[prompt] + pack_float(T_FLOAT, 0.25) == general((prompt, 0.25), "blake3")
+
+
+def test_a_prompt_too_long_for_the_short_form_is_not_memoized_for_the_inlined_path() -> None:
+    forget_str_chunks()
+    for values in [("x" * 52, 0.5), ("p", 1), ("p", "q"), ("p",), ("p", 0.5, 0.5)]:
+        assert short_call_key(values, b"\x01") == general(values, "blake3")
+    assert STR_FLOAT_PREFIXES == {}
+
+
+def test_the_string_memos_stay_bounded() -> None:
+    # A service sees prompts without end: each memo is emptied once it holds _STR_CHUNKS_MAX.
+    forget_str_chunks()
+    bound = api._STR_CHUNKS_MAX
+    memos = [api._str_chunks, STR_FLOAT_PREFIXES, *api._call_prefixes]
+    for i in range(bound + 50):
+        first, second = f"s{i}", f"t{i}"
+        assert short_call_key((first, 0.5), b"\x01") == general((first, 0.5), "blake3")
+        assert short_call_key((0.5, second), b"\x01") == general((0.5, second), "blake3")
+        assert str_float_key(second, 0.5, b"\x01") == general((second, 0.5), "blake3")
+        assert max(len(m) for m in memos) <= bound
+    for last in (f"s{bound + 49}", f"t{bound + 49}"):  # both entry points fill it, after emptying it
+        assert STR_FLOAT_PREFIXES[last] + pack_float(T_FLOAT, 1.0) == general((last, 1.0), "blake3")
+    forget_str_chunks()
+    for i in range(bound + 50):  # the miss path's own filling of the inlined path's memo
+        assert str_float_key(f"u{i}", 0.5, b"\x01") == general((f"u{i}", 0.5), "blake3")
+        assert len(STR_FLOAT_PREFIXES) <= bound
+
+
+def test_strings_outside_the_keyed_folders_keep_the_short_path(tmp_path: Path) -> None:
+    inside = str(tmp_path / "upload.png")
+    key_files_under([str(tmp_path)], owner=TEST)
+    try:
+        for values in [("hello", 0.5), ("hello", 1), (0.5, "hello"), ("hello",)]:
+            assert short_call_key(values, b"\x01") == general(values, "blake3")
+        for values in [(inside, 0.5), (inside, 1), (0.5, inside), (inside,)]:
+            assert short_call_key(values, b"\x01") is None
+        assert str_float_key(inside, 0.5, b"\x01") is None
+        assert str_float_key("hello", 0.5, b"\x01") == general(("hello", 0.5), "blake3")
+    finally:
+        key_files_under([], owner=TEST)
+
+
+def test_strings_memoized_anywhere_in_a_call_follow_their_file_once_its_folder_is_keyed(tmp_path: Path) -> None:
+    path = str(tmp_path / "upload.png")
+    (tmp_path / "upload.png").write_bytes(b"first")
+    calls = [(0.5, path), (path, 1, 2), (path,), (path, 0.5)]
+    for values in calls:
+        assert short_call_key(values, b"\x01") == general(values, "blake3")  # memoized as characters
+    str_float_key(path, 0.25, b"\x01")
+    key_files_under([str(tmp_path)], owner=TEST)
+    try:
+        for values in calls:
+            assert short_call_key(values, b"\x01") is None  # every memo was emptied
+        assert path not in STR_FLOAT_PREFIXES
+    finally:
+        key_files_under([], owner=TEST)

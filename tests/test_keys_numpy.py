@@ -172,3 +172,68 @@ def test_string_dtype_is_keyed_by_content_not_by_its_repr() -> None:
         pytest.skip("numpy < 2 has no StringDType")
     assert "0x" in repr(string_dtype(na_object=Sentinel()))
     assert make_key(string_dtype(na_object=Sentinel())) == make_key(string_dtype(na_object=Sentinel()))
+
+
+def test_scalars_holding_objects_are_keyed_by_those_objects() -> None:
+    # A record of a structured array with an object field: its bytes are pointers, so it is
+    # keyed by its items.
+    records = np.array([("a", 1), ("b", 1), ("a", 1), ("a", 2)], dtype=[("f", object), ("n", "<i4")])
+    assert records[0].dtype.hasobject
+    assert k(records[0]) == k(records[2]) == k(records[2:3].copy()[0])
+    assert all_distinct([records[0], records[1], records[3]])
+
+
+def test_an_object_array_that_contains_itself_is_refused_as_a_cycle() -> None:
+    looped = np.empty(2, dtype=object)
+    looped[0] = 1
+    looped[1] = looped
+    with pytest.raises(UnhashableError) as info:
+        make_key(looped, where="batch")
+    err = info.value
+    assert (err.where, err.path, err.type) == ("batch", "[1]", np.ndarray)
+    assert err.reason == "it contains itself (a reference cycle)"
+
+
+def test_object_arrays_inside_object_arrays_are_not_cycles() -> None:
+    inner = np.array([1, "a"], dtype=object)
+    outer = np.empty(3, dtype=object)
+    outer[:] = [inner, inner, np.array([2], dtype=object)]
+    again = np.empty(3, dtype=object)
+    again[:] = [inner.copy(), inner.copy(), np.array([2], dtype=object)]
+    assert k(outer) == k(again)
+    assert k(outer) != k(np.array([None, None, None], dtype=object))
+
+
+def test_a_large_zero_dimensional_array_is_keyed_by_its_bytes() -> None:
+    # One element of more than 4 KiB: streamed into the hasher as a flat run of bytes.
+    big = np.array(b"x" * 5000)
+    assert big.ndim == 0 and big.nbytes > 4096
+    assert k(big) == k(np.array(b"x" * 5000))
+    assert all_distinct([big, np.array(b"x" * 4999 + b"y"), np.array([b"x" * 5000]), b"x" * 5000])
+
+
+def _string_dtype() -> Any:
+    string_dtype = getattr(getattr(np, "dtypes", None), "StringDType", None)
+    if string_dtype is None:
+        pytest.skip("numpy < 2 has no StringDType")
+    return string_dtype
+
+
+def test_string_dtype_arrays_are_keyed_by_their_strings() -> None:
+    # Strings longer than 15 bytes live outside the array's buffer, which holds where they
+    # are: keyed by those bytes, arrays of other strings of the same lengths would collide.
+    string_dtype = _string_dtype()
+    long_x = np.array(["x" * 100, "short"], dtype=string_dtype())
+    assert k(long_x) == k(np.array(["x" * 100, "short"], dtype=string_dtype()))
+    assert all_distinct([long_x, np.array(["y" * 100, "short"], dtype=string_dtype()), long_x.astype(object)])
+    assert k(long_x[0]) == k("x" * 100)  # a scalar of the array is a str
+
+
+def test_string_dtype_keys_its_missing_value_and_coercion() -> None:
+    string_dtype = _string_dtype()
+    dtypes = [string_dtype(), string_dtype(coerce=False), string_dtype(na_object="a"),
+              string_dtype(na_object="b"), string_dtype(na_object=None)]
+    assert all_distinct(dtypes)
+    assert all_distinct([np.array(["v"], dtype=d) for d in dtypes])
+    assert k(string_dtype(coerce=False)) == k(string_dtype(coerce=False))
+    assert k(string_dtype(na_object="a")) == k(string_dtype(na_object="a"))

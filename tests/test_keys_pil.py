@@ -365,3 +365,12 @@ def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypat
     pil._cost.update({False: 2e-9, True: 1e-9})
     picks = [pil._use_threads() for _ in range(2 * pil._RETRY)]
     assert picks.count(False) == 2
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_an_image_after_a_streamed_buffer_keeps_that_buffer_in_the_key(mode: str) -> None:
+    # Both over 4 KiB: the bytes stream into the hasher first, then the image's pixels (from
+    # Pillow's storage, 64 KiB and more) must join them, not start a new digest.
+    img = Image.new(mode, (256, 256), 7)
+    assert all_distinct([[b"a" * 5000, img], [b"b" * 5000, img], [img, b"a" * 5000], [img]])
+    assert k([b"a" * 5000, img]) == k([b"a" * 5000, Image.new(mode, (256, 256), 7)])

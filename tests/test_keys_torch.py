@@ -39,3 +39,11 @@ def test_tensors_key_dtype_shape_values_and_autograd() -> None:
     assert k(g) != k(t) and k(g) == k(t.clone().requires_grad_(True))
     assert k(torch.float32) != k(torch.float16)
     assert k(torch.device("cpu")) == k(torch.device("cpu"))
+
+
+def test_a_tensor_whose_bytes_cannot_be_read_is_refused_naming_its_type_and_place() -> None:
+    with pytest.raises(UnhashableError) as info:
+        make_key({"w": torch.empty(3, device="meta")}, where="weights")
+    err = info.value
+    assert (err.where, err.path, err.type) == ("weights", "['w']", torch.Tensor)
+    assert err.reason.startswith("its data cannot be read as bytes (")
