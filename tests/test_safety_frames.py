@@ -144,6 +144,45 @@ def test_index_levels_of_immutable_objects_are_kept(pd):
         assert list(hit.index) == list(mi) and hit.index.levels[0].dtype == object
 
 
+def test_refusing_a_multiindex_level_of_mutable_objects_says_why(pd):
+    class Tag:
+        def __init__(self, name):
+            self.name = name
+
+    mi = pd.MultiIndex.from_arrays([[Tag("a"), Tag("b")], [1, 2]])
+    with pytest.raises(TypeError) as refused:
+        protect(pd.Series([1, 2], index=mi))
+    assert str(refused.value) == (
+        "a pandas MultiIndex level holding mutable Python objects cannot be cached "
+        "(its elements cannot be copied per caller)"
+    )
+
+
+def test_a_categorical_index_is_kept_unless_its_categories_are_mutable_objects(pd):
+    class Tag:
+        def __init__(self, name):
+            self.name = name
+
+    kept = protect(pd.Series([1.0, 2.0], index=pd.CategoricalIndex(["a", "b"], name="k")))
+    hit = release(kept)
+    assert list(hit.index) == ["a", "b"] and hit.index.name == "k"
+    assert isinstance(hit.index.dtype, pd.CategoricalDtype)
+    with pytest.raises(TypeError, match="categories holding mutable Python objects"):
+        protect(pd.Series([1.0, 2.0], index=pd.CategoricalIndex([Tag("a"), Tag("b")])))
+
+
+def test_the_producers_lookups_do_not_grow_the_kept_frame(pd):
+    # The kept copy's index must not share the producer's lookup cache either.
+    from infercache.sizes import sizeof
+
+    produced = pd.DataFrame({"a": np.arange(10_000.0)}, index=np.arange(10_000) * 2)
+    kept = protect(produced)
+    before = sizeof(kept)
+    produced.loc[4]
+    produced.index.get_loc(6)
+    assert sizeof(kept) <= before
+
+
 def test_refusing_mutable_categories_says_why(pd):
     class Tag:
         def __init__(self, name):
