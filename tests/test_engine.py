@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from flight_fixtures import join_all, run_bounded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -19,11 +23,12 @@ from hypothesis.extra import numpy as hnp
 import infercache as ic
 from infercache.codec import Codec
 from infercache.config import Settings
-from infercache.engine import Engine
+from infercache.engine import LEASE_SECONDS, Engine
 from infercache.keyspace import Keyspace
 from infercache.registry import caches
 from infercache.safety import protect, release
-from infercache.tiers import DiskTier, MemoryTier, Tier
+from infercache.sizes import sizeof
+from infercache.tiers import DiskTier, Lease, MemoryTier, Tier
 
 SECRET = b"k" * 32
 
@@ -533,3 +538,346 @@ def test_a_miss_keeps_and_sizes_its_result_as_protect_and_sizeof_do(results: lis
     n = len(results)
     assert (stats.computations, stats.size, stats.evictions) == (n, min(3, n), max(0, n - 3))
     assert stats.memory == sum(e.size for _, e in engine.store.entries())
+
+
+# -- leases and adoption: a process waiting for another's computation ----------------------------
+
+HANG = 20.0  # seconds before a wait for another thread is called a hang (a failure, never a timing claim)
+
+
+class Interrupted(BaseException):
+    """Not an Exception: what interrupts a caller (as KeyboardInterrupt would) rather than failing it."""
+
+
+class LeasingTier(MemoryTier):
+    """The reference tier with leases that one holder at a time gets, as a coordinating backend grants them.
+
+    The test plays the other process with :meth:`hold` and :meth:`free`. It records the leases
+    asked for (name and ttl) and, in order, the records written and the leases taken and released.
+    ``lease_error`` makes asking for a lease fail, ``release_error`` releasing one; ``on_get`` runs
+    before each read.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: set[bytes] = set()
+        self.asked: list[tuple[bytes, float]] = []
+        self.events: list[tuple[str, bytes]] = []
+        self.lease_error: BaseException | None = None
+        self.release_error: Exception | None = None
+        self.on_get: Callable[[], None] | None = None
+
+    def get(self, name: bytes) -> bytes | None:
+        if self.on_get is not None:
+            self.on_get()
+        return super().get(name)
+
+    def hold(self, name: bytes) -> None:
+        with self._lock:
+            self.held.add(name)
+
+    def free(self, name: bytes) -> None:
+        with self._lock:
+            self.held.discard(name)
+
+    def lease(self, name: bytes, ttl: float) -> Lease | None:
+        self.asked.append((name, ttl))
+        if self.lease_error is not None:
+            raise self.lease_error
+        with self._lock:
+            if name in self.held:
+                return None
+            self.held.add(name)
+            self.events.append(("lease", name))
+        return _RecordedLease(self, name)
+
+    def set(self, name: bytes, record: bytes, ttl: float | None = None) -> None:
+        super().set(name, record, ttl)
+        with self._lock:
+            self.events.append(("set", name))
+
+
+class _RecordedLease(Lease):
+    def __init__(self, tier: LeasingTier, name: bytes) -> None:
+        self.tier, self.name = tier, name
+
+    def release(self) -> None:
+        if self.tier.release_error is not None:
+            raise self.tier.release_error
+        with self.tier._lock:  # the test's own tier
+            self.tier.held.discard(self.name)
+            self.tier.events.append(("release", self.name))
+
+
+def missed(engine: Engine, mode: str, key: bytes, compute: Any) -> Any:
+    """What a cached function's wrapper does with ``compute`` (a plain callable): look up, then the miss path.
+
+    ``mode`` "async" takes the async path, with ``compute`` wrapped in a coroutine function.
+    """
+    full = ("", key)
+    if mode == "sync":
+        entry = engine.lookup(full)
+        return engine.serve(entry) if entry is not None else engine.call(full, compute, (), {}, ())
+
+    async def acompute() -> Any:
+        return compute()
+
+    async def main() -> Any:
+        entry = await engine.alookup(full)
+        return engine.serve(entry) if entry is not None else await engine.acall(full, acompute, (), {}, ())
+
+    return run_bounded(main())
+
+
+def never() -> Any:
+    raise AssertionError("computed, though another process holds or stored the value")
+
+
+ABSENT = object()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("own", "asked"),
+    [(0.5, 0.5), (2, 2.0), (ABSENT, LEASE_SECONDS), (None, LEASE_SECONDS), (0, LEASE_SECONDS), (-1.0, LEASE_SECONDS)],
+)
+def test_a_lease_is_asked_for_the_tiers_own_positive_lease_ttl_else_the_default(
+    mode: str, own: object, asked: float
+) -> None:
+    tier = LeasingTier()
+    if own is not ABSENT:
+        tier.lease_ttl = own  # type: ignore[attr-defined]
+    engine = tiered(tier)
+    assert missed(engine, mode, b"k", lambda: "v") == "v"
+    assert tier.asked == [(engine.keyspace.name("", b"k"), asked)]
+    assert type(tier.asked[0][1]) is float
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_lease_is_released_after_the_result_is_written_and_after_a_failed_computation(mode: str) -> None:
+    tier = LeasingTier()
+    engine = tiered(tier)
+    name = engine.keyspace.name("", b"ok")
+    assert missed(engine, mode, b"ok", lambda: [1]) == [1]
+    assert tier.events == [("lease", name), ("set", name), ("release", name)]  # waiters find it written
+
+    def crash() -> Any:
+        raise RuntimeError("model crashed")
+
+    tier.events.clear()
+    failed = engine.keyspace.name("", b"bad")
+    with pytest.raises(RuntimeError, match="model crashed"):
+        missed(engine, mode, b"bad", crash)
+    assert tier.events == [("lease", failed), ("release", failed)]
+    assert engine.store.in_flight() == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_value_adopted(mode: str) -> None:
+    """The holder wrote the value and released between this caller's lookup and its lease."""
+    tier = LeasingTier()
+    holder, engine = tiered(tier), tiered(tier)
+    name = engine.keyspace.name("", b"k")
+    full = ("", b"k")
+    assert engine.lookup(full) is None  # a miss, counted
+    holder.call(full, lambda: {"v": 1}, (), {}, ())  # meanwhile, in another process
+    tier.events.clear()
+    if mode == "sync":
+        got = engine.call(full, never, (), {}, ())
+    else:
+
+        async def anever() -> Any:
+            return never()
+
+        got = run_bounded(engine.acall(full, anever, (), {}, ()))
+    assert got == {"v": 1}
+    assert tier.events == [("lease", name), ("release", name)]
+    s = engine.stats()
+    assert (s.remote_joins, s.misses, s.hits, s.computations) == (1, 0, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_lease_that_cannot_be_released_is_logged_and_the_call_still_answers(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tier = LeasingTier()
+    tier.release_error = OSError("backend gone")
+    engine = tiered(tier)
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert missed(engine, mode, b"k", lambda: 7) == 7
+    assert [r.getMessage() for r in caplog.records] == [
+        "infercache: a lease was not released (OSError: backend gone)"
+    ]
+    assert missed(engine, mode, b"k", never) == 7  # stored all the same
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_tier_failing_to_grant_a_lease_lets_the_call_compute_here(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tier = LeasingTier()
+    tier.lease_error = OSError("backend down")
+    engine = tiered(tier)
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        assert missed(engine, mode, b"k", lambda: "here") == "here"
+    assert engine.stats().computations == 1
+    tier.lease_error = None
+    assert missed(tiered(tier), mode, b"k", never) == "here"  # written through as usual
+
+
+def _wait(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + HANG
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+async def _await(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + HANG
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_miss_waiting_for_another_process_adopts_its_value_for_itself_and_its_followers(
+    mode: str, tmp_path: Path
+) -> None:
+    first, second = _two_processes(tmp_path)
+    full = ("", b"k")
+    started, go = threading.Event(), threading.Event()
+
+    def slow() -> list[int]:
+        started.set()
+        go.wait(HANG)
+        return [1, 2]
+
+    holder = threading.Thread(target=first.call, args=(full, slow, (), {}, ()), daemon=True)
+    holder.start()
+    assert started.wait(HANG)
+    got: list[Any] = []
+    if mode == "sync":
+        callers = [threading.Thread(target=lambda: got.append(missed(second, "sync", b"k", never))) for _ in range(2)]
+        callers[0].start()
+        _wait(lambda: second.store.in_flight() == 1, "the leader to wait on the lease")
+        callers[1].start()
+        _wait(lambda: second.stats().joins == 1, "the follower to join")
+        go.set()
+        join_all(holder, *callers)
+    else:
+
+        async def anever() -> Any:
+            return never()
+
+        async def main() -> list[Any]:
+            async def through() -> Any:
+                assert await second.alookup(full) is None
+                return await second.acall(full, anever, (), {}, ())
+
+            leader = asyncio.ensure_future(through())
+            await _await(lambda: second.store.in_flight() == 1, "the leader to wait on the lease")
+            follower = asyncio.ensure_future(through())
+            await _await(lambda: second.stats().joins == 1, "the follower to join")
+            go.set()
+            return list(await asyncio.gather(leader, follower))
+
+        got = run_bounded(main())
+        join_all(holder)
+    assert got == [[1, 2], [1, 2]]
+    assert got[0] is not got[1]  # each caller its own copy
+    s = second.stats()
+    assert (s.remote_joins, s.joins, s.misses, s.hits, s.computations) == (1, 1, 0, 0, 0)
+    entry, computed = second.store.peek(*full), first.store.peek(*full)
+    assert entry is not None and computed is not None
+    assert entry.cost == computed.cost > 0  # the holder's compute time, credited on hits here
+    assert entry.size == sizeof(entry.value) + sizeof(b"k")
+    assert missed(second, "sync", b"k", never) == [1, 2]
+    assert second.stats().saved_seconds == pytest.approx(entry.cost)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_caller_interrupted_while_another_process_computes_hands_its_call_to_a_follower(mode: str) -> None:
+    tier = LeasingTier()
+    engine, holder = tiered(tier), tiered(tier)
+    full = ("", b"k")
+    name = engine.keyspace.name(*full)
+    tier.hold(name)  # another process computes it
+    if mode == "sync":
+        interrupt, polled = threading.Event(), threading.Event()
+
+        def interrupt_the_leader() -> None:
+            # In the look at the tier after the lease was refused (not in the lookup before it).
+            if threading.current_thread().name == "leader" and tier.asked and not polled.is_set():
+                polled.set()
+                interrupt.wait(HANG)
+                raise Interrupted
+
+        tier.on_get = interrupt_the_leader
+        errors: list[BaseException] = []
+        got: list[Any] = []
+
+        def lead() -> None:
+            try:
+                missed(engine, "sync", b"k", never)
+            except Interrupted as exc:
+                errors.append(exc)
+
+        leader = threading.Thread(target=lead, name="leader", daemon=True)
+        leader.start()
+        assert polled.wait(HANG)
+        follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", never)), daemon=True)
+        follower.start()
+        _wait(lambda: engine.stats().joins == 1, "the follower to join")
+        interrupt.set()
+        join_all(leader)
+        assert errors and not got
+        holder.save(full, "theirs", holder.store.begin(*full))  # the holder finishes: written through
+        tier.free(name)
+        join_all(follower)
+    else:
+
+        async def anever() -> Any:
+            return never()
+
+        async def main() -> list[Any]:
+            async def through() -> Any:
+                assert await engine.alookup(full) is None
+                return await engine.acall(full, anever, (), {}, ())
+
+            leader = asyncio.ensure_future(through())
+            await _await(lambda: len(tier.asked) >= 1, "the leader to ask for the lease")
+            follower = asyncio.ensure_future(through())
+            await _await(lambda: engine.stats().joins == 1, "the follower to join")
+            leader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await leader
+            assert not follower.done()  # it took the call over, and waits for the holder in turn
+            holder.save(full, "theirs", holder.store.begin(*full))
+            tier.free(name)
+            return [await follower]
+
+        got = run_bounded(main())
+    assert got == ["theirs"]
+    assert engine.store.in_flight() == 0
+    s = engine.stats()
+    # The interrupted caller's miss, and the follower's call: a join that became a remote join.
+    assert (s.remote_joins, s.joins, s.computations) == (1, 0, 0)
+
+
+def test_a_result_the_codec_cannot_encode_stays_in_memory_only_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Local:  # a class pickle cannot find by name
+        def __eq__(self, other: object) -> bool:
+            return type(other) is Local
+
+        __hash__ = object.__hash__
+
+    tier = LeasingTier()
+    engine = tiered(tier)
+    with caplog.at_level(logging.INFO, logger="infercache"):
+        missed(engine, "sync", b"k", Local)
+    assert len(tier) == 0
+    assert engine.store.peek("", b"k") is not None
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(r"infercache: an entry of 'tests\.engine\.f' stays in memory only \(\w+: .+\)", message)
