@@ -705,9 +705,7 @@ def test_a_lease_that_cannot_be_released_is_logged_and_the_call_still_answers(
     engine = tiered(tier)
     with caplog.at_level(logging.WARNING, logger="infercache"):
         assert missed(engine, mode, b"k", lambda: 7) == 7
-    assert [r.getMessage() for r in caplog.records] == [
-        "infercache: a lease was not released (OSError: backend gone)"
-    ]
+    assert [r.getMessage() for r in caplog.records] == ["infercache: a lease was not released (OSError: backend gone)"]
     assert missed(engine, mode, b"k", never) == 7  # stored all the same
 
 
