@@ -685,23 +685,62 @@ def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_va
     """The holder wrote the value and released between this caller's lookup and its lease."""
     tier = LeasingTier()
     holder, engine = tiered(tier), tiered(tier)
-    name = engine.keyspace.name("", b"k")
-    full = ("", b"k")
-    assert engine.lookup(full) is None  # a miss, counted
-    holder.call(full, lambda: {"v": 1}, (), {}, ())  # meanwhile, in another process
-    tier.events.clear()
-    if mode == "sync":
-        got = engine.call(full, never, (), {}, ())
-    else:
+
+    async def anever() -> Any:
+        return never()
+
+    for n, key in enumerate([b"k", b"other"]):
+        name, full = engine.keyspace.name("", key), ("", key)
+        assert engine.lookup(full) is None  # a miss, counted
+        holder.call(full, lambda n=n: {"v": n}, (), {}, ())  # meanwhile, in another process
+        tier.events.clear()
+        got = (
+            engine.call(full, never, (), {}, ())
+            if mode == "sync"
+            else run_bounded(engine.acall(full, anever, (), {}, ()))
+        )
+        assert got == {"v": n}
+        assert tier.events == [("lease", name), ("release", name)]
+    s = engine.stats()
+    assert (s.remote_joins, s.misses, s.hits, s.computations) == (2, 0, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_caller_that_finds_the_entry_stored_since_its_lookup_is_served_it_as_a_hit(mode: str) -> None:
+    """Another caller stored it between this caller's lookup and its registration as the leader."""
+    for engine in (Engine(Settings.of(), "tests.engine.found"), tiered()):
+        full = ("", b"k")
+        assert engine.lookup(full) is None
+        engine.call(full, lambda: [1, 2], (), {}, ())  # the other caller
 
         async def anever() -> Any:
             return never()
 
-        got = run_bounded(engine.acall(full, anever, (), {}, ()))
-    assert got == {"v": 1}
-    assert tier.events == [("lease", name), ("release", name)]
+        got = (
+            engine.call(full, never, (), {}, ())
+            if mode == "sync"
+            else run_bounded(engine.acall(full, anever, (), {}, ()))
+        )
+        assert got == [1, 2]
+        s = engine.stats()
+        assert (s.hits, s.misses, s.computations) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["plain", "tiered"])
+def test_a_failed_computation_is_counted_with_the_time_it_took(mode: str, kind: str) -> None:
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.failed")
+
+    def crash() -> Any:
+        raise RuntimeError("model crashed")
+
+    before = time.perf_counter()
+    with pytest.raises(RuntimeError, match="model crashed"):
+        missed(engine, mode, b"k", crash)
+    elapsed = time.perf_counter() - before
     s = engine.stats()
-    assert (s.remote_joins, s.misses, s.hits, s.computations) == (1, 0, 0, 0)
+    assert s.computations == 1
+    assert 0 <= s.compute_seconds <= elapsed
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
