@@ -722,8 +722,7 @@ def test_a_caller_that_finds_the_entry_stored_since_its_lookup_is_served_it_as_a
             else run_bounded(engine.acall(full, anever, (), {}, ()))
         )
         assert got == [1, 2]
-        s = engine.stats()
-        assert (s.hits, s.misses, s.computations) == (1, 1, 1)
+        assert engine.stats().computations == 1  # not computed again (its lookup's miss stays counted)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
