@@ -689,8 +689,9 @@ def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_va
     async def anever() -> Any:
         return never()
 
-    for n, key in enumerate([b"k", b"other"]):
-        name, full = engine.keyspace.name("", key), ("", key)
+    fulls = [("", b"k"), ("", b"other"), ("session", b"k")]
+    for n, full in enumerate(fulls):
+        name = engine.keyspace.name(*full)
         assert engine.lookup(full) is None  # a miss, counted
         holder.call(full, lambda n=n: {"v": n}, (), {}, ())  # meanwhile, in another process
         tier.events.clear()
@@ -702,7 +703,31 @@ def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_va
         assert got == {"v": n}
         assert tier.events == [("lease", name), ("release", name)]
     s = engine.stats()
-    assert (s.remote_joins, s.misses, s.hits, s.computations) == (2, 0, 0, 0)
+    assert (s.remote_joins, s.misses, s.hits, s.computations) == (3, 0, 0, 0)
+    for n, full in enumerate(fulls):  # adopted into memory, each under its own address
+        entry = engine.store.peek(*full)
+        assert entry is not None and release(entry.value) == {"v": n}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_value_adopted_after_memory_was_cleared_is_served_but_not_stored(mode: str) -> None:
+    """A clear while a caller waits for another process covers that caller's call, as one during a computation."""
+    tier = LeasingTier()
+    engine, holder = tiered(tier), tiered(tier)
+    full = ("", b"k")
+    name = engine.keyspace.name(*full)
+    tier.hold(name)
+    got: list[Any] = []
+    caller = threading.Thread(target=lambda: got.append(missed(engine, mode, b"k", never)), daemon=True)
+    caller.start()
+    _wait(lambda: len(tier.asked) >= 1, "the caller to ask for the lease")
+    engine.store.clear()
+    holder.save(full, "theirs", holder.store.begin(*full))
+    tier.free(name)
+    join_all(caller)
+    assert got == ["theirs"]
+    assert engine.store.peek(*full) is None
+    assert engine.store.in_flight() == 0
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
