@@ -983,3 +983,90 @@ def test_a_framework_keeps_its_stored_form_of_an_output_and_a_hit_returns_its_lo
             engine.store.clear()  # read back from the tier, framed form and all
     finally:
         hooks.unregister(framing.name)
+
+
+def test_a_follower_whose_leader_was_abandoned_is_served_an_entry_stored_meanwhile_as_a_hit() -> None:
+    engine = Engine(Settings.of(), "tests.engine.abandoned")
+    full = ("", b"k")
+    entered, go = threading.Event(), threading.Event()
+
+    def interrupted() -> Any:
+        entered.set()
+        go.wait(HANG)
+        raise Interrupted
+
+    errors: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            missed(engine, "sync", b"k", interrupted)
+        except Interrupted as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead, daemon=True)
+    leader.start()
+    assert entered.wait(HANG)
+    got: list[Any] = []
+    follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", never)), daemon=True)
+    follower.start()
+    _wait(lambda: engine.stats().joins == 1, "the follower to join")
+    assert engine.save(full, ["set", "meanwhile"], engine.store.begin(*full))  # as Cache.set would
+    go.set()
+    join_all(leader, follower)
+    assert len(errors) == 1
+    assert got == [["set", "meanwhile"]]
+    s = engine.stats()
+    assert (s.hits, s.joins, s.misses, s.computations) == (1, 0, 1, 1)  # the follower: a hit, not a join
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_generator_run_is_stored_with_its_compute_time_and_credits_it_on_replay(mode: str) -> None:
+    engine = Engine(Settings.of(), "tests.engine.gen")
+    full = ("", b"g")
+
+    def numbers() -> Any:
+        yield 1
+        yield 2
+
+    async def anumbers() -> Any:
+        yield 1
+        yield 2
+
+    async def acollect() -> list[Any]:
+        return [x async for x in engine.astream(full, anumbers, ())]
+
+    def collect() -> list[Any]:
+        return list(engine.stream(full, numbers, ())) if mode == "sync" else run_bounded(acollect())
+
+    before = time.perf_counter()
+    assert collect() == [1, 2]
+    elapsed = time.perf_counter() - before
+    entry = engine.store.peek(*full)
+    assert entry is not None
+    s = engine.stats()
+    assert s.computations == 1
+    assert 0 < entry.cost == s.compute_seconds <= elapsed
+    assert collect() == [1, 2]  # replayed
+    assert engine.stats().saved_seconds == pytest.approx(entry.cost)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_generator_run_that_fails_leaves_nothing_in_flight(mode: str) -> None:
+    engine = Engine(Settings.of(), "tests.engine.genfail")
+    full = ("", b"g")
+
+    def failing() -> Any:
+        yield 1
+        raise RuntimeError("model crashed")
+
+    async def afailing() -> Any:
+        yield 1
+        raise RuntimeError("model crashed")
+
+    async def acollect() -> list[Any]:
+        return [x async for x in engine.astream(full, afailing, ())]
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        list(engine.stream(full, failing, ())) if mode == "sync" else run_bounded(acollect())
+    assert engine.store.peek(*full) is None
+    assert engine.store._inflight == set()  # the run's ticket ended: reads the store's own set
