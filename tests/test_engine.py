@@ -1070,3 +1070,71 @@ def test_a_generator_run_that_fails_leaves_nothing_in_flight(mode: str) -> None:
         list(engine.stream(full, failing, ())) if mode == "sync" else run_bounded(acollect())
     assert engine.store.peek(*full) is None
     assert engine.store._inflight == set()  # the run's ticket ended: reads the store's own set
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_generator_item_that_cannot_be_kept_is_reported_with_why(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    engine = Engine(Settings.of(), "tests.engine.genlock", label="make_locks")
+    lock = threading.Lock()
+
+    def locks() -> Any:
+        yield lock
+
+    async def alocks() -> Any:
+        yield lock
+
+    async def acollect() -> list[Any]:
+        return [x async for x in engine.astream(("", b"g"), alocks, ())]
+
+    with pytest.raises(TypeError) as why:
+        protect(threading.Lock())
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        got = list(engine.stream(("", b"g"), locks, ())) if mode == "sync" else run_bounded(acollect())
+    assert got == [lock]  # streamed uncopied
+    assert [r.getMessage() for r in caplog.records] == [
+        "infercache: an item yielded by this run of 'make_locks' could not be copied safely and was not cached"
+        f" (TypeError: {why.value})"
+    ]
+
+
+@pytest.mark.parametrize("namespace", ["", "alice"])
+def test_tier_hits_are_promoted_under_their_address_and_each_credits_its_compute_time(
+    namespace: str, tmp_path: Path
+) -> None:
+    writer, reader = _two_processes(tmp_path)
+    fulls = [(namespace, b"a"), (namespace, b"b")]
+    for n, full in enumerate(fulls):
+        writer.call(full, lambda n=n: [n, "x" * 100], (), {}, ())
+    costs = [writer.store.peek(*full).cost for full in fulls]  # type: ignore[union-attr]
+    for n, full in enumerate(fulls):
+        assert reader.lookup((namespace, b"absent %d" % n)) is None
+        entry = reader.lookup(full)
+        assert entry is not None and entry is reader.store.peek(*full)  # the entry memory now holds
+        assert release(entry.value) == [n, "x" * 100]
+        assert entry.cost == costs[n] > 0
+        assert entry.size == sizeof(entry.value) + sizeof(full[1])
+    s = reader.stats()
+    assert (s.hits, s.hits_by_tier["disk"], s.misses) == (2, 2, 2)  # the two absent keys: misses
+    assert s.saved_seconds == pytest.approx(sum(costs))
+
+
+def test_a_tier_hit_too_large_for_memory_is_still_served_with_its_accounting(tmp_path: Path) -> None:
+    writer = tiered(DiskTier(tmp_path / "d"))
+    small = Engine(
+        Settings.of(max_memory=1000), "tests.engine.f", tiers=[DiskTier(tmp_path / "d")], codec=Codec(SECRET)
+    )
+    full = ("", b"k")
+    large = b"x" * 10_000
+    writer.call(full, lambda: large, (), {}, ())
+    computed = writer.store.peek(*full)
+    assert computed is not None
+    entry = small.lookup(full)
+    assert small.store.peek(*full) is None  # refused by memory
+    assert entry is not None
+    assert (entry.value, entry.size, entry.expires, entry.cost) == (
+        large,
+        sizeof(large) + sizeof(b"k"),
+        None,
+        computed.cost,
+    )
+    assert small.serve(entry) == large
