@@ -95,19 +95,24 @@ def test_a_corrupted_tier_record_is_a_miss_deleted_and_logged(caplog: pytest.Log
     tier = MemoryTier()
     engine = tiered(tier)
     compute_through(engine, b"k", "right")
-    engine.store.clear()
     (name,) = list(tier._records)  # test reaches the reference tier's dict to flip a byte
-    record = bytearray(tier.get(name) or b"")
-    record[len(record) // 2] ^= 0xFF
-    tier.set(name, bytes(record))
-    with pytest.raises(CorruptEntry) as why:
-        Codec(SECRET).loads(name, bytes(record))
-    with caplog.at_level(logging.WARNING, logger="infercache"):
-        assert compute_through(engine, b"k", "recomputed") == "recomputed"
-    assert [r.getMessage() for r in caplog.records] == [
-        f"infercache: dropped a memory entry of 'tests.engine.f': {why.value}"
-    ]
-    assert engine.stats().verification_failures == 1
+    good = tier.get(name) or b""
+    for n in (1, 2):
+        engine.store.clear()
+        record = bytearray(good)
+        record[len(record) // 2] ^= 0xFF
+        tier.set(name, bytes(record))
+        with pytest.raises(CorruptEntry) as why:
+            Codec(SECRET).loads(name, bytes(record))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="infercache"):
+            assert engine.lookup(("", b"k")) is None
+        assert [r.getMessage() for r in caplog.records] == [
+            f"infercache: dropped a memory entry of 'tests.engine.f': {why.value}"
+        ]
+        assert tier.get(name) is None  # deleted
+        assert engine.stats().verification_failures == n
+    assert compute_through(engine, b"k", "recomputed") == "recomputed"
     engine.store.clear()
     assert compute_through(engine, b"k", "unused") == "recomputed"  # the fresh record replaced it
 
@@ -752,19 +757,98 @@ def test_a_caller_that_finds_the_entry_stored_since_its_lookup_is_served_it_as_a
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("kind", ["plain", "tiered"])
-def test_a_failed_computation_is_counted_with_the_time_it_took(mode: str, kind: str) -> None:
-    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.failed")
+@pytest.mark.parametrize("outcome", ["result", "error"])
+def test_a_computation_is_counted_with_the_time_it_took(mode: str, kind: str, outcome: str) -> None:
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.timed")
 
-    def crash() -> Any:
-        raise RuntimeError("model crashed")
+    def compute() -> Any:
+        if outcome == "error":
+            raise RuntimeError("model crashed")
+        return "done"
 
     before = time.perf_counter()
-    with pytest.raises(RuntimeError, match="model crashed"):
-        missed(engine, mode, b"k", crash)
+    if outcome == "error":
+        with pytest.raises(RuntimeError, match="model crashed"):
+            missed(engine, mode, b"k", compute)
+    else:
+        assert missed(engine, mode, b"k", compute) == "done"
     elapsed = time.perf_counter() - before
     s = engine.stats()
     assert s.computations == 1
-    assert 0 <= s.compute_seconds <= elapsed
+    assert 0 < s.compute_seconds <= elapsed
+
+
+def test_a_follower_whose_leader_was_interrupted_computes_in_its_place_and_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = Engine(Settings.of(), "tests.engine.takeover")
+    entered, go = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def work() -> Any:
+        runs.append(threading.current_thread().name)
+        if len(runs) == 1:
+            entered.set()
+            go.wait(HANG)
+            raise Interrupted
+        return "computed by the follower"
+
+    def lead() -> None:
+        with pytest.raises(Interrupted):
+            missed(engine, "sync", b"k", work)
+
+    got: list[Any] = []
+    with caplog.at_level(logging.DEBUG, logger="infercache"):
+        leader = threading.Thread(target=lead, name="leader", daemon=True)
+        leader.start()
+        assert entered.wait(HANG)
+        follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", work)), name="follower")
+        follower.daemon = True
+        follower.start()
+        _wait(lambda: engine.stats().joins == 1, "the follower to join")
+        go.set()
+        join_all(leader, follower)
+    assert got == ["computed by the follower"] and runs == ["leader", "follower"]
+    assert not caplog.records
+
+
+def test_a_follower_that_took_over_and_calls_itself_from_a_fresh_context_gets_a_recursion_error() -> None:
+    """The retaking caller is registered with its thread: a fresh context on that thread is still itself."""
+    import contextvars
+
+    engine = Engine(Settings.of(), "tests.engine.retake")
+    entered, go = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def work() -> Any:
+        runs.append(threading.current_thread().name)
+        if len(runs) == 1:
+            entered.set()
+            go.wait(HANG)
+            raise Interrupted
+        return contextvars.Context().run(missed, engine, "sync", b"k", work)
+
+    def lead() -> None:
+        with pytest.raises(Interrupted):
+            missed(engine, "sync", b"k", work)
+
+    errors: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            missed(engine, "sync", b"k", work)
+        except RecursionError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead, name="leader", daemon=True)
+    leader.start()
+    assert entered.wait(HANG)
+    follower = threading.Thread(target=follow, name="follower", daemon=True)
+    follower.start()
+    _wait(lambda: engine.stats().joins == 1, "the follower to join")
+    go.set()
+    join_all(leader, follower)
+    assert len(errors) == 1 and runs == ["leader", "follower"]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
