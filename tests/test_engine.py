@@ -1222,3 +1222,71 @@ def test_a_tier_hit_too_large_for_memory_is_still_served_with_its_accounting(tmp
         computed.cost,
     )
     assert small.serve(entry) == large
+
+
+def test_save_sizes_and_credits_an_entry_as_told_and_writes_the_tiers_only_when_stored_and_asked() -> None:
+    tier = MemoryTier()
+    engine = tiered(tier)
+    kept = protect([1, 2, 3])
+    full = ("", b"k")
+    assert engine.save(full, kept, engine.store.begin(*full), cost=0.25, extra_size=7)
+    entry = engine.store.peek(*full)
+    assert entry is not None and (entry.size, entry.cost) == (sizeof(kept) + sizeof(b"k") + 7, 0.25)
+    assert len(tier) == 1  # written through
+    plain = ("", b"plain")
+    assert engine.save(plain, kept, engine.store.begin(*plain))  # no cost, no extra size
+    entry = engine.store.peek(*plain)
+    assert entry is not None and (entry.size, entry.cost) == (sizeof(kept) + sizeof(b"plain"), 0.0)
+    assert len(tier) == 2
+    held = ("", b"held")
+    assert engine.save(held, kept, engine.store.begin(*held), through=False)  # the caller writes the tiers
+    assert len(tier) == 2
+    stale = ("", b"stale")
+    ticket = engine.store.begin(*stale)
+    engine.store.clear()  # covers the ticket: the value is refused, in memory and in the tiers
+    assert not engine.save(stale, kept, ticket)
+    assert engine.store.peek(*stale) is None and len(tier) == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_result_computed_across_a_clear_reaches_neither_memory_nor_the_tier(mode: str) -> None:
+    tier = MemoryTier()
+    engine = tiered(tier)
+    entered, go = threading.Event(), threading.Event()
+
+    def slow() -> list[int]:
+        entered.set()
+        go.wait(HANG)
+        return [1]
+
+    got: list[Any] = []
+    caller = threading.Thread(target=lambda: got.append(missed(engine, mode, b"k", slow)), daemon=True)
+    caller.start()
+    assert entered.wait(HANG)
+    engine.store.clear()
+    go.set()
+    join_all(caller)
+    assert got == [[1]]  # the caller still gets its result
+    assert engine.store.peek("", b"k") is None
+    assert len(tier) == 0
+
+
+def test_stats_name_the_cache() -> None:
+    engine = Engine(Settings.of(name="named-for-stats"), "tests.engine.stats")
+    assert engine.stats().name == engine.name
+    assert engine.name.startswith("named-for-stats")
+
+
+def test_only_content_keys_reach_the_tiers() -> None:
+    engine = tiered()
+    with pytest.raises(TypeError, match=r"^only content keys \(bytes\) reach the tiers, not str$"):
+        engine.delete(("", "a str key"))
+
+
+@pytest.mark.parametrize("digest", ["blake3", "xxh3"])
+def test_an_address_is_made_with_the_caches_digest(digest: str) -> None:
+    from infercache.keys import make_key
+
+    engine = Engine(Settings.of(digest=digest), "tests.engine.digest")
+    long = "q" * 100  # longer than a key kept as its encoding: hashed
+    assert engine.address(long, where="test") == ("", make_key(long, algorithm=digest, where="test"))
