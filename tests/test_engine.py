@@ -1290,3 +1290,68 @@ def test_an_address_is_made_with_the_caches_digest(digest: str) -> None:
     engine = Engine(Settings.of(digest=digest), "tests.engine.digest")
     long = "q" * 100  # longer than a key kept as its encoding: hashed
     assert engine.address(long, where="test") == ("", make_key(long, algorithm=digest, where="test"))
+
+
+class Miss(Exception):
+    """The framework's signal for "not cached" while it only probes."""
+
+
+class Probing(hooks.Integration):
+    """A framework asking only whether a call is a hit (as Gradio does when it fills its examples' cache)."""
+
+    name = "tests.engine.probing"
+
+    def probing(self) -> bool:
+        return True
+
+    def miss_error(self) -> BaseException:
+        return Miss()
+
+
+@pytest.mark.parametrize("how", ["call", "stream", "astream"])
+def test_a_framework_probing_for_a_hit_gets_its_miss_signal_and_no_miss_is_counted(how: str) -> None:
+    engine = Engine(Settings.of(), "tests.engine.probed")
+    full = ("", b"k")
+
+    def numbers() -> Any:
+        yield never()
+
+    async def anumbers() -> Any:
+        yield never()
+
+    async def acollect() -> list[Any]:
+        return [x async for x in engine.astream(full, anumbers, [Probing()])]
+
+    with pytest.raises(Miss):
+        if how == "call":
+            assert engine.lookup(full) is None
+            engine.call(full, never, (), {}, [Probing()])
+        elif how == "stream":
+            list(engine.stream(full, numbers, [Probing()]))
+        else:
+            run_bounded(acollect())
+    s = engine.stats()
+    assert (s.misses, s.computations, s.hits) == (0, 0, 0)  # the framework calls again for real
+    assert engine.store.in_flight() == 0
+    assert engine.call(full, lambda: "real", (), {}, ()) == "real"  # nothing left registered
+
+
+def test_tiers_need_a_codec_and_say_so() -> None:
+    with pytest.raises(ic.ConfigError, match=r"^a cache with storage tiers needs a codec to write them$"):
+        Engine(Settings(), "x", tiers=[MemoryTier()])
+
+
+def test_a_caches_tier_names_carry_its_identity_and_code_version() -> None:
+    from infercache.keys import KEY_FORMAT_VERSION
+
+    versioned = Engine(Settings.of(), "tests.engine.named", tiers=[MemoryTier()], codec=Codec(SECRET), version="v2")
+    parsed = Keyspace.parse(versioned.keyspace.name("alice", b"k"))
+    assert (parsed.function, parsed.version, parsed.namespace, parsed.key, parsed.key_format) == (
+        "tests.engine.named",
+        "v2",
+        "alice",
+        b"k",
+        KEY_FORMAT_VERSION,
+    )
+    unversioned = Engine(Settings.of(), "tests.engine.named", tiers=[MemoryTier()], codec=Codec(SECRET))
+    assert Keyspace.parse(unversioned.keyspace.name("", b"k")).version == ""
