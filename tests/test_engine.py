@@ -1355,3 +1355,37 @@ def test_a_caches_tier_names_carry_its_identity_and_code_version() -> None:
     )
     unversioned = Engine(Settings.of(), "tests.engine.named", tiers=[MemoryTier()], codec=Codec(SECRET))
     assert Keyspace.parse(unversioned.keyspace.name("", b"k")).version == ""
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiered"])
+def test_a_leader_passes_positional_and_keyword_arguments(kind: str) -> None:
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.kwargs")
+
+    def compute(x: int, *, scale: int = 1) -> int:
+        return x * scale
+
+    assert engine.call(("", b"a"), compute, (2,), {"scale": 3}, ()) == 6
+    assert engine.call(("", b"b"), compute, (5,), {}, ()) == 5
+
+
+def test_a_leader_calling_itself_from_a_fresh_context_on_its_thread_gets_a_recursion_error() -> None:
+    """Only the thread tells this one apart: a fresh context does not inherit the call in flight."""
+    import contextvars
+
+    engine = Engine(Settings.of(), "tests.engine.fresh")
+    errors: list[BaseException] = []
+
+    def work() -> Any:
+        return contextvars.Context().run(engine.call, ("", b"k"), work, (), {}, ())
+
+    def lead() -> None:
+        try:
+            engine.call(("", b"k"), work, (), {}, ())
+        except RecursionError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead, daemon=True)
+    leader.start()
+    join_all(leader)
+    assert len(errors) == 1
+    assert engine.store.in_flight() == 0
