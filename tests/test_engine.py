@@ -1389,3 +1389,23 @@ def test_a_leader_calling_itself_from_a_fresh_context_on_its_thread_gets_a_recur
     join_all(leader)
     assert len(errors) == 1
     assert engine.store.in_flight() == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_caller_keeps_looking_at_the_tier_until_the_holder_is_done(mode: str) -> None:
+    tier = LeasingTier()
+    engine, holder = tiered(tier), tiered(tier)
+    full = ("", b"k")
+    name = engine.keyspace.name(*full)
+    tier.hold(name)
+    got: list[Any] = []
+    caller = threading.Thread(target=lambda: got.append(missed(engine, mode, b"k", never)), daemon=True)
+    caller.start()
+    _wait(lambda: len(tier.asked) >= 3, "the caller to look three times")
+    assert caller.is_alive() and not got  # still waiting: neither computing nor failed
+    holder.save(full, "theirs", holder.store.begin(*full))
+    tier.free(name)
+    join_all(caller)
+    assert got == ["theirs"]
+    s = engine.stats()
+    assert (s.remote_joins, s.computations) == (1, 0)
