@@ -1409,3 +1409,32 @@ def test_a_caller_keeps_looking_at_the_tier_until_the_holder_is_done(mode: str) 
     assert got == ["theirs"]
     s = engine.stats()
     assert (s.remote_joins, s.computations) == (1, 0)
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiered"])
+def test_a_follower_of_a_result_that_cannot_be_kept_computes_its_own(kind: str) -> None:
+    """An object that cannot be copied safely is never shared: not with a follower, not with a later call."""
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.unkept")
+    entered, go = threading.Event(), threading.Event()
+    made: list[Any] = []
+
+    def make_lock() -> Any:
+        lock = threading.Lock()
+        made.append(lock)
+        if len(made) == 1:
+            entered.set()
+            go.wait(HANG)
+        return lock
+
+    got: list[Any] = []
+    leader = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", make_lock)), daemon=True)
+    leader.start()
+    assert entered.wait(HANG)
+    follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", make_lock)), daemon=True)
+    follower.start()
+    _wait(lambda: engine.stats().joins == 1, "the follower to join")
+    go.set()
+    join_all(leader, follower)
+    assert len(made) == 2 and sorted(map(id, got)) == sorted(map(id, made))  # each caller its own lock
+    assert missed(engine, "sync", b"k", make_lock) is made[2]  # not cached: computed again
+    assert engine.store.peek("", b"k") is None
