@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -1032,8 +1031,13 @@ def test_a_result_the_codec_cannot_encode_stays_in_memory_only_and_says_why(
         missed(engine, "sync", b"k", Local)
     assert len(tier) == 0
     assert engine.store.peek("", b"k") is not None
-    (message,) = [r.getMessage() for r in caplog.records]
-    assert re.fullmatch(r"infercache: an entry of 'tests\.engine\.f' stays in memory only \(\w+: .+\)", message)
+    import pickle
+
+    with pytest.raises(Exception) as why:  # what pickling the kept copy raises
+        pickle.dumps(protect(Local()), protocol=5)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"infercache: an entry of 'tests.engine.f' stays in memory only ({type(why.value).__name__}: {why.value})"
+    ]
 
 
 class Framing(hooks.Integration):
@@ -1438,3 +1442,32 @@ def test_a_follower_of_a_result_that_cannot_be_kept_computes_its_own(kind: str) 
     assert len(made) == 2 and sorted(map(id, got)) == sorted(map(id, made))  # each caller its own lock
     assert missed(engine, "sync", b"k", make_lock) is made[2]  # not cached: computed again
     assert engine.store.peek("", b"k") is None
+
+
+PATHS = [("sync", "tiered"), ("async", "plain"), ("async", "tiered")]
+
+
+@pytest.mark.parametrize(("mode", "kind"), PATHS)
+def test_a_leader_on_every_path_stores_its_result_sized_as_protect_and_sizeof_do(mode: str, kind: str) -> None:
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.sizes")
+    for n, result in enumerate(["text", b"bytes", 7, 2.5, None, [1, 2], {"a": 1.5}, ("t", 1)]):
+        key = b"key %d" % n
+        assert missed(engine, mode, key, lambda result=result: result) == result
+        entry = engine.store.peek("", key)
+        assert entry is not None
+        assert entry.size == sizeof(protect(result)) + sizeof(key), result
+
+
+@pytest.mark.parametrize(("mode", "kind"), PATHS)
+def test_a_result_that_cannot_be_kept_is_reported_with_why_on_every_path(
+    mode: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.unkept_paths")
+    with pytest.raises(TypeError) as why:
+        protect(threading.Lock())
+    with caplog.at_level(logging.WARNING, logger="infercache"):
+        missed(engine, mode, b"k", threading.Lock)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"infercache: the result of {engine.label!r} could not be copied safely and was not cached"
+        f" (TypeError: {why.value})"
+    ]
