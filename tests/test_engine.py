@@ -621,6 +621,28 @@ class _RecordedLease(Lease):
             self.tier.events.append(("release", self.name))
 
 
+class WaitingCaller:
+    """A caller of ``b"k"`` (``mode`` "sync" or "async") on a thread of its own, started while
+    another process, ``holder``, holds the key's lease in ``tier``: it waits for that process."""
+
+    def __init__(self, mode: str) -> None:
+        self.tier = LeasingTier()
+        self.engine, self.holder = tiered(self.tier), tiered(self.tier)
+        self.tier.hold(self.engine.keyspace.name("", b"k"))
+        self.got: list[Any] = []
+        self.caller = threading.Thread(
+            target=lambda: self.got.append(missed(self.engine, mode, b"k", never)), daemon=True
+        )
+        self.caller.start()
+
+    def finish(self, value: Any) -> None:
+        """The other process stores ``value`` and frees the lease; the caller ends."""
+        full = ("", b"k")
+        self.holder.save(full, value, self.holder.store.begin(*full))
+        self.tier.free(self.engine.keyspace.name(*full))
+        join_all(self.caller)
+
+
 def missed(engine: Engine, mode: str, key: bytes, compute: Any) -> Any:
     """What a cached function's wrapper does with ``compute`` (a plain callable): look up, then the miss path.
 
@@ -716,21 +738,13 @@ def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_va
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_value_adopted_after_memory_was_cleared_is_served_but_not_stored(mode: str) -> None:
     """A clear while a caller waits for another process covers that caller's call, as one during a computation."""
-    tier = LeasingTier()
-    engine, holder = tiered(tier), tiered(tier)
-    full = ("", b"k")
-    name = engine.keyspace.name(*full)
-    tier.hold(name)
-    got: list[Any] = []
-    caller = threading.Thread(target=lambda: got.append(missed(engine, mode, b"k", never)), daemon=True)
-    caller.start()
-    _wait(lambda: len(tier.asked) >= 1, "the caller to ask for the lease")
+    waiting = WaitingCaller(mode)
+    _wait(lambda: len(waiting.tier.asked) >= 1, "the caller to ask for the lease")
+    engine = waiting.engine
     engine.store.clear()
-    holder.save(full, "theirs", holder.store.begin(*full))
-    tier.free(name)
-    join_all(caller)
-    assert got == ["theirs"]
-    assert engine.store.peek(*full) is None
+    waiting.finish("theirs")
+    assert waiting.got == ["theirs"]
+    assert engine.store.peek("", b"k") is None
     assert engine.store.in_flight() == 0
 
 
@@ -1397,21 +1411,12 @@ def test_a_leader_calling_itself_from_a_fresh_context_on_its_thread_gets_a_recur
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_caller_keeps_looking_at_the_tier_until_the_holder_is_done(mode: str) -> None:
-    tier = LeasingTier()
-    engine, holder = tiered(tier), tiered(tier)
-    full = ("", b"k")
-    name = engine.keyspace.name(*full)
-    tier.hold(name)
-    got: list[Any] = []
-    caller = threading.Thread(target=lambda: got.append(missed(engine, mode, b"k", never)), daemon=True)
-    caller.start()
-    _wait(lambda: len(tier.asked) >= 3, "the caller to look three times")
-    assert caller.is_alive() and not got  # still waiting: neither computing nor failed
-    holder.save(full, "theirs", holder.store.begin(*full))
-    tier.free(name)
-    join_all(caller)
-    assert got == ["theirs"]
-    s = engine.stats()
+    waiting = WaitingCaller(mode)
+    _wait(lambda: len(waiting.tier.asked) >= 3, "the caller to look three times")
+    assert waiting.caller.is_alive() and not waiting.got  # still waiting: neither computing nor failed
+    waiting.finish("theirs")
+    assert waiting.got == ["theirs"]
+    s = waiting.engine.stats()
     assert (s.remote_joins, s.computations) == (1, 0)
 
 
