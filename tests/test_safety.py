@@ -14,6 +14,7 @@ import io
 import logging
 import mmap
 import pathlib
+import subprocess
 import sys
 import types
 import uuid
@@ -1351,3 +1352,17 @@ def test_datetime_subclasses_made_here_are_shared_only_without_state_of_their_ow
         hit.note.append("a caller's")
         value.note.append("the producer's")
         assert release(kept).note == ["kept"]
+
+
+def test_deep_copies_are_made_without_numpy_ever_imported() -> None:
+    # Looking for values to refuse looks for object arrays only where numpy is loaded.
+    code = (
+        "import sys\nfrom infercache.safety import protect, release\n"
+        "class Holder:\n    def __init__(self, items): self.items = items\n"
+        "kept = protect(Holder([1, {'a': [2]}]))\n"
+        "assert release(kept).items == [1, {'a': [2]}] and release(kept) is not release(kept)\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]

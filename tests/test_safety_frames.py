@@ -122,6 +122,22 @@ def test_lookups_on_hits_do_not_grow_the_kept_frame(pd):
     assert sizeof(kept) <= before
 
 
+def test_lookups_on_multiindex_hits_do_not_grow_the_kept_frame(pd):
+    # A MultiIndex's levels are indexes with lookup caches of their own.
+    from infercache.sizes import sizeof
+
+    index = pd.MultiIndex.from_arrays([np.arange(5_000) * 2, np.arange(5_000) % 7], names=["a", "b"])
+    produced = pd.DataFrame({"x": np.arange(5_000.0)}, index=index)
+    kept = protect(produced)
+    before = sizeof(kept)
+    for frame in (release(kept), release(kept), produced):
+        frame.loc[(4, 2)]
+        frame.index.levels[0].get_loc(6)
+        frame.index.levels[1].get_loc(3)
+        frame.index.get_locs([[8, 10], slice(None)])
+    assert sizeof(kept) <= before
+
+
 def test_mutable_objects_in_index_levels_and_categories_are_refused(pd):
     class Tag:
         def __init__(self, name):
