@@ -1366,3 +1366,32 @@ def test_deep_copies_are_made_without_numpy_ever_imported() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False"]
+
+
+def test_a_set_holding_mutable_objects_comes_back_whole_with_its_own_copies() -> None:
+    class Tag:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.seen: list[str] = []
+
+    produced = {Tag("a"), 3, "x", Tag("b")}
+    kept = protect(produced)
+    hit = release(kept)
+    assert sorted(x.name for x in hit if isinstance(x, Tag)) == ["a", "b"] and {3, "x"} <= hit and len(hit) == 4
+    for x in hit:
+        if isinstance(x, Tag):
+            x.seen.append("a caller's")
+    assert all(x.seen == [] for x in release(kept) if isinstance(x, Tag))
+    assert not any(x in produced for x in hit if isinstance(x, Tag))  # copies, not the producer's
+
+
+def test_a_tuple_holding_an_arrow_array_over_the_producers_numpy_memory_is_not_changed_by_the_producer() -> None:
+    pa = pytest.importorskip("pyarrow")
+    np = pytest.importorskip("numpy")
+    memory = np.arange(5.0)
+    produced = (pa.array(memory), "label")  # pyarrow wraps the numpy buffer without a copy
+    kept = protect(produced)
+    memory[0] = 99.0
+    assert produced[0][0].as_py() == 99.0
+    hit = release(kept)
+    assert hit[0].to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0] and hit[1] == "label"
