@@ -1476,3 +1476,81 @@ def test_a_result_that_cannot_be_kept_is_reported_with_why_on_every_path(
         f"infercache: the result of {engine.label!r} could not be copied safely and was not cached"
         f" (TypeError: {why.value})"
     ]
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("sync", "plain"), *PATHS])
+def test_a_sessions_entry_is_sized_as_protect_and_sizeof_do_on_every_path(mode: str, kind: str) -> None:
+    """A session's slot is not the key itself: the key's size is still what is charged."""
+    engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.session_sizes")
+    for n, result in enumerate(["text", [1, 2]]):
+        full = ("session-1", b"key %d" % n)
+        got = (
+            engine.call(full, lambda result=result: result, (), {}, ())
+            if mode == "sync"
+            else run_bounded(engine.acall(full, _returning(result), (), {}, ()))
+        )
+        assert got == result
+        entry = engine.store.peek(*full)
+        assert entry is not None and entry.size == sizeof(protect(result)) + sizeof(full[1]), result
+
+
+def _returning(value: Any) -> Callable[[], Any]:
+    async def compute() -> Any:
+        return value
+
+    return compute
+
+
+def test_followers_get_a_tiered_leaders_exception_and_nothing_is_cached() -> None:
+    engine = tiered()
+    entered, go = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def fails() -> Any:
+        runs.append(threading.current_thread().name)
+        entered.set()
+        go.wait(HANG)
+        raise ValueError("the model failed")
+
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            engine.call(("", b"k"), fails, (), {}, ())
+        except ValueError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=call, name="leader", daemon=True)
+    leader.start()
+    assert entered.wait(HANG)
+    follower = threading.Thread(target=call, name="follower", daemon=True)
+    follower.start()
+    _wait(lambda: engine.stats().joins == 1, "the follower to join")
+    go.set()
+    join_all(leader, follower)
+    assert runs == ["leader"] and len(errors) == 2 and errors[0] is errors[1]
+    assert engine.store.peek("", b"k") is None and engine.store.in_flight() == 0
+
+
+def test_a_tiered_leader_calling_itself_through_a_thread_with_its_context_gets_a_recursion_error() -> None:
+    import contextvars
+
+    engine = tiered()
+    outcome: list[Any] = []
+
+    def work() -> Any:
+        context = contextvars.copy_context()
+
+        def again() -> None:
+            try:
+                outcome.append(context.run(engine.call, ("", b"k"), work, (), {}, ()))
+            except RecursionError as exc:
+                outcome.append(exc)
+
+        inner = threading.Thread(target=again, daemon=True)
+        inner.start()
+        join_all(inner)
+        return "done"
+
+    assert engine.call(("", b"k"), work, (), {}, ()) == "done"
+    assert len(outcome) == 1 and isinstance(outcome[0], RecursionError)
