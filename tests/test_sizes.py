@@ -448,6 +448,17 @@ def test_object_array_elements_cost_each_distinct_object_once_exactly():
     assert sizeof(arr) == g(arr) + g(text) + g(other) + g(7)
 
 
+def test_an_object_array_subclass_costs_its_elements_not_what_its_tolist_makes():
+    # np.matrix's tolist nests the elements in lists of its own making: they are not held.
+    first, second = "a" * 1_000, "b" * 1_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix(np.array([[first, second]], dtype=object))
+    assert matrix.base is None
+    g = sys.getsizeof
+    assert sizeof(matrix) == g(matrix) + sizeof(vars(matrix)) + g(first) + g(second)
+
+
 def test_object_fields_of_a_structured_array_cost_their_objects_exactly():
     # Two object fields around a numeric one: each object field's objects, each
     # once, and nothing for the numeric field's values (they live in the buffer).

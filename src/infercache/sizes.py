@@ -268,6 +268,9 @@ def _h_ndarray(obj: Any, w: _Walk) -> int:
 
 def _push_object_elements(arr: Any, w: _Walk) -> int:
     """Measure an object array's leaf elements (each once) and push the others; returns bytes."""
+    # Through the base class: a subclass may reshape or hide its elements in tolist
+    # (np.matrix nests them in a list of its own, a masked array gives None).
+    arr = _NDARRAY.view(arr, _NDARRAY)
     dt = arr.dtype
     if dt.fields is None:
         return _elements(arr.ravel().tolist(), w)
