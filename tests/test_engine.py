@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from flight_fixtures import join_all, run_bounded
+from flight_fixtures import HANG_BOUND, join_all, run_bounded, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -554,7 +554,7 @@ def test_a_miss_keeps_and_sizes_its_result_as_protect_and_sizeof_do(results: lis
 
 # -- leases and adoption: a process waiting for another's computation ----------------------------
 
-HANG = 20.0  # seconds before a wait for another thread is called a hang (a failure, never a timing claim)
+HANG = HANG_BOUND  # seconds before a wait for another thread is called a hang (a failure, never a timing claim)
 
 
 class Interrupted(BaseException):
@@ -739,7 +739,7 @@ def test_a_lease_taken_just_as_its_holder_finished_is_released_and_the_stored_va
 def test_a_value_adopted_after_memory_was_cleared_is_served_but_not_stored(mode: str) -> None:
     """A clear while a caller waits for another process covers that caller's call, as one during a computation."""
     waiting = WaitingCaller(mode)
-    _wait(lambda: len(waiting.tier.asked) >= 1, "the caller to ask for the lease")
+    wait_until(lambda: len(waiting.tier.asked) >= 1, "the caller to ask for the lease", timeout=HANG)
     engine = waiting.engine
     engine.store.clear()
     waiting.finish("theirs")
@@ -812,15 +812,7 @@ def test_a_follower_whose_leader_was_interrupted_computes_in_its_place_and_logs_
 
     got: list[Any] = []
     with caplog.at_level(logging.DEBUG, logger="infercache"):
-        leader = threading.Thread(target=lead, name="leader", daemon=True)
-        leader.start()
-        assert entered.wait(HANG)
-        follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", work)), name="follower")
-        follower.daemon = True
-        follower.start()
-        _wait(lambda: engine.stats().joins == 1, "the follower to join")
-        go.set()
-        join_all(leader, follower)
+        lead_then_follow(engine, lead, lambda: got.append(missed(engine, "sync", b"k", work)), entered, go)
     assert got == ["computed by the follower"] and runs == ["leader", "follower"]
     assert not caplog.records
 
@@ -853,14 +845,7 @@ def test_a_follower_that_took_over_and_calls_itself_from_a_fresh_context_gets_a_
         except RecursionError as exc:
             errors.append(exc)
 
-    leader = threading.Thread(target=lead, name="leader", daemon=True)
-    leader.start()
-    assert entered.wait(HANG)
-    follower = threading.Thread(target=follow, name="follower", daemon=True)
-    follower.start()
-    _wait(lambda: engine.stats().joins == 1, "the follower to join")
-    go.set()
-    join_all(leader, follower)
+    lead_then_follow(engine, lead, follow, entered, go)
     assert len(errors) == 1 and runs == ["leader", "follower"]
 
 
@@ -891,11 +876,26 @@ def test_a_tier_failing_to_grant_a_lease_lets_the_call_compute_here(
     assert missed(tiered(tier), mode, b"k", never) == "here"  # written through as usual
 
 
-def _wait(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + HANG
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
+def lead_then_follow(
+    engine: Engine,
+    lead: Callable[[], Any],
+    follow: Callable[[], Any],
+    entered: threading.Event,
+    go: threading.Event,
+    meanwhile: Callable[[], Any] | None = None,
+) -> None:
+    """``lead`` on a thread named "leader" until its computation sets ``entered``, then ``follow`` on
+    one named "follower" until it joins that call; ``meanwhile``, then ``go`` lets the leader finish."""
+    leader = threading.Thread(target=lead, name="leader", daemon=True)
+    leader.start()
+    assert entered.wait(HANG)
+    follower = threading.Thread(target=follow, name="follower", daemon=True)
+    follower.start()
+    wait_until(lambda: engine.stats().joins == 1, "the follower to join", timeout=HANG)
+    if meanwhile is not None:
+        meanwhile()
+    go.set()
+    join_all(leader, follower)
 
 
 async def _await(predicate: Any, what: str) -> None:
@@ -925,9 +925,9 @@ def test_a_miss_waiting_for_another_process_adopts_its_value_for_itself_and_its_
     if mode == "sync":
         callers = [threading.Thread(target=lambda: got.append(missed(second, "sync", b"k", never))) for _ in range(2)]
         callers[0].start()
-        _wait(lambda: second.store.in_flight() == 1, "the leader to wait on the lease")
+        wait_until(lambda: second.store.in_flight() == 1, "the leader to wait on the lease", timeout=HANG)
         callers[1].start()
-        _wait(lambda: second.stats().joins == 1, "the follower to join")
+        wait_until(lambda: second.stats().joins == 1, "the follower to join", timeout=HANG)
         go.set()
         join_all(holder, *callers)
     else:
@@ -993,7 +993,7 @@ def test_a_caller_interrupted_while_another_process_computes_hands_its_call_to_a
         assert polled.wait(HANG)
         follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", never)), daemon=True)
         follower.start()
-        _wait(lambda: engine.stats().joins == 1, "the follower to join")
+        wait_until(lambda: engine.stats().joins == 1, "the follower to join", timeout=HANG)
         interrupt.set()
         join_all(leader)
         assert errors and not got
@@ -1105,16 +1105,12 @@ def test_a_follower_whose_leader_was_abandoned_is_served_an_entry_stored_meanwhi
         except Interrupted as exc:
             errors.append(exc)
 
-    leader = threading.Thread(target=lead, daemon=True)
-    leader.start()
-    assert entered.wait(HANG)
     got: list[Any] = []
-    follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", never)), daemon=True)
-    follower.start()
-    _wait(lambda: engine.stats().joins == 1, "the follower to join")
-    assert engine.save(full, ["set", "meanwhile"], engine.store.begin(*full))  # as Cache.set would
-    go.set()
-    join_all(leader, follower)
+
+    def meanwhile() -> None:  # as Cache.set would
+        assert engine.save(full, ["set", "meanwhile"], engine.store.begin(*full))
+
+    lead_then_follow(engine, lead, lambda: got.append(missed(engine, "sync", b"k", never)), entered, go, meanwhile)
     assert len(errors) == 1
     assert got == [["set", "meanwhile"]]
     s = engine.stats()
@@ -1412,7 +1408,7 @@ def test_a_leader_calling_itself_from_a_fresh_context_on_its_thread_gets_a_recur
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_caller_keeps_looking_at_the_tier_until_the_holder_is_done(mode: str) -> None:
     waiting = WaitingCaller(mode)
-    _wait(lambda: len(waiting.tier.asked) >= 3, "the caller to look three times")
+    wait_until(lambda: len(waiting.tier.asked) >= 3, "the caller to look three times", timeout=HANG)
     assert waiting.caller.is_alive() and not waiting.got  # still waiting: neither computing nor failed
     waiting.finish("theirs")
     assert waiting.got == ["theirs"]
@@ -1436,14 +1432,11 @@ def test_a_follower_of_a_result_that_cannot_be_kept_computes_its_own(kind: str) 
         return lock
 
     got: list[Any] = []
-    leader = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", make_lock)), daemon=True)
-    leader.start()
-    assert entered.wait(HANG)
-    follower = threading.Thread(target=lambda: got.append(missed(engine, "sync", b"k", make_lock)), daemon=True)
-    follower.start()
-    _wait(lambda: engine.stats().joins == 1, "the follower to join")
-    go.set()
-    join_all(leader, follower)
+
+    def call() -> None:
+        got.append(missed(engine, "sync", b"k", make_lock))
+
+    lead_then_follow(engine, call, call, entered, go)
     assert len(made) == 2 and sorted(map(id, got)) == sorted(map(id, made))  # each caller its own lock
     assert missed(engine, "sync", b"k", make_lock) is made[2]  # not cached: computed again
     assert engine.store.peek("", b"k") is None
@@ -1520,14 +1513,7 @@ def test_followers_get_a_tiered_leaders_exception_and_nothing_is_cached() -> Non
         except ValueError as exc:
             errors.append(exc)
 
-    leader = threading.Thread(target=call, name="leader", daemon=True)
-    leader.start()
-    assert entered.wait(HANG)
-    follower = threading.Thread(target=call, name="follower", daemon=True)
-    follower.start()
-    _wait(lambda: engine.stats().joins == 1, "the follower to join")
-    go.set()
-    join_all(leader, follower)
+    lead_then_follow(engine, call, call, entered, go)
     assert runs == ["leader"] and len(errors) == 2 and errors[0] is errors[1]
     assert engine.store.peek("", b"k") is None and engine.store.in_flight() == 0
 
