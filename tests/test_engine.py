@@ -817,6 +817,50 @@ def test_a_follower_whose_leader_was_interrupted_computes_in_its_place_and_logs_
     assert not caplog.records
 
 
+def test_followers_of_an_interrupted_leader_follow_the_one_that_took_over() -> None:
+    """After the leader is gone, the first follower back computes and the second joins its call."""
+    engine = Engine(Settings.of(), "tests.engine.takeover.two")
+    entered, go = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def work() -> Any:
+        runs.append(threading.current_thread().name)
+        if len(runs) == 1:
+            entered.set()
+            go.wait(HANG)
+            raise Interrupted
+        # In flight until the other follower has joined this call (a future made for it).
+        calls = engine.store.calls_table()
+        wait_until(lambda: calls[b"k"].future is not None, "the other follower to join the new call", timeout=HANG)
+        return "computed once more"
+
+    def lead() -> None:
+        with pytest.raises(Interrupted):
+            missed(engine, "sync", b"k", work)
+
+    got: list[Any] = []
+    errors: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            got.append(missed(engine, "sync", b"k", work))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    second = threading.Thread(target=follow, name="second follower", daemon=True)
+
+    def second_joins() -> None:
+        second.start()
+        wait_until(lambda: engine.stats().joins == 2, "the second follower to join", timeout=HANG)
+
+    lead_then_follow(engine, lead, follow, entered, go, meanwhile=second_joins)
+    join_all(second)
+    assert errors == [] and got == ["computed once more"] * 2
+    assert len(runs) == 2 and runs[1] in ("follower", "second follower")
+    s = engine.stats()
+    assert (s.computations, s.joins) == (2, 1)  # the interrupted computation counts too
+
+
 def test_a_follower_that_took_over_and_calls_itself_from_a_fresh_context_gets_a_recursion_error() -> None:
     """The retaking caller is registered with its thread: a fresh context on that thread is still itself."""
     import contextvars
