@@ -347,6 +347,61 @@ def test_a_forked_child_hashes_large_rgb_images_on_threads_of_its_own() -> None:
     assert child == parent, "the forked child did not hash the image (it waited on threads it does not have)"
 
 
+def _part_threads() -> set[Any]:
+    import threading
+
+    return {t for t in threading.enumerate() if t.name.startswith("infercache-pil")}
+
+
+def test_large_rgb_images_are_hashed_on_one_pool_per_process_of_a_thread_per_other_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One pool per process, made again in a child process (a fork keeps the pool but not its threads)."""
+    import os
+
+    import infercache.keys.pil as pil
+
+    monkeypatch.setattr(pil, "_cost", {False: 1.0, True: 0.0})
+    monkeypatch.setattr(pil, "_pool", pil._pool)  # the pool made here is this test's
+    im = Image.fromarray(_rgb((2048, 2048), 21))  # four parts: three handed to the pool at once
+
+    def hashed_on() -> set[Any]:
+        pil._cost.update({False: 1.0, True: 0.0})  # threads, again
+        assert make_key(im) == key
+        return _part_threads()
+
+    key = make_key(im)
+    parents = _part_threads()
+    assert 1 <= len(parents) <= max(1, (os.cpu_count() or 2) - 1)
+    assert hashed_on() == hashed_on() == parents  # the same threads: no pool made per image
+    parent_pool = pil._pool
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as a forked child sees it
+    try:
+        childs = hashed_on()
+        assert hashed_on() == childs and len(childs - parents) == len(parents)
+    finally:
+        pil._pool[1].shutdown()
+    assert pil._pool is not parent_pool
+
+
+def test_each_way_of_hashing_rgb_keeps_a_moving_average_of_its_cost_per_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three quarters of the way's last figure and a quarter of what it measured (seconds per byte)."""
+    import time
+
+    import infercache.keys.pil as pil
+
+    im = Image.fromarray(_rgb((1920, 1080), 22))
+    n = 1920 * 1080 * 4
+    for before in ({False: 4.0, True: 2.0}, {False: 2.0, True: 4.0}):
+        monkeypatch.setattr(pil, "_cost", dict(before))
+        started = time.perf_counter()
+        make_key(im)
+        bound = (time.perf_counter() - started) / n  # at least the cost the key measured
+        way = next(w for w in (False, True) if pil._cost[w] != before[w])
+        assert pil._cost[not way] == before[not way]
+        assert 0.75 * before[way] < pil._cost[way] <= 0.75 * before[way] + 0.25 * bound
+
+
 def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
     import itertools
 
