@@ -12,7 +12,7 @@
 # parallel on the machine's cores (MUTATION_CHILDREN overrides), each by the
 # tests that called the function it changes. The run ends with the line
 #   mutation score: K killed of N (P%)
-# (a mutant that made its tests time out, twice, counts as killed) and writes each
+# (a mutant that made its tests time out, twice, or crash their process counts as killed) and writes each
 # mutant not killed, with its status and diff, to mutation-survivors.txt.
 # MUTATION_TIMEOUT (seconds) bounds the mutmut run; mutants it did not reach
 # count as not killed. Not part of the default test command: it takes minutes
@@ -134,7 +134,9 @@ import subprocess
 import sys
 
 seconds, patterns = int(sys.argv[1]), sys.argv[2:]
-counted = {"killed", "timeout"}  # the tests failed, or hung: either way the change was seen
+# The tests failed, hung, or crashed their process (a mutant that makes code read memory it
+# does not own, through ctypes or a buffer released too early): each way the change was seen.
+counted = {"killed", "timeout", "segfault"}
 status_of = {}
 with open("mutants/results.txt", encoding="utf-8") as f:
     for line in f:
