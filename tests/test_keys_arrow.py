@@ -379,6 +379,68 @@ def test_unions_are_refused_naming_their_type() -> None:
     k(union.type)  # a union type alone has a key
 
 
+def test_union_scalars_are_refused_naming_their_type() -> None:
+    sparse = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
+                                       [pa.array([1, 2]), pa.array(["a", "b"])])
+    dense = pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()), pa.array([0, 0], pa.int32()),
+                                     [pa.array([1, 2]), pa.array(["a", "b"])])
+    for scalar in (sparse[0], dense[1]):
+        with pytest.raises(UnhashableError) as e:
+            k(scalar)
+        name = type(scalar).__name__
+        reason = (f"its Arrow type {scalar.type} is a union, whose content infercache does not "
+                  f"key; cast it to a struct or pass key=")
+        assert str(e.value) == (
+            f"infercache cannot build a cache key for the value: a pyarrow.lib.{name} object "
+            f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to "
+            f"choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
+            f"type with infercache.register_hasher({name}, fn) where fn returns its content.")
+        assert (e.value.type, e.value.reason, e.value.path) == (type(scalar), reason, "")
+
+
+def _array_of(t: Any, rows: list[Any]) -> Any:
+    if pa.types.is_run_end_encoded(t):
+        pc = pytest.importorskip("pyarrow.compute")
+        return pc.run_end_encode(pa.array(rows, t.value_type), run_end_type=t.run_end_type)
+    return pa.array(rows, t)
+
+
+# Types of every layout with three rows: a value, a null and another value (an empty
+# one where the type has it, which a null must not be confused with).
+_SCALAR_ROWS: list[tuple[Any, list[Any]]] = [
+    (pa.list_(pa.int64()), [[1, 2], None, []]),
+    (pa.large_list(pa.int64()), [[1, 2], None, []]),
+    (pa.list_view(pa.int8()), [[1, None], None, []]),
+    (pa.large_list_view(pa.int8()), [[1, None], None, []]),
+    (pa.list_(pa.int8(), 2), [[1, 2], None, [None, 2]]),
+    (pa.map_(pa.int8(), pa.int8()), [[(1, 2)], None, []]),
+    (pa.struct([("a", pa.int8())]), [{"a": 1}, None, {"a": None}]),
+    (pa.dictionary(pa.int8(), pa.string()), ["x", None, "y"]),
+    (pa.string_view(), ["a long string past twelve bytes", None, ""]),
+    (pa.run_end_encoded(pa.int32(), pa.int64()), [1, None, 2]),
+    (pa.int64(), [1, None, 0]),
+]
+
+
+@pytest.mark.parametrize(("t", "rows"), _SCALAR_ROWS, ids=str)
+def test_scalars_of_every_layout_key_like_the_same_row_of_another_array(t: Any,
+                                                                       rows: list[Any]) -> None:
+    forward, backward = _array_of(t, rows), _array_of(t, rows[::-1])
+    n = len(rows)
+    for i in range(n):
+        assert k(forward[i]) == k(backward[n - 1 - i])
+    assert all_distinct([forward[i] for i in range(n)])
+
+
+@pytest.mark.parametrize("t", [pa.list_(pa.int8()), pa.large_list(pa.int8()),
+                               pa.list_view(pa.int8()), pa.large_list_view(pa.int8()),
+                               pa.map_(pa.int8(), pa.int8())], ids=str)
+def test_a_null_list_and_an_empty_one_have_different_keys(t: Any) -> None:
+    null, empty = pa.array([[], None, [], None], t), pa.array([None, [], None, []], t)
+    assert all_distinct([null.slice(1, 1), empty.slice(1, 1), null, empty])
+    assert k(null.slice(1)) == k(empty.slice(0, 3))
+
+
 def test_scalars_by_type_and_value() -> None:
     assert k(pa.scalar(1)) == k(pa.scalar(1))
     assert k(pa.scalar([1, None])) == k(pa.array([[1, None], [2]])[0])

@@ -157,7 +157,9 @@ def _enc_scalar(s: Any, out: Sink) -> None:
     pa = module("pyarrow")
     out += T_PA_SCALAR
     write_type(s.type, out)
-    write_column([pa.array([s], type=s.type)], s.type, type(s), out)
+    # An array of the one value: pa.array([s]) fails for a union or run-end encoded
+    # scalar and for a null list view, map or fixed-size list; pa.repeat does not.
+    write_column([pa.repeat(s, 1)], s.type, type(s), out)
 
 
 def _enc_datatype(t: Any, out: Sink) -> None:
