@@ -369,33 +369,42 @@ def test_run_end_encoded_and_view_layouts_are_keyed_by_their_values() -> None:
         assert k(lv.slice(1, 2)) != k(pa.array([[2, 3], [4]], view(pa.int32())))
 
 
-def test_unions_are_refused_naming_their_type() -> None:
-    union = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
-                                      [pa.array([1, 2]), pa.array(["a", "b"])])
-    with pytest.raises(UnhashableError, match=r"sparse_union<.*is a union"):
-        k(union)
-    with pytest.raises(UnhashableError, match=r"\['u'\].*union"):
-        k(pa.table({"u": union}))
-    k(union.type)  # a union type alone has a key
+_UNIONS = {
+    "sparse": lambda: pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
+                                                [pa.array([1, 2]), pa.array(["a", "b"])]),
+    "dense": lambda: pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()),
+                                              pa.array([0, 0], pa.int32()),
+                                              [pa.array([1, 2]), pa.array(["a", "b"])]),
+}
+# Each value that can hold a union, and the path to the union inside it.
+_HOLDING_A_UNION = {
+    "array": (lambda u: u, ""),
+    "chunked": (lambda u: pa.chunked_array([u]), ""),
+    "scalar": (lambda u: u[1], ""),
+    "table": (lambda u: pa.table({"u": u}), "['u']"),
+    "batch": (lambda u: pa.record_batch([u], names=["u"]), "['u']"),
+}
 
 
-def test_union_scalars_are_refused_naming_their_type() -> None:
-    sparse = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
-                                       [pa.array([1, 2]), pa.array(["a", "b"])])
-    dense = pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()), pa.array([0, 0], pa.int32()),
-                                     [pa.array([1, 2]), pa.array(["a", "b"])])
-    for scalar in (sparse[0], dense[1]):
-        with pytest.raises(UnhashableError) as e:
-            k(scalar)
-        name = type(scalar).__name__
-        reason = (f"its Arrow type {scalar.type} is a union, whose content infercache does not "
-                  f"key; cast it to a struct or pass key=")
-        assert str(e.value) == (
-            f"infercache cannot build a cache key for the value: a pyarrow.lib.{name} object "
-            f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to "
-            f"choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
-            f"type with infercache.register_hasher({name}, fn) where fn returns its content.")
-        assert (e.value.type, e.value.reason, e.value.path) == (type(scalar), reason, "")
+@pytest.mark.parametrize("holder", _HOLDING_A_UNION)
+@pytest.mark.parametrize("kind", _UNIONS)
+def test_unions_are_refused_naming_the_value_and_the_column(kind: str, holder: str) -> None:
+    union = _UNIONS[kind]()
+    make, path = _HOLDING_A_UNION[holder]
+    value = make(union)
+    with pytest.raises(UnhashableError) as e:
+        k(value)
+    name = type(value).__name__
+    reason = (f"its Arrow type {union.type} is a union, whose content infercache does not "
+              f"key; cast it to a struct or pass key=")
+    at = f" (at value{path})" if path else ""
+    assert str(e.value) == (
+        f"infercache cannot build a cache key for the value{at}: a pyarrow.lib.{name} object "
+        f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to "
+        f"choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
+        f"type with infercache.register_hasher({name}, fn) where fn returns its content.")
+    assert (e.value.type, e.value.reason, e.value.path) == (type(value), reason, path)
+    assert all_distinct([union.type, _UNIONS["dense" if kind == "sparse" else "sparse"]().type])
 
 
 def _array_of(t: Any, rows: list[Any]) -> Any:
