@@ -213,6 +213,18 @@ def test_nested_layouts_arrow_cannot_filter_are_keyed() -> None:
     assert k(inner.slice(1)) == k(pa.array([None, {"v": None}], inner.type))
 
 
+def test_fixed_size_lists_of_size_zero_with_nulls_are_keyed() -> None:
+    t = pa.list_(pa.int8(), 0)
+    rows = [[], None, []]
+    assert k(pa.array([None, *rows], t).slice(1)) == k(pa.array(rows, t))
+    assert all_distinct([pa.array(rows, t), pa.array([[], [], []], t), pa.array([None, [], []], t),
+                         pa.array([[None], None, [None]], pa.list_(pa.int8(), 1))])
+    parent = pa.struct([("a", t)])
+    assert all_distinct([pa.array([{"a": []}, None], parent), pa.array([{"a": []}, {"a": None}], parent),
+                         pa.array([{"a": []}, {"a": []}], parent)])
+    assert all_distinct([pa.scalar(None, t), pa.scalar([], t)])
+
+
 def test_booleans_at_any_bit_offset() -> None:
     rows = [True, False, None, True, True, False, False, True, None, True, False]
     base = pa.array([False] * 5 + rows + [True] * 3)

@@ -155,6 +155,13 @@ def test_dtype_parameters_are_in_the_key() -> None:
                          pl.Decimal(5, 2), pl.Struct({"a": pl.Int8}), pl.Int8(), pl.Int8])
 
 
+def test_arrays_of_width_zero_with_nulls_are_keyed() -> None:
+    s = pl.Series("a", [[], None, []], dtype=pl.Array(pl.Int8, 0))
+    assert k(s) == k(pl.Series("a", [[], None, []], dtype=pl.Array(pl.Int8, 0)))
+    assert all_distinct([s, pl.Series("a", [[], [], []], dtype=pl.Array(pl.Int8, 0)),
+                         pl.Series("a", [None, [], []], dtype=pl.Array(pl.Int8, 0))])
+
+
 def test_nulls_names_and_column_order_are_in_the_key() -> None:
     df = pl.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"]})
     assert all_distinct([

@@ -354,7 +354,7 @@ def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: Sink) -> No
         children = []
         for c, keep in parts:
             child = c.values.slice(c.offset * size, len(c) * size)
-            if keep is not None:
+            if keep is not None and size:  # lists of size 0 have no child rows to mask
                 rows = pa.FixedSizeListArray.from_arrays(pa.nulls(len(child)), size)
                 keep = keep.take(pc.list_parent_indices(rows))
             children.append((child, keep))
