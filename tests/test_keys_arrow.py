@@ -19,6 +19,8 @@ from keys_fixtures import all_distinct, k, keys_in_process
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
+from infercache.keys.encoder import enc_str
+from infercache.keys.wire import T_PA_TYPE, new_sink
 
 pa = pytest.importorskip("pyarrow")
 
@@ -188,6 +190,11 @@ def test_values_under_null_slots_do_not_count() -> None:
     assert lists.to_pylist() == [[1], None, [3]]
     assert k(lists) == k(pa.array([[1], None, [3]]))
 
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 98, 99, 5, 6]), 2,
+                                              mask=pa.array([False, True, False]))
+    assert fixed.to_pylist() == [[1, 2], None, [5, 6]]
+    assert k(fixed) == k(pa.array([[1, 2], None, [5, 6]], pa.list_(pa.int64(), 2)))
+
     structs = pa.StructArray.from_arrays([pa.array([1, 999, 3])], names=["x"],
                                          mask=pa.array([False, True, False]))
     assert k(structs) == k(pa.array([{"x": 1}, None, {"x": 3}]))
@@ -282,6 +289,26 @@ def test_type_parameters_are_in_the_key() -> None:
         pa.array([str(i) for i in ints], pa.string_view()),
         pa.array([str(i) for i in ints]).dictionary_encode(),
     ])
+
+
+@pytest.mark.parametrize(("t", "kind"), [
+    (pa.list_(pa.list_(pa.int8())), "list"),
+    (pa.large_list(pa.list_(pa.int8())), "large_list"),
+    (pa.list_view(pa.list_(pa.int8())), "list_view"),
+    (pa.large_list_view(pa.list_(pa.int8())), "large_list_view"),
+    (pa.sparse_union([pa.field("a", pa.list_(pa.int8()))]), "sparse_union"),
+    (pa.dense_union([pa.field("a", pa.list_(pa.int8()))]), "dense_union"),
+    (pa.time32("s"), "time32"),
+    (pa.duration("ms"), "duration"),
+    (pa.decimal128(9, 2), "decimal128"),
+], ids=str)
+def test_a_parameterised_type_is_written_under_the_name_of_its_kind(t: Any, kind: str) -> None:
+    """A key format detail: ``list<item: list<item: int8>>`` is written as a ``list``, as
+    ``list<item: int8>`` is (the golden table has flat types only)."""
+    head = new_sink("blake3")
+    head += T_PA_TYPE + b"("
+    enc_str(kind, head)
+    assert k(t).startswith(b"\x00" + bytes(head))
 
 
 def test_field_names_nullability_and_metadata_are_in_the_key() -> None:
