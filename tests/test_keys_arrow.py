@@ -232,6 +232,16 @@ def test_fixed_size_lists_of_size_zero_with_nulls_are_keyed() -> None:
     assert all_distinct([pa.scalar(None, t), pa.scalar([], t)])
 
 
+def test_fixed_size_binaries_of_width_zero_are_keyed() -> None:
+    t = pa.binary(0)
+    rows = [b"", None, b""]
+    assert k(pa.array([None, *rows], t).slice(1)) == k(pa.array(rows, t))
+    assert all_distinct([pa.array(rows, t), pa.array([b"", b"", b""], t), pa.array([b"", b""], t),
+                         pa.array([b"\0", None, b"\0"], pa.binary(1)), pa.array(rows)])
+    assert k(pa.table({"z": pa.array(rows, t)})) == k(pa.table({"z": pa.chunked_array(
+        [pa.array(rows[:1], t), pa.array(rows[1:], t)])}))
+
+
 def test_booleans_at_any_bit_offset() -> None:
     rows = [True, False, None, True, True, False, False, True, None, True, False]
     base = pa.array([False] * 5 + rows + [True] * 3)

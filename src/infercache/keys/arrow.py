@@ -375,8 +375,9 @@ def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: Sink) -> No
         try:
             width = t.bit_width
         except ValueError:
-            width = 0
-        if width <= 0 or width % 8:
+            width = -1
+        # Width 0 (fixed_size_binary[0]) is a layout too: no value bytes at all.
+        if width < 0 or width % 8:
             raise Unencodable(owner, f"its Arrow type {t} has a layout infercache does not know")
         w = width // 8
         for c, keep in parts:
