@@ -542,6 +542,23 @@ def test_keys_are_the_same_in_every_process() -> None:
     assert a == b == json.loads(here["result"])
 
 
+def test_arrow_values_are_keyed_in_a_process_that_never_imported_pyarrow_compute() -> None:
+    """``import pyarrow`` does not load ``pyarrow.compute``, which the keys need; an array
+    made from buffers does not load it either (``pa.array`` of Python values does)."""
+    code = textwrap.dedent(
+        """
+        import json, struct, sys
+        import pyarrow as pa
+        from infercache.keys import make_key
+        arr = pa.Array.from_buffers(pa.int64(), 3, [pa.py_buffer(bytes([0b101])),
+                                                    pa.py_buffer(struct.pack("=3q", 1, 2, 3))])
+        assert "pyarrow.compute" not in sys.modules
+        print(json.dumps([make_key(arr).hex()]))
+        """
+    )
+    assert keys_in_process(code, "0") == [k(pa.array([1, None, 3])).hex()]
+
+
 def test_pyarrow_is_not_imported_to_key_other_values() -> None:
     code = textwrap.dedent(
         """
