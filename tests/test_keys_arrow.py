@@ -19,6 +19,8 @@ from keys_fixtures import all_distinct, k, keys_in_process
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
+from infercache.keys.encoder import enc_str
+from infercache.keys.wire import T_PA_TYPE, new_sink
 
 pa = pytest.importorskip("pyarrow")
 
@@ -188,6 +190,11 @@ def test_values_under_null_slots_do_not_count() -> None:
     assert lists.to_pylist() == [[1], None, [3]]
     assert k(lists) == k(pa.array([[1], None, [3]]))
 
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 98, 99, 5, 6]), 2,
+                                              mask=pa.array([False, True, False]))
+    assert fixed.to_pylist() == [[1, 2], None, [5, 6]]
+    assert k(fixed) == k(pa.array([[1, 2], None, [5, 6]], pa.list_(pa.int64(), 2)))
+
     structs = pa.StructArray.from_arrays([pa.array([1, 999, 3])], names=["x"],
                                          mask=pa.array([False, True, False]))
     assert k(structs) == k(pa.array([{"x": 1}, None, {"x": 3}]))
@@ -211,6 +218,28 @@ def test_nested_layouts_arrow_cannot_filter_are_keyed() -> None:
     inner = pa.array([{"v": [1, 2]}, None, {"v": None}],
                      pa.struct([pa.field("v", pa.list_view(pa.int8()))]))
     assert k(inner.slice(1)) == k(pa.array([None, {"v": None}], inner.type))
+
+
+def test_fixed_size_lists_of_size_zero_with_nulls_are_keyed() -> None:
+    t = pa.list_(pa.int8(), 0)
+    rows = [[], None, []]
+    assert k(pa.array([None, *rows], t).slice(1)) == k(pa.array(rows, t))
+    assert all_distinct([pa.array(rows, t), pa.array([[], [], []], t), pa.array([None, [], []], t),
+                         pa.array([[None], None, [None]], pa.list_(pa.int8(), 1))])
+    parent = pa.struct([("a", t)])
+    assert all_distinct([pa.array([{"a": []}, None], parent), pa.array([{"a": []}, {"a": None}], parent),
+                         pa.array([{"a": []}, {"a": []}], parent)])
+    assert all_distinct([pa.scalar(None, t), pa.scalar([], t)])
+
+
+def test_fixed_size_binaries_of_width_zero_are_keyed() -> None:
+    t = pa.binary(0)
+    rows = [b"", None, b""]
+    assert k(pa.array([None, *rows], t).slice(1)) == k(pa.array(rows, t))
+    assert all_distinct([pa.array(rows, t), pa.array([b"", b"", b""], t), pa.array([b"", b""], t),
+                         pa.array([b"\0", None, b"\0"], pa.binary(1)), pa.array(rows)])
+    assert k(pa.table({"z": pa.array(rows, t)})) == k(pa.table({"z": pa.chunked_array(
+        [pa.array(rows[:1], t), pa.array(rows[1:], t)])}))
 
 
 def test_booleans_at_any_bit_offset() -> None:
@@ -270,6 +299,26 @@ def test_type_parameters_are_in_the_key() -> None:
         pa.array([str(i) for i in ints], pa.string_view()),
         pa.array([str(i) for i in ints]).dictionary_encode(),
     ])
+
+
+@pytest.mark.parametrize(("t", "kind"), [
+    (pa.list_(pa.list_(pa.int8())), "list"),
+    (pa.large_list(pa.list_(pa.int8())), "large_list"),
+    (pa.list_view(pa.list_(pa.int8())), "list_view"),
+    (pa.large_list_view(pa.list_(pa.int8())), "large_list_view"),
+    (pa.sparse_union([pa.field("a", pa.list_(pa.int8()))]), "sparse_union"),
+    (pa.dense_union([pa.field("a", pa.list_(pa.int8()))]), "dense_union"),
+    (pa.time32("s"), "time32"),
+    (pa.duration("ms"), "duration"),
+    (pa.decimal128(9, 2), "decimal128"),
+], ids=str)
+def test_a_parameterised_type_is_written_under_the_name_of_its_kind(t: Any, kind: str) -> None:
+    """A key format detail: ``list<item: list<item: int8>>`` is written as a ``list``, as
+    ``list<item: int8>`` is (the golden table has flat types only)."""
+    head = new_sink("blake3")
+    head += T_PA_TYPE + b"("
+    enc_str(kind, head)
+    assert k(t).startswith(b"\x00" + bytes(head))
 
 
 def test_field_names_nullability_and_metadata_are_in_the_key() -> None:
@@ -369,14 +418,85 @@ def test_run_end_encoded_and_view_layouts_are_keyed_by_their_values() -> None:
         assert k(lv.slice(1, 2)) != k(pa.array([[2, 3], [4]], view(pa.int32())))
 
 
-def test_unions_are_refused_naming_their_type() -> None:
-    union = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
-                                      [pa.array([1, 2]), pa.array(["a", "b"])])
-    with pytest.raises(UnhashableError, match=r"sparse_union<.*is a union"):
-        k(union)
-    with pytest.raises(UnhashableError, match=r"\['u'\].*union"):
-        k(pa.table({"u": union}))
-    k(union.type)  # a union type alone has a key
+_UNIONS = {
+    "sparse": lambda: pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()),
+                                                [pa.array([1, 2]), pa.array(["a", "b"])]),
+    "dense": lambda: pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()),
+                                              pa.array([0, 0], pa.int32()),
+                                              [pa.array([1, 2]), pa.array(["a", "b"])]),
+}
+# Each value that can hold a union, and the path to the union inside it.
+_HOLDING_A_UNION = {
+    "array": (lambda u: u, ""),
+    "chunked": (lambda u: pa.chunked_array([u]), ""),
+    "scalar": (lambda u: u[1], ""),
+    "table": (lambda u: pa.table({"u": u}), "['u']"),
+    "batch": (lambda u: pa.record_batch([u], names=["u"]), "['u']"),
+}
+
+
+@pytest.mark.parametrize("holder", _HOLDING_A_UNION)
+@pytest.mark.parametrize("kind", _UNIONS)
+def test_unions_are_refused_naming_the_value_and_the_column(kind: str, holder: str) -> None:
+    union = _UNIONS[kind]()
+    make, path = _HOLDING_A_UNION[holder]
+    value = make(union)
+    with pytest.raises(UnhashableError) as e:
+        k(value)
+    name = type(value).__name__
+    reason = (f"its Arrow type {union.type} is a union, whose content infercache does not "
+              f"key; cast it to a struct or pass key=")
+    at = f" (at value{path})" if path else ""
+    assert str(e.value) == (
+        f"infercache cannot build a cache key for the value{at}: a pyarrow.lib.{name} object "
+        f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to "
+        f"choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
+        f"type with infercache.register_hasher({name}, fn) where fn returns its content.")
+    assert (e.value.type, e.value.reason, e.value.path) == (type(value), reason, path)
+    assert all_distinct([union.type, _UNIONS["dense" if kind == "sparse" else "sparse"]().type])
+
+
+def _array_of(t: Any, rows: list[Any]) -> Any:
+    if pa.types.is_run_end_encoded(t):
+        pc = pytest.importorskip("pyarrow.compute")
+        return pc.run_end_encode(pa.array(rows, t.value_type), run_end_type=t.run_end_type)
+    return pa.array(rows, t)
+
+
+# Types of every layout with three rows: a value, a null and another value (an empty
+# one where the type has it, which a null must not be confused with).
+_SCALAR_ROWS: list[tuple[Any, list[Any]]] = [
+    (pa.list_(pa.int64()), [[1, 2], None, []]),
+    (pa.large_list(pa.int64()), [[1, 2], None, []]),
+    (pa.list_view(pa.int8()), [[1, None], None, []]),
+    (pa.large_list_view(pa.int8()), [[1, None], None, []]),
+    (pa.list_(pa.int8(), 2), [[1, 2], None, [None, 2]]),
+    (pa.map_(pa.int8(), pa.int8()), [[(1, 2)], None, []]),
+    (pa.struct([("a", pa.int8())]), [{"a": 1}, None, {"a": None}]),
+    (pa.dictionary(pa.int8(), pa.string()), ["x", None, "y"]),
+    (pa.string_view(), ["a long string past twelve bytes", None, ""]),
+    (pa.run_end_encoded(pa.int32(), pa.int64()), [1, None, 2]),
+    (pa.int64(), [1, None, 0]),
+]
+
+
+@pytest.mark.parametrize(("t", "rows"), _SCALAR_ROWS, ids=str)
+def test_scalars_of_every_layout_key_like_the_same_row_of_another_array(t: Any,
+                                                                       rows: list[Any]) -> None:
+    forward, backward = _array_of(t, rows), _array_of(t, rows[::-1])
+    n = len(rows)
+    for i in range(n):
+        assert k(forward[i]) == k(backward[n - 1 - i])
+    assert all_distinct([forward[i] for i in range(n)])
+
+
+@pytest.mark.parametrize("t", [pa.list_(pa.int8()), pa.large_list(pa.int8()),
+                               pa.list_view(pa.int8()), pa.large_list_view(pa.int8()),
+                               pa.map_(pa.int8(), pa.int8())], ids=str)
+def test_a_null_list_and_an_empty_one_have_different_keys(t: Any) -> None:
+    null, empty = pa.array([[], None, [], None], t), pa.array([None, [], None, []], t)
+    assert all_distinct([null.slice(1, 1), empty.slice(1, 1), null, empty])
+    assert k(null.slice(1)) == k(empty.slice(0, 3))
 
 
 def test_scalars_by_type_and_value() -> None:
@@ -420,6 +540,23 @@ def test_keys_are_the_same_in_every_process() -> None:
     here: dict[str, Any] = {}
     exec(_SCRIPT.replace("print(", "result = ("), here)  # noqa: S102 - the same values here
     assert a == b == json.loads(here["result"])
+
+
+def test_arrow_values_are_keyed_in_a_process_that_never_imported_pyarrow_compute() -> None:
+    """``import pyarrow`` does not load ``pyarrow.compute``, which the keys need; an array
+    made from buffers does not load it either (``pa.array`` of Python values does)."""
+    code = textwrap.dedent(
+        """
+        import json, struct, sys
+        import pyarrow as pa
+        from infercache.keys import make_key
+        arr = pa.Array.from_buffers(pa.int64(), 3, [pa.py_buffer(bytes([0b101])),
+                                                    pa.py_buffer(struct.pack("=3q", 1, 2, 3))])
+        assert "pyarrow.compute" not in sys.modules
+        print(json.dumps([make_key(arr).hex()]))
+        """
+    )
+    assert keys_in_process(code, "0") == [k(pa.array([1, None, 3])).hex()]
 
 
 def test_pyarrow_is_not_imported_to_key_other_values() -> None:

@@ -155,6 +155,13 @@ def test_dtype_parameters_are_in_the_key() -> None:
                          pl.Decimal(5, 2), pl.Struct({"a": pl.Int8}), pl.Int8(), pl.Int8])
 
 
+def test_arrays_of_width_zero_with_nulls_are_keyed() -> None:
+    s = pl.Series("a", [[], None, []], dtype=pl.Array(pl.Int8, 0))
+    assert k(s) == k(pl.Series("a", [[], None, []], dtype=pl.Array(pl.Int8, 0)))
+    assert all_distinct([s, pl.Series("a", [[], [], []], dtype=pl.Array(pl.Int8, 0)),
+                         pl.Series("a", [None, [], []], dtype=pl.Array(pl.Int8, 0))])
+
+
 def test_nulls_names_and_column_order_are_in_the_key() -> None:
     df = pl.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"]})
     assert all_distinct([
@@ -196,21 +203,47 @@ def test_columns_polars_cannot_export_are_keyed_by_value() -> None:
 
 # ---------------------------------------------------------------- refusals
 
+def _refusal(t: type, reason: str, path: str = "") -> str:
+    """The whole message of the ``UnhashableError`` for a value (not a parameter)."""
+    at = f" (at value{path})" if path else ""
+    return (f"infercache cannot build a cache key for the value{at}: a {t.__module__}.{t.__qualname__} "
+            f"object cannot be hashed by content because {reason}. Fix: pass key= to the "
+            f"decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach "
+            f"infercache this type with infercache.register_hasher({t.__qualname__}, fn) where fn "
+            f"returns its content.")
+
+
 def test_lazy_frames_are_refused_with_how_to_key_them() -> None:
     lazy = pl.DataFrame({"a": [1, 2]}).lazy().filter(pl.col("a") > 1)
     with pytest.raises(UnhashableError) as err:
         k(lazy)
-    message = str(err.value)
-    assert "LazyFrame" in message
-    assert "collect()" in message
-    assert "key=" in message
+    reason = ("it is a query, not data: what it returns depends on the files or other sources it "
+              "reads when collected, which its plan does not hold. Collect it first "
+              "(lf.collect()) and pass the DataFrame")
+    assert str(err.value) == _refusal(pl.LazyFrame, reason)
+    assert (err.value.type, err.value.reason, err.value.path) == (pl.LazyFrame, reason, "")
     with pytest.raises(UnhashableError, match="collect"):
         ic.cache(lambda lf: lf.collect())(lazy)
 
 
 def test_expressions_are_refused() -> None:
-    with pytest.raises(UnhashableError, match="not data"):
-        k(pl.col("a") + 1)
+    expr = pl.col("a") + 1
+    with pytest.raises(UnhashableError) as err:
+        k(expr)
+    reason = ("it is a computation, not data (it may call Python functions); pass key= with what "
+              "identifies it, for example str(expr)")
+    assert str(err.value) == _refusal(pl.Expr, reason)
+    assert (err.value.type, err.value.reason, err.value.path) == (pl.Expr, reason, "")
+
+
+def test_a_frame_with_a_value_that_cannot_be_keyed_is_refused_naming_column_and_row() -> None:
+    lock = threading.Lock()
+    df = pl.DataFrame({"a": [1, 2], "o": pl.Series("o", [1, lock], dtype=pl.Object)})
+    with pytest.raises(UnhashableError) as err:
+        k(df)
+    reason = "locks are synchronisation objects, not data"
+    assert str(err.value) == _refusal(type(lock), reason, "['o'][1]")
+    assert (err.value.type, err.value.reason, err.value.path) == (type(lock), reason, "['o'][1]")
 
 
 # ---------------------------------------------------------------- process independence

@@ -157,7 +157,9 @@ def _enc_scalar(s: Any, out: Sink) -> None:
     pa = module("pyarrow")
     out += T_PA_SCALAR
     write_type(s.type, out)
-    write_column([pa.array([s], type=s.type)], s.type, type(s), out)
+    # An array of the one value: pa.array([s]) fails for a union or run-end encoded
+    # scalar and for a null list view, map or fixed-size list; pa.repeat does not.
+    write_column([pa.repeat(s, 1)], s.type, type(s), out)
 
 
 def _enc_datatype(t: Any, out: Sink) -> None:
@@ -352,7 +354,7 @@ def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: Sink) -> No
         children = []
         for c, keep in parts:
             child = c.values.slice(c.offset * size, len(c) * size)
-            if keep is not None:
+            if keep is not None and size:  # lists of size 0 have no child rows to mask
                 rows = pa.FixedSizeListArray.from_arrays(pa.nulls(len(child)), size)
                 keep = keep.take(pc.list_parent_indices(rows))
             children.append((child, keep))
@@ -373,8 +375,9 @@ def _write_content(parts: Sequence[_Part], t: Any, owner: type, out: Sink) -> No
         try:
             width = t.bit_width
         except ValueError:
-            width = 0
-        if width <= 0 or width % 8:
+            width = -1
+        # Width 0 (fixed_size_binary[0]) is a layout too: no value bytes at all.
+        if width < 0 or width % 8:
             raise Unencodable(owner, f"its Arrow type {t} has a layout infercache does not know")
         w = width // 8
         for c, keep in parts:
