@@ -285,6 +285,41 @@ def test_defaultdict_keys_its_default_factory() -> None:
     assert refused(collections.defaultdict(lambda: 0))
 
 
+def _unkeyable() -> None:
+    """A function: code, which no key can be made of."""
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    (Req(_unkeyable), ".text"),
+    (Req([1, _unkeyable]), ".text[1]"),
+    (Req({"inner": _unkeyable}), ".text['inner']"),
+    (Req(Req(_unkeyable)), ".text.text"),
+    (Slotted(_unkeyable, 2), ".a"),
+    (Slotted(1, _unkeyable), "._Slotted__b"),
+    (Point(1, _unkeyable), ".y"),
+    (collections.defaultdict(_unkeyable), ".default_factory"),
+    (collections.defaultdict(list, a=_unkeyable), "['a']"),
+], ids=["attribute", "in a list attribute", "in a dict attribute", "nested object", "slot",
+        "mangled slot", "dataclass field", "default_factory", "defaultdict item"])
+def test_a_refusal_names_where_in_the_object_the_unkeyable_value_is(value: Any, path: str) -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(value)
+    assert err.value.path == path
+    assert f"(at value{path}): a builtins.function object cannot be hashed" in str(err.value)
+
+
+def test_a_defaultdict_with_an_unkeyable_factory_is_refused_with_the_whole_message() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(collections.defaultdict(_unkeyable))
+    assert str(err.value) == (
+        "infercache cannot build a cache key for the value (at value.default_factory): a "
+        "builtins.function object cannot be hashed by content because functions and methods are "
+        "code, not data: their content cannot be compared. Fix: pass key= to the decorator to "
+        "choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this type "
+        "with infercache.register_hasher(function, fn) where fn returns its content."
+    )
+
+
 def test_objects_backed_by_c_without_an_adapter_are_refused() -> None:
     with pytest.raises(UnhashableError, match="C type"):
         make_key(LocalStorage())

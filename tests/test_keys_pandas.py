@@ -250,6 +250,23 @@ def test_scalars() -> None:
     assert k(pd.Period("2024-01", "M")) == k(pd.Period("2024-01", "M"))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: pd.Timestamp("2024-01-01"),
+    lambda: pd.Timedelta(1, unit="s"),
+    lambda: pd.Period("2024-01", "M"),
+    lambda: pd.Index([1, 2]),
+    lambda: pd.Series([1, 2]),
+    lambda: pd.DataFrame({"a": [1, 2]}),
+], ids=["Timestamp", "Timedelta", "Period", "Index", "Series", "DataFrame"])
+def test_attributes_a_user_sets_on_a_pandas_value_are_keyed(make: Any) -> None:
+    plain, a, b, a_again = make(), make(), make(), make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns that a column is not made this way
+        a.source, b.source, a_again.source = "sensor-1", "sensor-2", "sensor-1"
+    assert all_distinct([plain, a, b])
+    assert k(a) == k(a_again)
+
+
 def test_dtypes_as_values() -> None:
     assert all_distinct([
         pd.CategoricalDtype(["a", "b"]), pd.CategoricalDtype(["b", "a"]),
