@@ -83,10 +83,15 @@ def test_datetime_arrays_key_unit_zone_and_values() -> None:
     ])
 
 
-def test_datetime_index_keys_its_freq() -> None:
-    with_freq = pd.date_range("2024-01-01", periods=3, freq="D")
-    without = pd.DatetimeIndex(list(with_freq))
-    assert without.freq is None
+@pytest.mark.parametrize(("make", "index_type"), [
+    (lambda freq: pd.date_range("2024-01-01", periods=3, freq=freq), "DatetimeIndex"),
+    (lambda freq: pd.timedelta_range("1D", periods=3, freq=freq), "TimedeltaIndex"),
+], ids=["DatetimeIndex", "TimedeltaIndex"])
+def test_datetime_and_timedelta_indexes_key_their_freq(make: Any, index_type: str) -> None:
+    with_freq = make("D")
+    without = getattr(pd, index_type)(list(with_freq))
+    assert without.freq is None and with_freq.equals(without)
+    assert k(with_freq) == k(make("D"))
     assert k(with_freq) != k(without)
 
 
