@@ -26,6 +26,7 @@ import threading
 import types
 from typing import Any, NamedTuple
 
+import numpy as np
 import pydantic
 import pytest
 from hypothesis import given, settings
@@ -255,6 +256,77 @@ def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
         with pytest.raises(Unencodable) as err:
             _generic_object_encoder(type(v))(v, new_sink("blake3"))
         assert "C type" in err.value.reason
+
+
+# ---------------------------------------------------------------- state a library type's subclass adds
+# (extra_state_writer: the numpy adapter keys an ndarray subclass's array, this the rest)
+
+
+class UnitArray(np.ndarray):
+    """An ndarray subclass from outside numpy with a unit in its ``__dict__`` (as astropy's Quantity)."""
+
+
+class SlottedUnitArray(np.ndarray):
+    __slots__ = ("unit",)
+
+
+class _TypeSlot(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+
+class _TypeSpec(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(_TypeSlot))]
+
+
+def _compiled_ndarray_subclass() -> type:
+    """An extension type deriving from ndarray with one C field of its own, as a Cython
+    ``cdef class`` with a ``cdef`` attribute makes: made through CPython's own
+    ``PyType_FromSpecWithBases``, so that no compiler is needed."""
+    name = ctypes.create_string_buffer(b"compiled_ext.CArray")
+    no_slots = (_TypeSlot * 1)()
+    default_and_base_type = (1 << 18) | (1 << 10)  # Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE
+    spec = _TypeSpec(ctypes.cast(name, ctypes.c_char_p), np.ndarray.__basicsize__ + ctypes.sizeof(ctypes.c_void_p),
+                     0, default_and_base_type, no_slots)
+    make = ctypes.pythonapi.PyType_FromSpecWithBases
+    make.restype = ctypes.py_object
+    make.argtypes = [ctypes.POINTER(_TypeSpec), ctypes.py_object]
+    made: type = make(ctypes.byref(spec), (np.ndarray,))
+    made._spec_memory = (name, no_slots, spec)  # type: ignore[attr-defined]
+    return made
+
+
+class ArrayOverCState(_compiled_ndarray_subclass()):  # type: ignore[misc]
+    """A Python subclass of that extension type: its C field is state no ``__dict__`` shows."""
+
+
+def _unit_array(cls: type, values: list[float], unit: str) -> Any:
+    a = np.array(values).view(cls)
+    a.unit = unit
+    return a
+
+
+@pytest.mark.parametrize("cls", [UnitArray, SlottedUnitArray])
+def test_an_array_subclass_from_outside_numpy_keys_the_state_it_adds(cls: type) -> None:
+    m = _unit_array(cls, [1.0, 2.0], "m")
+    assert k(m) == k(_unit_array(cls, [1.0, 2.0], "m"))
+    assert all_distinct([m, _unit_array(cls, [1.0, 2.0], "km"), _unit_array(cls, [1.0, 3.0], "m"),
+                         np.array([1.0, 2.0]), np.array([1.0, 2.0]).view(cls)])
+
+
+def test_an_array_subclass_over_a_c_type_outside_numpy_is_refused_naming_that_type() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(np.zeros(2).view(ArrayOverCState))
+    reason = ("its state lives in the C type 'compiled_ext:CArray' (an extension type whose instances hold "
+              "data that no __dict__ or __slots__ shows), which infercache cannot read")
+    assert err.value.type is ArrayOverCState
+    assert err.value.reason == reason
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.ArrayOverCState object cannot be "
+        f"hashed by content because {reason}. Fix: pass key= to the decorator to choose what identifies a "
+        f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(ArrayOverCState, fn) where fn returns its content."
+    )
 
 
 def test_subclass_of_array_is_keyed_by_its_content() -> None:

@@ -272,6 +272,16 @@ def test_attributes_a_user_sets_on_a_pandas_value_are_keyed(make: Any) -> None:
     assert k(a) == k(a_again)
 
 
+def test_a_categorical_dtype_without_categories_is_not_one_with_no_categories() -> None:
+    # The first takes its categories from the data it is applied to; the second has none.
+    infer, none = pd.CategoricalDtype(), pd.CategoricalDtype([])
+    assert k(infer) != k(none)
+    assert k(infer) == k(pd.CategoricalDtype())
+    categories_of = ic.cache(lambda dtype: None if dtype.categories is None else list(dtype.categories))
+    assert categories_of(infer) is None
+    assert categories_of(none) == []
+
+
 def test_dtypes_as_values() -> None:
     assert all_distinct([
         pd.CategoricalDtype(["a", "b"]), pd.CategoricalDtype(["b", "a"]),
