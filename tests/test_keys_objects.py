@@ -270,6 +270,12 @@ class SlottedUnitArray(np.ndarray):
     __slots__ = ("unit",)
 
 
+class StatelessArray(np.ndarray):
+    """An ndarray subclass from outside numpy that adds no state (no ``__dict__``, no slots)."""
+
+    __slots__ = ()
+
+
 class _TypeSlot(ctypes.Structure):
     _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
 
@@ -312,6 +318,13 @@ def test_an_array_subclass_from_outside_numpy_keys_the_state_it_adds(cls: type) 
     assert k(m) == k(_unit_array(cls, [1.0, 2.0], "m"))
     assert all_distinct([m, _unit_array(cls, [1.0, 2.0], "km"), _unit_array(cls, [1.0, 3.0], "m"),
                          np.array([1.0, 2.0]), np.array([1.0, 2.0]).view(cls)])
+
+
+def test_an_array_subclass_from_outside_numpy_that_adds_no_state_is_keyed_by_class_and_array() -> None:
+    a = np.array([1.0, 2.0]).view(StatelessArray)
+    assert k(a) == k(np.array([1.0, 2.0]).view(StatelessArray))
+    assert all_distinct([a, np.array([1.0, 3.0]).view(StatelessArray), np.array([1.0, 2.0]),
+                         np.array([1.0, 2.0]).view(UnitArray)])
 
 
 def test_an_array_subclass_over_a_c_type_outside_numpy_is_refused_naming_that_type() -> None:
