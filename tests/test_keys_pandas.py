@@ -224,6 +224,24 @@ def test_series_keys_name_attrs_flags_and_user_attributes() -> None:
     assert all_distinct([s, pd.Series([1, 2], name="b"), with_attrs, strict, tagged])
 
 
+def _unkeyable() -> None:
+    """A function: code, which no key can be made of."""
+
+
+def test_a_refused_frame_names_the_column_and_row_of_the_unkeyable_cell() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "f": [0, _unkeyable]})
+    with pytest.raises(UnhashableError) as err:
+        make_key(frame)
+    assert err.value.path == "['f'][1]"
+    assert str(err.value) == (
+        "infercache cannot build a cache key for the value (at value['f'][1]): a builtins.function object "
+        "cannot be hashed by content because functions and methods are code, not data: their content cannot "
+        "be compared. Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: "
+        "...), or teach infercache this type with infercache.register_hasher(function, fn) where fn returns "
+        "its content."
+    )
+
+
 def test_frames_key_columns_dtypes_and_order() -> None:
     df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     assert k(df) == k(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
@@ -280,6 +298,19 @@ def test_a_categorical_dtype_without_categories_is_not_one_with_no_categories() 
     categories_of = ic.cache(lambda dtype: None if dtype.categories is None else list(dtype.categories))
     assert categories_of(infer) is None
     assert categories_of(none) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: pd.offsets.MonthEnd(**kw),
+    lambda **kw: pd.offsets.Week(weekday=0, **kw),
+    lambda **kw: pd.DateOffset(months=1, **kw),
+], ids=["MonthEnd", "Week", "DateOffset"])
+def test_a_normalizing_date_offset_keys_apart_from_one_that_keeps_the_time(make: Any) -> None:
+    # normalize=True moves a Timestamp to midnight as well: the two give different dates.
+    at_noon = pd.Timestamp("2024-01-31 12:00")
+    assert at_noon + make(normalize=True) != at_noon + make()
+    assert k(make(normalize=True)) != k(make())
+    assert k(make(normalize=True)) == k(make(normalize=True))
 
 
 def test_dtypes_as_values() -> None:
