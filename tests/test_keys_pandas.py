@@ -199,6 +199,31 @@ def test_series_and_frames_key_their_index_kind() -> None:
     assert all_distinct([pd.DataFrame({"v": values}, index=i) for i in indexes])
 
 
+@pytest.mark.parametrize("make", [
+    lambda name: pd.RangeIndex(3, name=name),
+    lambda name: pd.date_range("2024-01-01", periods=2, name=name),
+    lambda name: pd.timedelta_range("1D", periods=2, name=name),
+    lambda name: pd.Index([1, 2], name=name),
+    lambda name: pd.period_range("2024-01", periods=2, freq="M", name=name),
+    lambda name: pd.CategoricalIndex(["a"], name=name),
+    lambda name: pd.interval_range(0, 2, name=name),
+    lambda name: pd.MultiIndex.from_arrays([[1, 2]], names=[name]),
+], ids=["RangeIndex", "DatetimeIndex", "TimedeltaIndex", "Index", "PeriodIndex", "CategoricalIndex",
+        "IntervalIndex", "MultiIndex"])
+def test_every_kind_of_index_keys_its_name(make: Any) -> None:
+    assert all_distinct([make(None), make("t"), make("u")])
+    assert k(make("t")) == k(make("t"))
+
+
+def test_a_multi_index_keys_its_declared_sort_order() -> None:
+    def make(sortorder: int | None) -> Any:
+        return pd.MultiIndex(levels=[[1, 2], ["x", "y"]], codes=[[0, 1], [0, 1]], sortorder=sortorder)
+
+    assert make(None).equals(make(1))  # the same labels: only the sort order they declare differs
+    assert all_distinct([make(None), make(1), make(2)])
+    assert k(make(1)) == k(make(1))
+
+
 def test_multi_index_keys_level_dtypes_names_and_codes() -> None:
     a = pd.MultiIndex.from_arrays([[1, 2], ["x", "y"]], names=["n", "s"])
     assert k(a) == k(pd.MultiIndex.from_arrays([[1, 2], ["x", "y"]], names=["n", "s"]))
