@@ -89,12 +89,51 @@ def test_plain_objects_are_keyed_by_class_and_state() -> None:
     assert k(r) != k(Req("a"))
 
 
+def test_one_object_met_twice_in_a_value_is_keyed_twice_not_taken_for_a_cycle() -> None:
+    shared, point = Req("a"), Point(1, 2)
+    assert k([shared, shared]) == k([Req("a"), Req("a")])
+    assert k(Req([point, point])) == k(Req([Point(1, 2), Point(1, 2)]))
+    assert k((shared, Req(shared))) == k((Req("a"), Req(Req("a"))))
+
+
 def test_slotted_objects_key_every_slot() -> None:
     assert k(Slotted(1, 2)) == k(Slotted(1, 2))
     assert all_distinct([Slotted(1, 2), Slotted(2, 1), SlottedSubclass(1, 2, 3), SlottedSubclass(1, 2, 4)])
     half = Slotted.__new__(Slotted)
     half.a = 1
     assert k(half) != k(Slotted(1, None))
+
+
+def test_an_unset_slot_leaves_the_slots_after_it_keyed() -> None:
+    # Slots are written by name: "_Slotted__b" (unset here) comes before "a".
+    first, second = Slotted.__new__(Slotted), Slotted.__new__(Slotted)
+    first.a, second.a = 1, 2
+    assert k(first) != k(second)
+    again = Slotted.__new__(Slotted)
+    again.a = 1
+    assert k(first) == k(again)
+
+
+class SlotBase:
+    __slots__ = ("x",)
+
+
+class SlotRedeclared(SlotBase):
+    """Declares its base's slot again: Python gives it a second storage of its own."""
+
+    __slots__ = ("x",)
+
+
+def _redeclared(mine: Any, base: Any) -> SlotRedeclared:
+    obj = SlotRedeclared()
+    obj.x = mine
+    SlotBase.x.__set__(obj, base)  # type: ignore[attr-defined]
+    return obj
+
+
+def test_a_slot_declared_again_by_a_subclass_keys_both_of_its_storages() -> None:
+    assert k(_redeclared(1, 2)) == k(_redeclared(1, 2))
+    assert all_distinct([_redeclared(1, 2), _redeclared(1, 3), _redeclared(3, 2), SlotRedeclared()])
 
 
 class Color(enum.Enum):
