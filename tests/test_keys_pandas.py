@@ -176,8 +176,17 @@ def test_arrow_backed_arrays() -> None:
 def test_unknown_extension_arrays_are_refused_naming_the_type() -> None:
     with pytest.raises(UnhashableError, match="ThirdPartyArray"):
         make_key(ThirdPartyArray())
-    with pytest.raises(UnhashableError, match="ThirdPartyArray"):
+    with pytest.raises(UnhashableError) as err:
         make_key([ThirdPartyArray()])
+    assert err.value.path == "[0]"
+    assert err.value.type is ThirdPartyArray
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value (at value[0]): a {__name__}.ThirdPartyArray "
+        f"object cannot be hashed by content because it is a pandas extension array of a dtype infercache "
+        f"has no adapter for ({__name__}.ThirdPartyArray). Fix: pass key= to the decorator to choose what "
+        f"identifies a call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(ThirdPartyArray, fn) where fn returns its content."
+    )
 
 
 class ThirdPartyArray(pd.api.extensions.ExtensionArray):
@@ -437,6 +446,31 @@ def test_dataframe_subclass_state_is_keyed() -> None:
     b.unit = "m"
     assert k(a) == k(b)
     assert k(a) != k(pd.DataFrame({"x": [1]}))
+
+
+class FrameWithSlots(pd.DataFrame):
+    """Keeps a unit in a slot, where pandas' own copies and the key's reading of __dict__ do not look."""
+
+    __slots__ = ("unit",)
+
+
+class FrameOverSlots(FrameWithSlots):
+    pass
+
+
+@pytest.mark.parametrize("cls", [FrameWithSlots, FrameOverSlots])
+def test_a_subclass_adding_slots_to_a_pandas_type_is_refused_naming_the_class_that_adds_them(cls: type) -> None:
+    frame = cls({"x": [1]})
+    frame.unit = "m"
+    with pytest.raises(UnhashableError) as err:
+        make_key(frame)
+    assert err.value.type is cls
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.{cls.__name__} object cannot be "
+        f"hashed by content because its class FrameWithSlots adds __slots__ to a pandas type. Fix: pass key= "
+        f"to the decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache "
+        f"this type with infercache.register_hasher({cls.__name__}, fn) where fn returns its content."
+    )
 
 
 def test_local_subclass_of_a_pandas_type_is_refused() -> None:
