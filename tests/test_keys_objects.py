@@ -250,6 +250,15 @@ class PlainWithSlots:
     __slots__ = ("a", "b")
 
 
+class SlotsAndWeakref:
+    """Slots and a weak-reference list: one pointer each in the instance."""
+
+    __slots__ = ("__weakref__", "a")
+
+    def __init__(self, a: Any) -> None:
+        self.a = a
+
+
 def _real_c_backed_types() -> list[type]:
     pd = pytest.importorskip("pandas")
     return [
@@ -270,13 +279,18 @@ def test_state_kept_in_c_is_found_by_instance_layout(t: type) -> None:
     assert _hidden_state(t) is not None
 
 
-@pytest.mark.parametrize("t", [PlainWithSlots, dt.tzinfo, types.SimpleNamespace, object, enum.Enum,
+@pytest.mark.parametrize("t", [PlainWithSlots, SlotsAndWeakref, dt.tzinfo, types.SimpleNamespace, object, enum.Enum,
                                pydantic.BaseModel, PlainWithSlots.__mro__[0]],
                          ids=lambda t: t.__qualname__)
 def test_python_level_state_is_not_mistaken_for_c_state(t: type) -> None:
     from infercache.keys.objects import _hidden_state
 
     assert _hidden_state(t) is None
+
+
+def test_an_object_with_slots_and_a_weakref_list_is_keyed_by_its_slots() -> None:
+    assert k(SlotsAndWeakref(1)) == k(SlotsAndWeakref(1))
+    assert k(SlotsAndWeakref(1)) != k(SlotsAndWeakref(2))
 
 
 def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
