@@ -915,6 +915,19 @@ def test_generated_classes_are_keyed_by_whole_state_or_refused(
         assert keys[0] == keys[2]
 
 
+@dataclasses.dataclass
+class Table:
+    """Has a field named as a struct sequence's class attribute: it is not one."""
+
+    name: str
+    n_fields: int = 0
+
+
+def test_a_class_with_an_n_fields_attribute_is_not_taken_for_a_struct_sequence() -> None:
+    assert k(Table("a", 2)) == k(Table("a", 2))
+    assert all_distinct([Table("a", 2), Table("a", 3), Table("b", 2)])
+
+
 def test_struct_sequences_key_their_fields_beyond_the_tuple() -> None:
     import os
 
