@@ -338,24 +338,24 @@ class _TypeSpec(ctypes.Structure):
                 ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(_TypeSlot))]
 
 
-def _compiled_ndarray_subclass() -> type:
-    """An extension type deriving from ndarray with one C field of its own, as a Cython
+def _extension_type(name: str, base: type) -> type:
+    """An extension type deriving from ``base`` with one C field of its own, as a Cython
     ``cdef class`` with a ``cdef`` attribute makes: made through CPython's own
     ``PyType_FromSpecWithBases``, so that no compiler is needed."""
-    name = ctypes.create_string_buffer(b"compiled_ext.CArray")
+    c_name = ctypes.create_string_buffer(name.encode())
     no_slots = (_TypeSlot * 1)()
     default_and_base_type = (1 << 18) | (1 << 10)  # Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE
-    spec = _TypeSpec(ctypes.cast(name, ctypes.c_char_p), np.ndarray.__basicsize__ + ctypes.sizeof(ctypes.c_void_p),
+    spec = _TypeSpec(ctypes.cast(c_name, ctypes.c_char_p), base.__basicsize__ + ctypes.sizeof(ctypes.c_void_p),
                      0, default_and_base_type, no_slots)
     make = ctypes.pythonapi.PyType_FromSpecWithBases
     make.restype = ctypes.py_object
     make.argtypes = [ctypes.POINTER(_TypeSpec), ctypes.py_object]
-    made: type = make(ctypes.byref(spec), (np.ndarray,))
-    made._spec_memory = (name, no_slots, spec)  # type: ignore[attr-defined]
+    made: type = make(ctypes.byref(spec), (base,))
+    made._spec_memory = (c_name, no_slots, spec)  # type: ignore[attr-defined]
     return made
 
 
-class ArrayOverCState(_compiled_ndarray_subclass()):  # type: ignore[misc]
+class ArrayOverCState(_extension_type("compiled_ext.CArray", np.ndarray)):  # type: ignore[misc]
     """A Python subclass of that extension type: its C field is state no ``__dict__`` shows."""
 
 
@@ -392,6 +392,25 @@ def test_an_array_subclass_over_a_c_type_outside_numpy_is_refused_naming_that_ty
         f"hashed by content because {reason}. Fix: pass key= to the decorator to choose what identifies a "
         f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
         f"infercache.register_hasher(ArrayOverCState, fn) where fn returns its content."
+    )
+
+
+class FloatOverCState(_extension_type("compiled_ext.CFloat", float)):  # type: ignore[misc]
+    """A float subclass over an extension type with a C field: state the float value does not show."""
+
+
+def test_a_builtin_subclass_over_a_c_type_is_refused_naming_that_type() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(FloatOverCState(1.5))
+    reason = ("its state lives in the C type 'compiled_ext:CFloat' (an extension type whose instances hold "
+              "data that no __dict__ or __slots__ shows), which infercache cannot read")
+    assert err.value.type is FloatOverCState
+    assert err.value.reason == reason
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.FloatOverCState object cannot be "
+        f"hashed by content because {reason}. Fix: pass key= to the decorator to choose what identifies a "
+        f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(FloatOverCState, fn) where fn returns its content."
     )
 
 
