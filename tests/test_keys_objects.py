@@ -20,6 +20,7 @@ import decimal
 import enum
 import gc
 import itertools
+import pathlib
 import struct
 import sys
 import threading
@@ -412,6 +413,48 @@ def test_a_builtin_subclass_over_a_c_type_is_refused_naming_that_type() -> None:
         f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
         f"infercache.register_hasher(FloatOverCState, fn) where fn returns its content."
     )
+
+
+class UnitList(list):
+    __slots__ = ("unit",)
+
+
+class UnitFloat(float):
+    __slots__ = ("unit",)
+
+
+class UnitOrderedDict(collections.OrderedDict):
+    __slots__ = ("unit",)
+
+
+class UnitDeque(collections.deque):
+    __slots__ = ("unit",)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: UnitList([1, 2]), lambda: UnitFloat(1.5), lambda: UnitOrderedDict(a=1),
+    lambda: UnitDeque([1]),
+], ids=["list", "float", "OrderedDict", "deque"])
+def test_a_value_type_subclass_keys_the_slots_it_adds(make: Any) -> None:
+    unset, m, km, m_again = make(), make(), make(), make()
+    m.unit, km.unit, m_again.unit = "m", "km", "m"
+    assert all_distinct([unset, m, km])
+    assert k(m) == k(m_again)
+
+
+class TaggedPath(type(pathlib.PurePath())):  # type: ignore[misc]
+    """A path subclass with an attribute of its own."""
+
+
+def test_a_path_subclass_keys_its_own_state_not_the_caches_of_pathlib() -> None:
+    # pathlib fills slots of its own (the string form, the hash) on first use: they are not state.
+    fresh, used = TaggedPath("a/b"), TaggedPath("a/b")
+    fresh.source = used.source = "upload"
+    _ = (str(used), hash(used), used.parts)  # fills pathlib's caches
+    assert k(fresh) == k(used)
+    other = TaggedPath("a/b")
+    other.source = "disk"
+    assert all_distinct([fresh, other, TaggedPath("a/c")])
 
 
 def test_subclass_of_array_is_keyed_by_its_content() -> None:
