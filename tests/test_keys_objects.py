@@ -97,6 +97,27 @@ def test_one_object_met_twice_in_a_value_is_keyed_twice_not_taken_for_a_cycle() 
     assert k((shared, Req(shared))) == k((Req("a"), Req(Req("a"))))
 
 
+class NoState:
+    """Declares no slots and has no __dict__: nothing tells two instances apart, or what they hold."""
+
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("value", [object(), NoState()], ids=["object", "empty slots"])
+def test_an_object_without_state_is_refused_with_the_whole_message(value: Any) -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(value)
+    t = type(value)
+    name = "builtins.object" if t is object else f"{__name__}.NoState"
+    assert err.value.type is t
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {name} object cannot be hashed by content "
+        f"because it has no state (no __dict__ or __slots__) to identify its content. Fix: pass key= to the "
+        f"decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
+        f"type with infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+    )
+
+
 def test_slotted_objects_key_every_slot() -> None:
     assert k(Slotted(1, 2)) == k(Slotted(1, 2))
     assert all_distinct([Slotted(1, 2), Slotted(2, 1), SlottedSubclass(1, 2, 3), SlottedSubclass(1, 2, 4)])
