@@ -33,6 +33,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k, refused
+from pydantic import v1 as pydantic_v1
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_call_key, make_key, register_hasher
@@ -614,6 +615,19 @@ def test_pydantic_state_outside_the_fields_is_keyed() -> None:
     assert k(c) != k(d)
     assert k(ModelExtra(x=1, z=2)) != k(ModelExtra(x=1, z=3))
     assert k(Model(x=1)) == k(Model(x=1))
+
+
+class ParamsV1(pydantic_v1.BaseModel):
+    """A model of pydantic's v1 API, which pydantic 2 still ships."""
+
+    prompt: str
+    steps: int = 10
+
+
+def test_a_pydantic_v1_model_is_keyed_by_class_and_fields() -> None:
+    assert k(ParamsV1(prompt="a")) == k(ParamsV1(prompt="a"))
+    assert all_distinct([ParamsV1(prompt="a"), ParamsV1(prompt="b"), ParamsV1(prompt="a", steps=20),
+                         ParamsV1(prompt="a", steps=10)])
 
 
 class InnerA(pydantic.BaseModel):
