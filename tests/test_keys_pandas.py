@@ -153,6 +153,19 @@ def test_string_arrays_key_storage_and_missing_marker() -> None:
     assert k(variants[1]) == k(pd.array(values, dtype="string[pyarrow]"))
 
 
+@pytest.mark.parametrize("na", [pd.NA, np.nan], ids=["NA", "NaN"])
+def test_a_string_array_keys_apart_from_an_object_array_of_the_same_strings(na: Any) -> None:
+    # pandas' StringArray is a NumpyExtensionArray holding the same object array.
+    strings = pd.array(["a", None], dtype=pd.StringDtype("python", na_value=na))
+    objects = pd.arrays.NumpyExtensionArray(np.array(["a", na], dtype=object))
+    assert isinstance(strings, pd.arrays.NumpyExtensionArray)
+    assert k(strings) != k(objects)
+    assert k(pd.Series(strings)) != k(pd.Series(objects, dtype=object))
+    dtype_of = ic.cache(lambda s: str(s.dtype))
+    assert dtype_of(pd.Series(strings)) == str(strings.dtype)
+    assert dtype_of(pd.Series(objects, dtype=object)) == "object"
+
+
 def test_sparse_arrays_key_fill_value_and_values() -> None:
     assert all_distinct([
         pd.arrays.SparseArray([0, 0, 1]),
