@@ -20,17 +20,20 @@ import decimal
 import enum
 import gc
 import itertools
+import pathlib
 import struct
 import sys
 import threading
 import types
 from typing import Any, NamedTuple
 
+import numpy as np
 import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k, refused
+from pydantic import v1 as pydantic_v1
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_call_key, make_key, register_hasher
@@ -88,12 +91,72 @@ def test_plain_objects_are_keyed_by_class_and_state() -> None:
     assert k(r) != k(Req("a"))
 
 
+def test_one_object_met_twice_in_a_value_is_keyed_twice_not_taken_for_a_cycle() -> None:
+    shared, point = Req("a"), Point(1, 2)
+    assert k([shared, shared]) == k([Req("a"), Req("a")])
+    assert k(Req([point, point])) == k(Req([Point(1, 2), Point(1, 2)]))
+    assert k((shared, Req(shared))) == k((Req("a"), Req(Req("a"))))
+
+
+class NoState:
+    """Declares no slots and has no __dict__: nothing tells two instances apart, or what they hold."""
+
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("value", [object(), NoState()], ids=["object", "empty slots"])
+def test_an_object_without_state_is_refused_with_the_whole_message(value: Any) -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(value)
+    t = type(value)
+    name = "builtins.object" if t is object else f"{__name__}.NoState"
+    assert err.value.type is t
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {name} object cannot be hashed by content "
+        f"because it has no state (no __dict__ or __slots__) to identify its content. Fix: pass key= to the "
+        f"decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
+        f"type with infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+    )
+
+
 def test_slotted_objects_key_every_slot() -> None:
     assert k(Slotted(1, 2)) == k(Slotted(1, 2))
     assert all_distinct([Slotted(1, 2), Slotted(2, 1), SlottedSubclass(1, 2, 3), SlottedSubclass(1, 2, 4)])
     half = Slotted.__new__(Slotted)
     half.a = 1
     assert k(half) != k(Slotted(1, None))
+
+
+def test_an_unset_slot_leaves_the_slots_after_it_keyed() -> None:
+    # Slots are written by name: "_Slotted__b" (unset here) comes before "a".
+    first, second = Slotted.__new__(Slotted), Slotted.__new__(Slotted)
+    first.a, second.a = 1, 2
+    assert k(first) != k(second)
+    again = Slotted.__new__(Slotted)
+    again.a = 1
+    assert k(first) == k(again)
+
+
+class SlotBase:
+    __slots__ = ("x",)
+
+
+class SlotRedeclared(SlotBase):
+    """Declares its base's slot again: Python gives it a second storage of its own."""
+
+    __slots__ = ("x",)
+
+
+def _redeclared(mine: Any, base: Any) -> SlotRedeclared:
+    obj = SlotRedeclared()
+    obj.x = mine
+    SlotBase.x.__set__(obj, base)  # type: ignore[attr-defined]
+    return obj
+
+
+def test_a_slot_declared_again_by_a_subclass_keys_both_of_its_storages() -> None:
+    assert k(_redeclared(1, 2)) == k(_redeclared(1, 2))
+    assert all_distinct([_redeclared(1, 2), _redeclared(1, 3), _redeclared(3, 2), SlotRedeclared()])
 
 
 class Color(enum.Enum):
@@ -210,6 +273,15 @@ class PlainWithSlots:
     __slots__ = ("a", "b")
 
 
+class SlotsAndWeakref:
+    """Slots and a weak-reference list: one pointer each in the instance."""
+
+    __slots__ = ("__weakref__", "a")
+
+    def __init__(self, a: Any) -> None:
+        self.a = a
+
+
 def _real_c_backed_types() -> list[type]:
     pd = pytest.importorskip("pandas")
     return [
@@ -230,13 +302,18 @@ def test_state_kept_in_c_is_found_by_instance_layout(t: type) -> None:
     assert _hidden_state(t) is not None
 
 
-@pytest.mark.parametrize("t", [PlainWithSlots, dt.tzinfo, types.SimpleNamespace, object, enum.Enum,
+@pytest.mark.parametrize("t", [PlainWithSlots, SlotsAndWeakref, dt.tzinfo, types.SimpleNamespace, object, enum.Enum,
                                pydantic.BaseModel, PlainWithSlots.__mro__[0]],
                          ids=lambda t: t.__qualname__)
 def test_python_level_state_is_not_mistaken_for_c_state(t: type) -> None:
     from infercache.keys.objects import _hidden_state
 
     assert _hidden_state(t) is None
+
+
+def test_an_object_with_slots_and_a_weakref_list_is_keyed_by_its_slots() -> None:
+    assert k(SlotsAndWeakref(1)) == k(SlotsAndWeakref(1))
+    assert k(SlotsAndWeakref(1)) != k(SlotsAndWeakref(2))
 
 
 def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
@@ -255,6 +332,151 @@ def test_the_generic_object_rule_refuses_c_backed_pandas_values() -> None:
         with pytest.raises(Unencodable) as err:
             _generic_object_encoder(type(v))(v, new_sink("blake3"))
         assert "C type" in err.value.reason
+
+
+# ---------------------------------------------------------------- state a library type's subclass adds
+# (extra_state_writer: the numpy adapter keys an ndarray subclass's array, this the rest)
+
+
+class UnitArray(np.ndarray):
+    """An ndarray subclass from outside numpy with a unit in its ``__dict__`` (as astropy's Quantity)."""
+
+
+class SlottedUnitArray(np.ndarray):
+    __slots__ = ("unit",)
+
+
+class StatelessArray(np.ndarray):
+    """An ndarray subclass from outside numpy that adds no state (no ``__dict__``, no slots)."""
+
+    __slots__ = ()
+
+
+class _TypeSlot(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+
+class _TypeSpec(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(_TypeSlot))]
+
+
+def _extension_type(name: str, base: type) -> type:
+    """An extension type deriving from ``base`` with one C field of its own, as a Cython
+    ``cdef class`` with a ``cdef`` attribute makes: made through CPython's own
+    ``PyType_FromSpecWithBases``, so that no compiler is needed."""
+    c_name = ctypes.create_string_buffer(name.encode())
+    no_slots = (_TypeSlot * 1)()
+    default_and_base_type = (1 << 18) | (1 << 10)  # Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE
+    spec = _TypeSpec(ctypes.cast(c_name, ctypes.c_char_p), base.__basicsize__ + ctypes.sizeof(ctypes.c_void_p),
+                     0, default_and_base_type, no_slots)
+    make = ctypes.pythonapi.PyType_FromSpecWithBases
+    make.restype = ctypes.py_object
+    make.argtypes = [ctypes.POINTER(_TypeSpec), ctypes.py_object]
+    made: type = make(ctypes.byref(spec), (base,))
+    made._spec_memory = (c_name, no_slots, spec)  # type: ignore[attr-defined]
+    return made
+
+
+class ArrayOverCState(_extension_type("compiled_ext.CArray", np.ndarray)):  # type: ignore[misc]
+    """A Python subclass of that extension type: its C field is state no ``__dict__`` shows."""
+
+
+def _unit_array(cls: type, values: list[float], unit: str) -> Any:
+    a = np.array(values).view(cls)
+    a.unit = unit
+    return a
+
+
+@pytest.mark.parametrize("cls", [UnitArray, SlottedUnitArray])
+def test_an_array_subclass_from_outside_numpy_keys_the_state_it_adds(cls: type) -> None:
+    m = _unit_array(cls, [1.0, 2.0], "m")
+    assert k(m) == k(_unit_array(cls, [1.0, 2.0], "m"))
+    assert all_distinct([m, _unit_array(cls, [1.0, 2.0], "km"), _unit_array(cls, [1.0, 3.0], "m"),
+                         np.array([1.0, 2.0]), np.array([1.0, 2.0]).view(cls)])
+
+
+def test_an_array_subclass_from_outside_numpy_that_adds_no_state_is_keyed_by_class_and_array() -> None:
+    a = np.array([1.0, 2.0]).view(StatelessArray)
+    assert k(a) == k(np.array([1.0, 2.0]).view(StatelessArray))
+    assert all_distinct([a, np.array([1.0, 3.0]).view(StatelessArray), np.array([1.0, 2.0]),
+                         np.array([1.0, 2.0]).view(UnitArray)])
+
+
+def test_an_array_subclass_over_a_c_type_outside_numpy_is_refused_naming_that_type() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(np.zeros(2).view(ArrayOverCState))
+    reason = ("its state lives in the C type 'compiled_ext:CArray' (an extension type whose instances hold "
+              "data that no __dict__ or __slots__ shows), which infercache cannot read")
+    assert err.value.type is ArrayOverCState
+    assert err.value.reason == reason
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.ArrayOverCState object cannot be "
+        f"hashed by content because {reason}. Fix: pass key= to the decorator to choose what identifies a "
+        f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(ArrayOverCState, fn) where fn returns its content."
+    )
+
+
+class FloatOverCState(_extension_type("compiled_ext.CFloat", float)):  # type: ignore[misc]
+    """A float subclass over an extension type with a C field: state the float value does not show."""
+
+
+def test_a_builtin_subclass_over_a_c_type_is_refused_naming_that_type() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(FloatOverCState(1.5))
+    reason = ("its state lives in the C type 'compiled_ext:CFloat' (an extension type whose instances hold "
+              "data that no __dict__ or __slots__ shows), which infercache cannot read")
+    assert err.value.type is FloatOverCState
+    assert err.value.reason == reason
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.FloatOverCState object cannot be "
+        f"hashed by content because {reason}. Fix: pass key= to the decorator to choose what identifies a "
+        f"call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(FloatOverCState, fn) where fn returns its content."
+    )
+
+
+class UnitList(list):
+    __slots__ = ("unit",)
+
+
+class UnitFloat(float):
+    __slots__ = ("unit",)
+
+
+class UnitOrderedDict(collections.OrderedDict):
+    __slots__ = ("unit",)
+
+
+class UnitDeque(collections.deque):
+    __slots__ = ("unit",)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: UnitList([1, 2]), lambda: UnitFloat(1.5), lambda: UnitOrderedDict(a=1),
+    lambda: UnitDeque([1]),
+], ids=["list", "float", "OrderedDict", "deque"])
+def test_a_value_type_subclass_keys_the_slots_it_adds(make: Any) -> None:
+    unset, m, km, m_again = make(), make(), make(), make()
+    m.unit, km.unit, m_again.unit = "m", "km", "m"
+    assert all_distinct([unset, m, km])
+    assert k(m) == k(m_again)
+
+
+class TaggedPath(type(pathlib.PurePath())):  # type: ignore[misc]
+    """A path subclass with an attribute of its own."""
+
+
+def test_a_path_subclass_keys_its_own_state_not_the_caches_of_pathlib() -> None:
+    # pathlib fills slots of its own (the string form, the hash) on first use: they are not state.
+    fresh, used = TaggedPath("a/b"), TaggedPath("a/b")
+    fresh.source = used.source = "upload"
+    _ = (str(used), hash(used), used.parts)  # fills pathlib's caches
+    assert k(fresh) == k(used)
+    other = TaggedPath("a/b")
+    other.source = "disk"
+    assert all_distinct([fresh, other, TaggedPath("a/c")])
 
 
 def test_subclass_of_array_is_keyed_by_its_content() -> None:
@@ -283,6 +505,41 @@ def test_defaultdict_keys_its_default_factory() -> None:
     assert k(collections.defaultdict(list, a=1)) == k(collections.defaultdict(list, a=1))
     assert k(collections.defaultdict(list)) != k({})
     assert refused(collections.defaultdict(lambda: 0))
+
+
+def _unkeyable() -> None:
+    """A function: code, which no key can be made of."""
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    (Req(_unkeyable), ".text"),
+    (Req([1, _unkeyable]), ".text[1]"),
+    (Req({"inner": _unkeyable}), ".text['inner']"),
+    (Req(Req(_unkeyable)), ".text.text"),
+    (Slotted(_unkeyable, 2), ".a"),
+    (Slotted(1, _unkeyable), "._Slotted__b"),
+    (Point(1, _unkeyable), ".y"),
+    (collections.defaultdict(_unkeyable), ".default_factory"),
+    (collections.defaultdict(list, a=_unkeyable), "['a']"),
+], ids=["attribute", "in a list attribute", "in a dict attribute", "nested object", "slot",
+        "mangled slot", "dataclass field", "default_factory", "defaultdict item"])
+def test_a_refusal_names_where_in_the_object_the_unkeyable_value_is(value: Any, path: str) -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(value)
+    assert err.value.path == path
+    assert f"(at value{path}): a builtins.function object cannot be hashed" in str(err.value)
+
+
+def test_a_defaultdict_with_an_unkeyable_factory_is_refused_with_the_whole_message() -> None:
+    with pytest.raises(UnhashableError) as err:
+        make_key(collections.defaultdict(_unkeyable))
+    assert str(err.value) == (
+        "infercache cannot build a cache key for the value (at value.default_factory): a "
+        "builtins.function object cannot be hashed by content because functions and methods are "
+        "code, not data: their content cannot be compared. Fix: pass key= to the decorator to "
+        "choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this type "
+        "with infercache.register_hasher(function, fn) where fn returns its content."
+    )
 
 
 def test_objects_backed_by_c_without_an_adapter_are_refused() -> None:
@@ -358,6 +615,19 @@ def test_pydantic_state_outside_the_fields_is_keyed() -> None:
     assert k(c) != k(d)
     assert k(ModelExtra(x=1, z=2)) != k(ModelExtra(x=1, z=3))
     assert k(Model(x=1)) == k(Model(x=1))
+
+
+class ParamsV1(pydantic_v1.BaseModel):
+    """A model of pydantic's v1 API, which pydantic 2 still ships."""
+
+    prompt: str
+    steps: int = 10
+
+
+def test_a_pydantic_v1_model_is_keyed_by_class_and_fields() -> None:
+    assert k(ParamsV1(prompt="a")) == k(ParamsV1(prompt="a"))
+    assert all_distinct([ParamsV1(prompt="a"), ParamsV1(prompt="b"), ParamsV1(prompt="a", steps=20),
+                         ParamsV1(prompt="a", steps=10)])
 
 
 class InnerA(pydantic.BaseModel):
@@ -740,6 +1010,19 @@ def test_generated_classes_are_keyed_by_whole_state_or_refused(
         assert keys[0] != keys[2], "objects differing in any part of their state must not share a key"
     else:
         assert keys[0] == keys[2]
+
+
+@dataclasses.dataclass
+class Table:
+    """Has a field named as a struct sequence's class attribute: it is not one."""
+
+    name: str
+    n_fields: int = 0
+
+
+def test_a_class_with_an_n_fields_attribute_is_not_taken_for_a_struct_sequence() -> None:
+    assert k(Table("a", 2)) == k(Table("a", 2))
+    assert all_distinct([Table("a", 2), Table("a", 3), Table("b", 2)])
 
 
 def test_struct_sequences_key_their_fields_beyond_the_tuple() -> None:

@@ -83,10 +83,15 @@ def test_datetime_arrays_key_unit_zone_and_values() -> None:
     ])
 
 
-def test_datetime_index_keys_its_freq() -> None:
-    with_freq = pd.date_range("2024-01-01", periods=3, freq="D")
-    without = pd.DatetimeIndex(list(with_freq))
-    assert without.freq is None
+@pytest.mark.parametrize(("make", "index_type"), [
+    (lambda freq: pd.date_range("2024-01-01", periods=3, freq=freq), "DatetimeIndex"),
+    (lambda freq: pd.timedelta_range("1D", periods=3, freq=freq), "TimedeltaIndex"),
+], ids=["DatetimeIndex", "TimedeltaIndex"])
+def test_datetime_and_timedelta_indexes_key_their_freq(make: Any, index_type: str) -> None:
+    with_freq = make("D")
+    without = getattr(pd, index_type)(list(with_freq))
+    assert without.freq is None and with_freq.equals(without)
+    assert k(with_freq) == k(make("D"))
     assert k(with_freq) != k(without)
 
 
@@ -148,6 +153,19 @@ def test_string_arrays_key_storage_and_missing_marker() -> None:
     assert k(variants[1]) == k(pd.array(values, dtype="string[pyarrow]"))
 
 
+@pytest.mark.parametrize("na", [pd.NA, np.nan], ids=["NA", "NaN"])
+def test_a_string_array_keys_apart_from_an_object_array_of_the_same_strings(na: Any) -> None:
+    # pandas' StringArray is a NumpyExtensionArray holding the same object array.
+    strings = pd.array(["a", None], dtype=pd.StringDtype("python", na_value=na))
+    objects = pd.arrays.NumpyExtensionArray(np.array(["a", na], dtype=object))
+    assert isinstance(strings, pd.arrays.NumpyExtensionArray)
+    assert k(strings) != k(objects)
+    assert k(pd.Series(strings)) != k(pd.Series(objects, dtype=object))
+    dtype_of = ic.cache(lambda s: str(s.dtype))
+    assert dtype_of(pd.Series(strings)) == str(strings.dtype)
+    assert dtype_of(pd.Series(objects, dtype=object)) == "object"
+
+
 def test_sparse_arrays_key_fill_value_and_values() -> None:
     assert all_distinct([
         pd.arrays.SparseArray([0, 0, 1]),
@@ -171,8 +189,17 @@ def test_arrow_backed_arrays() -> None:
 def test_unknown_extension_arrays_are_refused_naming_the_type() -> None:
     with pytest.raises(UnhashableError, match="ThirdPartyArray"):
         make_key(ThirdPartyArray())
-    with pytest.raises(UnhashableError, match="ThirdPartyArray"):
+    with pytest.raises(UnhashableError) as err:
         make_key([ThirdPartyArray()])
+    assert err.value.path == "[0]"
+    assert err.value.type is ThirdPartyArray
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value (at value[0]): a {__name__}.ThirdPartyArray "
+        f"object cannot be hashed by content because it is a pandas extension array of a dtype infercache "
+        f"has no adapter for ({__name__}.ThirdPartyArray). Fix: pass key= to the decorator to choose what "
+        f"identifies a call (e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher(ThirdPartyArray, fn) where fn returns its content."
+    )
 
 
 class ThirdPartyArray(pd.api.extensions.ExtensionArray):
@@ -192,6 +219,31 @@ def test_series_and_frames_key_their_index_kind() -> None:
     ]
     assert all_distinct([pd.Series(values, index=i) for i in indexes])
     assert all_distinct([pd.DataFrame({"v": values}, index=i) for i in indexes])
+
+
+@pytest.mark.parametrize("make", [
+    lambda name: pd.RangeIndex(3, name=name),
+    lambda name: pd.date_range("2024-01-01", periods=2, name=name),
+    lambda name: pd.timedelta_range("1D", periods=2, name=name),
+    lambda name: pd.Index([1, 2], name=name),
+    lambda name: pd.period_range("2024-01", periods=2, freq="M", name=name),
+    lambda name: pd.CategoricalIndex(["a"], name=name),
+    lambda name: pd.interval_range(0, 2, name=name),
+    lambda name: pd.MultiIndex.from_arrays([[1, 2]], names=[name]),
+], ids=["RangeIndex", "DatetimeIndex", "TimedeltaIndex", "Index", "PeriodIndex", "CategoricalIndex",
+        "IntervalIndex", "MultiIndex"])
+def test_every_kind_of_index_keys_its_name(make: Any) -> None:
+    assert all_distinct([make(None), make("t"), make("u")])
+    assert k(make("t")) == k(make("t"))
+
+
+def test_a_multi_index_keys_its_declared_sort_order() -> None:
+    def make(sortorder: int | None) -> Any:
+        return pd.MultiIndex(levels=[[1, 2], ["x", "y"]], codes=[[0, 1], [0, 1]], sortorder=sortorder)
+
+    assert make(None).equals(make(1))  # the same labels: only the sort order they declare differs
+    assert all_distinct([make(None), make(1), make(2)])
+    assert k(make(1)) == k(make(1))
 
 
 def test_multi_index_keys_level_dtypes_names_and_codes() -> None:
@@ -217,6 +269,24 @@ def test_series_keys_name_attrs_flags_and_user_attributes() -> None:
         tagged = pd.Series([1, 2], name="a")
         tagged.source = "sensor-1"
     assert all_distinct([s, pd.Series([1, 2], name="b"), with_attrs, strict, tagged])
+
+
+def _unkeyable() -> None:
+    """A function: code, which no key can be made of."""
+
+
+def test_a_refused_frame_names_the_column_and_row_of_the_unkeyable_cell() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "f": [0, _unkeyable]})
+    with pytest.raises(UnhashableError) as err:
+        make_key(frame)
+    assert err.value.path == "['f'][1]"
+    assert str(err.value) == (
+        "infercache cannot build a cache key for the value (at value['f'][1]): a builtins.function object "
+        "cannot be hashed by content because functions and methods are code, not data: their content cannot "
+        "be compared. Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: "
+        "...), or teach infercache this type with infercache.register_hasher(function, fn) where fn returns "
+        "its content."
+    )
 
 
 def test_frames_key_columns_dtypes_and_order() -> None:
@@ -248,6 +318,46 @@ def test_scalars() -> None:
     ])
     assert k(pd.Timestamp("2024-01-01", tz="UTC")) == k(pd.Timestamp("2024-01-01", tz="UTC"))
     assert k(pd.Period("2024-01", "M")) == k(pd.Period("2024-01", "M"))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pd.Timestamp("2024-01-01"),
+    lambda: pd.Timedelta(1, unit="s"),
+    lambda: pd.Period("2024-01", "M"),
+    lambda: pd.Index([1, 2]),
+    lambda: pd.Series([1, 2]),
+    lambda: pd.DataFrame({"a": [1, 2]}),
+], ids=["Timestamp", "Timedelta", "Period", "Index", "Series", "DataFrame"])
+def test_attributes_a_user_sets_on_a_pandas_value_are_keyed(make: Any) -> None:
+    plain, a, b, a_again = make(), make(), make(), make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns that a column is not made this way
+        a.source, b.source, a_again.source = "sensor-1", "sensor-2", "sensor-1"
+    assert all_distinct([plain, a, b])
+    assert k(a) == k(a_again)
+
+
+def test_a_categorical_dtype_without_categories_is_not_one_with_no_categories() -> None:
+    # The first takes its categories from the data it is applied to; the second has none.
+    infer, none = pd.CategoricalDtype(), pd.CategoricalDtype([])
+    assert k(infer) != k(none)
+    assert k(infer) == k(pd.CategoricalDtype())
+    categories_of = ic.cache(lambda dtype: None if dtype.categories is None else list(dtype.categories))
+    assert categories_of(infer) is None
+    assert categories_of(none) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: pd.offsets.MonthEnd(**kw),
+    lambda **kw: pd.offsets.Week(weekday=0, **kw),
+    lambda **kw: pd.DateOffset(months=1, **kw),
+], ids=["MonthEnd", "Week", "DateOffset"])
+def test_a_normalizing_date_offset_keys_apart_from_one_that_keeps_the_time(make: Any) -> None:
+    # normalize=True moves a Timestamp to midnight as well: the two give different dates.
+    at_noon = pd.Timestamp("2024-01-31 12:00")
+    assert at_noon + make(normalize=True) != at_noon + make()
+    assert k(make(normalize=True)) != k(make())
+    assert k(make(normalize=True)) == k(make(normalize=True))
 
 
 def test_dtypes_as_values() -> None:
@@ -349,6 +459,31 @@ def test_dataframe_subclass_state_is_keyed() -> None:
     b.unit = "m"
     assert k(a) == k(b)
     assert k(a) != k(pd.DataFrame({"x": [1]}))
+
+
+class FrameWithSlots(pd.DataFrame):
+    """Keeps a unit in a slot, where pandas' own copies and the key's reading of __dict__ do not look."""
+
+    __slots__ = ("unit",)
+
+
+class FrameOverSlots(FrameWithSlots):
+    pass
+
+
+@pytest.mark.parametrize("cls", [FrameWithSlots, FrameOverSlots])
+def test_a_subclass_adding_slots_to_a_pandas_type_is_refused_naming_the_class_that_adds_them(cls: type) -> None:
+    frame = cls({"x": [1]})
+    frame.unit = "m"
+    with pytest.raises(UnhashableError) as err:
+        make_key(frame)
+    assert err.value.type is cls
+    assert str(err.value) == (
+        f"infercache cannot build a cache key for the value: a {__name__}.{cls.__name__} object cannot be "
+        f"hashed by content because its class FrameWithSlots adds __slots__ to a pandas type. Fix: pass key= "
+        f"to the decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache "
+        f"this type with infercache.register_hasher({cls.__name__}, fn) where fn returns its content."
+    )
 
 
 def test_local_subclass_of_a_pandas_type_is_refused() -> None:

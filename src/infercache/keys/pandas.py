@@ -230,10 +230,12 @@ def _array_writer(t: type) -> Callable[[Any, Sink], None]:
                                      getattr(arrays, "ArrowStringArray", None)) if c is not None)
     if issubclass(t, np.ndarray):
         return _kind(b"n", lambda a, out: enc_ndarray(a, out))
-    if issubclass(t, arrays.NumpyExtensionArray):
-        return _kind(b"n", lambda a, out: enc_ndarray(np.asarray(a), out))
+    # Before NumpyExtensionArray: pandas' StringArray is one, and an object array of
+    # the same strings must not share its key.
     if issubclass(t, string_types):
         return _kind(b"s", _write_strings)
+    if issubclass(t, arrays.NumpyExtensionArray):
+        return _kind(b"n", lambda a, out: enc_ndarray(np.asarray(a), out))
     if issubclass(t, pd.Categorical):
         return _kind(b"c", _write_categorical)
     if issubclass(t, arrays.DatetimeArray):

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import blake3 as _blake3
 import xxhash as _xxhash
 
-KEY_FORMAT_VERSION = 3
+KEY_FORMAT_VERSION = 4
 """Version of the key bytes. Bump it whenever any value's key changes (the
 golden-key table in the tests records the version it was written for)."""
 
