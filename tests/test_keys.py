@@ -24,6 +24,7 @@ import sys
 import textwrap
 import threading
 import uuid
+from array import array
 from typing import Any
 
 import pytest
@@ -35,9 +36,11 @@ from infercache import keys
 from infercache.keys import (
     ALGORITHMS,
     UnhashableError,
+    encoder,
     hash_key,
     make_call_key,
     make_key,
+    register_adapter,
     register_hasher,
 )
 from infercache.keys.api import general_call_key
@@ -427,13 +430,112 @@ def test_register_hasher() -> None:
     assert k(Doc("a", lock)) == k(Doc("A", lock))
 
 
-def test_register_hasher_validates() -> None:
-    with pytest.raises(TypeError):
-        register_hasher("Doc", lambda d: d)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        register_hasher(Doc, 42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        register_hasher(str, len)
+@pytest.mark.parametrize(
+    ("type_", "fn", "message"),
+    [
+        ("Doc", len, "register_hasher needs a type, got 'Doc'"),
+        (Doc, 42, "register_hasher needs a callable, got 42"),
+        (str, len, "the encoding of built-in type str cannot be overridden"),
+        (list, len, "the encoding of built-in type list cannot be overridden"),
+    ],
+)
+def test_register_hasher_refuses_what_it_cannot_use_and_says_why(type_: Any, fn: Any, message: str) -> None:
+    with pytest.raises(TypeError) as info:
+        register_hasher(type_, fn)
+    assert str(info.value) == message
+
+
+class Reading:
+    """A value the object rules refuse (it holds a lock): only the adapter below keys it."""
+
+    def __init__(self, celsius: float, lock: Any) -> None:
+        self.celsius = celsius
+        self.lock = lock
+
+
+class Fahrenheit:
+    """A value the object rules key (by its attributes): the adapter below declines it."""
+
+    def __init__(self, degrees: float) -> None:
+        self.degrees = degrees
+
+
+def _enc_reading(obj: Reading, out: Any) -> None:
+    out += encoder.tagged(b"R", Reading)
+    encoder.encode(obj.celsius, out)
+
+
+def test_an_adapter_keys_the_types_its_builder_knows_before_the_object_rules() -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError):
+        make_key(Reading(21.5, lock))
+    asked: list[type] = []
+
+    def builder(t: type) -> Any:
+        asked.append(t)
+        return _enc_reading if t is Reading else None
+
+    assert register_adapter(builder) is builder  # usable as a decorator
+    try:
+        assert k(Reading(21.5, lock)) == k(Reading(21.5, None))
+        assert all_distinct([Reading(21.5, lock), Reading(22.0, lock), 21.5, Fahrenheit(21.5)])
+        assert k(Fahrenheit(70.0)) == k(Fahrenheit(70.0))  # keyed by the object rules, as before
+        assert asked.count(Reading) == 1 and asked.count(Fahrenheit) == 1  # once per type
+    finally:
+        encoder._ADAPTERS.remove(builder)
+        encoder._forget_resolved()
+    with pytest.raises(UnhashableError):
+        make_key(Reading(21.5, lock))
+
+
+def test_a_hasher_registered_while_another_thread_makes_keys_never_fails() -> None:
+    # A registration forgets the encoder of every type resolved so far while the other
+    # thread resolves each type it meets for the first time: neither may fail for it (an
+    # iteration over the resolved types failed here with "dictionary changed size during
+    # iteration" in nearly every run).
+    met = [type(f"Met{i}", (), {}) for i in range(12000)]
+    for c in met:
+        register_hasher(c, bool)
+    values = [c() for c in met]
+    done, progress = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def register() -> None:
+        try:
+            for i in range(30):
+                progress.wait(10)  # thousands of types met since the last registration
+                progress.clear()
+                register_hasher(met[i], bool)
+        except Exception as e:  # noqa: BLE001 - the test thread reports it
+            errors.append(e)
+
+    def make_keys() -> None:
+        try:
+            while not done.is_set():
+                for i, v in enumerate(values):
+                    make_key(v)
+                    if i % 6000 == 5999:
+                        progress.set()
+        except Exception as e:  # noqa: BLE001 - the test thread reports it
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads take turns as often as they can
+    threads = [threading.Thread(target=make_keys), threading.Thread(target=register)]
+    try:
+        for t in threads:
+            t.start()
+        threads[1].join(30)
+        done.set()
+        threads[0].join(30)
+    finally:
+        sys.setswitchinterval(interval)
+        done.set()
+        for c in met:
+            encoder._REGISTRY.pop(c, None)
+        encoder._forget_resolved()
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
 
 
 # ---------------------------------------------------------------- call keys
@@ -555,6 +657,54 @@ def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pyte
             monkeypatch.setattr(module, "BIG", 10**9)
     inline = [make_key(v) for v in values]
     assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+
+
+def _keys_inline(values: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """Each value's blake3 and xxh3 keys with every buffer copied into the encoding (none streamed)."""
+    with monkeypatch.context() as patch:
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
+                patch.setattr(module, "BIG", 10**9)
+        return [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
+
+
+def test_large_memoryviews_of_any_format_and_shape_are_streamed_as_their_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ints = array("i", range(3000))  # 12 000 bytes
+    views = [
+        memoryview(ints),
+        memoryview(array("d", [0.5] * 1000)),
+        memoryview(ints).cast("B").cast("i", (100, 30)),
+        memoryview(bytes(range(256)) * 40).cast("B", (80, 128)),
+    ]
+    streamed = [(make_key(v), make_key(v, algorithm="xxh3")) for v in views]
+    assert streamed == _keys_inline(views, monkeypatch)
+    assert make_key(views[0]) == make_key(memoryview(array("i", range(3000))))
+    assert all_distinct([*views, memoryview(ints).cast("B"), memoryview(ints).cast("B").cast("i", (30, 100))])
+
+
+@pytest.mark.parametrize("typecode", ["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d"])
+def test_a_python_array_is_keyed_by_its_little_endian_bytes_on_a_big_endian_machine(
+    typecode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This machine is little-endian (the key's byte order): the encoder is told its memory is
+    # big-endian, and must then key each item's bytes reversed, from a copy, the caller's array untouched.
+    assert sys.byteorder == "little"
+    items = list(range(1, 14))
+    value = array(typecode, items)
+    before = value.tobytes()
+    swapped = array(typecode, items)
+    swapped.byteswap()
+    native = [make_key(swapped), make_key(value), make_key(swapped, algorithm="xxh3")]
+    big = array(typecode, items * 400)  # streamed into the hasher
+    big_swapped = array(typecode, items * 400)
+    big_swapped.byteswap()
+    native_big = make_key(big_swapped)
+    monkeypatch.setattr(encoder, "NATIVE_BIG_ENDIAN", True)
+    assert [make_key(value), make_key(swapped), make_key(value, algorithm="xxh3")] == native
+    assert make_key(big) == native_big
+    assert value.tobytes() == before
 
 
 class Node:

@@ -676,8 +676,10 @@ def set_object_rules(rules: list[Builder], fallback: Builder) -> None:
 
 
 def _forget_resolved() -> None:
-    for t in [t for t in _ENC if t not in CORE]:
-        _ENC.pop(t, None)
+    # Emptied, not iterated over: another thread may resolve a type meanwhile, and an
+    # iteration over a dict that changes size fails (RuntimeError).
+    _ENC.clear()
+    _ENC.update(CORE)
     _TZ_ENC.clear()
     _TZ_STATE.clear()
 
