@@ -14,6 +14,9 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import decimal
+import importlib.resources
+import importlib.util
+import io
 import json
 import math
 import os
@@ -247,6 +250,22 @@ def test_scalars_of_many_kinds() -> None:
 
 
 # ---------------------------------------------------------------- refusals and errors
+
+
+def test_slices_key_apart_in_each_of_start_stop_and_step() -> None:
+    base = slice(1, 5, 2)
+    others = [slice(0, 5, 2), slice(1, 6, 2), slice(1, 5, 3), slice(None, 5, 2), slice(1, None, 2),
+              slice(1, 5), slice("1", 5, 2), slice(1, "5", 2), slice(1, 5, "2")]
+    assert all_distinct([base, *others])
+    assert k(base) == k(slice(1, 5, 2)) and k(slice("a", "b")) == k(slice("a", "b", None))
+
+
+def test_strided_memoryviews_are_keyed_by_the_items_they_show() -> None:
+    data = bytes(range(200)) * 50  # 10 000 bytes: the items shown are streamed past 4 KiB
+    for view in (memoryview(data)[::2], memoryview(data)[::-1], memoryview(array("i", range(3000)))[1::3]):
+        assert not view.c_contiguous
+        assert k(view) == k(memoryview(view.tobytes()).cast(view.format))
+        assert k(view) != k(memoryview(data))
 
 
 class Req:
@@ -536,6 +555,70 @@ def test_a_hasher_registered_while_another_thread_makes_keys_never_fails() -> No
         encoder._forget_resolved()
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+def _key_or_none(value: Any) -> bytes | None:
+    """``value``'s key, or None when it is refused."""
+    try:
+        return make_key(value)
+    except UnhashableError:
+        return None
+
+
+def _tzif(name: str) -> bytes:
+    """The TZif data of zone ``name``, as the tzdata package ships it."""
+    pytest.importorskip("tzdata")
+    return importlib.resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).read_bytes()
+
+
+def test_a_dateutil_zone_read_from_an_unnamed_file_object_is_keyed_by_its_contents() -> None:
+    # dateutil names such a zone by the file object's repr, which holds an address: one file
+    # object read once for London and once for Tokyo gives both zones the same name.
+    dateutil_tz = pytest.importorskip("dateutil.tz")
+    data = io.BytesIO(_tzif("Europe/London"))
+    london = dateutil_tz.tzfile(data)
+    data.seek(0)
+    data.truncate()
+    data.write(_tzif("Asia/Tokyo"))
+    data.seek(0)
+    tokyo = dateutil_tz.tzfile(data)
+    assert london != tokyo
+    # Keyed by its state instead, never by that name: refused when the state holds methods
+    # (dateutil 4 keeps a footer's daylight-saving rule as one), else a key of its own.
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]
+    assert keyed != [None, None] and keyed[0] != keyed[1]
+
+
+def test_a_dateutil_zone_is_named_alike_from_a_windows_path_and_a_posix_one() -> None:
+    dateutil_tz = pytest.importorskip("dateutil.tz")
+
+    def zone(name: str, path: str) -> Any:
+        return dateutil_tz.tzfile(io.BytesIO(_tzif(name)), filename=path)
+
+    windows = zone("Europe/London", "C:\\Python\\Lib\\site-packages\\tzdata\\zoneinfo\\Europe\\London")
+    assert k(windows) == k(zone("Europe/London", "/usr/share/zoneinfo/Europe/London"))
+    assert k(windows) == k(zone("Europe/London", "Europe/London"))
+    assert k(windows) != k(zone("Europe/Dublin", "C:\\tzdata\\zoneinfo\\Europe\\Dublin"))
+
+
+if importlib.util.find_spec("dateutil") is not None:
+    from dateutil import tz as _dateutil_tz
+
+    class ZoneFromData(_dateutil_tz.tzfile):  # type: ignore[misc]
+        """A dateutil zone of the app's own making, read from TZif data without a file name
+        (``tzfile.__init__``, which sets one, is not run)."""
+
+        def __init__(self, data: bytes) -> None:
+            self._load_file(io.BytesIO(data))
+            self._key = None
+
+
+def test_a_dateutil_zone_without_a_file_name_is_keyed_by_its_state() -> None:
+    pytest.importorskip("dateutil.tz")
+    london, tokyo = ZoneFromData(_tzif("Europe/London")), ZoneFromData(_tzif("Asia/Tokyo"))
+    assert not hasattr(london, "_filename")
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]  # as above: refused, or keyed apart
+    assert keyed != [None, None] and keyed[0] != keyed[1]
 
 
 # ---------------------------------------------------------------- call keys
