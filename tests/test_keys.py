@@ -601,6 +601,46 @@ def test_a_dateutil_zone_is_named_alike_from_a_windows_path_and_a_posix_one() ->
     assert k(windows) != k(zone("Europe/Dublin", "C:\\tzdata\\zoneinfo\\Europe\\Dublin"))
 
 
+def _local_zone() -> dt.tzinfo:
+    class LocalZone(dt.tzinfo):
+        def utcoffset(self, when: Any) -> dt.timedelta:
+            return dt.timedelta(0)
+
+    return LocalZone()
+
+
+def _zone_from_file() -> dt.tzinfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo.from_file(io.BytesIO(_tzif("UTC")))  # no key: nothing names it
+
+
+@pytest.mark.parametrize(
+    ("zone", "reason"),
+    [
+        (_local_zone, "its class is defined inside a function (a local class), so its name does not "
+                      "identify it across calls and processes"),
+        (_zone_from_file, "its state lives in the C type 'zoneinfo:ZoneInfo' (an extension type whose "
+                          "instances hold data that no __dict__ or __slots__ shows), which infercache cannot read"),
+    ],
+)
+@pytest.mark.parametrize("holder", ["zone", "datetime", "time"])
+def test_a_zone_keyed_by_a_state_that_cannot_be_read_is_refused_with_why(zone: Any, reason: str, holder: str) -> None:
+    tz = zone()
+    value = {"zone": tz, "datetime": dt.datetime(2024, 1, 1, tzinfo=tz), "time": dt.time(9, tzinfo=tz)}[holder]
+    for _ in range(2):  # the refusal is remembered per type: the second time too
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        t = type(tz)
+        assert (info.value.type, info.value.reason) == (t, reason)
+        assert str(info.value) == (
+            f"infercache cannot build a cache key for the value: a {t.__module__}.{t.__qualname__} object "
+            f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to choose what "
+            "identifies a call (e.g. key=lambda kw: ...), or teach infercache this type with "
+            f"infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+        )
+
+
 if importlib.util.find_spec("dateutil") is not None:
     from dateutil import tz as _dateutil_tz
 
