@@ -589,16 +589,21 @@ def test_a_dateutil_zone_read_from_an_unnamed_file_object_is_keyed_by_its_conten
     assert keyed != [None, None] and keyed[0] != keyed[1]
 
 
-def test_a_dateutil_zone_is_named_alike_from_a_windows_path_and_a_posix_one() -> None:
+def test_a_dateutil_zone_is_named_alike_from_any_path_to_its_database() -> None:
     dateutil_tz = pytest.importorskip("dateutil.tz")
 
     def zone(name: str, path: str) -> Any:
         return dateutil_tz.tzfile(io.BytesIO(_tzif(name)), filename=path)
 
-    windows = zone("Europe/London", "C:\\Python\\Lib\\site-packages\\tzdata\\zoneinfo\\Europe\\London")
-    assert k(windows) == k(zone("Europe/London", "/usr/share/zoneinfo/Europe/London"))
-    assert k(windows) == k(zone("Europe/London", "Europe/London"))
-    assert k(windows) != k(zone("Europe/Dublin", "C:\\tzdata\\zoneinfo\\Europe\\Dublin"))
+    paths = [
+        "Europe/London",
+        "/usr/share/zoneinfo/Europe/London",
+        "C:\\Python\\Lib\\site-packages\\tzdata\\zoneinfo\\Europe\\London",
+        "/zoneinfo/Europe/London",  # a database at the root (a container's)
+        "/srv/zoneinfo/app/.venv/lib/site-packages/tzdata/zoneinfo/Europe/London",  # the last one counts
+    ]
+    assert len({k(zone("Europe/London", path)) for path in paths}) == 1
+    assert k(zone("Europe/London", paths[2])) != k(zone("Europe/Dublin", "C:\\tzdata\\zoneinfo\\Europe\\Dublin"))
 
 
 def _local_zone() -> dt.tzinfo:
