@@ -449,6 +449,44 @@ def test_register_hasher() -> None:
     assert k(Doc("a", lock)) == k(Doc("A", lock))
 
 
+class Vouched:
+    """A class registered by the test below only (and unregistered again)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class SubVouched(Vouched):
+    pass
+
+
+def test_a_registered_class_is_keyed_under_its_name_and_a_subclass_only_if_its_name_identifies_it() -> None:
+    # Registering a class vouches for it, even a local one; a subclass only inherits the
+    # registration when its name leads back to it.
+    class Local(Vouched):
+        pass
+
+    class LocalSub(Vouched):
+        pass
+
+    register_hasher(Local, lambda v: v.text)
+    register_hasher(Vouched, lambda v: v.text)
+    try:
+        assert k(Local("a")) == k(Local("a")) != k(Local("b"))
+        assert all_distinct([Local("a"), Vouched("a"), SubVouched("a"), "a"])
+        with pytest.raises(UnhashableError) as info:
+            make_key(LocalSub("a"))
+    finally:
+        for registered in (Local, Vouched):
+            encoder._REGISTRY.pop(registered, None)
+        encoder._forget_resolved()
+    assert (info.value.type, info.value.reason) == (
+        LocalSub,
+        "its class is defined inside a function (a local class), so its name does not identify it across "
+        f"calls and processes; register_hasher({LocalSub.__qualname__}, fn) to key it",
+    )
+
+
 @pytest.mark.parametrize(
     ("type_", "fn", "message"),
     [
