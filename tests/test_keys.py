@@ -29,6 +29,7 @@ import threading
 import uuid
 from array import array
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -702,6 +703,70 @@ def test_a_dateutil_zone_without_a_file_name_is_keyed_by_its_state() -> None:
     assert not hasattr(london, "_filename")
     keyed = [_key_or_none(london), _key_or_none(tokyo)]  # as above: refused, or keyed apart
     assert keyed != [None, None] and keyed[0] != keyed[1]
+
+
+class AppZone(ZoneInfo):
+    """A zone class of the app's own, on top of zoneinfo's."""
+
+
+_APP_ZONES: dict[str, type] = {"zoneinfo": AppZone}
+if importlib.util.find_spec("pytz") is not None:
+    import pytz as _pytz
+
+    class AppUTC(type(_pytz.utc)):  # type: ignore[misc]
+        """A pytz zone class of the app's own."""
+
+    _APP_ZONES["pytz"] = AppUTC
+if importlib.util.find_spec("dateutil") is not None:
+
+    class AppZoneFile(_dateutil_tz.tzfile):  # type: ignore[misc]
+        """A dateutil zone class of the app's own."""
+
+    _APP_ZONES["dateutil"] = AppZoneFile
+
+
+def _zones(library: str) -> tuple[Any, Any, Any]:
+    """A zone of ``library``'s own class, the same zone of the app's class, another zone of the app's."""
+    pytest.importorskip(library)
+    if library == "zoneinfo":
+        return ZoneInfo("Europe/London"), AppZone.no_cache("Europe/London"), AppZone.no_cache("Europe/Paris")
+    if library == "pytz":
+        return _pytz.utc, AppUTC(), _pytz.timezone("Europe/London")  # the app's class has one zone: UTC
+
+    def read(cls: type, name: str) -> Any:
+        return cls(io.BytesIO(_tzif(name)), filename=name)
+
+    return (read(_dateutil_tz.tzfile, "Europe/London"), read(AppZoneFile, "Europe/London"),
+            read(AppZoneFile, "Europe/Paris"))
+
+
+@pytest.mark.parametrize("library", ["zoneinfo", "pytz", "dateutil"])
+def test_a_zone_class_made_outside_its_library_is_part_of_the_zones_key(library: str) -> None:
+    own, app, other = _zones(library)
+    assert type(app) is _APP_ZONES[library] and type(own) is not type(app)
+    when = dt.datetime(2024, 1, 15, 9)
+    assert all_distinct([own, app, other, when.replace(tzinfo=own), when.replace(tzinfo=app)])
+    assert k(app) == k(_zones(library)[1])
+
+
+@pytest.mark.parametrize("library", ["zoneinfo", "pytz", "dateutil"])
+def test_a_local_zone_class_made_on_top_of_a_library_is_refused(library: str) -> None:
+    class LocalZone(type(_zones(library)[0])):  # type: ignore[misc]
+        pass
+
+    if library == "zoneinfo":
+        zone = LocalZone.no_cache("Europe/London")
+    elif library == "pytz":
+        zone = LocalZone()
+    else:
+        zone = LocalZone(io.BytesIO(_tzif("Europe/London")), filename="Europe/London")
+    with pytest.raises(UnhashableError) as info:
+        make_key(dt.datetime(2024, 1, 15, 9, tzinfo=zone))
+    assert (info.value.type, info.value.reason) == (
+        LocalZone,
+        "its class is defined inside a function (a local class), so its name does not identify it across "
+        "calls and processes",
+    )
 
 
 # ---------------------------------------------------------------- call keys
