@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import decimal
+import functools
 import importlib.resources
 import importlib.util
 import io
@@ -298,6 +299,69 @@ def test_unhashable_values_raise(value: Any, word: str) -> None:
     assert "'arg'" in msg
     assert "key=" in msg and "register_hasher" in msg
     assert isinstance(info.value, TypeError)
+
+
+_CODE = "functions and methods are code, not data: their content cannot be compared"
+_RUNNING = "generators, coroutines and frames are running computations, not data"
+
+
+async def _coroutine() -> None:
+    pass
+
+
+async def _async_generator() -> Any:
+    yield 1
+
+
+def _frame_and_traceback() -> tuple[Any, Any]:
+    try:
+        raise ValueError("x")
+    except ValueError as e:
+        return sys._getframe(), e.__traceback__
+
+
+class AppThread(threading.Thread):
+    pass
+
+
+class AppStream(io.StringIO):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: (lambda x: x), _CODE),
+        (lambda: len, _CODE),
+        (lambda: Req("a").__init__, _CODE),
+        (lambda: Req("a").__str__, _CODE),  # a method-wrapper
+        (lambda: object.__init__, _CODE),  # a wrapper descriptor
+        (lambda: str.join, _CODE),  # a method descriptor
+        (lambda: dict.__dict__["fromkeys"], _CODE),  # a class method descriptor
+        (lambda: functools.partial(int, base=2), _CODE),
+        (lambda: sys, "modules are not data"),
+        (lambda: (i for i in range(3)), _RUNNING),
+        (_coroutine, _RUNNING),
+        (_async_generator, _RUNNING),
+        (lambda: _frame_and_traceback()[0], _RUNNING),
+        (lambda: _frame_and_traceback()[1], _RUNNING),
+        (io.BytesIO, "open files and streams have no stable content"),
+        (AppStream, "open files and streams have no stable content"),
+        (threading.Lock, "locks are synchronisation objects, not data"),
+        (threading.RLock, "locks are synchronisation objects, not data"),
+        (lambda: threading.Thread(target=None), "threads are running computations, not data"),
+        (lambda: AppThread(target=None), "threads are running computations, not data"),
+    ],
+)
+def test_values_that_are_not_data_are_refused_with_the_reason_of_their_kind(make: Any, reason: str) -> None:
+    value = make()
+    try:
+        with pytest.raises(UnhashableError) as info:
+            make_key([value], where="arg")
+        assert (info.value.type, info.value.reason, info.value.path) == (type(value), reason, "[0]")
+    finally:
+        if hasattr(value, "close"):
+            value.close()
 
 
 def test_open_file_is_unhashable(tmp_path: pathlib.Path) -> None:
