@@ -11,6 +11,7 @@ is pinned in ``test_keys_golden.py``.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import datetime as dt
 import decimal
@@ -362,6 +363,91 @@ def test_values_that_are_not_data_are_refused_with_the_reason_of_their_kind(make
     finally:
         if hasattr(value, "close"):
             value.close()
+
+
+class Outer:
+    class Inner:
+        """A nested class: its qualified name, Outer.Inner, leads back to it through Outer."""
+
+
+def _make_class() -> type:
+    return type("Unreachable", (), {})  # named Unreachable, but the module has no such name
+
+
+_MADE = _make_class()
+_LOCAL = ("its class is defined inside a function (a local class), so its name does not identify it across "
+          "calls and processes")
+
+
+def _local_class() -> type:
+    class Local:
+        pass
+
+    return Local
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: _MADE, f"the name {__name__}.Unreachable does not lead back to this class (a class made by a factory, "
+                        "or replaced or removed from its module), so two different classes could share it"),
+        (_local_class, _LOCAL),
+        (lambda: type("Nameless", (), {"__module__": None}),
+         "its class has no module and qualified name to identify it by"),
+        (lambda: type("Ghost", (), {"__module__": "no_module_of_that_name"}),
+         "its class's module 'no_module_of_that_name' is not imported, so its name cannot be checked"),
+    ],
+)
+def test_a_class_whose_name_does_not_lead_back_to_it_is_refused_with_why(make: Any, reason: str) -> None:
+    cls = make()
+    for value in (cls, [cls], {"k": cls}):
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        assert (info.value.type, info.value.reason) == (cls, reason)
+
+
+def test_a_class_whose_name_leads_back_to_it_is_keyed_by_that_name() -> None:
+    assert k(Outer.Inner) == k(Outer.Inner) != k(Outer)
+    assert all_distinct([Outer.Inner, Outer, Req, Outer.Inner()])
+    # Built-in types exist once per process under their name, even one its module does not export.
+    assert all_distinct([type({}.keys()), type({}.values()), type({}.items()), dict])
+    assert k(type({}.keys())) == k(type({1: 2}.keys()))
+
+
+class ModuleNamingMeta(type):
+    """A metaclass with a ``__module__`` of its own: a class's own entry comes first."""
+
+    @property  # type: ignore[override]
+    def __module__(cls) -> str:
+        return str(cls.__dict__.get("home", "no_module_of_that_name"))
+
+
+class NamedByItsModule(metaclass=ModuleNamingMeta):
+    """Defined here, so its own ``__module__`` entry names this module."""
+
+
+def _class_made_where_no_module_is_named(name: str, namespace: dict[str, Any], meta: type = type) -> type:
+    """A class made by code run without a module name: it has no ``__module__`` entry of its own."""
+    scope: dict[str, Any] = {"__builtins__": builtins, "meta": meta, "namespace": namespace}
+    exec(f"made = meta({name!r}, (), namespace)", scope)  # noqa: S102 - no __name__ in its globals
+    made: type = scope["made"]
+    assert "__module__" not in made.__dict__
+    return made
+
+
+# Named by its metaclass only (its namespace's "home"): the name leads back to it.
+Homeless = _class_made_where_no_module_is_named("Homeless", {"home": __name__}, ModuleNamingMeta)
+
+
+def test_a_class_is_named_by_its_own_module_entry_else_by_what_its_type_says() -> None:
+    assert k(NamedByItsModule) == k(NamedByItsModule) != k(Homeless)
+    assert all_distinct([NamedByItsModule, Homeless, NamedByItsModule(), Homeless()])
+    plain = _class_made_where_no_module_is_named("Plain", {})
+    with pytest.raises(UnhashableError) as info:
+        make_key(plain)
+    reason = "its class has no module and qualified name to identify it by"
+    assert (info.value.type, info.value.reason) == (plain, reason)
+    assert str(info.value).startswith("infercache cannot build a cache key for the value: a None.Plain object cannot ")
 
 
 def test_open_file_is_unhashable(tmp_path: pathlib.Path) -> None:
