@@ -426,10 +426,12 @@ class NamedByItsModule(metaclass=ModuleNamingMeta):
     """Defined here, so its own ``__module__`` entry names this module."""
 
 
-def _class_made_where_no_module_is_named(name: str, namespace: dict[str, Any], meta: type = type) -> type:
+def _class_made_where_no_module_is_named(
+    name: str, namespace: dict[str, Any], meta: type = type, bases: tuple[type, ...] = ()
+) -> type:
     """A class made by code run without a module name: it has no ``__module__`` entry of its own."""
-    scope: dict[str, Any] = {"__builtins__": builtins, "meta": meta, "namespace": namespace}
-    exec(f"made = meta({name!r}, (), namespace)", scope)  # noqa: S102 - no __name__ in its globals
+    scope: dict[str, Any] = {"__builtins__": builtins, "meta": meta, "namespace": namespace, "bases": bases}
+    exec(f"made = meta({name!r}, bases, namespace)", scope)  # noqa: S102 - no __name__ in its globals
     made: type = scope["made"]
     assert "__module__" not in made.__dict__
     return made
@@ -897,6 +899,29 @@ def test_a_zone_class_made_outside_its_library_is_part_of_the_zones_key(library:
     when = dt.datetime(2024, 1, 15, 9)
     assert all_distinct([own, app, other, when.replace(tzinfo=own), when.replace(tzinfo=app)])
     assert k(app) == k(_zones(library)[1])
+
+
+class ClaimingMeta(type):
+    """A metaclass that says its classes belong to zoneinfo."""
+
+    @property  # type: ignore[override]
+    def __module__(cls) -> str:
+        return "zoneinfo"
+
+
+class ClaimingZone(ZoneInfo, metaclass=ClaimingMeta):
+    """Defined here: its own ``__module__`` entry, not its metaclass, says whose it is."""
+
+
+def test_a_zone_class_is_its_librarys_own_only_by_its_own_module_entry() -> None:
+    zone = ClaimingZone.no_cache("Europe/London")
+    assert type(zone).__module__ == "zoneinfo"
+    assert k(zone) == k(ClaimingZone.no_cache("Europe/London")) != k(ZoneInfo("Europe/London"))
+    made = _class_made_where_no_module_is_named("MadeZone", {}, bases=(ZoneInfo,))
+    with pytest.raises(UnhashableError) as info:
+        make_key(made.no_cache("Europe/London"))
+    reason = "its class has no module and qualified name to identify it by"
+    assert (info.value.type, info.value.reason) == (made, reason)
 
 
 @pytest.mark.parametrize("library", ["zoneinfo", "pytz", "dateutil"])
