@@ -629,6 +629,7 @@ def test_a_registered_class_is_keyed_under_its_name_and_a_subclass_only_if_its_n
         assert all_distinct([Local("a"), Vouched("a"), SubVouched("a"), "a"])
         with pytest.raises(UnhashableError) as info:
             make_key(LocalSub("a"))
+        assert [encoder._rule(t)[0] for t in (Local, Vouched, LocalSub)] == ["registered", "registered", "refused"]
     finally:
         for registered in (Local, Vouched):
             encoder._REGISTRY.pop(registered, None)
@@ -653,6 +654,19 @@ def test_register_hasher_refuses_what_it_cannot_use_and_says_why(type_: Any, fn:
     with pytest.raises(TypeError) as info:
         register_hasher(type_, fn)
     assert str(info.value) == message
+
+
+def test_every_builder_is_named_by_its_module_and_qualified_name() -> None:
+    # The golden table's check names the rule that keyed each type this way, and tells by the
+    # name's module which library an adapter needs (its rows skip without it).
+    builders = [*encoder._ADAPTERS, *encoder._OBJECT_RULES, *encoder._OBJECT_FALLBACK]
+    names = encoder._builders()
+    assert names == [f"{b.__module__}.{b.__qualname__}" for b in builders]
+    assert all(n.startswith("infercache.keys.") and " at 0x" not in n for n in names)
+    assert encoder._rule(Req)[0] in names and encoder._rule(int)[0] == "core"
+    # Every way to refuse a type is named alike, whichever step refuses it.
+    assert encoder._rule(type(threading.Lock()))[0] == "refused"  # by its kind
+    assert encoder._rule(_local_class())[0] == "refused"  # by a builder (the object rules)
 
 
 class Reading:
@@ -776,6 +790,10 @@ def test_a_dateutil_zone_read_from_an_unnamed_file_object_is_keyed_by_its_conten
     assert london != tokyo
     # Keyed by its state instead, never by that name: refused when the state holds methods
     # (dateutil 4 keeps a footer's daylight-saving rule as one), else a key of its own.
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]
+    assert keyed != [None, None] and keyed[0] != keyed[1]
+    # So is a zone given an empty file name.
+    london, tokyo = (dateutil_tz.tzfile(io.BytesIO(_tzif(n)), filename="") for n in ("Europe/London", "Asia/Tokyo"))
     keyed = [_key_or_none(london), _key_or_none(tokyo)]
     assert keyed != [None, None] and keyed[0] != keyed[1]
 
