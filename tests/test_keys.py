@@ -656,6 +656,25 @@ def test_register_hasher_refuses_what_it_cannot_use_and_says_why(type_: Any, fn:
     assert str(info.value) == message
 
 
+class ReadingAdapter:
+    """An adapter that is a callable object, not a function (it has no ``__qualname__``)."""
+
+    def __call__(self, t: type) -> Any:
+        return _enc_reading if t is Reading else None
+
+
+def test_an_adapter_may_be_any_callable() -> None:
+    anonymous = _class_made_where_no_module_is_named("Anonymous", {"__call__": ReadingAdapter.__call__})
+    for builder in (ReadingAdapter(), anonymous()):  # the second has no __module__ either
+        register_adapter(builder)
+        try:
+            assert k(Reading(1.5, None)) == k(Reading(1.5, None)) != k(Reading(2.5, None))
+            assert encoder._rule(Reading)[0] in encoder._builders()
+        finally:
+            encoder._ADAPTERS.remove(builder)
+            encoder._forget_resolved()
+
+
 def test_every_builder_is_named_by_its_module_and_qualified_name() -> None:
     # The golden table's check names the rule that keyed each type this way, and tells by the
     # name's module which library an adapter needs (its rows skip without it).
