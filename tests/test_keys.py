@@ -33,7 +33,9 @@ from array import array
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import blake3
 import pytest
+import xxhash
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k
@@ -48,6 +50,7 @@ from infercache.keys import (
     make_key,
     register_adapter,
     register_hasher,
+    wire,
 )
 from infercache.keys.api import general_call_key
 from infercache.keys.wire import BIG
@@ -1100,6 +1103,19 @@ def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pyte
             monkeypatch.setattr(module, "BIG", 10**9)
     inline = [make_key(v) for v in values]
     assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_an_element_holding_a_large_buffer_is_replaced_by_its_digest_in_the_keys_algorithm(alg: str) -> None:
+    # In a set (or as a dict key that is not a str) an element is encoded on its own; one past
+    # 4 KiB is replaced by the digest of its encoding, made with the algorithm the key asked for.
+    big = b"k" * (BIG + 1)
+    element = wire.new_sink(alg)
+    encoder.encode(big, element)
+    assert element.hasher is not None  # streamed
+    encoding = wire.T_SET + wire.varint(1) + wire.T_DIGEST + wire.digest_sink(element)
+    digest = blake3.blake3(encoding).digest() if alg == "blake3" else xxhash.xxh3_128_digest(encoding)
+    assert make_key({big}, algorithm=alg) == wire.KEY_TAG[alg] + digest
 
 
 def _keys_inline(values: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
