@@ -53,6 +53,7 @@ from infercache.keys import (
     wire,
 )
 from infercache.keys.api import general_call_key
+from infercache.keys.files import key_files_under
 from infercache.keys.wire import BIG
 
 # ---------------------------------------------------------------- forms
@@ -1103,6 +1104,40 @@ def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pyte
             monkeypatch.setattr(module, "BIG", 10**9)
     inline = [make_key(v) for v in values]
     assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+
+
+_WRAPS = {  # each place a string is encoded: alone, among items, as a dict's value or key, in a set
+    "alone": lambda s: s,
+    "in a list": lambda s: ["x", s, 1],
+    "in a tuple": lambda s: (s,),
+    "as a value": lambda s: {"k": s},
+    "as a str key": lambda s: {s: 1, "b": 2},
+    "as a key among others": lambda s: {s: 1, 2: 2},
+    "in a set": lambda s: {s, "y"},
+    "in a set of others": lambda s: {s, 1},
+}
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_a_path_under_a_keyed_directory_is_keyed_by_the_files_bytes_wherever_it_appears(
+    tmp_path: pathlib.Path, where: str, alg: str
+) -> None:
+    wrap = _WRAPS[where]
+    (tmp_path / "a").mkdir()
+    paths = [tmp_path / "a" / "one.png", tmp_path / "two.png", tmp_path / "other.png"]
+    for path, data in zip(paths, [b"same", b"same", b"other"]):
+        path.write_bytes(data)
+    strings = [*map(str, paths), "plain text", str(tmp_path), str(tmp_path) + "x/none.png", "s" * 200]
+    before = [k(wrap(s), algorithm=alg) for s in strings]
+    key_files_under([str(tmp_path)], owner="test_keys")
+    try:
+        after = [k(wrap(s), algorithm=alg) for s in strings]
+    finally:
+        key_files_under([], owner="test_keys")
+    assert after[0] == after[1] != after[2]  # by the files' bytes, whatever their names
+    assert all(a != b for a, b in zip(after[:3], before[:3]))
+    assert after[3:] == before[3:]  # every other string keyed as it was
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
