@@ -1097,13 +1097,15 @@ def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPat
 def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
     # Up to BIG bytes a buffer is part of the encoding; past it, streamed into the hasher (in a
     # set, each such element is replaced by its digest): the edge is pinned, as key bytes are.
-    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)}]
+    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)},
+              {"s" * BIG, 1}, {"s" * (BIG + 1), 1}]
     streamed = [make_key(v) for v in values]
     for module in list(sys.modules.values()):
         if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
             monkeypatch.setattr(module, "BIG", 10**9)
     inline = [make_key(v) for v in values]
     assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+    assert streamed[3] == inline[3] and streamed[4] != inline[4]  # a str's alike (among others: on its own)
 
 
 _WRAPS = {  # each place a string is encoded: alone, among items, as a dict's value or key, in a set
@@ -1151,6 +1153,58 @@ def test_an_element_holding_a_large_buffer_is_replaced_by_its_digest_in_the_keys
     encoding = wire.T_SET + wire.varint(1) + wire.T_DIGEST + wire.digest_sink(element)
     digest = blake3.blake3(encoding).digest() if alg == "blake3" else xxhash.xxh3_128_digest(encoding)
     assert make_key({big}, algorithm=alg) == wire.KEY_TAG[alg] + digest
+
+
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_strings_and_bytes_on_each_side_of_the_length_edges_are_keyed_apart(where: str) -> None:
+    # 128 bytes: the one-byte length header ends; 4 KiB: copied into the encoding or streamed.
+    wrap = _WRAPS[where]
+    texts = ["é" * 63 + "x", "é" * 64, "é" * 64 + "x", "k" * 4095, "k" * 4096, "k" * 4097]  # 127, 128, 129 bytes, ...
+    blobs = [b"k" * n for n in (127, 128, 129, 4095, 4096, 4097)]
+    found = [k(wrap(v)) for v in texts + blobs]
+    assert len(set(found)) == len(found)
+    assert [k(wrap("é" * 64)), k(wrap(b"k" * 128))] == [found[1], found[7]]
+
+
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_strings_with_lone_surrogates_are_keyed_by_their_code_points(where: str) -> None:
+    # Text from the file system or a JSON decoder may hold lone surrogates: keyed, not refused.
+    wrap = _WRAPS[where]
+    texts = ["\ud800", "\udfff", "a\ud800b", "\ud800" * 50]  # the last past 128 bytes
+    found = [k(wrap(t)) for t in texts]
+    assert len(set(found)) == len(found)
+    assert found == [k(wrap(t)) for t in texts]
+
+
+def test_a_registered_class_whose_module_name_holds_a_lone_surrogate_is_keyed() -> None:
+    # A class's own name cannot hold one (type() refuses it), its __module__ can.
+    first, second = (type("Odd", (), {"__module__": f"plugins.{c}"}) for c in ("\udc80", "\udc81"))
+    for cls in (first, second):
+        register_hasher(cls, bool)
+    try:
+        assert k(first()) == k(first()) != k(second())
+    finally:
+        for cls in (first, second):
+            encoder._REGISTRY.pop(cls, None)
+        encoder._forget_resolved()
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_int_sequences_are_packed_up_to_the_int64_bounds(container: type) -> None:
+    packed, general = (wire.T_INTS_LIST, wire.T_LIST) if container is list else (wire.T_INTS_TUPLE, wire.T_TUPLE)
+
+    def tag(values: list[int]) -> bytes:
+        out = wire.new_sink("blake3")
+        encoder.encode(container(values), out)
+        return bytes(out[:1])
+
+    for edge in (wire.I64_MIN, wire.I64_MAX):
+        assert tag([edge] * wire.PACK_MIN) == packed
+        assert tag([edge] * (wire.PACK_MIN - 1)) == general
+    for beyond in (wire.I64_MIN - 1, wire.I64_MAX + 1):
+        assert tag([0] * (wire.PACK_MIN - 1) + [beyond]) == general
+    assert tag([0.5] * wire.PACK_MIN) == (wire.T_FLOATS_LIST if container is list else wire.T_FLOATS_TUPLE)
+    assert k(container([wire.I64_MAX] * 16)) != k(container([wire.I64_MAX] * 15 + [wire.I64_MAX - 1]))
 
 
 def _keys_inline(values: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
