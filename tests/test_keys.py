@@ -494,6 +494,46 @@ def test_cycles_raise_unhashable_not_recursion() -> None:
             make_key(value)
 
 
+_LOCK_REASON_TEXT = "locks are synchronisation objects, not data"
+
+
+def _self_holding_dict() -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    d["self"] = d
+    return d
+
+
+@pytest.mark.parametrize(
+    ("make", "path", "type_", "reason"),
+    [
+        (lambda lock: {lock}, " (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: frozenset({lock}), " (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: [0, {1, lock}], "[1] (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: {lock: 1}, " (key {lock!r})", None, _LOCK_REASON_TEXT),
+        (lambda lock: {1: lock}, "[1]", None, _LOCK_REASON_TEXT),
+        (lambda lock: {"a": lock}, "['a']", None, _LOCK_REASON_TEXT),
+        (lambda lock: {1: [0, lock]}, "[1][1]", None, _LOCK_REASON_TEXT),
+        (lambda lock: _self_holding_dict(), "['self']", dict, "it contains itself (a reference cycle)"),
+        (lambda lock: {1: _self_holding_dict()}, "[1]['self']", dict, "it contains itself (a reference cycle)"),
+    ],
+)
+def test_a_refusal_inside_a_set_or_a_dict_says_where_it_is(make: Any, path: str, type_: Any, reason: str) -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError) as info:
+        make_key(make(lock))
+    assert (info.value.path, info.value.type, info.value.reason) == (
+        path.format(lock=lock), type_ or type(lock), reason)
+
+
+def test_a_dict_keyed_by_distinct_objects_of_equal_content_is_keyed() -> None:
+    # Its keys encode alike: the order between them must not compare the keys or their values.
+    d = {Req("a"): [1], Req("a"): {2}, Req("b"): None}
+    assert k(d) == k(d) and len(d) == 3
+    assert k(d) != k({Req("a"): [1], Req("b"): None})
+    shared: dict[str, Any] = {"x": 1}
+    assert k({"a": shared, "b": shared}) == k({"a": {"x": 1}, "b": {"x": 1}})  # not a cycle
+
+
 def test_shared_references_are_not_cycles() -> None:
     inner = [1, 2]
     assert k([inner, inner]) == k([[1, 2], [1, 2]])
