@@ -497,6 +497,12 @@ def test_cycles_raise_unhashable_not_recursion() -> None:
 _LOCK_REASON_TEXT = "locks are synchronisation objects, not data"
 
 
+def _self_holding_list() -> list[Any]:
+    a: list[Any] = [1]
+    a.append(a)
+    return a
+
+
 def _self_holding_dict() -> dict[str, Any]:
     d: dict[str, Any] = {}
     d["self"] = d
@@ -515,6 +521,8 @@ def _self_holding_dict() -> dict[str, Any]:
         (lambda lock: {1: [0, lock]}, "[1][1]", None, _LOCK_REASON_TEXT),
         (lambda lock: _self_holding_dict(), "['self']", dict, "it contains itself (a reference cycle)"),
         (lambda lock: {1: _self_holding_dict()}, "[1]['self']", dict, "it contains itself (a reference cycle)"),
+        (lambda lock: _self_holding_list(), "[1]", list, "it contains itself (a reference cycle)"),
+        (lambda lock: ("x", [0, _self_holding_list()]), "[1][1][1]", list, "it contains itself (a reference cycle)"),
     ],
 )
 def test_a_refusal_inside_a_set_or_a_dict_says_where_it_is(make: Any, path: str, type_: Any, reason: str) -> None:
