@@ -775,6 +775,7 @@ def test_an_adapter_keys_the_types_its_builder_knows_before_the_object_rules() -
         assert k(Reading(21.5, lock)) == k(Reading(21.5, None))
         assert all_distinct([Reading(21.5, lock), Reading(22.0, lock), 21.5, Fahrenheit(21.5)])
         assert k(Fahrenheit(70.0)) == k(Fahrenheit(70.0))  # keyed by the object rules, as before
+        assert k([Reading(1.0, None), Fahrenheit(1.0), Reading(2.0, None)]) != k([Reading(1.0, None)])  # among items
         assert asked.count(Reading) == 1 and asked.count(Fahrenheit) == 1  # once per type
     finally:
         encoder._ADAPTERS.remove(builder)
