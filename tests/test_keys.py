@@ -11,9 +11,14 @@ is pinned in ``test_keys_golden.py``.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import datetime as dt
 import decimal
+import functools
+import importlib.resources
+import importlib.util
+import io
 import json
 import math
 import os
@@ -24,9 +29,13 @@ import sys
 import textwrap
 import threading
 import uuid
+from array import array
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import blake3
 import pytest
+import xxhash
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k
@@ -35,12 +44,16 @@ from infercache import keys
 from infercache.keys import (
     ALGORITHMS,
     UnhashableError,
+    encoder,
     hash_key,
     make_call_key,
     make_key,
+    register_adapter,
     register_hasher,
+    wire,
 )
 from infercache.keys.api import general_call_key
+from infercache.keys.files import key_files_under
 from infercache.keys.wire import BIG
 
 # ---------------------------------------------------------------- forms
@@ -246,6 +259,22 @@ def test_scalars_of_many_kinds() -> None:
 # ---------------------------------------------------------------- refusals and errors
 
 
+def test_slices_key_apart_in_each_of_start_stop_and_step() -> None:
+    base = slice(1, 5, 2)
+    others = [slice(0, 5, 2), slice(1, 6, 2), slice(1, 5, 3), slice(None, 5, 2), slice(1, None, 2),
+              slice(1, 5), slice("1", 5, 2), slice(1, "5", 2), slice(1, 5, "2")]
+    assert all_distinct([base, *others])
+    assert k(base) == k(slice(1, 5, 2)) and k(slice("a", "b")) == k(slice("a", "b", None))
+
+
+def test_strided_memoryviews_are_keyed_by_the_items_they_show() -> None:
+    data = bytes(range(200)) * 50  # 10 000 bytes: the items shown are streamed past 4 KiB
+    for view in (memoryview(data)[::2], memoryview(data)[::-1], memoryview(array("i", range(3000)))[1::3]):
+        assert not view.c_contiguous
+        assert k(view) == k(memoryview(view.tobytes()).cast(view.format))
+        assert k(view) != k(memoryview(data))
+
+
 class Req:
     """A plain object (module level: a local class cannot be keyed by content)."""
 
@@ -275,6 +304,156 @@ def test_unhashable_values_raise(value: Any, word: str) -> None:
     assert "'arg'" in msg
     assert "key=" in msg and "register_hasher" in msg
     assert isinstance(info.value, TypeError)
+
+
+_CODE = "functions and methods are code, not data: their content cannot be compared"
+_RUNNING = "generators, coroutines and frames are running computations, not data"
+
+
+async def _coroutine() -> None:
+    pass
+
+
+async def _async_generator() -> Any:
+    yield 1
+
+
+def _frame_and_traceback() -> tuple[Any, Any]:
+    try:
+        raise ValueError("x")
+    except ValueError as e:
+        return sys._getframe(), e.__traceback__
+
+
+class AppThread(threading.Thread):
+    pass
+
+
+class AppStream(io.StringIO):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: (lambda x: x), _CODE),
+        (lambda: len, _CODE),
+        (lambda: Req("a").__init__, _CODE),
+        (lambda: Req("a").__str__, _CODE),  # a method-wrapper
+        (lambda: object.__init__, _CODE),  # a wrapper descriptor
+        (lambda: str.join, _CODE),  # a method descriptor
+        (lambda: dict.__dict__["fromkeys"], _CODE),  # a class method descriptor
+        (lambda: functools.partial(int, base=2), _CODE),
+        (lambda: sys, "modules are not data"),
+        (lambda: (i for i in range(3)), _RUNNING),
+        (_coroutine, _RUNNING),
+        (_async_generator, _RUNNING),
+        (lambda: _frame_and_traceback()[0], _RUNNING),
+        (lambda: _frame_and_traceback()[1], _RUNNING),
+        (io.BytesIO, "open files and streams have no stable content"),
+        (AppStream, "open files and streams have no stable content"),
+        (threading.Lock, "locks are synchronisation objects, not data"),
+        (threading.RLock, "locks are synchronisation objects, not data"),
+        (lambda: threading.Thread(target=None), "threads are running computations, not data"),
+        (lambda: AppThread(target=None), "threads are running computations, not data"),
+    ],
+)
+def test_values_that_are_not_data_are_refused_with_the_reason_of_their_kind(make: Any, reason: str) -> None:
+    value = make()
+    try:
+        with pytest.raises(UnhashableError) as info:
+            make_key([value], where="arg")
+        assert (info.value.type, info.value.reason, info.value.path) == (type(value), reason, "[0]")
+    finally:
+        if hasattr(value, "close"):
+            value.close()
+
+
+class Outer:
+    class Inner:
+        """A nested class: its qualified name, Outer.Inner, leads back to it through Outer."""
+
+
+def _make_class() -> type:
+    return type("Unreachable", (), {})  # named Unreachable, but the module has no such name
+
+
+_MADE = _make_class()
+_LOCAL = ("its class is defined inside a function (a local class), so its name does not identify it across "
+          "calls and processes")
+
+
+def _local_class() -> type:
+    class Local:
+        pass
+
+    return Local
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: _MADE, f"the name {__name__}.Unreachable does not lead back to this class (a class made by a factory, "
+                        "or replaced or removed from its module), so two different classes could share it"),
+        (_local_class, _LOCAL),
+        (lambda: type("Nameless", (), {"__module__": None}),
+         "its class has no module and qualified name to identify it by"),
+        (lambda: type("Ghost", (), {"__module__": "no_module_of_that_name"}),
+         "its class's module 'no_module_of_that_name' is not imported, so its name cannot be checked"),
+    ],
+)
+def test_a_class_whose_name_does_not_lead_back_to_it_is_refused_with_why(make: Any, reason: str) -> None:
+    cls = make()
+    for value in (cls, [cls], {"k": cls}):
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        assert (info.value.type, info.value.reason) == (cls, reason)
+
+
+def test_a_class_whose_name_leads_back_to_it_is_keyed_by_that_name() -> None:
+    assert k(Outer.Inner) == k(Outer.Inner) != k(Outer)
+    assert all_distinct([Outer.Inner, Outer, Req, Outer.Inner()])
+    # Built-in types exist once per process under their name, even one its module does not export.
+    assert all_distinct([type({}.keys()), type({}.values()), type({}.items()), dict])
+    assert k(type({}.keys())) == k(type({1: 2}.keys()))
+
+
+class ModuleNamingMeta(type):
+    """A metaclass with a ``__module__`` of its own: a class's own entry comes first."""
+
+    @property  # type: ignore[override]
+    def __module__(cls) -> str:
+        return str(cls.__dict__.get("home", "no_module_of_that_name"))
+
+
+class NamedByItsModule(metaclass=ModuleNamingMeta):
+    """Defined here, so its own ``__module__`` entry names this module."""
+
+
+def _class_made_where_no_module_is_named(
+    name: str, namespace: dict[str, Any], meta: type = type, bases: tuple[type, ...] = ()
+) -> type:
+    """A class made by code run without a module name: it has no ``__module__`` entry of its own."""
+    scope: dict[str, Any] = {"__builtins__": builtins, "meta": meta, "namespace": namespace, "bases": bases}
+    exec(f"made = meta({name!r}, bases, namespace)", scope)  # noqa: S102 - no __name__ in its globals
+    made: type = scope["made"]
+    assert "__module__" not in made.__dict__
+    return made
+
+
+# Named by its metaclass only (its namespace's "home"): the name leads back to it.
+Homeless = _class_made_where_no_module_is_named("Homeless", {"home": __name__}, ModuleNamingMeta)
+
+
+def test_a_class_is_named_by_its_own_module_entry_else_by_what_its_type_says() -> None:
+    assert k(NamedByItsModule) == k(NamedByItsModule) != k(Homeless)
+    assert all_distinct([NamedByItsModule, Homeless, NamedByItsModule(), Homeless()])
+    plain = _class_made_where_no_module_is_named("Plain", {})
+    with pytest.raises(UnhashableError) as info:
+        make_key(plain)
+    reason = "its class has no module and qualified name to identify it by"
+    assert (info.value.type, info.value.reason) == (plain, reason)
+    assert str(info.value).startswith("infercache cannot build a cache key for the value: a None.Plain object cannot ")
 
 
 def test_open_file_is_unhashable(tmp_path: pathlib.Path) -> None:
@@ -313,6 +492,54 @@ def test_cycles_raise_unhashable_not_recursion() -> None:
     for value in (a, d, r, [[a]]):
         with pytest.raises(UnhashableError, match="cycle"):
             make_key(value)
+
+
+_LOCK_REASON_TEXT = "locks are synchronisation objects, not data"
+
+
+def _self_holding_list() -> list[Any]:
+    a: list[Any] = [1]
+    a.append(a)
+    return a
+
+
+def _self_holding_dict() -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    d["self"] = d
+    return d
+
+
+@pytest.mark.parametrize(
+    ("make", "path", "type_", "reason"),
+    [
+        (lambda lock: {lock}, " (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: frozenset({lock}), " (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: [0, {1, lock}], "[1] (an element)", None, _LOCK_REASON_TEXT),
+        (lambda lock: {lock: 1}, " (key {lock!r})", None, _LOCK_REASON_TEXT),
+        (lambda lock: {1: lock}, "[1]", None, _LOCK_REASON_TEXT),
+        (lambda lock: {"a": lock}, "['a']", None, _LOCK_REASON_TEXT),
+        (lambda lock: {1: [0, lock]}, "[1][1]", None, _LOCK_REASON_TEXT),
+        (lambda lock: _self_holding_dict(), "['self']", dict, "it contains itself (a reference cycle)"),
+        (lambda lock: {1: _self_holding_dict()}, "[1]['self']", dict, "it contains itself (a reference cycle)"),
+        (lambda lock: _self_holding_list(), "[1]", list, "it contains itself (a reference cycle)"),
+        (lambda lock: ("x", [0, _self_holding_list()]), "[1][1][1]", list, "it contains itself (a reference cycle)"),
+    ],
+)
+def test_a_refusal_inside_a_set_or_a_dict_says_where_it_is(make: Any, path: str, type_: Any, reason: str) -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError) as info:
+        make_key(make(lock))
+    assert (info.value.path, info.value.type, info.value.reason) == (
+        path.format(lock=lock), type_ or type(lock), reason)
+
+
+def test_a_dict_keyed_by_distinct_objects_of_equal_content_is_keyed() -> None:
+    # Its keys encode alike: the order between them must not compare the keys or their values.
+    d = {Req("a"): [1], Req("a"): {2}, Req("b"): None}
+    assert k(d) == k(d) and len(d) == 3
+    assert k(d) != k({Req("a"): [1], Req("b"): None})
+    shared: dict[str, Any] = {"x": 1}
+    assert k({"a": shared, "b": shared}) == k({"a": {"x": 1}, "b": {"x": 1}})  # not a cycle
 
 
 def test_shared_references_are_not_cycles() -> None:
@@ -427,13 +654,384 @@ def test_register_hasher() -> None:
     assert k(Doc("a", lock)) == k(Doc("A", lock))
 
 
-def test_register_hasher_validates() -> None:
-    with pytest.raises(TypeError):
-        register_hasher("Doc", lambda d: d)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        register_hasher(Doc, 42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        register_hasher(str, len)
+class Vouched:
+    """A class registered by the test below only (and unregistered again)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class SubVouched(Vouched):
+    pass
+
+
+def test_a_registered_class_is_keyed_under_its_name_and_a_subclass_only_if_its_name_identifies_it() -> None:
+    # Registering a class vouches for it, even a local one; a subclass only inherits the
+    # registration when its name leads back to it.
+    class Local(Vouched):
+        pass
+
+    class LocalSub(Vouched):
+        pass
+
+    register_hasher(Local, lambda v: v.text)
+    register_hasher(Vouched, lambda v: v.text)
+    try:
+        assert k(Local("a")) == k(Local("a")) != k(Local("b"))
+        assert all_distinct([Local("a"), Vouched("a"), SubVouched("a"), "a"])
+        with pytest.raises(UnhashableError) as info:
+            make_key(LocalSub("a"))
+        assert [encoder._rule(t)[0] for t in (Local, Vouched, LocalSub)] == ["registered", "registered", "refused"]
+    finally:
+        for registered in (Local, Vouched):
+            encoder._REGISTRY.pop(registered, None)
+        encoder._forget_resolved()
+    assert (info.value.type, info.value.reason) == (
+        LocalSub,
+        "its class is defined inside a function (a local class), so its name does not identify it across "
+        f"calls and processes; register_hasher({LocalSub.__qualname__}, fn) to key it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("type_", "fn", "message"),
+    [
+        ("Doc", len, "register_hasher needs a type, got 'Doc'"),
+        (Doc, 42, "register_hasher needs a callable, got 42"),
+        (str, len, "the encoding of built-in type str cannot be overridden"),
+        (list, len, "the encoding of built-in type list cannot be overridden"),
+    ],
+)
+def test_register_hasher_refuses_what_it_cannot_use_and_says_why(type_: Any, fn: Any, message: str) -> None:
+    with pytest.raises(TypeError) as info:
+        register_hasher(type_, fn)
+    assert str(info.value) == message
+
+
+class ReadingAdapter:
+    """An adapter that is a callable object, not a function (it has no ``__qualname__``)."""
+
+    def __call__(self, t: type) -> Any:
+        return _enc_reading if t is Reading else None
+
+
+def test_an_adapter_may_be_any_callable() -> None:
+    anonymous = _class_made_where_no_module_is_named("Anonymous", {"__call__": ReadingAdapter.__call__})
+    for builder in (ReadingAdapter(), anonymous()):  # the second has no __module__ either
+        register_adapter(builder)
+        try:
+            assert k(Reading(1.5, None)) == k(Reading(1.5, None)) != k(Reading(2.5, None))
+            assert encoder._rule(Reading)[0] in encoder._builders()
+        finally:
+            encoder._ADAPTERS.remove(builder)
+            encoder._forget_resolved()
+
+
+def test_every_builder_is_named_by_its_module_and_qualified_name() -> None:
+    # The golden table's check names the rule that keyed each type this way, and tells by the
+    # name's module which library an adapter needs (its rows skip without it).
+    builders = [*encoder._ADAPTERS, *encoder._OBJECT_RULES, *encoder._OBJECT_FALLBACK]
+    names = encoder._builders()
+    assert names == [f"{b.__module__}.{b.__qualname__}" for b in builders]
+    assert all(n.startswith("infercache.keys.") and " at 0x" not in n for n in names)
+    assert encoder._rule(Req)[0] in names and encoder._rule(int)[0] == "core"
+    # Every way to refuse a type is named alike, whichever step refuses it.
+    assert encoder._rule(type(threading.Lock()))[0] == "refused"  # by its kind
+    assert encoder._rule(_local_class())[0] == "refused"  # by a builder (the object rules)
+
+
+class Reading:
+    """A value the object rules refuse (it holds a lock): only the adapter below keys it."""
+
+    def __init__(self, celsius: float, lock: Any) -> None:
+        self.celsius = celsius
+        self.lock = lock
+
+
+class Fahrenheit:
+    """A value the object rules key (by its attributes): the adapter below declines it."""
+
+    def __init__(self, degrees: float) -> None:
+        self.degrees = degrees
+
+
+def _enc_reading(obj: Reading, out: Any) -> None:
+    out += encoder.tagged(b"R", Reading)
+    encoder.encode(obj.celsius, out)
+
+
+def test_an_adapter_keys_the_types_its_builder_knows_before_the_object_rules() -> None:
+    lock = threading.Lock()
+    with pytest.raises(UnhashableError):
+        make_key(Reading(21.5, lock))
+    asked: list[type] = []
+
+    def builder(t: type) -> Any:
+        asked.append(t)
+        return _enc_reading if t is Reading else None
+
+    assert register_adapter(builder) is builder  # usable as a decorator
+    try:
+        assert k(Reading(21.5, lock)) == k(Reading(21.5, None))
+        assert all_distinct([Reading(21.5, lock), Reading(22.0, lock), 21.5, Fahrenheit(21.5)])
+        assert k(Fahrenheit(70.0)) == k(Fahrenheit(70.0))  # keyed by the object rules, as before
+        assert k([Reading(1.0, None), Fahrenheit(1.0), Reading(2.0, None)]) != k([Reading(1.0, None)])  # among items
+        assert asked.count(Reading) == 1 and asked.count(Fahrenheit) == 1  # once per type
+    finally:
+        encoder._ADAPTERS.remove(builder)
+        encoder._forget_resolved()
+    with pytest.raises(UnhashableError):
+        make_key(Reading(21.5, lock))
+
+
+def test_a_hasher_registered_while_another_thread_makes_keys_never_fails() -> None:
+    # A registration forgets the encoder of every type resolved so far while the other
+    # thread resolves each type it meets for the first time: neither may fail for it (an
+    # iteration over the resolved types failed here with "dictionary changed size during
+    # iteration" in nearly every run).
+    met = [type(f"Met{i}", (), {}) for i in range(12000)]
+    for c in met:
+        register_hasher(c, bool)
+    values = [c() for c in met]
+    done, progress = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def register() -> None:
+        try:
+            for i in range(30):
+                progress.wait(10)  # thousands of types met since the last registration
+                progress.clear()
+                register_hasher(met[i], bool)
+        except Exception as e:  # noqa: BLE001 - the test thread reports it
+            errors.append(e)
+
+    def make_keys() -> None:
+        try:
+            while not done.is_set():
+                for i, v in enumerate(values):
+                    make_key(v)
+                    if i % 6000 == 5999:
+                        progress.set()
+        except Exception as e:  # noqa: BLE001 - the test thread reports it
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads take turns as often as they can
+    threads = [threading.Thread(target=make_keys), threading.Thread(target=register)]
+    try:
+        for t in threads:
+            t.start()
+        threads[1].join(30)
+        done.set()
+        threads[0].join(30)
+    finally:
+        sys.setswitchinterval(interval)
+        done.set()
+        for c in met:
+            encoder._REGISTRY.pop(c, None)
+        encoder._forget_resolved()
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def _key_or_none(value: Any) -> bytes | None:
+    """``value``'s key, or None when it is refused."""
+    try:
+        return make_key(value)
+    except UnhashableError:
+        return None
+
+
+def _tzif(name: str) -> bytes:
+    """The TZif data of zone ``name``, as the tzdata package ships it."""
+    pytest.importorskip("tzdata")
+    return importlib.resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).read_bytes()
+
+
+def test_a_dateutil_zone_read_from_an_unnamed_file_object_is_keyed_by_its_contents() -> None:
+    # dateutil names such a zone by the file object's repr, which holds an address: one file
+    # object read once for London and once for Tokyo gives both zones the same name.
+    dateutil_tz = pytest.importorskip("dateutil.tz")
+    data = io.BytesIO(_tzif("Europe/London"))
+    london = dateutil_tz.tzfile(data)
+    data.seek(0)
+    data.truncate()
+    data.write(_tzif("Asia/Tokyo"))
+    data.seek(0)
+    tokyo = dateutil_tz.tzfile(data)
+    assert london != tokyo
+    # Keyed by its state instead, never by that name: refused when the state holds methods
+    # (dateutil 4 keeps a footer's daylight-saving rule as one), else a key of its own.
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]
+    assert keyed != [None, None] and keyed[0] != keyed[1]
+    # So is a zone given an empty file name.
+    london, tokyo = (dateutil_tz.tzfile(io.BytesIO(_tzif(n)), filename="") for n in ("Europe/London", "Asia/Tokyo"))
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]
+    assert keyed != [None, None] and keyed[0] != keyed[1]
+
+
+def test_a_dateutil_zone_is_named_alike_from_any_path_to_its_database() -> None:
+    dateutil_tz = pytest.importorskip("dateutil.tz")
+
+    def zone(name: str, path: str) -> Any:
+        return dateutil_tz.tzfile(io.BytesIO(_tzif(name)), filename=path)
+
+    paths = [
+        "Europe/London",
+        "/usr/share/zoneinfo/Europe/London",
+        "C:\\Python\\Lib\\site-packages\\tzdata\\zoneinfo\\Europe\\London",
+        "/zoneinfo/Europe/London",  # a database at the root (a container's)
+        "/srv/zoneinfo/app/.venv/lib/site-packages/tzdata/zoneinfo/Europe/London",  # the last one counts
+    ]
+    assert len({k(zone("Europe/London", path)) for path in paths}) == 1
+    assert k(zone("Europe/London", paths[2])) != k(zone("Europe/Dublin", "C:\\tzdata\\zoneinfo\\Europe\\Dublin"))
+
+
+def _local_zone() -> dt.tzinfo:
+    class LocalZone(dt.tzinfo):
+        def utcoffset(self, when: Any) -> dt.timedelta:
+            return dt.timedelta(0)
+
+    return LocalZone()
+
+
+def _zone_from_file() -> dt.tzinfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo.from_file(io.BytesIO(_tzif("UTC")))  # no key: nothing names it
+
+
+@pytest.mark.parametrize(
+    ("zone", "reason"),
+    [
+        (_local_zone, "its class is defined inside a function (a local class), so its name does not "
+                      "identify it across calls and processes"),
+        (_zone_from_file, "its state lives in the C type 'zoneinfo:ZoneInfo' (an extension type whose "
+                          "instances hold data that no __dict__ or __slots__ shows), which infercache cannot read"),
+    ],
+)
+@pytest.mark.parametrize("holder", ["zone", "datetime", "time"])
+def test_a_zone_keyed_by_a_state_that_cannot_be_read_is_refused_with_why(zone: Any, reason: str, holder: str) -> None:
+    tz = zone()
+    value = {"zone": tz, "datetime": dt.datetime(2024, 1, 1, tzinfo=tz), "time": dt.time(9, tzinfo=tz)}[holder]
+    for _ in range(2):  # the refusal is remembered per type: the second time too
+        with pytest.raises(UnhashableError) as info:
+            make_key(value)
+        t = type(tz)
+        assert (info.value.type, info.value.reason) == (t, reason)
+        assert str(info.value) == (
+            f"infercache cannot build a cache key for the value: a {t.__module__}.{t.__qualname__} object "
+            f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to choose what "
+            "identifies a call (e.g. key=lambda kw: ...), or teach infercache this type with "
+            f"infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+        )
+
+
+if importlib.util.find_spec("dateutil") is not None:
+    from dateutil import tz as _dateutil_tz
+
+    class ZoneFromData(_dateutil_tz.tzfile):  # type: ignore[misc]
+        """A dateutil zone of the app's own making, read from TZif data without a file name
+        (``tzfile.__init__``, which sets one, is not run)."""
+
+        def __init__(self, data: bytes) -> None:
+            self._load_file(io.BytesIO(data))
+            self._key = None
+
+
+def test_a_dateutil_zone_without_a_file_name_is_keyed_by_its_state() -> None:
+    pytest.importorskip("dateutil.tz")
+    london, tokyo = ZoneFromData(_tzif("Europe/London")), ZoneFromData(_tzif("Asia/Tokyo"))
+    assert not hasattr(london, "_filename")
+    keyed = [_key_or_none(london), _key_or_none(tokyo)]  # as above: refused, or keyed apart
+    assert keyed != [None, None] and keyed[0] != keyed[1]
+
+
+class AppZone(ZoneInfo):
+    """A zone class of the app's own, on top of zoneinfo's."""
+
+
+_APP_ZONES: dict[str, type] = {"zoneinfo": AppZone}
+if importlib.util.find_spec("pytz") is not None:
+    import pytz as _pytz
+
+    class AppUTC(type(_pytz.utc)):  # type: ignore[misc]
+        """A pytz zone class of the app's own."""
+
+    _APP_ZONES["pytz"] = AppUTC
+if importlib.util.find_spec("dateutil") is not None:
+
+    class AppZoneFile(_dateutil_tz.tzfile):  # type: ignore[misc]
+        """A dateutil zone class of the app's own."""
+
+    _APP_ZONES["dateutil"] = AppZoneFile
+
+
+def _zones(library: str) -> tuple[Any, Any, Any]:
+    """A zone of ``library``'s own class, the same zone of the app's class, another zone of the app's."""
+    pytest.importorskip(library)
+    if library == "zoneinfo":
+        return ZoneInfo("Europe/London"), AppZone.no_cache("Europe/London"), AppZone.no_cache("Europe/Paris")
+    if library == "pytz":
+        return _pytz.utc, AppUTC(), _pytz.timezone("Europe/London")  # the app's class has one zone: UTC
+
+    def read(cls: type, name: str) -> Any:
+        return cls(io.BytesIO(_tzif(name)), filename=name)
+
+    return (read(_dateutil_tz.tzfile, "Europe/London"), read(AppZoneFile, "Europe/London"),
+            read(AppZoneFile, "Europe/Paris"))
+
+
+@pytest.mark.parametrize("library", ["zoneinfo", "pytz", "dateutil"])
+def test_a_zone_class_made_outside_its_library_is_part_of_the_zones_key(library: str) -> None:
+    own, app, other = _zones(library)
+    assert type(app) is _APP_ZONES[library] and type(own) is not type(app)
+    when = dt.datetime(2024, 1, 15, 9)
+    assert all_distinct([own, app, other, when.replace(tzinfo=own), when.replace(tzinfo=app)])
+    assert k(app) == k(_zones(library)[1])
+
+
+class ClaimingMeta(type):
+    """A metaclass that says its classes belong to zoneinfo."""
+
+    @property  # type: ignore[override]
+    def __module__(cls) -> str:
+        return "zoneinfo"
+
+
+class ClaimingZone(ZoneInfo, metaclass=ClaimingMeta):
+    """Defined here: its own ``__module__`` entry, not its metaclass, says whose it is."""
+
+
+def test_a_zone_class_is_its_librarys_own_only_by_its_own_module_entry() -> None:
+    zone = ClaimingZone.no_cache("Europe/London")
+    assert type(zone).__module__ == "zoneinfo"
+    assert k(zone) == k(ClaimingZone.no_cache("Europe/London")) != k(ZoneInfo("Europe/London"))
+    made = _class_made_where_no_module_is_named("MadeZone", {}, bases=(ZoneInfo,))
+    with pytest.raises(UnhashableError) as info:
+        make_key(made.no_cache("Europe/London"))
+    reason = "its class has no module and qualified name to identify it by"
+    assert (info.value.type, info.value.reason) == (made, reason)
+
+
+@pytest.mark.parametrize("library", ["zoneinfo", "pytz", "dateutil"])
+def test_a_local_zone_class_made_on_top_of_a_library_is_refused(library: str) -> None:
+    class LocalZone(type(_zones(library)[0])):  # type: ignore[misc]
+        pass
+
+    if library == "zoneinfo":
+        zone = LocalZone.no_cache("Europe/London")
+    elif library == "pytz":
+        zone = LocalZone()
+    else:
+        zone = LocalZone(io.BytesIO(_tzif("Europe/London")), filename="Europe/London")
+    with pytest.raises(UnhashableError) as info:
+        make_key(dt.datetime(2024, 1, 15, 9, tzinfo=zone))
+    assert (info.value.type, info.value.reason) == (
+        LocalZone,
+        "its class is defined inside a function (a local class), so its name does not identify it across "
+        "calls and processes",
+    )
 
 
 # ---------------------------------------------------------------- call keys
@@ -548,13 +1146,162 @@ def test_numpy_large_buffers_streamed_equal_inline(monkeypatch: pytest.MonkeyPat
 def test_a_buffer_of_exactly_4_kib_is_copied_into_the_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
     # Up to BIG bytes a buffer is part of the encoding; past it, streamed into the hasher (in a
     # set, each such element is replaced by its digest): the edge is pinned, as key bytes are.
-    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)}]
+    values = [{b"k" * BIG}, {b"k" * (BIG + 1)}, {"k": np.zeros(BIG, dtype=np.uint8)},
+              {"s" * BIG, 1}, {"s" * (BIG + 1), 1}]
     streamed = [make_key(v) for v in values]
     for module in list(sys.modules.values()):
         if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
             monkeypatch.setattr(module, "BIG", 10**9)
     inline = [make_key(v) for v in values]
     assert streamed[0] == inline[0] and streamed[1] != inline[1] and streamed[2] == inline[2]
+    assert streamed[3] == inline[3] and streamed[4] != inline[4]  # a str's alike (among others: on its own)
+
+
+_WRAPS = {  # each place a string is encoded: alone, among items, as a dict's value or key, in a set
+    "alone": lambda s: s,
+    "in a list": lambda s: ["x", s, 1],
+    "in a tuple": lambda s: (s,),
+    "as a value": lambda s: {"k": s},
+    "as a str key": lambda s: {s: 1, "b": 2},
+    "as a key among others": lambda s: {s: 1, 2: 2},
+    "in a set": lambda s: {s, "y"},
+    "in a set of others": lambda s: {s, 1},
+}
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_a_path_under_a_keyed_directory_is_keyed_by_the_files_bytes_wherever_it_appears(
+    tmp_path: pathlib.Path, where: str, alg: str
+) -> None:
+    wrap = _WRAPS[where]
+    (tmp_path / "a").mkdir()
+    paths = [tmp_path / "a" / "one.png", tmp_path / "two.png", tmp_path / "other.png"]
+    for path, data in zip(paths, [b"same", b"same", b"other"]):
+        path.write_bytes(data)
+    strings = [*map(str, paths), "plain text", str(tmp_path), str(tmp_path) + "x/none.png", "s" * 200]
+    before = [k(wrap(s), algorithm=alg) for s in strings]
+    key_files_under([str(tmp_path)], owner="test_keys")
+    try:
+        after = [k(wrap(s), algorithm=alg) for s in strings]
+    finally:
+        key_files_under([], owner="test_keys")
+    assert after[0] == after[1] != after[2]  # by the files' bytes, whatever their names
+    assert all(a != b for a, b in zip(after[:3], before[:3]))
+    assert after[3:] == before[3:]  # every other string keyed as it was
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_an_element_holding_a_large_buffer_is_replaced_by_its_digest_in_the_keys_algorithm(alg: str) -> None:
+    # In a set (or as a dict key that is not a str) an element is encoded on its own; one past
+    # 4 KiB is replaced by the digest of its encoding, made with the algorithm the key asked for.
+    big = b"k" * (BIG + 1)
+    element = wire.new_sink(alg)
+    encoder.encode(big, element)
+    assert element.hasher is not None  # streamed
+    encoding = wire.T_SET + wire.varint(1) + wire.T_DIGEST + wire.digest_sink(element)
+    digest = blake3.blake3(encoding).digest() if alg == "blake3" else xxhash.xxh3_128_digest(encoding)
+    assert make_key({big}, algorithm=alg) == wire.KEY_TAG[alg] + digest
+
+
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_strings_and_bytes_on_each_side_of_the_length_edges_are_keyed_apart(where: str) -> None:
+    # 128 bytes: the one-byte length header ends; 4 KiB: copied into the encoding or streamed.
+    wrap = _WRAPS[where]
+    texts = ["é" * 63 + "x", "é" * 64, "é" * 64 + "x", "k" * 4095, "k" * 4096, "k" * 4097]  # 127, 128, 129 bytes, ...
+    blobs = [b"k" * n for n in (127, 128, 129, 4095, 4096, 4097)]
+    found = [k(wrap(v)) for v in texts + blobs]
+    assert len(set(found)) == len(found)
+    assert [k(wrap("é" * 64)), k(wrap(b"k" * 128))] == [found[1], found[7]]
+
+
+@pytest.mark.parametrize("where", list(_WRAPS))
+def test_strings_with_lone_surrogates_are_keyed_by_their_code_points(where: str) -> None:
+    # Text from the file system or a JSON decoder may hold lone surrogates: keyed, not refused.
+    wrap = _WRAPS[where]
+    texts = ["\ud800", "\udfff", "a\ud800b", "\ud800" * 50]  # the last past 128 bytes
+    found = [k(wrap(t)) for t in texts]
+    assert len(set(found)) == len(found)
+    assert found == [k(wrap(t)) for t in texts]
+
+
+def test_a_registered_class_whose_module_name_holds_a_lone_surrogate_is_keyed() -> None:
+    # A class's own name cannot hold one (type() refuses it), its __module__ can.
+    first, second = (type("Odd", (), {"__module__": f"plugins.{c}"}) for c in ("\udc80", "\udc81"))
+    for cls in (first, second):
+        register_hasher(cls, bool)
+    try:
+        assert k(first()) == k(first()) != k(second())
+    finally:
+        for cls in (first, second):
+            encoder._REGISTRY.pop(cls, None)
+        encoder._forget_resolved()
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_int_sequences_are_packed_up_to_the_int64_bounds(container: type) -> None:
+    packed, general = (wire.T_INTS_LIST, wire.T_LIST) if container is list else (wire.T_INTS_TUPLE, wire.T_TUPLE)
+
+    def tag(values: list[int]) -> bytes:
+        out = wire.new_sink("blake3")
+        encoder.encode(container(values), out)
+        return bytes(out[:1])
+
+    for edge in (wire.I64_MIN, wire.I64_MAX):
+        assert tag([edge] * wire.PACK_MIN) == packed
+        assert tag([edge] * (wire.PACK_MIN - 1)) == general
+    for beyond in (wire.I64_MIN - 1, wire.I64_MAX + 1):
+        assert tag([0] * (wire.PACK_MIN - 1) + [beyond]) == general
+    assert tag([0.5] * wire.PACK_MIN) == (wire.T_FLOATS_LIST if container is list else wire.T_FLOATS_TUPLE)
+    assert k(container([wire.I64_MAX] * 16)) != k(container([wire.I64_MAX] * 15 + [wire.I64_MAX - 1]))
+
+
+def _keys_inline(values: list[Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """Each value's blake3 and xxh3 keys with every buffer copied into the encoding (none streamed)."""
+    with monkeypatch.context() as patch:
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("infercache.keys.") and hasattr(module, "BIG"):
+                patch.setattr(module, "BIG", 10**9)
+        return [(make_key(v), make_key(v, algorithm="xxh3")) for v in values]
+
+
+def test_large_memoryviews_of_any_format_and_shape_are_streamed_as_their_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ints = array("i", range(3000))  # 12 000 bytes
+    views = [
+        memoryview(ints),
+        memoryview(array("d", [0.5] * 1000)),
+        memoryview(ints).cast("B").cast("i", (100, 30)),
+        memoryview(bytes(range(256)) * 40).cast("B", (80, 128)),
+    ]
+    streamed = [(make_key(v), make_key(v, algorithm="xxh3")) for v in views]
+    assert streamed == _keys_inline(views, monkeypatch)
+    assert make_key(views[0]) == make_key(memoryview(array("i", range(3000))))
+    assert all_distinct([*views, memoryview(ints).cast("B"), memoryview(ints).cast("B").cast("i", (30, 100))])
+
+
+@pytest.mark.parametrize("typecode", ["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d"])
+def test_a_python_array_is_keyed_by_its_little_endian_bytes_on_a_big_endian_machine(
+    typecode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This machine is little-endian (the key's byte order): the encoder is told its memory is
+    # big-endian, and must then key each item's bytes reversed, from a copy, the caller's array untouched.
+    assert sys.byteorder == "little"
+    items = list(range(1, 14))
+    value = array(typecode, items)
+    before = value.tobytes()
+    swapped = array(typecode, items)
+    swapped.byteswap()
+    native = [make_key(swapped), make_key(value), make_key(swapped, algorithm="xxh3")]
+    big = array(typecode, items * 400)  # streamed into the hasher
+    big_swapped = array(typecode, items * 400)
+    big_swapped.byteswap()
+    native_big = make_key(big_swapped)
+    monkeypatch.setattr(encoder, "NATIVE_BIG_ENDIAN", True)
+    assert [make_key(value), make_key(swapped), make_key(value, algorithm="xxh3")] == native
+    assert make_key(big) == native_big
+    assert value.tobytes() == before
 
 
 class Node:

@@ -499,7 +499,9 @@ def _dateutil_zone_name(tz: Any) -> str | None:
     """A dateutil ``tzfile``'s zone name: the path below a ``zoneinfo`` directory
     (so ``/usr/share/zoneinfo/Europe/London`` is ``Europe/London`` on every machine)."""
     name = getattr(tz, "_filename", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or name.startswith("<"):
+        # dateutil names a zone read from a file object without a name by that object's
+        # repr ("<_io.BytesIO object at 0x...>"): an address, which another zone may reuse.
         return None
     norm = name.replace("\\", "/")
     cut = norm.rfind("/zoneinfo/")
@@ -676,8 +678,10 @@ def set_object_rules(rules: list[Builder], fallback: Builder) -> None:
 
 
 def _forget_resolved() -> None:
-    for t in [t for t in _ENC if t not in CORE]:
-        _ENC.pop(t, None)
+    # Emptied, not iterated over: another thread may resolve a type meanwhile, and an
+    # iteration over a dict that changes size fails (RuntimeError).
+    _ENC.clear()
+    _ENC.update(CORE)
     _TZ_ENC.clear()
     _TZ_STATE.clear()
 
