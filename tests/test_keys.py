@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import blake3
 import pytest
+from flight_fixtures import HANG_BOUND
 import xxhash
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -832,6 +833,41 @@ def test_a_hasher_registered_while_another_thread_makes_keys_never_fails() -> No
         encoder._forget_resolved()
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+
+def test_a_hasher_registered_while_another_thread_resolves_its_type_is_the_one_used() -> None:
+    """An encoder built from the rules before a registration is not remembered after it:
+    the type is keyed by the hasher registered for it from then on."""
+
+    class Late:
+        """Refused (a local class) until a hasher is registered for it."""
+
+    asked, go = threading.Event(), threading.Event()
+
+    def builder(t: type) -> None:
+        if t is Late:  # the other thread resolves it: it waits here until the registration
+            asked.set()
+            go.wait(HANG_BOUND)
+        return None
+
+    hashed: list[object] = []
+    value, first = Late(), []
+    register_adapter(builder)
+    try:
+        resolving = threading.Thread(target=lambda: first.append(_key_or_none(value)), daemon=True)
+        resolving.start()
+        assert asked.wait(HANG_BOUND)
+        register_hasher(Late, lambda v: hashed.append(v) or "registered")
+        go.set()
+        resolving.join(HANG_BOUND)
+        assert first == [None] and hashed == []  # refused by the rules it was resolved with
+        make_key(value)  # not refused: the hasher keys it
+        assert hashed == [value]
+    finally:
+        encoder._ADAPTERS.remove(builder)
+        encoder._REGISTRY.pop(Late, None)
+        encoder._forget_resolved()
 
 
 def _key_or_none(value: Any) -> bytes | None:

@@ -472,11 +472,12 @@ def enc_tzinfo(tz: _dt.tzinfo | None, out: Sink) -> None:
         return
     f = _TZ_ENC.get(t)
     if f is None:
+        generation = _generation[0]
         try:
             f = _tz_encoder(t)
         except Unencodable as e:
             f = unhashable(e.type_, e.reason)
-        _TZ_ENC[t] = f
+        _remember(_TZ_ENC, t, f, generation)
     f(tz, out)
 
 
@@ -547,11 +548,12 @@ def _tz_state_encoder(t: type) -> Encoder:
     """The object rules' encoder for tzinfo type ``t`` (whole state, or refused)."""
     f = _TZ_STATE.get(t)
     if f is None:
+        generation = _generation[0]
         try:
             f = next(f for b in (*_OBJECT_RULES, *_OBJECT_FALLBACK) if (f := b(t)) is not None)
         except Unencodable as e:
             f = unhashable(e.type_, e.reason)
-        _TZ_STATE[t] = f
+        _remember(_TZ_STATE, t, f, generation)
     return f
 
 
@@ -677,18 +679,36 @@ def set_object_rules(rules: list[Builder], fallback: Builder) -> None:
     _forget_resolved()
 
 
+# Resolved encoders are remembered only if no registration came while they were built: one
+# built from the rules before a registration would otherwise outlive it (the type would keep
+# its old encoding for good). The generation counts registrations; the lock makes "still the
+# same generation" and the store one step.
+_resolved_lock = _thread.allocate_lock()
+_generation = [0]
+
+
 def _forget_resolved() -> None:
     # Emptied, not iterated over: another thread may resolve a type meanwhile, and an
     # iteration over a dict that changes size fails (RuntimeError).
-    _ENC.clear()
-    _ENC.update(CORE)
-    _TZ_ENC.clear()
-    _TZ_STATE.clear()
+    with _resolved_lock:
+        _generation[0] += 1
+        _ENC.clear()
+        _ENC.update(CORE)
+        _TZ_ENC.clear()
+        _TZ_STATE.clear()
+
+
+def _remember(table: dict[type, Encoder], t: type, f: Encoder, generation: int) -> None:
+    """``table[t] = f`` unless a registration came since ``generation`` was read."""
+    with _resolved_lock:
+        if _generation[0] == generation:
+            table[t] = f
 
 
 def _resolve(t: type) -> Encoder:
+    generation = _generation[0]
     f = _build(t)
-    _ENC[t] = f
+    _remember(_ENC, t, f, generation)
     return f
 
 
