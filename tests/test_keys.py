@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 import blake3
 import pytest
-from flight_fixtures import HANG_BOUND
 import xxhash
+from flight_fixtures import HANG_BOUND
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from keys_fixtures import all_distinct, k
