@@ -327,7 +327,15 @@ def test_scalars() -> None:
     lambda: pd.Index([1, 2]),
     lambda: pd.Series([1, 2]),
     lambda: pd.DataFrame({"a": [1, 2]}),
-], ids=["Timestamp", "Timedelta", "Period", "Index", "Series", "DataFrame"])
+    lambda: pd.Categorical(["x", "y"]),
+    lambda: pd.array([1, None], dtype="Int64"),
+    lambda: pd.array(["x", None], dtype="string"),
+    lambda: pd.array(pd.to_datetime(["2024-01-01"])),
+    lambda: pd.arrays.IntervalArray.from_breaks([0, 1, 2]),
+    lambda: pd.arrays.SparseArray([0, 0, 1]),
+    lambda: pd.array([1, 2], dtype="int64[pyarrow]"),
+], ids=["Timestamp", "Timedelta", "Period", "Index", "Series", "DataFrame", "Categorical", "IntegerArray",
+        "StringArray", "DatetimeArray", "IntervalArray", "SparseArray", "ArrowExtensionArray"])
 def test_attributes_a_user_sets_on_a_pandas_value_are_keyed(make: Any) -> None:
     plain, a, b, a_again = make(), make(), make(), make()
     with warnings.catch_warnings():

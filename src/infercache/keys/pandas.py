@@ -84,7 +84,7 @@ def _pandas_builder(t: type) -> Encoder | None:
     if issubclass(t, pd.Index):
         return _with_head(T_PD_INDEX, t, _write_index)
     if issubclass(t, pd.api.extensions.ExtensionArray):
-        return _with_head(T_PD_COLUMN, t, _write_array_body)
+        return _with_head(T_PD_COLUMN, t, _write_array_whole)
     if issubclass(t, pd.api.extensions.ExtensionDtype):
         return _with_head(T_PD_DTYPE, t, _write_dtype)
     if t is type(pd.NA):
@@ -209,9 +209,16 @@ _ARRAY_WRITERS: dict[type, Callable[[Any, Sink], None]] = {}
 
 
 def _write_array(arr: Any, out: Sink) -> None:
-    """``T_PD_COLUMN``, the kind of array, its dtype parameters and its content."""
+    """``T_PD_COLUMN`` and :func:`_write_array_whole`."""
     out += T_PD_COLUMN
+    _write_array_whole(arr, out)
+
+
+def _write_array_whole(arr: Any, out: Sink) -> None:
+    """The kind of array, its dtype parameters, its content and the attributes a user
+    set on it (a function may read them, as on a frame)."""
     _write_array_body(arr, out)
+    _write_user_attrs(arr, out)
 
 
 def _write_array_body(arr: Any, out: Sink) -> None:
