@@ -420,6 +420,9 @@ def test_rgb_hashing_uses_the_way_faster_of_late_and_retries_the_other(monkeypat
     pil._cost.update({False: 2e-9, True: 1e-9})
     picks = [pil._use_threads() for _ in range(2 * pil._RETRY)]
     assert picks.count(False) == 2
+    for measured in (False, True):  # until both ways are measured, the other one, every time
+        pil._cost.update({measured: 1e-9, not measured: 0.0})
+        assert {pil._use_threads() for _ in range(2 * pil._RETRY)} == {not measured}
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
