@@ -791,28 +791,39 @@ def test_a_computation_is_counted_with_the_time_it_took(mode: str, kind: str, ou
     assert 0 < s.compute_seconds <= elapsed
 
 
+class InterruptedLeader:
+    """A computation of ``b"k"`` whose first run, the leader's (:meth:`lead`, on a thread of its
+    own), is interrupted once the test sets ``go``; every later run returns ``then()``."""
+
+    def __init__(self, engine: Engine, runs: list[str], then: Callable[[], Any]) -> None:
+        self.engine, self.runs, self.then = engine, runs, then
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def work(self) -> Any:
+        self.runs.append(threading.current_thread().name)
+        if len(self.runs) == 1:
+            self.entered.set()
+            self.go.wait(HANG)
+            raise Interrupted
+        return self.then()
+
+    def lead(self) -> None:
+        with pytest.raises(Interrupted):
+            missed(self.engine, "sync", b"k", self.work)
+
+
 def test_a_follower_whose_leader_was_interrupted_computes_in_its_place_and_logs_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     engine = Engine(Settings.of(), "tests.engine.takeover")
-    entered, go = threading.Event(), threading.Event()
     runs: list[str] = []
-
-    def work() -> Any:
-        runs.append(threading.current_thread().name)
-        if len(runs) == 1:
-            entered.set()
-            go.wait(HANG)
-            raise Interrupted
-        return "computed by the follower"
-
-    def lead() -> None:
-        with pytest.raises(Interrupted):
-            missed(engine, "sync", b"k", work)
+    leader = InterruptedLeader(engine, runs, lambda: "computed by the follower")
+    work = leader.work
 
     got: list[Any] = []
     with caplog.at_level(logging.DEBUG, logger="infercache"):
-        lead_then_follow(engine, lead, lambda: got.append(missed(engine, "sync", b"k", work)), entered, go)
+        follow = lambda: got.append(missed(engine, "sync", b"k", work))  # noqa: E731
+        lead_then_follow(engine, leader.lead, follow, leader.entered, leader.go)
     assert got == ["computed by the follower"] and runs == ["leader", "follower"]
     assert not caplog.records
 
@@ -820,23 +831,16 @@ def test_a_follower_whose_leader_was_interrupted_computes_in_its_place_and_logs_
 def test_followers_of_an_interrupted_leader_follow_the_one_that_took_over() -> None:
     """After the leader is gone, the first follower back computes and the second joins its call."""
     engine = Engine(Settings.of(), "tests.engine.takeover.two")
-    entered, go = threading.Event(), threading.Event()
     runs: list[str] = []
 
-    def work() -> Any:
-        runs.append(threading.current_thread().name)
-        if len(runs) == 1:
-            entered.set()
-            go.wait(HANG)
-            raise Interrupted
+    def again() -> str:
         # In flight until the other follower has joined this call (a future made for it).
         calls = engine.store.calls_table()
         wait_until(lambda: calls[b"k"].future is not None, "the other follower to join the new call", timeout=HANG)
         return "computed once more"
 
-    def lead() -> None:
-        with pytest.raises(Interrupted):
-            missed(engine, "sync", b"k", work)
+    leader = InterruptedLeader(engine, runs, again)
+    work = leader.work
 
     got: list[Any] = []
     errors: list[BaseException] = []
@@ -853,7 +857,7 @@ def test_followers_of_an_interrupted_leader_follow_the_one_that_took_over() -> N
         second.start()
         wait_until(lambda: engine.stats().joins == 2, "the second follower to join", timeout=HANG)
 
-    lead_then_follow(engine, lead, follow, entered, go, meanwhile=second_joins)
+    lead_then_follow(engine, leader.lead, follow, leader.entered, leader.go, meanwhile=second_joins)
     join_all(second)
     assert errors == [] and got == ["computed once more"] * 2
     assert len(runs) == 2 and runs[1] in ("follower", "second follower")
@@ -866,20 +870,9 @@ def test_a_follower_that_took_over_and_calls_itself_from_a_fresh_context_gets_a_
     import contextvars
 
     engine = Engine(Settings.of(), "tests.engine.retake")
-    entered, go = threading.Event(), threading.Event()
     runs: list[str] = []
-
-    def work() -> Any:
-        runs.append(threading.current_thread().name)
-        if len(runs) == 1:
-            entered.set()
-            go.wait(HANG)
-            raise Interrupted
-        return contextvars.Context().run(missed, engine, "sync", b"k", work)
-
-    def lead() -> None:
-        with pytest.raises(Interrupted):
-            missed(engine, "sync", b"k", work)
+    leader = InterruptedLeader(engine, runs, lambda: contextvars.Context().run(missed, engine, "sync", b"k", work))
+    work = leader.work
 
     errors: list[BaseException] = []
 
@@ -889,7 +882,7 @@ def test_a_follower_that_took_over_and_calls_itself_from_a_fresh_context_gets_a_
         except RecursionError as exc:
             errors.append(exc)
 
-    lead_then_follow(engine, lead, follow, entered, go)
+    lead_then_follow(engine, leader.lead, follow, leader.entered, leader.go)
     assert len(errors) == 1 and runs == ["leader", "follower"]
 
 
