@@ -31,6 +31,19 @@ def refused(obj: Any) -> bool:
     return False
 
 
+
+def refusal_message(type_name: str, reason: str, fix_name: str, *, at: str = "") -> str:
+    """The whole message of an :class:`UnhashableError` for a value of type ``type_name`` (its
+    ``module.qualname``), refused for ``reason``, whose fix names the class ``fix_name``;
+    ``at``: where in the value (``"value[0]"``), if not the value itself."""
+    where = f" (at {at})" if at else ""
+    return (
+        f"infercache cannot build a cache key for the value{where}: a {type_name} object cannot be hashed "
+        f"by content because {reason}. Fix: pass key= to the decorator to choose what identifies a call "
+        f"(e.g. key=lambda kw: ...), or teach infercache this type with "
+        f"infercache.register_hasher({fix_name}, fn) where fn returns its content."
+    )
+
 def keys_in_process(code: str, seed: str) -> list[str]:
     """The keys ``code`` prints (a JSON list of hex strings) in a fresh interpreter with ``PYTHONHASHSEED=seed``."""
     env = dict(os.environ, PYTHONHASHSEED=seed)

@@ -39,7 +39,7 @@ import xxhash
 from flight_fixtures import HANG_BOUND
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from keys_fixtures import all_distinct, k
+from keys_fixtures import all_distinct, k, refusal_message
 
 from infercache import keys
 from infercache.keys import (
@@ -955,12 +955,7 @@ def test_a_zone_keyed_by_a_state_that_cannot_be_read_is_refused_with_why(zone: A
             make_key(value)
         t = type(tz)
         assert (info.value.type, info.value.reason) == (t, reason)
-        assert str(info.value) == (
-            f"infercache cannot build a cache key for the value: a {t.__module__}.{t.__qualname__} object "
-            f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to choose what "
-            "identifies a call (e.g. key=lambda kw: ...), or teach infercache this type with "
-            f"infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
-        )
+        assert str(info.value) == refusal_message(f"{t.__module__}.{t.__qualname__}", reason, t.__qualname__)
 
 
 if importlib.util.find_spec("dateutil") is not None:

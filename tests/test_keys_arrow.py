@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keys_fixtures import all_distinct, k, keys_in_process
+from keys_fixtures import all_distinct, k, keys_in_process, refusal_message
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
@@ -446,12 +446,8 @@ def test_unions_are_refused_naming_the_value_and_the_column(kind: str, holder: s
     name = type(value).__name__
     reason = (f"its Arrow type {union.type} is a union, whose content infercache does not "
               f"key; cast it to a struct or pass key=")
-    at = f" (at value{path})" if path else ""
-    assert str(e.value) == (
-        f"infercache cannot build a cache key for the value{at}: a pyarrow.lib.{name} object "
-        f"cannot be hashed by content because {reason}. Fix: pass key= to the decorator to "
-        f"choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this "
-        f"type with infercache.register_hasher({name}, fn) where fn returns its content.")
+    at = f"value{path}" if path else ""
+    assert str(e.value) == refusal_message(f"pyarrow.lib.{name}", reason, name, at=at)
     assert (e.value.type, e.value.reason, e.value.path) == (type(value), reason, path)
     assert all_distinct([union.type, _UNIONS["dense" if kind == "sparse" else "sparse"]().type])
 
