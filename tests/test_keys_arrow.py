@@ -172,6 +172,17 @@ def test_types_share_a_key_only_when_equal_with_metadata(a: tuple, b: tuple) -> 
 
 # ---------------------------------------------------------------- null slots
 
+def test_dictionary_values_beside_a_null_slot_are_keyed_by_their_values() -> None:
+    """Under a struct with a null slot, a dictionary child's rows outside it still key by value."""
+    def under_struct(values: list[str]) -> Any:
+        child = pa.array(values).dictionary_encode()
+        return pa.StructArray.from_arrays([child], names=["d"], mask=pa.array([False, True, False]))
+
+    base = under_struct(["x", "y", "z"])
+    assert k(base) != k(under_struct(["x", "y", "w"]))  # a row outside the null slot
+    assert k(base) == k(under_struct(["x", "q", "z"]))  # the row under it does not count
+
+
 def test_values_under_null_slots_do_not_count() -> None:
     validity = pa.py_buffer(bytes([0b101]))
     ints = pa.Array.from_buffers(pa.int64(), 3, [validity, pa.py_buffer(

@@ -424,6 +424,18 @@ def test_a_builtin_subclass_over_a_c_type_is_refused_naming_that_type() -> None:
     assert str(err.value) == refusal_message(f"{__name__}.FloatOverCState", reason, "FloatOverCState")
 
 
+class AppPath(pathlib.PurePosixPath):
+    """A path type of the app's own: keyed by its path and its own state, not by what the
+    base class caches in its slots (the string, the hash, the parts) as it is used."""
+
+
+def test_a_subclass_of_a_value_type_is_keyed_by_its_value_not_by_the_base_class_caches() -> None:
+    used, fresh = AppPath("/data/a.png"), AppPath("/data/a.png")
+    str(used), hash(used), used.parts  # fills the base class's cached slots
+    assert k(used) == k(fresh)
+    assert k(used) != k(AppPath("/data/b.png"))
+
+
 class UnitList(list):
     __slots__ = ("unit",)
 

@@ -300,6 +300,14 @@ def test_large_rgb_pixels_are_keyed_by_parts_the_same_on_threads_alone_and_from_
     assert _pixels_digest_alg(im, alg, from_storage=False) == expected
 
 
+def test_an_image_keys_the_file_format_it_was_read_from() -> None:
+    """``im.format`` is part of the value (a function may answer by it): set as on a decoded file."""
+    plain, as_read, as_read_again = (_image("RGB", (8, 8), 5) for _ in range(3))
+    as_read.format = as_read_again.format = "PNG"
+    assert k(as_read) != k(plain)
+    assert k(as_read) == k(as_read_again)
+
+
 def test_large_rgb_images_have_equal_keys_whatever_their_padding_and_differ_by_one_pixel() -> None:
     pixels = _rgb((1920, 1080), 11)
     from_array = Image.fromarray(pixels)  # padding 255
