@@ -324,6 +324,31 @@ def _pydantic() -> Any:
     return _pydantic_model()(prompt="a", tags=["x"])
 
 
+@case("pydantic_secret_str", requires=("pydantic",))
+def _pydantic_secret() -> Any:
+    import pydantic
+
+    return pydantic.SecretStr("token")  # a pydantic type that is not a model: keyed as an object
+
+
+@case("pydantic_v1_model", requires=("pydantic",))
+def _pydantic_v1() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic 2 warns that its v1 layer is deprecated
+        from pydantic import v1
+
+    found = getattr(G, "ParamsV1", None)
+    if found is None:
+        class ParamsV1(v1.BaseModel):
+            prompt: str
+            temperature: float = 0.7
+        ParamsV1.__module__, ParamsV1.__qualname__ = GOLDEN_MODULE, "ParamsV1"
+        G.ParamsV1 = found = ParamsV1
+    return found(prompt="a")
+
+
 # ---------------------------------------------------------------- numpy
 
 def _np() -> Any:
@@ -370,9 +395,27 @@ def _numpy_cases() -> dict[str, Callable[[], Any]]:
         "np_dtype_structured": lambda: _np().dtype([("x", "<i4"), ("y", "<f4", (2,))]),
         "np_busdaycalendar": lambda: _np().busdaycalendar(weekmask="1111100", holidays=["2024-01-01"]),
     }
+    found["np_subclass_with_state"] = lambda: _app_array_with_state()
+    found["np_subclass_without_state"] = lambda: _np().arange(3).view(_app_array_class("AppSlotless", slotless=True))
     found["np_stringdtype"] = lambda: _np().array(["a", "bc"], dtype=_string_dtype()())
     found["np_stringdtype_na"] = lambda: _np().array(["a", None], dtype=_string_dtype()(na_object=None))
     return found
+
+
+def _app_array_class(name: str, *, slotless: bool = False) -> type:
+    """An ndarray subclass of the app's own (its state is keyed beside the array's)."""
+    found = getattr(G, name, None)
+    if found is None:
+        found = type(name, (_np().ndarray,), {"__slots__": ()} if slotless else {})
+        found.__module__, found.__qualname__ = GOLDEN_MODULE, name
+        setattr(G, name, found)
+    return found
+
+
+def _app_array_with_state() -> Any:
+    arr = _np().arange(3).view(_app_array_class("AppArray"))
+    arr.unit = "m"
+    return arr
 
 
 def _string_dtype() -> Any:
