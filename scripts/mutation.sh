@@ -52,6 +52,9 @@ for m in "${modules[@]}"; do
                   test_keys_torch.py) ;;
     # The call keys (keys.api's short paths) are tested against the general path in test_keys_calls.
     keys.api) files+=(test_keys.py test_keys_golden.py test_keys_calls.py) ;;
+    # The encoder is the hub every keys test goes through; its own tests are in test_keys, and the
+    # object rules and the keyed folders it dispatches to are checked in theirs.
+    keys.encoder) files+=(test_keys.py test_keys_golden.py test_keys_objects.py test_keys_files.py) ;;
     keys.*) files+=(test_keys.py test_keys_golden.py "test_keys_${m#keys.}.py") ;;
     safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_safety_pil.py test_codec.py) ;;
     tiers) files+=(test_tiers.py test_tiers_disk.py test_tiers_guard.py) ;;
