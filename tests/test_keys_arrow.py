@@ -443,6 +443,7 @@ _HOLDING_A_UNION = {
     "scalar": (lambda u: u[1], ""),
     "table": (lambda u: pa.table({"u": u}), "['u']"),
     "batch": (lambda u: pa.record_batch([u], names=["u"]), "['u']"),
+    "struct": (lambda u: pa.StructArray.from_arrays([u], names=["u"]), ""),
 }
 
 

@@ -300,6 +300,19 @@ def test_large_rgb_pixels_are_keyed_by_parts_the_same_on_threads_alone_and_from_
     assert _pixels_digest_alg(im, alg, from_storage=False) == expected
 
 
+def test_a_large_rgb_image_over_memory_pillow_did_not_allocate_keys_as_its_copy() -> None:
+    """Pillow's storage of such an image is not read (it cannot be exported): its parts stream
+    through the encoder, to the same key as a copy in Pillow's own memory."""
+    import numpy as np
+    import pyarrow as pa
+
+    size = (1000, 1100)  # over one part
+    words = np.random.default_rng(23).integers(0, 2**32, size[0] * size[1], dtype=np.uint32)  # padding too
+    foreign = Image.fromarrow(pa.array(words), "RGB", size)
+    assert foreign.im.readonly
+    assert make_key(foreign) == make_key(foreign.copy())
+
+
 def test_an_image_keys_the_file_format_it_was_read_from() -> None:
     """``im.format`` is part of the value (a function may answer by it): set as on a decoded file."""
     plain, as_read, as_read_again = (_image("RGB", (8, 8), 5) for _ in range(3))

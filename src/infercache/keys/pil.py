@@ -166,7 +166,7 @@ def write_pixels(im: Any, out: Sink, *, from_storage: bool) -> None:
         if n > PART:
             out += T_PARTS + varint(n)
             digests = _rgb_parts_from_storage(im, n, out.alg) if from_storage else None
-            out += digests if digests is not None else _stream_parts(im, n, out.alg)
+            out += digests if digests is not None else _stream_parts(im, out.alg)
             return
         out += T_BYTES + varint(n)
         if n <= BIG:
@@ -215,7 +215,7 @@ def _part_hasher(alg: str) -> Hasher:
     return _blake3.blake3(max_threads=1) if alg == "blake3" else new_hasher(alg)
 
 
-def _stream_parts(im: Any, n: int, alg: str) -> bytes:
+def _stream_parts(im: Any, alg: str) -> bytes:
     """The parts' digests (see the module's docstring) from Pillow's encoder."""
     digests = bytearray()
     hasher, filled = _part_hasher(alg), 0
