@@ -643,12 +643,13 @@ class WaitingCaller:
         join_all(self.caller)
 
 
-def missed(engine: Engine, mode: str, key: bytes, compute: Any) -> Any:
+def missed(engine: Engine, mode: str, key: bytes, compute: Any, namespace: str = "") -> Any:
     """What a cached function's wrapper does with ``compute`` (a plain callable): look up, then the miss path.
 
-    ``mode`` "async" takes the async path, with ``compute`` wrapped in a coroutine function.
+    ``mode`` "async" takes the async path, with ``compute`` wrapped in a coroutine function;
+    ``namespace``: a session's, for a per-session cache.
     """
-    full = ("", key)
+    full = (namespace, key)
     if mode == "sync":
         entry = engine.lookup(full)
         return engine.serve(entry) if entry is not None else engine.call(full, compute, (), {}, ())
@@ -1514,21 +1515,9 @@ def test_a_sessions_entry_is_sized_as_protect_and_sizeof_do_on_every_path(mode: 
     engine = tiered() if kind == "tiered" else Engine(Settings.of(), "tests.engine.session_sizes")
     for n, result in enumerate(["text", [1, 2]]):
         full = ("session-1", b"key %d" % n)
-        got = (
-            engine.call(full, lambda result=result: result, (), {}, ())
-            if mode == "sync"
-            else run_bounded(engine.acall(full, _returning(result), (), {}, ()))
-        )
-        assert got == result
+        assert missed(engine, mode, full[1], lambda result=result: result, namespace=full[0]) == result
         entry = engine.store.peek(*full)
         assert entry is not None and entry.size == sizeof(protect(result)) + sizeof(full[1]), result
-
-
-def _returning(value: Any) -> Callable[[], Any]:
-    async def compute() -> Any:
-        return value
-
-    return compute
 
 
 def test_followers_get_a_tiered_leaders_exception_and_nothing_is_cached() -> None:

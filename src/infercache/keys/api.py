@@ -26,15 +26,14 @@ from .wire import (
     digest_sink,
     new_sink,
     pack_float,
+    type_name,
     varint,
 )
 
 
 def _error(e: Unencodable, where: str | None, path: list[str]) -> UnhashableError:
     t = e.type_
-    # getattr: a class made by type() in code run without a __name__ (exec(code, {})) has no
-    # __module__ at all, and that is one of the refusals reported here.
-    name = f"{getattr(t, '__module__', None)}.{t.__qualname__}"
+    name = type_name(t).replace(":", ".")
     loc = "".join(reversed(path))
     subject = f"parameter {where!r}" if where is not None else "the value"
     at = f" (at {where or 'value'}{loc})" if loc else ""

@@ -224,4 +224,6 @@ NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 
 def type_name(t: type) -> str:
-    return f"{t.__module__}:{t.__qualname__}"
+    # getattr: a class made by type() in code run without a __name__ (exec(code, {})) has no
+    # __module__ at all; it is refused, and its refusal names it.
+    return f"{getattr(t, '__module__', None)}:{t.__qualname__}"
