@@ -32,17 +32,19 @@ def refused(obj: Any) -> bool:
 
 
 
-def refusal_message(type_name: str, reason: str, fix_name: str, *, at: str = "") -> str:
+def refusal_message(type_name: str, reason: str, fix_name: str, *, at: str = "", subject: str = "the value") -> str:
     """The whole message of an :class:`UnhashableError` for a value of type ``type_name`` (its
     ``module.qualname``), refused for ``reason``, whose fix names the class ``fix_name``;
-    ``at``: where in the value (``"value[0]"``), if not the value itself."""
+    ``at``: where in the value (``"value[0]"``), if not the value itself; ``subject``: what
+    is refused (``"parameter 'model'"`` for a call's value)."""
     where = f" (at {at})" if at else ""
     return (
-        f"infercache cannot build a cache key for the value{where}: a {type_name} object cannot be hashed "
+        f"infercache cannot build a cache key for {subject}{where}: a {type_name} object cannot be hashed "
         f"by content because {reason}. Fix: pass key= to the decorator to choose what identifies a call "
         f"(e.g. key=lambda kw: ...), or teach infercache this type with "
         f"infercache.register_hasher({fix_name}, fn) where fn returns its content."
     )
+
 
 def keys_in_process(code: str, seed: str) -> list[str]:
     """The keys ``code`` prints (a JSON list of hex strings) in a fresh interpreter with ``PYTHONHASHSEED=seed``."""

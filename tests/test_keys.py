@@ -495,7 +495,7 @@ def test_cycles_raise_unhashable_not_recursion() -> None:
             make_key(value)
 
 
-_LOCK_REASON_TEXT = "locks are synchronisation objects, not data"
+_LOCK_REASON = "locks are synchronisation objects, not data"
 
 
 def _self_holding_list() -> list[Any]:
@@ -513,13 +513,13 @@ def _self_holding_dict() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("make", "path", "type_", "reason"),
     [
-        (lambda lock: {lock}, " (an element)", None, _LOCK_REASON_TEXT),
-        (lambda lock: frozenset({lock}), " (an element)", None, _LOCK_REASON_TEXT),
-        (lambda lock: [0, {1, lock}], "[1] (an element)", None, _LOCK_REASON_TEXT),
-        (lambda lock: {lock: 1}, " (key {lock!r})", None, _LOCK_REASON_TEXT),
-        (lambda lock: {1: lock}, "[1]", None, _LOCK_REASON_TEXT),
-        (lambda lock: {"a": lock}, "['a']", None, _LOCK_REASON_TEXT),
-        (lambda lock: {1: [0, lock]}, "[1][1]", None, _LOCK_REASON_TEXT),
+        (lambda lock: {lock}, " (an element)", None, _LOCK_REASON),
+        (lambda lock: frozenset({lock}), " (an element)", None, _LOCK_REASON),
+        (lambda lock: [0, {1, lock}], "[1] (an element)", None, _LOCK_REASON),
+        (lambda lock: {lock: 1}, " (key {lock!r})", None, _LOCK_REASON),
+        (lambda lock: {1: lock}, "[1]", None, _LOCK_REASON),
+        (lambda lock: {"a": lock}, "['a']", None, _LOCK_REASON),
+        (lambda lock: {1: [0, lock]}, "[1][1]", None, _LOCK_REASON),
         (lambda lock: _self_holding_dict(), "['self']", dict, "it contains itself (a reference cycle)"),
         (lambda lock: {1: _self_holding_dict()}, "[1]['self']", dict, "it contains itself (a reference cycle)"),
         (lambda lock: _self_holding_list(), "[1]", list, "it contains itself (a reference cycle)"),
@@ -558,11 +558,6 @@ def test_very_deep_nesting_raises_unhashable() -> None:
         make_call_key((v,), ("deep",))
 
 
-_LOCK_REASON = "locks are synchronisation objects, not data"
-_LOCK_FIX = (
-    "Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: ...), "
-    "or teach infercache this type with infercache.register_hasher(lock, fn) where fn returns its content."
-)
 _TWELVE = tuple(f"p{i}" for i in range(12))
 
 
@@ -591,10 +586,7 @@ def test_a_refusal_says_which_value_what_type_why_and_how_to_fix(
     with pytest.raises(UnhashableError) as info:
         refuse(lock)
     err = info.value
-    assert str(err) == (
-        f"infercache cannot build a cache key for {subject}: a _thread.lock object cannot be hashed "
-        f"by content because {_LOCK_REASON}. {_LOCK_FIX}"
-    )
+    assert str(err) == refusal_message("_thread.lock", _LOCK_REASON, "lock", subject=subject)
     assert (err.where, err.path, err.type, err.reason) == (where, path, type(lock), _LOCK_REASON)
 
 
