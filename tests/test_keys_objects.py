@@ -532,12 +532,11 @@ def test_a_refusal_names_where_in_the_object_the_unkeyable_value_is(value: Any, 
 def test_a_defaultdict_with_an_unkeyable_factory_is_refused_with_the_whole_message() -> None:
     with pytest.raises(UnhashableError) as err:
         make_key(collections.defaultdict(_unkeyable))
-    assert str(err.value) == (
-        "infercache cannot build a cache key for the value (at value.default_factory): a "
-        "builtins.function object cannot be hashed by content because functions and methods are "
-        "code, not data: their content cannot be compared. Fix: pass key= to the decorator to "
-        "choose what identifies a call (e.g. key=lambda kw: ...), or teach infercache this type "
-        "with infercache.register_hasher(function, fn) where fn returns its content."
+    assert str(err.value) == refusal_message(
+        "builtins.function",
+        "functions and methods are code, not data: their content cannot be compared",
+        "function",
+        at="value.default_factory",
     )
 
 

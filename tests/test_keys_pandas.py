@@ -279,12 +279,11 @@ def test_a_refused_frame_names_the_column_and_row_of_the_unkeyable_cell() -> Non
     with pytest.raises(UnhashableError) as err:
         make_key(frame)
     assert err.value.path == "['f'][1]"
-    assert str(err.value) == (
-        "infercache cannot build a cache key for the value (at value['f'][1]): a builtins.function object "
-        "cannot be hashed by content because functions and methods are code, not data: their content cannot "
-        "be compared. Fix: pass key= to the decorator to choose what identifies a call (e.g. key=lambda kw: "
-        "...), or teach infercache this type with infercache.register_hasher(function, fn) where fn returns "
-        "its content."
+    assert str(err.value) == refusal_message(
+        "builtins.function",
+        "functions and methods are code, not data: their content cannot be compared",
+        "function",
+        at="value['f'][1]",
     )
 
 

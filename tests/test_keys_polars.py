@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keys_fixtures import all_distinct, k, keys_in_process
+from keys_fixtures import all_distinct, k, keys_in_process, refusal_message
 
 import infercache as ic
 from infercache.keys import UnhashableError, make_key
@@ -205,12 +205,8 @@ def test_columns_polars_cannot_export_are_keyed_by_value() -> None:
 
 def _refusal(t: type, reason: str, path: str = "") -> str:
     """The whole message of the ``UnhashableError`` for a value (not a parameter)."""
-    at = f" (at value{path})" if path else ""
-    return (f"infercache cannot build a cache key for the value{at}: a {t.__module__}.{t.__qualname__} "
-            f"object cannot be hashed by content because {reason}. Fix: pass key= to the "
-            f"decorator to choose what identifies a call (e.g. key=lambda kw: ...), or teach "
-            f"infercache this type with infercache.register_hasher({t.__qualname__}, fn) where fn "
-            f"returns its content.")
+    return refusal_message(f"{t.__module__}.{t.__qualname__}", reason, t.__qualname__,
+                           at=f"value{path}" if path else "")
 
 
 def test_lazy_frames_are_refused_with_how_to_key_them() -> None:
