@@ -402,14 +402,19 @@ def _numpy_cases() -> dict[str, Callable[[], Any]]:
     return found
 
 
-def _app_array_class(name: str, *, slotless: bool = False) -> type:
-    """An ndarray subclass of the app's own (its state is keyed beside the array's)."""
+def _app_class(name: str, base: type, namespace: dict[str, Any]) -> type:
+    """A subclass of the app's own, made once and filed in the golden module."""
     found = getattr(G, name, None)
     if found is None:
-        found = type(name, (_np().ndarray,), {"__slots__": ()} if slotless else {})
+        found = type(name, (base,), namespace)
         found.__module__, found.__qualname__ = GOLDEN_MODULE, name
         setattr(G, name, found)
     return found
+
+
+def _app_array_class(name: str, *, slotless: bool = False) -> type:
+    """An ndarray subclass of the app's own (its state is keyed beside the array's)."""
+    return _app_class(name, _np().ndarray, {"__slots__": ()} if slotless else {})
 
 
 def _app_array_with_state() -> Any:
@@ -598,6 +603,16 @@ def _parameter() -> Any:
     return torch.nn.Parameter(torch.ones(2, 2))
 
 
+def _tensor_with_names(name: str, names: tuple[str | None, ...]) -> Any:
+    """A tensor whose dimensions have names (``Tensor.names``), keyed with them.
+
+    torch before 2.13 gives every tensor ``names`` (named tensors, all ``None`` unless
+    set); torch 2.13 dropped them. A subclass defining ``names`` reads the same on
+    every version, so these rows pin how names are written wherever a tensor has them.
+    """
+    return _torch().zeros(2, 3).as_subclass(_app_class(name, _torch().Tensor, {"names": names}))
+
+
 cases({
     "torch_float32": lambda: _torch().arange(12, dtype=_torch().float32).reshape(3, 4),
     "torch_int64_transposed": lambda: _torch().arange(6).reshape(2, 3).t(),
@@ -607,6 +622,9 @@ cases({
     "torch_sparse": lambda: _torch().eye(3).to_sparse(),
     "torch_large": lambda: _torch().arange(4096, dtype=_torch().float64),
     "torch_parameter": _parameter,
+    "torch_named_dimensions": lambda: _tensor_with_names("NamedDims", ("N", "C")),
+    # All None is a tensor without names: written as such, not as a tuple of Nones.
+    "torch_unnamed_dimensions": lambda: _tensor_with_names("UnnamedDims", (None, None)),
     "torch_dtype": lambda: _torch().float16,
     "torch_device": lambda: _torch().device("cpu"),
 }, requires=("torch",))
