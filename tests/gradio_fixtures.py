@@ -95,9 +95,15 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = 
         time.sleep(0.05)
 
 
-def client(url: str) -> Client:
-    """A new client: a new Gradio session."""
-    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ic-client-"))
+def client(url: str, downloads: str | None = None) -> Client:
+    """A new client: a new Gradio session, downloading into ``downloads`` (a new folder by default).
+
+    Its requests wait up to a minute: gradio_client's own requests (joining the queue,
+    uploading a file) use httpx's default of 5 s, which a loaded machine's server can
+    pass before answering, failing the test with no fault of the code under test.
+    """
+    return Client(url, verbose=False, download_files=downloads or tempfile.mkdtemp(prefix="ic-client-"),
+                  httpx_kwargs={"timeout": 60})
 
 
 def wait_started(event: threading.Event, job: Job) -> None:

@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gradio_client import Client
-from gradio_fixtures import artifact_path, chromium, free_port, serve, wait_until
+from gradio_fixtures import artifact_path, chromium, client, free_port, serve, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -29,10 +28,6 @@ def demo_app() -> Iterator[tuple[Any, str]]:
     app = build_demo()
     with serve(app) as url:
         yield app, url
-
-
-def _client(url: str) -> Client:
-    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ic-demo-"))
 
 
 def test_demo_command_starts_the_app_on_the_given_port() -> None:
@@ -57,7 +52,7 @@ def test_demo_command_starts_the_app_on_the_given_port() -> None:
         assert config["title"] == "infercache demo"
         # The KV tab keeps a per-session cache: Gradio must connect the heartbeat.
         assert config["connect_heartbeat"] is True
-        c = _client(f"http://127.0.0.1:{port}/")
+        c = client(f"http://127.0.0.1:{port}/")
         assert c.predict("Paris", api_name="/lookup_city").startswith("**Paris**")
     finally:
         proc.terminate()
@@ -80,11 +75,11 @@ def test_cli_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_city_lookup_normalizes_keys_and_hits(demo_app: tuple[Any, str]) -> None:
     app, url = demo_app
     cache = app.infercache_functions["city_cache"]
-    c = _client(url)
+    c = client(url)
     first = c.predict("  Tokyo ", api_name="/lookup_city")
     assert "Japan" in first and "c.set('tokyo'" in first
     hits = cache.stats().hits
-    again = _client(url).predict("TOKYO", api_name="/lookup_city")
+    again = client(url).predict("TOKYO", api_name="/lookup_city")
     assert "c.get('tokyo')" in again and "Japan" in again
     assert cache.stats().hits == hits + 1
 
@@ -92,7 +87,7 @@ def test_city_lookup_normalizes_keys_and_hits(demo_app: tuple[Any, str]) -> None
 def test_translation_and_summary_hits(demo_app: tuple[Any, str]) -> None:
     app, url = demo_app
     fns = app.infercache_functions
-    c = _client(url)
+    c = client(url)
     assert c.predict("Hello my friend", "German", api_name="/translate") == "Hallo mein Freund"
     assert c.predict("Hello my friend", "German", api_name="/translate") == "Hallo mein Freund"
     assert fns["translate"].cache.stats().hits >= 1
@@ -108,7 +103,7 @@ def test_translation_and_summary_hits(demo_app: tuple[Any, str]) -> None:
 
 def test_kv_tab_reuses_the_cached_prefix(demo_app: tuple[Any, str]) -> None:
     _, url = demo_app
-    c = _client(url)
+    c = client(url)
     base = "The cache keeps the keys and values of every layer. "
     _, report1 = c.predict(base, 4, api_name="/generate")
     assert "reused **0**" in report1
@@ -116,14 +111,14 @@ def test_kv_tab_reuses_the_cached_prefix(demo_app: tuple[Any, str]) -> None:
     n = len(base.encode())
     assert f"reused **{n}**" in report2
     # Another session has its own KV cache: nothing to reuse there.
-    _, report3 = _client(url).predict(base + "So a longer prompt", 4, api_name="/generate")
+    _, report3 = client(url).predict(base + "So a longer prompt", 4, api_name="/generate")
     assert "reused **0**" in report3
 
 
 def test_helper_and_embedding_tabs(demo_app: tuple[Any, str]) -> None:
     app, url = demo_app
     fns = app.infercache_functions
-    c = _client(url)
+    c = client(url)
     a1 = c.predict("How are generators cached?", api_name="/answer")
     a2 = c.predict("How are generators cached?", api_name="/answer")
     assert a1 == a2 and "Generators" in a1
@@ -137,7 +132,7 @@ def test_helper_and_embedding_tabs(demo_app: tuple[Any, str]) -> None:
 
 def test_melody_wav_is_served_on_a_hit(demo_app: tuple[Any, str]) -> None:
     app, url = demo_app
-    c = _client(url)
+    c = client(url)
     job = c.submit("abc", api_name="/melody")
     job.result()
     wav1 = [o for o in job.outputs() if o[1]][-1][1]
@@ -176,14 +171,14 @@ def test_classifier_takes_a_file_path_and_a_reupload_under_another_name_is_a_hit
     classify = app.infercache_functions["classify"]
     folder, first, renamed = _picture_and_renamed_copy("apple.png", (200, 30, 30))
     before = classify.cache.stats()
-    label = _client(url).predict(handle_file(first), api_name="/classify")
+    label = client(url).predict(handle_file(first), api_name="/classify")
     assert label["label"] == "red"
     # The same bytes under another name, from another session: answered from the cache.
-    assert _client(url).predict(handle_file(renamed), api_name="/classify") == label
+    assert client(url).predict(handle_file(renamed), api_name="/classify") == label
     after = classify.cache.stats()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
     # Other pixels: computed.
-    green = _client(url).predict(handle_file(_sample_png(folder, "leaf.png", (30, 180, 40))), api_name="/classify")
+    green = client(url).predict(handle_file(_sample_png(folder, "leaf.png", (30, 180, 40))), api_name="/classify")
     assert green["label"] == "green" and classify.cache.stats().misses == after.misses + 1
 
 

@@ -30,6 +30,7 @@ import gradio as gr  # noqa: F401 - loads the Gradio integration
 import pytest
 from gradio.data_classes import FileData
 from gradio_client import Client
+from gradio_fixtures import client as new_client
 from gradio_fixtures import wait_until
 from redis_fixtures import redis_server, redis_url  # noqa: F401 - pytest fixtures
 
@@ -297,7 +298,7 @@ class AppProcess:
         """A new client (a new Gradio session) once the server answers; it downloads into the app's folder."""
         wait_until(lambda: self.url_file.exists() or self.proc.poll() is not None, timeout=120, what="the app")
         assert self.proc.poll() is None, f"the app exited:\n{self.log.read_text(errors='replace')[-3000:]}"
-        return Client(self.url_file.read_text(), verbose=False, download_files=str(self.folder / "downloads"))
+        return new_client(self.url_file.read_text(), str(self.folder / "downloads"))
 
     def computed(self, name: str) -> list[str]:
         """The inputs this process's function ``name`` was called with."""
