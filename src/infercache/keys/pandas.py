@@ -235,8 +235,6 @@ def _array_writer(t: type) -> Callable[[Any, Sink], None]:
     arrays = pd.arrays
     string_types = tuple(c for c in (getattr(arrays, "StringArray", None),
                                      getattr(arrays, "ArrowStringArray", None)) if c is not None)
-    if issubclass(t, np.ndarray):
-        return _kind(b"n", lambda a, out: enc_ndarray(a, out))
     # Before NumpyExtensionArray: pandas' StringArray is one, and an object array of
     # the same strings must not share its key.
     if issubclass(t, string_types):
