@@ -854,6 +854,18 @@ def test_sparse_indexes_cost_the_arrays_they_hold_not_the_ones_they_compute(pd, 
     assert sizeof(index) == sys.getsizeof(index) + sizeof(held) - sys.getsizeof(held)
 
 
+def test_an_extension_array_of_a_librarys_own_costs_what_it_holds_in_slots(pd):
+    # pandas' own arrays keep their data in __dict__ or C fields; a library's may use slots.
+    class SlottedArray(pd.api.extensions.ExtensionArray):
+        __slots__ = ("payload",)
+
+        def __init__(self, payload):
+            self.payload = payload
+
+    payload = np.zeros(100_000)
+    assert payload.nbytes <= sizeof(SlottedArray(payload)) < payload.nbytes + 2_000
+
+
 def test_a_frames_block_placement_arrays_cost_their_bytes_once_built(pd):
     # pandas builds a wide frame's placement arrays (which block holds each column,
     # and where in it) on first use and keeps them: 4000 columns, two arrays of 32 kB.
