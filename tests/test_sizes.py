@@ -866,6 +866,17 @@ def test_an_extension_array_of_a_librarys_own_costs_what_it_holds_in_slots(pd):
     assert payload.nbytes <= sizeof(SlottedArray(payload)) < payload.nbytes + 2_000
 
 
+def test_a_block_manager_costs_itself_its_blocks_and_what_they_hold(pd):
+    from infercache.sizes import _PANDAS_BLOCK_OVERHEAD, _PANDAS_MANAGER_OVERHEAD
+
+    manager = pd.DataFrame({"a": np.arange(1000), "b": np.linspace(0, 1, 1000), "c": ["x"] * 1000})._mgr
+    assert len(manager.blocks) == 3 and manager._blknos is None
+    held = [b.values for b in manager.blocks] + list(manager.axes)
+    own = sys.getsizeof(manager) + _PANDAS_MANAGER_OVERHEAD
+    own += sum(sys.getsizeof(b) + _PANDAS_BLOCK_OVERHEAD for b in manager.blocks)
+    assert sizeof(manager) == own + sizeof(held) - sys.getsizeof(held)
+
+
 def test_a_frames_block_placement_arrays_cost_their_bytes_once_built(pd):
     # pandas builds a wide frame's placement arrays (which block holds each column,
     # and where in it) on first use and keeps them: 4000 columns, two arrays of 32 kB.
