@@ -910,7 +910,10 @@ def test_pandas_string_columns_count_their_buffers(pd):
 def test_pandas_buffer_shared_with_an_array_counted_once(pd):
     arr = np.zeros(MB // 8)
     s = pd.Series(arr, copy=False)
-    assert MB <= sizeof([arr, s, s[10:]]) < MB + 8192
+    # Each Series adds a few kB of its own (more while pandas tracks the views of its
+    # blocks, which it drops lazily: 8 kB for both was passed in a fresh process);
+    # counting the shared megabyte again, or the view's part of it, adds about a megabyte.
+    assert MB <= sizeof([arr, s, s[10:]]) < MB + 64 * 1024
 
 
 def test_pandas_extension_arrays_cost_their_own_object_exactly(pd):
