@@ -173,8 +173,19 @@ def test_bad_arguments() -> None:
     c = ic.Cache()
     with pytest.raises(TypeError, match="Cache key"):
         c.set(threading.Lock(), v=1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as info:
         c.longest_prefix(3.5)
+    assert str(info.value) == "longest_prefix takes a str, bytes or a sequence of ints (token ids), not float"
+
+
+def test_repr_shows_the_entries_their_memory_and_per_session() -> None:
+    c = ic.Cache()
+    assert repr(c) == "<infercache.Cache 0 entries, 0 bytes>"
+    c.set("prompt", kv=[1.0] * 100)
+    memory = c.stats().memory
+    assert memory > 0
+    assert repr(c) == f"<infercache.Cache 1 entries, {memory} bytes>"
+    assert repr(ic.Cache(per_session=True)) == "<infercache.Cache 0 entries, 0 bytes, per_session>"
 
 
 def test_per_session_isolation_and_clear_session() -> None:

@@ -305,6 +305,54 @@ def test_unsearchable_keys() -> None:
     assert idx.longest_prefix({"a": 1}) is None
     assert idx.remove(3.5) is False
     assert 3.5 not in idx
+    assert PrefixIndex.normalize(3.5) is None and PrefixIndex.kind(3.5) is None
+
+
+def _break_root_label(idx: PrefixIndex) -> None:
+    idx._roots["str"].label = "z"
+
+
+def _keep_an_empty_root(idx: PrefixIndex) -> None:
+    root = idx._roots["str"]
+    idx._roots["tokens"] = type(root)(())
+
+
+def _empty_an_edge(idx: PrefixIndex) -> None:
+    idx._roots["str"].children["a"].children["c"].label = ""
+
+
+def _leave_one_child_under_a_keyless_node(idx: PrefixIndex) -> None:
+    del idx._roots["str"].children["a"].children["e"]
+    idx._len -= 1
+
+
+def _file_a_child_under_another_element(idx: PrefixIndex) -> None:
+    inner = idx._roots["str"].children["a"]
+    inner.children["x"] = inner.children.pop("c")
+
+
+def _miscount(idx: PrefixIndex) -> None:
+    idx._len += 1
+
+
+@pytest.mark.parametrize(("breakage", "message"), [
+    (_break_root_label, "root label must be empty"),
+    (_keep_an_empty_root, "empty tokens root kept"),
+    (_empty_an_edge, "empty edge label"),
+    (_leave_one_child_under_a_keyless_node, "keyless node with fewer than two children"),
+    (_file_a_child_under_another_element, "child filed under wrong element"),
+    (_miscount, "len 4 but 3 keys stored"),
+])
+def test_the_invariant_check_finds_each_kind_of_broken_tree(breakage: Any, message: str) -> None:
+    # The property tests trust _check_invariants to see a broken tree: each break is found.
+    idx = PrefixIndex()
+    for i, key in enumerate(["abcd", "abef", b"xy"]):  # "ab" is a keyless node with two children
+        idx.add(key, i)
+    idx._check_invariants()
+    breakage(idx)
+    with pytest.raises(AssertionError) as info:
+        idx._check_invariants()
+    assert str(info.value) == message
 
 
 def test_remove_missing_and_inner_prefix() -> None:

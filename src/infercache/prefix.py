@@ -406,10 +406,10 @@ class PrefixIndex:
                 if node.token is not _ABSENT:
                     stored += 1
                 if node is not root:
-                    require(len(node.label) > 0, "empty edge label")
                     require(node.token is not _ABSENT or len(node.children) >= 2,
                             "keyless node with fewer than two children")
                 for first, child in node.children.items():
+                    require(len(child.label) > 0, "empty edge label")
                     require(child.label[0] == first, "child filed under wrong element")
                     stack.append(child)
         require(stored == self._len, f"len {self._len} but {stored} keys stored")
