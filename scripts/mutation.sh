@@ -57,6 +57,8 @@ for m in "${modules[@]}"; do
     keys.encoder) files+=(test_keys.py test_keys_golden.py test_keys_objects.py test_keys_files.py) ;;
     keys.*) files+=(test_keys.py test_keys_golden.py "test_keys_${m#keys.}.py") ;;
     safety) files+=(test_safety.py test_safety_arrays.py test_safety_frames.py test_safety_pil.py test_codec.py) ;;
+    # A manual Cache's store, name and version are checked where stores are opened.
+    manual) files+=(test_manual.py test_stores.py) ;;
     tiers) files+=(test_tiers.py test_tiers_disk.py test_tiers_guard.py) ;;
     tiers.*) files+=(test_tiers.py "test_tiers_${m#tiers.}.py") ;;
     *) files+=("test_$m.py") ;;

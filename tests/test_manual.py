@@ -168,6 +168,8 @@ def test_bad_arguments() -> None:
         ic.Cache(ttl=0)
     with pytest.raises(ValueError):
         ic.Cache(digest="sha1")
+    with pytest.raises(ic.ConfigError, match="name must be a non-empty str"):
+        ic.Cache(name=" ")
     with pytest.raises(TypeError):
         ic.Cache(128)  # type: ignore[misc]
     c = ic.Cache()
@@ -176,6 +178,15 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError) as info:
         c.longest_prefix(3.5)
     assert str(info.value) == "longest_prefix takes a str, bytes or a sequence of ints (token ids), not float"
+
+
+def test_the_defaults_keep_128_entries_shared_by_every_session_under_the_name_cache() -> None:
+    c = ic.Cache()
+    assert not c.per_session and c.name.partition("#")[0] == "Cache"
+    for i in range(129):
+        with ic.session(f"user {i % 2}"):
+            c.set(i, v=i)
+    assert len(c) == 128 and c.get(0) is None and c.get(1) == {"v": 1}
 
 
 def test_repr_shows_the_entries_their_memory_and_per_session() -> None:
@@ -270,6 +281,32 @@ def test_longest_prefix_respects_eviction_ttl_and_sessions() -> None:
         assert c.longest_prefix("abcd", strict=True)[0] == "abc"
         assert c.longest_prefix("abc", strict=True) is None  # "ab", its only shorter prefix, was evicted
         assert c.longest_prefix("abx") is None
+
+
+def test_the_prefix_index_forgets_keys_evicted_deleted_or_cleared() -> None:
+    # Only live keys stay in the index: it is bounded by the cache's own bounds.
+    c = ic.Cache(max_size=3, per_session=True)
+
+    def indexed() -> int:
+        return sum(len(index) for index in c._prefixes.values())
+
+    with ic.session("s1"):
+        for i in range(50):
+            c.set(f"prompt {i}", kv=i)
+        c.set(("not", "searchable"), kv=0)
+        assert indexed() == 2
+        c.set(b"bytes", kv=1)
+        c.set([1, 2, 3], kv=2)
+        assert indexed() == 2  # the prompts were evicted
+        c.delete([1, 2, 3])
+        assert indexed() == 1
+    with ic.session("s2"):
+        c.set("another user's prompt", kv=3)
+    ic.clear_session("s1")
+    with ic.session("s2"):
+        assert indexed() == 1 and list(c._prefixes) == [c.engine.namespace()]
+    c.clear()
+    assert indexed() == 0 and not c._prefixes
 
 
 def test_longest_prefix_counts_as_a_hit_and_refreshes_lru() -> None:

@@ -213,6 +213,15 @@ def test_named_manual_caches_share_a_store(tmp_path: Path) -> None:
     assert b.get("k") == {"v": [1.0, 2.0]}
 
 
+def test_named_manual_caches_of_another_version_do_not_share_a_store(tmp_path: Path) -> None:
+    ic.Cache(store=tmp_path / "m", name="embeddings", version="v1").set("k", v=1)
+    assert ic.Cache(store=tmp_path / "m", name="embeddings", version="v1").get("k") == {"v": 1}
+    assert ic.Cache(store=tmp_path / "m", name="embeddings", version="v2").get("k") is None
+    assert ic.Cache(store=tmp_path / "m", name="embeddings").get("k") is None
+    assert ic.Cache(store=tmp_path / "m", name="others", version="v1").get("k") is None
+    assert ic.Cache(name="embeddings", version="v1").get("k") is None  # no store: memory only
+
+
 def test_a_closure_that_cannot_be_keyed_stays_in_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lock = threading.Lock()  # refused as key material
 
