@@ -124,6 +124,15 @@ def test_a_large_array_cut_at_its_start_keys_like_a_fresh_one() -> None:
         assert k(whole.slice(0, 2)) == k(pa.array(rows[:2], t)) != k(whole)
 
 
+def test_a_fixed_size_list_array_cut_short_keys_like_a_fresh_one() -> None:
+    # Its values are one child array for every row; a cut keeps only its rows' part of it.
+    t = pa.list_(pa.int32(), 2)
+    rows = [[1, 2], [3, 4], [5, 6]]
+    whole = pa.array(rows, t)
+    assert k(whole.slice(0, 2)) == k(pa.array(rows[:2], t)) != k(whole)
+    assert k(whole.slice(1, 1)) == k(pa.array(rows[1:2], t))
+
+
 # ---------------------------------------------------------------- properties
 
 @SETTINGS
