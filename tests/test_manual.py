@@ -328,6 +328,20 @@ def test_longest_prefix_keeps_a_list_key_when_the_equal_tuple_key_is_deleted() -
     assert [1, 2] in c
     hit = c.longest_prefix([1, 2, 3])
     assert hit is not None and hit[1] == {"a": 1}
+    # The other way round: the key set second stays when the first is deleted.
+    c.set((1, 2), b=2)
+    c.delete([1, 2])
+    assert c.longest_prefix([1, 2, 3]) == ((1, 2), {"b": 2})
+
+
+def test_a_set_whose_data_cannot_be_kept_leaves_nothing_in_flight() -> None:
+    c = ic.Cache()
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            c.set("k", v=iter([1]))
+    assert not c.engine.store._inflight  # a refused set is not left registered for later clears to walk
+    c.set("k", v=1)
+    assert c.get("k") == {"v": 1}
 
 
 @settings(max_examples=60, deadline=None)
