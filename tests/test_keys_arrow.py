@@ -461,6 +461,8 @@ _HOLDING_A_UNION = {
     "table": (lambda u: pa.table({"u": u}), "['u']"),
     "batch": (lambda u: pa.record_batch([u], names=["u"]), "['u']"),
     "struct": (lambda u: pa.StructArray.from_arrays([u], names=["u"]), ""),
+    "list": (lambda u: pa.ListArray.from_arrays(pa.array([0, 2], pa.int32()), u), ""),
+    "fixed_size_list": (lambda u: pa.FixedSizeListArray.from_arrays(u, 2), ""),
 }
 
 
