@@ -40,9 +40,9 @@ def refusal_message(type_name: str, reason: str, fix_name: str, *, at: str = "",
     where = f" (at {at})" if at else ""
     return (
         f"infercache cannot build a cache key for {subject}{where}: a {type_name} object cannot be hashed "
-        f"by content because {reason}. Fix: pass key= to the decorator to choose what identifies a call "
-        f"(e.g. key=lambda kw: ...), or teach infercache this type with "
-        f"infercache.register_hasher({fix_name}, fn) where fn returns its content."
+        f"by content because {reason}. Fix: choose what identifies the call (key=lambda kw: ... on the "
+        f"decorator; for a Cache, a key of plain data such as a string or a tuple), or teach infercache "
+        f"this type with infercache.register_hasher({fix_name}, fn) where fn returns its content."
     )
 
 

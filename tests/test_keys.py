@@ -596,7 +596,8 @@ def test_a_value_nested_too_deeply_is_refused_with_what_to_do() -> None:
         v = [v]
     fix = (
         ": it is nested too deeply (or a registered hasher returns the object itself). "
-        "Fix: pass key= to the decorator or use infercache.register_hasher."
+        "Fix: choose what identifies the call (key= on the decorator; for a Cache, a flatter key) "
+        "or use infercache.register_hasher."
     )
     for refuse, subject, where, type_ in [
         (lambda: make_key(v, where="deep"), "parameter 'deep'", "deep", list),

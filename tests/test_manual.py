@@ -15,6 +15,7 @@ from flight_fixtures import join_all
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from keys_fixtures import refusal_message
 
 import infercache as ic
 from infercache import engine as engine_module
@@ -173,8 +174,10 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError):
         ic.Cache(128)  # type: ignore[misc]
     c = ic.Cache()
-    with pytest.raises(TypeError, match="Cache key"):
+    with pytest.raises(TypeError) as refused:
         c.set(threading.Lock(), v=1)
+    reason = "locks are synchronisation objects, not data"
+    assert str(refused.value) == refusal_message("_thread.lock", reason, "lock", subject="parameter 'key'")
     with pytest.raises(TypeError) as info:
         c.longest_prefix(3.5)
     assert str(info.value) == "longest_prefix takes a str, bytes or a sequence of ints (token ids), not float"

@@ -229,7 +229,7 @@ class Cache:
     # -- internals ---------------------------------------------------------------
 
     def _locate(self, key: Any) -> tuple[str, Hashable]:
-        return self.engine.address(key, where="the Cache key")
+        return self.engine.address(key, where="key")
 
     def _hit(self, entry: Entry) -> dict[str, Any]:
         for g in hooks.active():

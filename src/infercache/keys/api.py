@@ -40,9 +40,9 @@ def _error(e: Unencodable, where: str | None, path: list[str]) -> UnhashableErro
     message = (
         f"infercache cannot build a cache key for {subject}{at}: "
         f"a {name} object cannot be hashed by content because {e.reason}. "
-        f"Fix: pass key= to the decorator to choose what identifies a call "
-        f"(e.g. key=lambda kw: ...), or teach infercache this type with "
-        f"infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
+        f"Fix: choose what identifies the call (key=lambda kw: ... on the decorator; for a "
+        f"Cache, a key of plain data such as a string or a tuple), or teach infercache this type "
+        f"with infercache.register_hasher({t.__qualname__}, fn) where fn returns its content."
     )
     return UnhashableError(message, where=where, path=loc, type_=t, reason=e.reason)
 
@@ -57,9 +57,9 @@ def _encode(obj: Any, alg: str, where: str | None) -> Sink:
         raise UnhashableError(
             f"infercache cannot build a cache key for "
             f"{'parameter ' + repr(where) if where else 'the value'}: it is nested too deeply "
-            f"(or a registered hasher returns the object itself). Fix: pass key= to the decorator "
-            f"or use infercache.register_hasher.", where=where, type_=type(obj),
-            reason="nested too deeply") from None
+            f"(or a registered hasher returns the object itself). Fix: choose what identifies the "
+            f"call (key= on the decorator; for a Cache, a flatter key) or use infercache.register_hasher.",
+            where=where, type_=type(obj), reason="nested too deeply") from None
     return out
 
 
