@@ -355,6 +355,14 @@ def test_the_invariant_check_finds_each_kind_of_broken_tree(breakage: Any, messa
     assert str(info.value) == message
 
 
+def test_get_finds_a_key_stored_several_edges_deep() -> None:
+    idx = PrefixIndex()
+    for i, key in enumerate(["ab", "abcd", "abce", "abcdxyz"]):  # edges "ab", "c", "d", "xyz"
+        idx.add(key, i)
+    assert [idx.get(key) for key in ["ab", "abcd", "abce", "abcdxyz"]] == [0, 1, 2, 3]
+    assert idx.get("abc") is None and idx.get("abcdx", "none") == "none"
+
+
 def test_remove_missing_and_inner_prefix() -> None:
     idx = PrefixIndex()
     idx.add("abcd", 1)
