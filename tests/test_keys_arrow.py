@@ -327,6 +327,9 @@ def test_type_parameters_are_in_the_key() -> None:
         pa.array([str(i) for i in ints], pa.string_view()),
         pa.array([str(i) for i in ints]).dictionary_encode(),
     ])
+    fields = [pa.field("i", pa.int64()), pa.field("s", pa.string())]
+    assert all_distinct([pa.sparse_union(fields), pa.sparse_union(fields, type_codes=[5, 7]),
+                         pa.dense_union(fields), pa.dense_union(fields, type_codes=[5, 7])])
 
 
 @pytest.mark.parametrize(("t", "kind"), [
