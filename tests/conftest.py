@@ -79,7 +79,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _fastest_first(items: list[pytest.Item]) -> None:
     """Under a mutation run: the tests in the order of their unmutated durations.
 
-    mutmut hands a mutant's tests over in no particular order and stops at the first
+    mutmut runs a mutant's tests in the order they are collected and stops at the first
     failure (``-x``), so a mutant killed by a quick test waited, before, for every slow
     one collected ahead of it (up to half a minute each in test_sizes). Its record of
     durations (``mutmut-stats.json``, in the folder it runs the tests from) is read
