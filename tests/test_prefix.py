@@ -296,12 +296,20 @@ def test_torch_token_inputs() -> None:
     assert PrefixIndex.kind(torch.tensor([1, 2], dtype=torch.uint8)) == "tokens"
 
 
+def test_subclasses_of_str_and_bytes_are_stored_as_plain_str_and_bytes() -> None:
+    np = pytest.importorskip("numpy")
+    for key, plain in ((np.str_("abc"), "abc"), (np.bytes_(b"abc"), b"abc")):
+        found = PrefixIndex.normalize(key)
+        assert found == plain and type(found) is type(plain)
+
+
 def test_unsearchable_keys() -> None:
     idx = PrefixIndex()
     with pytest.raises(TypeError):
         idx.add({"a": 1}, 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as refused:
         idx.add(3.5, 1)
+    assert str(refused.value) == "PrefixIndex keys must be str, bytes or a 1-D sequence of int token ids, not float"
     assert idx.longest_prefix({"a": 1}) is None
     assert idx.remove(3.5) is False
     assert 3.5 not in idx
