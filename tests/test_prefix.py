@@ -371,6 +371,19 @@ def test_get_finds_a_key_stored_several_edges_deep() -> None:
     assert idx.get("abc") is None and idx.get("abcdx", "none") == "none"
 
 
+def test_an_edge_splits_where_the_new_key_leaves_it_at_every_point() -> None:
+    # The split point is found by a binary search over the edge: each answer from 1 to 15.
+    edge = "abcdefghijklmnop"
+    for point in range(1, len(edge)):
+        idx = PrefixIndex()
+        idx.add(edge, "edge")
+        leaving = edge[:point] + "#tail"
+        idx.add(leaving, "leaving")
+        idx._check_invariants()
+        assert idx._node_count() == 4  # root, the shared run, the two ends
+        assert (idx.get(edge), idx.get(leaving), idx.get(edge[:point])) == ("edge", "leaving", None)
+
+
 def test_remove_missing_and_inner_prefix() -> None:
     idx = PrefixIndex()
     idx.add("abcd", 1)
