@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flight_fixtures import wait_until
 
 import infercache as ic
 from infercache.codec import Codec
@@ -146,6 +147,8 @@ def test_a_computation_in_another_process_counts_as_a_remote_join(tmp_path: Path
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(through(second, lambda: "twice")))
     waiter.start()
+    # Its lookup must miss before the holder stores the value (else it is a plain tier hit).
+    wait_until(lambda: second.stats().misses == 1, "the second process's lookup to miss")
     go.set()
     holder.join(30)
     waiter.join(30)
