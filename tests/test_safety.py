@@ -11,6 +11,7 @@ import decimal
 import enum
 import fractions
 import io
+import itertools
 import logging
 import mmap
 import pathlib
@@ -327,6 +328,21 @@ def _with(obj, **attrs):
     for name, v in attrs.items():
         setattr(obj, name, v)
     return obj
+
+
+def test_a_value_holding_a_class_is_kept_whatever_the_class_holds():
+    # A class is shared, not copied: what its attributes hold is no caller's value to refuse.
+    class Registry:
+        ids = itertools.count()
+
+    class Job:
+        def __init__(self):
+            self.kind = Registry
+            self.steps = [1]
+
+    job = Job()
+    out = release(protect(job))
+    assert out.kind is Registry and out.steps == [1] and out.steps is not job.steps
 
 
 def test_stateless_subclasses_and_singletons_are_shared():
